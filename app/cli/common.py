@@ -1,0 +1,111 @@
+"""What every command shares: settings from the context, running async work, errors and output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, NoReturn, TypeVar
+
+import typer
+from bson import ObjectId
+from pymongo.errors import PyMongoError
+from rich.console import Console
+from rich.table import Table
+
+from app.config import ConfigError, Settings
+from app.db.client import Database, connect
+from app.db.embedded import EmbeddedError
+from app.db.schema import ensure_schema
+from app.db.store import NotFound
+from app.domain.models import InvalidDocument
+
+T = TypeVar("T")
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
+YES_OPTION = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    """The settings loaded once by the root callback."""
+    root = ctx.find_root()
+    settings = root.obj
+    if not isinstance(settings, Settings):
+        raise RuntimeError("settings were not loaded by the root command")
+    return settings
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print an actionable error to stderr and exit non-zero."""
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+def run_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Connect (starting the embedded server when MONGO_URI is unset), ensure the schema, run `work`."""
+
+    async def main() -> T:
+        async with connect(settings) as db:
+            await ensure_schema(db)
+            return await work(db)
+
+    try:
+        return asyncio.run(main())
+    except NotFound as exc:
+        fail(str(exc))
+    except InvalidDocument as exc:
+        fail(f"malformed document: {exc}")
+    except (ConfigError, EmbeddedError) as exc:
+        fail(str(exc), code=2)
+    except PyMongoError as exc:
+        where = "the embedded database" if settings.uses_embedded else "MONGO_URI"
+        fail(f"database error ({where}): {exc}")
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert BSON values (ObjectId, datetime) for --json output."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, ObjectId):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def print_json(data: Any) -> None:
+    """Write `data` as JSON on stdout (one document, indented)."""
+    sys.stdout.write(json.dumps(to_jsonable(data), indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def fmt_time(value: datetime | None) -> str:
+    """A compact UTC time for tables."""
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Print a Rich table."""
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("-" if v is None else str(v) for v in row))
+    console.print(table)
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask before a destructive change unless --yes; exit 1 on no (or when there is no terminal)."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        fail(f"{question} Refusing without confirmation: pass --yes to proceed.")
+    if not typer.confirm(question, default=False):
+        fail("aborted; nothing was changed")

@@ -1,0 +1,62 @@
+"""The `outbound` command line (also `python -m app.cli.main`): seed 001's commands and ours."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from app.cli import db_cmds, demo_cmds, dispatch_cmds, import_cmds, inspect_cmds, send_cmds
+from app.cli.common import fail
+from app.config import LOG_FORMATS, LOG_LEVELS, ConfigError, load_settings, parse_variable
+from app.logging import configure_logging
+
+app = typer.Typer(
+    name="outbound",
+    help="Outbound: multi-step cold-outreach email sequences from MongoDB.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    env_file: Path = typer.Option(Path(".env"), "--env-file", help="Read settings from this .env file."),
+    mongo_uri: str | None = typer.Option(None, "--mongo-uri", help="Override MONGO_URI."),
+    db_name: str | None = typer.Option(None, "--db-name", help="Override DB_NAME."),
+    home: str | None = typer.Option(None, "--home", help="Override OUTBOUND_HOME (embedded database data)."),
+    log_level: str | None = typer.Option(None, "--log-level", help=f"Override LOG_LEVEL: {', '.join(LOG_LEVELS)}."),
+    log_format: str | None = typer.Option(
+        None, "--log-format", help=f"Override OUTBOUND_LOG_FORMAT: {', '.join(LOG_FORMATS)}."
+    ),
+) -> None:
+    """Read settings once (environment, then .env, then these options) for every command."""
+    try:
+        settings = load_settings(env_file=env_file)
+        overrides = {
+            "mongo_uri": parse_variable("MONGO_URI", mongo_uri) if mongo_uri is not None else None,
+            "db_name": parse_variable("DB_NAME", db_name) if db_name is not None else None,
+            "home": parse_variable("OUTBOUND_HOME", home) if home is not None else None,
+            "log_level": parse_variable("LOG_LEVEL", log_level) if log_level is not None else None,
+            "log_format": parse_variable("OUTBOUND_LOG_FORMAT", log_format) if log_format is not None else None,
+        }
+        settings = settings.with_overrides(**overrides)
+    except ConfigError as exc:
+        fail(str(exc), code=2)
+    configure_logging(settings.log_level, settings.log_format)
+    ctx.obj = settings
+
+
+for module in (inspect_cmds, import_cmds, demo_cmds, send_cmds, dispatch_cmds, db_cmds):
+    module.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

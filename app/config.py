@@ -1,0 +1,177 @@
+"""Settings: environment variables and `.env`, overridable from the CLI, read once at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from dotenv import dotenv_values
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("auto", "console", "json")
+ENVIRONMENTS = ("development", "production", "test")
+
+
+class ConfigError(ValueError):
+    """A configuration value was refused; the message names the variable and what it accepts."""
+
+    def __init__(self, variable: str, value: object, accepts: str) -> None:
+        super().__init__(f"{variable}={value!r} is invalid: {variable} accepts {accepts}")
+        self.variable = variable
+        self.value = value
+        self.accepts = accepts
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything Outbound reads from its environment, with documented defaults."""
+
+    mongo_uri: str | None = None  # MONGO_URI; unset means the embedded local server
+    db_name: str = "outbound"  # DB_NAME
+    smtp_starttls: bool = True  # SMTP_STARTTLS: default for accounts that do not say
+    log_level: str = "INFO"  # LOG_LEVEL
+    env: str = "development"  # ENV
+    home: Path = field(default_factory=lambda: Path("~/.outbound").expanduser())  # OUTBOUND_HOME
+    log_format: str = "auto"  # OUTBOUND_LOG_FORMAT: console on a terminal, JSON otherwise
+    smtp_timeout: float = 30.0  # OUTBOUND_SMTP_TIMEOUT, seconds
+    lease_seconds: float = 120.0  # OUTBOUND_LEASE_SECONDS
+    poll_interval: float = 5.0  # OUTBOUND_POLL_INTERVAL, seconds
+    concurrency: int = 4  # OUTBOUND_CONCURRENCY, leads processed at once
+    batch_size: int = 20  # OUTBOUND_BATCH_SIZE, leads fetched per query
+    retry_base_seconds: float = 60.0  # OUTBOUND_RETRY_BASE_SECONDS
+    retry_cap_seconds: float = 3600.0  # OUTBOUND_RETRY_CAP_SECONDS
+    retry_max_attempts: int = 5  # OUTBOUND_RETRY_MAX_ATTEMPTS
+    shutdown_grace_seconds: float = 30.0  # OUTBOUND_SHUTDOWN_GRACE_SECONDS
+
+    @property
+    def uses_embedded(self) -> bool:
+        """True when no MONGO_URI is configured and the local embedded server is used."""
+        return not self.mongo_uri
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """Return a copy with the non-None overrides applied (CLI options)."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        unknown = set(given) - {f.name for f in fields(self)}
+        if unknown:
+            raise TypeError(f"unknown settings: {sorted(unknown)}")
+        return replace(self, **given)
+
+
+def _parse_bool(var: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(var, raw, "true/false (also 1/0, yes/no, on/off)")
+
+
+def _choice(choices: tuple[str, ...], upper: bool = False) -> Callable[[str, str], str]:
+    def parse(var: str, raw: str) -> str:
+        value = raw.strip().upper() if upper else raw.strip().lower()
+        if value not in choices:
+            raise ConfigError(var, raw, "one of " + ", ".join(choices))
+        return value
+
+    return parse
+
+
+def _positive_float(var: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(var, raw, "a positive number") from None
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(var, raw, "a positive number")
+    return value
+
+
+def _positive_int(var: str, raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(var, raw, "a positive whole number") from None
+    if value < 1:
+        raise ConfigError(var, raw, "a positive whole number")
+    return value
+
+
+def _mongo_uri(var: str, raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if not value.startswith(("mongodb://", "mongodb+srv://")):
+        raise ConfigError(var, raw, "a URI starting with mongodb:// or mongodb+srv:// (or empty for embedded)")
+    return value
+
+
+def _db_name(var: str, raw: str) -> str:
+    value = raw.strip()
+    bad = set('/\\. "$*<>:|?') & set(value)
+    if not value or bad or len(value) > 63:
+        raise ConfigError(var, raw, 'a MongoDB database name: 1-63 characters, none of / \\ . " $ * < > : | ?')
+    return value
+
+
+def _path(var: str, raw: str) -> Path:
+    value = raw.strip()
+    if not value:
+        raise ConfigError(var, raw, "a directory path")
+    return Path(value).expanduser()
+
+
+# variable name -> (settings field, parser)
+VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "MONGO_URI": ("mongo_uri", _mongo_uri),
+    "DB_NAME": ("db_name", _db_name),
+    "SMTP_STARTTLS": ("smtp_starttls", _parse_bool),
+    "LOG_LEVEL": ("log_level", _choice(LOG_LEVELS, upper=True)),
+    "ENV": ("env", _choice(ENVIRONMENTS)),
+    "OUTBOUND_HOME": ("home", _path),
+    "OUTBOUND_LOG_FORMAT": ("log_format", _choice(LOG_FORMATS)),
+    "OUTBOUND_SMTP_TIMEOUT": ("smtp_timeout", _positive_float),
+    "OUTBOUND_LEASE_SECONDS": ("lease_seconds", _positive_float),
+    "OUTBOUND_POLL_INTERVAL": ("poll_interval", _positive_float),
+    "OUTBOUND_CONCURRENCY": ("concurrency", _positive_int),
+    "OUTBOUND_BATCH_SIZE": ("batch_size", _positive_int),
+    "OUTBOUND_RETRY_BASE_SECONDS": ("retry_base_seconds", _positive_float),
+    "OUTBOUND_RETRY_CAP_SECONDS": ("retry_cap_seconds", _positive_float),
+    "OUTBOUND_RETRY_MAX_ATTEMPTS": ("retry_max_attempts", _positive_int),
+    "OUTBOUND_SHUTDOWN_GRACE_SECONDS": ("shutdown_grace_seconds", _positive_float),
+}
+
+
+def parse_variable(variable: str, raw: str) -> Any:
+    """Parse one variable's raw text, raising ConfigError naming it when invalid."""
+    _, parser = VARIABLES[variable]
+    return parser(variable, raw)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    env_file: str | Path | None = ".env",
+) -> Settings:
+    """Read settings from `env_file` (if it exists) overlaid by the process environment.
+
+    The environment wins over `.env`, so a systemd EnvironmentFile or a shell export can override a
+    checked-in file. Any invalid value raises ConfigError before anything else happens.
+    """
+    values: dict[str, str] = {}
+    if env_file is not None and Path(env_file).is_file():
+        values.update({k: v for k, v in dotenv_values(env_file).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    parsed: dict[str, Any] = {}
+    for variable, (name, parser) in VARIABLES.items():
+        if variable in values:
+            parsed[name] = parser(variable, values[variable])
+    settings = Settings(**parsed)
+    if settings.retry_cap_seconds < settings.retry_base_seconds:
+        raise ConfigError(
+            "OUTBOUND_RETRY_CAP_SECONDS",
+            settings.retry_cap_seconds,
+            f"a number >= OUTBOUND_RETRY_BASE_SECONDS ({settings.retry_base_seconds})",
+        )
+    return settings

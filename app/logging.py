@@ -1,0 +1,51 @@
+"""structlog set-up: readable console output for people, JSON lines for services."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+SECRET_KEYS = ("password", "smtp_password", "secret", "token_secret", "passwd")
+
+
+def redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Replace the value of any key that names a secret, at any depth, so passwords never reach logs."""
+    for key, value in list(event_dict.items()):
+        if any(s in key.lower() for s in SECRET_KEYS):
+            event_dict[key] = "***"
+        elif isinstance(value, dict):
+            event_dict[key] = redact_secrets(None, "", dict(value))
+    return event_dict
+
+
+def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    """Configure structlog once at start-up. `fmt` is auto (console on a TTY), console or json."""
+    out = stream if stream is not None else sys.stderr
+    use_console = fmt == "console" or (fmt == "auto" and out.isatty())
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=out.isatty())
+        if use_console
+        else structlog.processors.JSONRenderer(sort_keys=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_secrets,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(**context: Any) -> Any:
+    """A bound logger carrying `context` (campaign_id, lead_id, account_id, ...)."""
+    return structlog.get_logger().bind(**context)
