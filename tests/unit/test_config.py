@@ -1,0 +1,312 @@
+"""Settings: every variable is parsed, bad values are refused naming the variable, `.env` is overridable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.config import VARIABLES, ConfigError, Settings, load_settings, parse_variable
+
+
+def load(environ: dict[str, str], env_file: Path | None = None) -> Settings:
+    """Settings from exactly `environ` (never the test process's own environment)."""
+    return load_settings(environ=environ, env_file=env_file)
+
+
+def test_defaults_when_nothing_is_set() -> None:
+    settings = load({})
+    assert settings == Settings()
+    assert settings.mongo_uri is None
+    assert settings.uses_embedded
+    assert settings.db_name == "outbound"
+    assert settings.smtp_starttls is True
+    assert settings.log_level == "INFO"
+    assert settings.env == "development"
+    assert settings.home == Path("~/.outbound").expanduser()
+    assert settings.log_format == "auto"
+    assert settings.retry_cap_seconds >= settings.retry_base_seconds
+
+
+def test_missing_env_file_is_not_an_error(tmp_path: Path) -> None:
+    assert load({}, env_file=tmp_path / "absent.env") == Settings()
+
+
+def test_every_variable_is_parsed_into_its_field(tmp_path: Path) -> None:
+    environ = {
+        "MONGO_URI": "mongodb://db.internal:27017/?replicaSet=rs0",
+        "DB_NAME": "outreach",
+        "SMTP_STARTTLS": "false",
+        "LOG_LEVEL": "debug",
+        "ENV": "production",
+        "OUTBOUND_HOME": str(tmp_path / "home"),
+        "OUTBOUND_LOG_FORMAT": "json",
+        "OUTBOUND_SMTP_TIMEOUT": "12.5",
+        "OUTBOUND_LEASE_SECONDS": "90",
+        "OUTBOUND_POLL_INTERVAL": "0.5",
+        "OUTBOUND_CONCURRENCY": "8",
+        "OUTBOUND_BATCH_SIZE": "50",
+        "OUTBOUND_RETRY_BASE_SECONDS": "30",
+        "OUTBOUND_RETRY_CAP_SECONDS": "600",
+        "OUTBOUND_RETRY_MAX_ATTEMPTS": "3",
+        "OUTBOUND_SHUTDOWN_GRACE_SECONDS": "10",
+    }
+    assert set(environ) == set(VARIABLES), "this test must cover every documented variable"
+    settings = load(environ)
+    assert settings == Settings(
+        mongo_uri="mongodb://db.internal:27017/?replicaSet=rs0",
+        db_name="outreach",
+        smtp_starttls=False,
+        log_level="DEBUG",
+        env="production",
+        home=tmp_path / "home",
+        log_format="json",
+        smtp_timeout=12.5,
+        lease_seconds=90.0,
+        poll_interval=0.5,
+        concurrency=8,
+        batch_size=50,
+        retry_base_seconds=30.0,
+        retry_cap_seconds=600.0,
+        retry_max_attempts=3,
+        shutdown_grace_seconds=10.0,
+    )
+    assert not settings.uses_embedded
+
+
+@pytest.mark.parametrize("raw", ["", "   "])
+def test_empty_mongo_uri_means_the_embedded_server(raw: str) -> None:
+    settings = load({"MONGO_URI": raw})
+    assert settings.mongo_uri is None
+    assert settings.uses_embedded
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "mongodb://127.0.0.1:27017",
+        "mongodb://user:pw@a:1,b:2/?replicaSet=rs0",
+        "mongodb+srv://username:password@cluster.mongodb.net/",
+    ],
+)
+def test_mongodb_and_srv_uris_are_accepted(uri: str) -> None:
+    assert load({"MONGO_URI": uri}).mongo_uri == uri
+
+
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:27017", "127.0.0.1:27017", "postgres://x", "mongodb:/x"])
+def test_other_uri_schemes_are_refused(uri: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"MONGO_URI": uri})
+    assert caught.value.variable == "MONGO_URI"
+    assert "MONGO_URI" in str(caught.value)
+    assert "mongodb://" in str(caught.value)
+    assert "mongodb+srv://" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("true", True),
+        ("True", True),
+        ("TRUE", True),
+        ("1", True),
+        ("yes", True),
+        ("Yes", True),
+        ("on", True),
+        ("ON", True),
+        (" true ", True),
+        ("false", False),
+        ("False", False),
+        ("0", False),
+        ("no", False),
+        ("NO", False),
+        ("off", False),
+        ("Off", False),
+    ],
+)
+def test_booleans_accept_the_usual_spellings_in_any_case(raw: str, expected: bool) -> None:
+    assert load({"SMTP_STARTTLS": raw}).smtp_starttls is expected
+
+
+@pytest.mark.parametrize("raw", ["", "maybe", "2", "enabled", "t"])
+def test_unknown_boolean_is_refused_listing_the_accepted_spellings(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"SMTP_STARTTLS": raw})
+    message = str(caught.value)
+    assert "SMTP_STARTTLS" in message
+    for spelling in ("true", "false", "yes", "no", "on", "off"):
+        assert spelling in message
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("debug", "DEBUG"), ("Info", "INFO"), ("WARNING", "WARNING"), ("error", "ERROR")]
+)
+def test_log_level_is_case_insensitive(raw: str, expected: str) -> None:
+    assert load({"LOG_LEVEL": raw}).log_level == expected
+
+
+@pytest.mark.parametrize("raw", ["verbose", "TRACE", "", "critical"])
+def test_unknown_log_level_is_refused_listing_the_choices(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"LOG_LEVEL": raw})
+    message = str(caught.value)
+    assert "LOG_LEVEL" in message
+    assert "DEBUG, INFO, WARNING, ERROR" in message
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [("production", "production"), ("Test", "test"), ("DEVELOPMENT", "development")]
+)
+def test_env_accepts_its_choices_in_any_case(raw: str, expected: str) -> None:
+    assert load({"ENV": raw}).env == expected
+
+
+def test_unknown_env_is_refused_listing_the_choices() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"ENV": "staging"})
+    assert caught.value.variable == "ENV"
+    assert "development, production, test" in str(caught.value)
+
+
+def test_unknown_log_format_is_refused_listing_the_choices() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"OUTBOUND_LOG_FORMAT": "xml"})
+    assert "OUTBOUND_LOG_FORMAT" in str(caught.value)
+    assert "auto, console, json" in str(caught.value)
+
+
+def test_outbound_home_expands_the_user_directory() -> None:
+    home = load({"OUTBOUND_HOME": "~/outbound-data"}).home
+    assert home == Path.home() / "outbound-data"
+    assert "~" not in str(home)
+
+
+def test_empty_outbound_home_is_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"OUTBOUND_HOME": "  "})
+    assert "OUTBOUND_HOME" in str(caught.value)
+    assert "directory" in str(caught.value)
+
+
+NUMBER_VARIABLES = [
+    "OUTBOUND_SMTP_TIMEOUT",
+    "OUTBOUND_LEASE_SECONDS",
+    "OUTBOUND_POLL_INTERVAL",
+    "OUTBOUND_RETRY_BASE_SECONDS",
+    "OUTBOUND_RETRY_CAP_SECONDS",
+    "OUTBOUND_SHUTDOWN_GRACE_SECONDS",
+]
+WHOLE_VARIABLES = ["OUTBOUND_CONCURRENCY", "OUTBOUND_BATCH_SIZE", "OUTBOUND_RETRY_MAX_ATTEMPTS"]
+
+
+@pytest.mark.parametrize("variable", NUMBER_VARIABLES)
+@pytest.mark.parametrize("raw", ["0", "-1", "abc", "", "nan", "inf"])
+def test_non_positive_numbers_are_refused(variable: str, raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_variable(variable, raw)
+    assert caught.value.variable == variable
+    assert variable in str(caught.value)
+    assert "a positive number" in str(caught.value)
+
+
+@pytest.mark.parametrize("variable", NUMBER_VARIABLES)
+def test_fractional_numbers_are_accepted(variable: str) -> None:
+    assert parse_variable(variable, "0.25") == 0.25
+
+
+@pytest.mark.parametrize("variable", WHOLE_VARIABLES)
+@pytest.mark.parametrize("raw", ["0", "-3", "2.5", "many", ""])
+def test_non_positive_whole_numbers_are_refused(variable: str, raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_variable(variable, raw)
+    assert caught.value.variable == variable
+    assert variable in str(caught.value)
+    assert "a positive whole number" in str(caught.value)
+
+
+@pytest.mark.parametrize("raw", ["bad/name", "a.b", "has space", "x$y", "", "n" * 64])
+def test_invalid_db_name_is_refused(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"DB_NAME": raw})
+    assert "DB_NAME" in str(caught.value)
+    assert "MongoDB database name" in str(caught.value)
+
+
+def test_config_error_carries_variable_value_and_accepted_values() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"OUTBOUND_CONCURRENCY": "many"})
+    error = caught.value
+    assert (error.variable, error.value, error.accepts) == ("OUTBOUND_CONCURRENCY", "many", "a positive whole number")
+    assert str(error) == "OUTBOUND_CONCURRENCY='many' is invalid: OUTBOUND_CONCURRENCY accepts a positive whole number"
+
+
+def test_env_file_is_read(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(
+        "# MongoDB Configuration\n"
+        "MONGO_URI=mongodb+srv://username:password@cluster.mongodb.net/\n"
+        "DB_NAME=your_database_name\n"
+        "SMTP_STARTTLS=True\n"
+        "LOG_LEVEL=WARNING\n"
+    )
+    settings = load({}, env_file=env_file)
+    assert settings.mongo_uri == "mongodb+srv://username:password@cluster.mongodb.net/"
+    assert settings.db_name == "your_database_name"
+    assert settings.smtp_starttls is True
+    assert settings.log_level == "WARNING"
+
+
+def test_environment_overrides_env_file(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("DB_NAME=from_file\nLOG_LEVEL=DEBUG\nOUTBOUND_CONCURRENCY=2\n")
+    settings = load({"DB_NAME": "from_env", "OUTBOUND_CONCURRENCY": "6"}, env_file=env_file)
+    assert settings.db_name == "from_env"
+    assert settings.concurrency == 6
+    assert settings.log_level == "DEBUG", "values only in the file still apply"
+
+
+def test_environment_can_clear_mongo_uri_from_env_file(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("MONGO_URI=mongodb://db.internal:27017\n")
+    assert load({"MONGO_URI": ""}, env_file=env_file).uses_embedded
+
+
+def test_invalid_value_in_env_file_is_refused(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("OUTBOUND_BATCH_SIZE=lots\n")
+    with pytest.raises(ConfigError, match="OUTBOUND_BATCH_SIZE"):
+        load({}, env_file=env_file)
+
+
+def test_unknown_variables_are_ignored() -> None:
+    assert load({"PATH": "/usr/bin", "OUTBOUND_UNRELATED_THING": "x"}) == Settings()
+
+
+def test_retry_cap_below_base_is_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"OUTBOUND_RETRY_BASE_SECONDS": "120", "OUTBOUND_RETRY_CAP_SECONDS": "60"})
+    assert caught.value.variable == "OUTBOUND_RETRY_CAP_SECONDS"
+    assert "OUTBOUND_RETRY_BASE_SECONDS" in str(caught.value)
+
+
+def test_retry_cap_equal_to_base_is_accepted() -> None:
+    settings = load({"OUTBOUND_RETRY_BASE_SECONDS": "60", "OUTBOUND_RETRY_CAP_SECONDS": "60"})
+    assert settings.retry_cap_seconds == settings.retry_base_seconds == 60.0
+
+
+def test_with_overrides_applies_given_values_and_ignores_none() -> None:
+    base = Settings(db_name="outreach", log_level="WARNING")
+    changed = base.with_overrides(db_name="other", log_level=None, mongo_uri=None)
+    assert changed.db_name == "other"
+    assert changed.log_level == "WARNING"
+    assert changed.mongo_uri is None
+    assert base.db_name == "outreach", "settings are immutable; a copy is returned"
+
+
+def test_with_overrides_rejects_unknown_names() -> None:
+    with pytest.raises(TypeError, match="unknown settings"):
+        Settings().with_overrides(db_nmae="typo")
+
+
+def test_with_overrides_of_nothing_is_equal() -> None:
+    assert Settings().with_overrides() == Settings()
