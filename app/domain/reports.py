@@ -1,0 +1,274 @@
+"""Pure summaries for the inspection commands: lead states, campaign progress, account usage for a day.
+
+Nothing here does I/O or reads the clock: callers pass validated views (or raw documents of our own
+collections) and `now`, so every rule is tested with plain values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from app.db import schema
+from app.domain.models import AccountCampaignSettings, InvalidDocument, Lead, recipient_key
+
+# A lead is in exactly one of these states; the order is the precedence when several could apply.
+COMPLETED = "completed"
+STOPPED = "stopped"
+IN_PROGRESS = "in_progress"  # a dispatcher holds an unexpired lease on it
+DUE = "due"
+WAITING = "waiting"
+LEAD_STATES = (COMPLETED, STOPPED, IN_PROGRESS, DUE, WAITING)
+
+# Recipient statuses that mean "never mail this person again": they stop the lead.
+STOPPING_STATUSES = ("replied", "unsubscribed", "bounced")
+PROCESSED_OUTCOMES = ("sent", "failed", "uncertain")
+
+
+def utc_day(now: datetime) -> str:
+    """The UTC calendar day of `now` as "YYYY-MM-DD" (the key of `account_usage`)."""
+    return now.astimezone(UTC).date().isoformat()
+
+
+def parse_day(text: str) -> str:
+    """Validate a "YYYY-MM-DD" day given by an operator; raise ValueError saying what is expected."""
+    try:
+        return datetime.strptime(text.strip(), "%Y-%m-%d").date().isoformat()
+    except ValueError:
+        raise ValueError(f"day {text!r} is not a date: expected a UTC day as YYYY-MM-DD, e.g. 2025-01-31") from None
+
+
+def lease_is_active(lead: Lead, now: datetime) -> bool:
+    """True while a dispatcher holds the lead (a lease that has not expired)."""
+    until = lead.progress.lease_until
+    return until is not None and until > now
+
+
+def lead_state(lead: Lead, now: datetime) -> str:
+    """Where a lead stands at `now`: completed, stopped, in_progress, due or waiting."""
+    progress = lead.progress
+    if progress.completed:
+        return COMPLETED
+    if progress.stopped:
+        return STOPPED
+    if lease_is_active(lead, now):
+        return IN_PROGRESS
+    if progress.next_due_at is not None and progress.next_due_at <= now:
+        return DUE
+    return WAITING
+
+
+def due_filter(now: datetime) -> dict[str, Any]:
+    """The query twin of `lead_state(...) == DUE` (filters on the indexed `progress.next_due_at`)."""
+    return {
+        "progress.next_due_at": {"$lte": now},
+        "progress.stopped": {"$ne": True},
+        "progress.completed": {"$ne": True},
+        "$or": [{"progress.lease_until": None}, {"progress.lease_until": {"$lte": now}}],
+    }
+
+
+def state_filters(now: datetime) -> dict[str, dict[str, Any]]:
+    """Disjoint queries for each lead state except waiting (which is what the others leave)."""
+    open_lead = {"progress.completed": {"$ne": True}, "progress.stopped": {"$ne": True}}
+    return {
+        COMPLETED: {"progress.completed": True},
+        STOPPED: {"progress.completed": {"$ne": True}, "progress.stopped": True},
+        IN_PROGRESS: {**open_lead, "progress.lease_until": {"$gt": now}},
+        DUE: due_filter(now),
+    }
+
+
+def pending_recipients(lead: Lead) -> list[int]:
+    """Indexes of the recipients the lead's current step has not processed yet."""
+    step = lead.progress.current_step_order
+    processed = lead.progress.processed_recipients
+    return [i for i in range(len(lead.recipients)) if recipient_key(step, i) not in processed]
+
+
+@dataclass(frozen=True)
+class LeadCounts:
+    """How many leads of a campaign are in each state."""
+
+    total: int = 0
+    completed: int = 0
+    stopped: int = 0
+    in_progress: int = 0
+    due: int = 0
+    waiting: int = 0
+
+    @classmethod
+    def from_states(cls, counts: Mapping[str, int]) -> LeadCounts:
+        """Counts per state (missing states are zero); the total is their sum."""
+        values = {state: int(counts.get(state, 0)) for state in LEAD_STATES}
+        return cls(total=sum(values.values()), **values)
+
+
+@dataclass(frozen=True)
+class StepProgress:
+    """One sequence step: leads currently at it and the outcomes of its recipients so far."""
+
+    step_order: int
+    leads_at_step: int = 0
+    sent: int = 0
+    failed: int = 0
+    uncertain: int = 0
+
+
+@dataclass(frozen=True)
+class CampaignProgress:
+    """A campaign's progress at `now`."""
+
+    steps: tuple[StepProgress, ...]
+    counts: LeadCounts
+    percent_complete: float  # share of (lead, step) pairs finished; see `campaign_progress`
+
+
+def _step_of_entry(key: str) -> int | None:
+    # "step_3_recipient_0" -> 3; anything else is not ours to count.
+    parts = key.split("_")
+    if len(parts) == 4 and parts[0] == "step" and parts[2] == "recipient" and parts[1].isdigit():
+        return int(parts[1])
+    return None
+
+
+def _steps_done(lead: Lead, step_count: int) -> int:
+    if lead.progress.completed:
+        return step_count
+    return min(max(lead.progress.current_step_order - 1, 0), step_count)
+
+
+def campaign_progress(leads: Iterable[Lead], step_orders: Sequence[int], now: datetime) -> CampaignProgress:
+    """Per step: leads at it and sent/failed/uncertain recipients; lead states; percentage complete.
+
+    The percentage counts each (lead, step) pair once: a completed lead has finished every step, any other
+    lead the steps before its current one. Steps a lead reached that the sequence no longer has are listed too.
+    """
+    step_count = len(step_orders)
+    per_step: dict[int, dict[str, int]] = {order: {} for order in step_orders}
+    states: dict[str, int] = {}
+    done = total = 0
+    for lead in leads:
+        state = lead_state(lead, now)
+        states[state] = states.get(state, 0) + 1
+        if state != COMPLETED:
+            _bump(per_step, lead.progress.current_step_order, "leads_at_step")
+        for key, entry in lead.progress.processed_recipients.items():
+            step = _step_of_entry(key)
+            outcome = entry.get("status", "sent") if isinstance(entry, Mapping) else None
+            if step is not None and outcome in PROCESSED_OUTCOMES:
+                _bump(per_step, step, str(outcome))
+        done += _steps_done(lead, step_count)
+        total += step_count
+    steps = tuple(StepProgress(step_order=order, **per_step[order]) for order in sorted(per_step))
+    percent = round(100.0 * done / total, 1) if total else 0.0
+    return CampaignProgress(steps=steps, counts=LeadCounts.from_states(states), percent_complete=percent)
+
+
+def _bump(per_step: dict[int, dict[str, int]], step: int, name: str) -> None:
+    counters = per_step.setdefault(step, {})
+    counters[name] = counters.get(name, 0) + 1
+
+
+@dataclass(frozen=True)
+class AccountLimits:
+    """The limits that apply to one sending account (strictest of its `email_campaign_settings`)."""
+
+    max_daily_sends: int | None = None
+    daily_limit: int | None = None
+    min_wait_time: float = 0.0
+
+
+def _strictest(values: Iterable[int | None]) -> int | None:
+    given = [v for v in values if v is not None]
+    return min(given) if given else None
+
+
+def account_limits(settings: Iterable[AccountCampaignSettings]) -> AccountLimits:
+    """Combine an account's settings documents; when several exist the strictest value of each wins."""
+    items = list(settings)
+    return AccountLimits(
+        max_daily_sends=_strictest(s.max_daily_sends for s in items),
+        daily_limit=_strictest(s.daily_limit for s in items),
+        min_wait_time=max((s.min_wait_time for s in items), default=0.0),
+    )
+
+
+@dataclass(frozen=True)
+class AccountUsage:
+    """One `account_usage` document: sends of one account on one UTC day."""
+
+    account_id: str
+    day: str
+    sent: int = 0  # reserved + committed, all campaigns
+    committed: int = 0
+    campaigns: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def reserved(self) -> int:
+        """Sends reserved but not (yet) committed; they count against the limit."""
+        return max(self.sent - self.committed, 0)
+
+
+def _count(doc: Mapping[str, Any], name: str, value: Any) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidDocument(schema.ACCOUNT_USAGE, doc.get("_id"), name, f"must be a whole number >= 0, got {value!r}")
+    return value
+
+
+def usage_from_doc(doc: Mapping[str, Any]) -> AccountUsage:
+    """Validate an `account_usage` document; raise InvalidDocument naming the field."""
+    campaigns = doc.get("campaigns") or {}
+    if not isinstance(campaigns, Mapping):
+        raise InvalidDocument(schema.ACCOUNT_USAGE, doc.get("_id"), "campaigns", "must be an object of counts")
+    day = doc.get("day")
+    if not isinstance(day, str):
+        raise InvalidDocument(schema.ACCOUNT_USAGE, doc.get("_id"), "day", f"must be a YYYY-MM-DD string, got {day!r}")
+    return AccountUsage(
+        account_id=str(doc.get("account_id")),
+        day=day,
+        sent=_count(doc, "sent", doc.get("sent")),
+        committed=_count(doc, "committed", doc.get("committed")),
+        campaigns={str(k): _count(doc, f"campaigns.{k}", v) for k, v in campaigns.items()},
+    )
+
+
+def remaining_sends(sent: int, limit: int | None) -> int | None:
+    """Sends left today under `limit` (None: no daily limit configured)."""
+    return None if limit is None else max(limit - sent, 0)
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """The arbiter's fields on an `email_accounts` document (never its credentials)."""
+
+    next_available_at: datetime | None = None
+    last_used_at: datetime | None = None
+    disabled_reason: str | None = None
+    reserved: bool = False  # a reservation token is present
+
+
+def _when(doc: Mapping[str, Any], name: str) -> datetime | None:
+    value = doc.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        raise InvalidDocument(schema.EMAIL_ACCOUNTS, doc.get("_id"), name, f"must be a date, got {value!r}")
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def account_state(doc: Mapping[str, Any]) -> AccountState:
+    """Read the arbiter's fields of an account document; raise InvalidDocument when one has the wrong type."""
+    reason = doc.get("disabled_reason")
+    return AccountState(
+        next_available_at=_when(doc, "next_available_at"),
+        last_used_at=_when(doc, "last_used_at"),
+        disabled_reason=None if reason is None else str(reason),
+        reserved=bool(doc.get("reservation_token")),
+    )
