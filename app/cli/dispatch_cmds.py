@@ -1,9 +1,207 @@
-"""Commands registered on the root app (filled in as features land)."""
+"""`run-dispatcher` (seed 001) and `update-lead-statuses`."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
+from collections.abc import Callable
+from typing import Any
+
 import typer
+
+from app.cli.common import JSON_OPTION, console, fail, fmt_time, print_json, print_table, run_db, settings_of
+from app.config import Settings
+from app.db import schema
+from app.db.client import Database
+from app.db.store import get_doc, id_filter
+from app.domain.arbiter import Arbiter
+from app.domain.catalog import Catalog
+from app.domain.dispatcher import Dispatcher, DispatcherOptions, DispatcherStats, default_owner
+from app.domain.preview import PreviewRow, preview
+from app.domain.statuses import rebuild_statuses
+from app.domain.templating import Renderer
+from app.domain.worker import Outcome, Worker, WorkerConfig, utcnow
+from app.logging import configure_logging
+from app.transport.base import Sender
+from app.transport.dryrun import DryRunSender
+from app.transport.smtp import SmtpSender
+
+
+def _split_ids(values: list[str] | None) -> frozenset[str] | None:
+    if not values:
+        return None
+    ids = frozenset(part.strip() for value in values for part in value.split(",") if part.strip())
+    return ids or None
+
+
+async def _check_targets(db: Database, campaign_id: str | None, accounts: frozenset[str] | None) -> None:
+    """Refuse unknown --campaign-id / --account-filter ids before anything runs."""
+    if campaign_id is not None:
+        await get_doc(db[schema.CAMPAIGNS], "campaign", campaign_id)
+    for account_id in sorted(accounts or ()):
+        await get_doc(db[schema.EMAIL_ACCOUNTS], "account", account_id)
+
+
+def build_dispatcher(
+    db: Database,
+    settings: Settings,
+    sender: Sender,
+    options: DispatcherOptions,
+    *,
+    account_filter: frozenset[str] | None = None,
+    owner: str | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> Dispatcher:
+    """Wire a dispatcher with its worker, arbiter, catalog and renderer from settings."""
+    owner = owner or default_owner()
+    catalog = Catalog(db)
+    worker = Worker(
+        db,
+        arbiter=Arbiter(db, owner=owner),
+        sender=sender,
+        catalog=catalog,
+        renderer=Renderer(),
+        config=WorkerConfig(
+            retry_base_seconds=settings.retry_base_seconds,
+            retry_cap_seconds=settings.retry_cap_seconds,
+            retry_max_attempts=settings.retry_max_attempts,
+            lease_seconds=options.lease_seconds,
+            account_filter=account_filter,
+        ),
+    )
+    return Dispatcher(db, worker, catalog, options, owner=owner, on_outcome=on_outcome)
+
+
+async def run_until_signalled(dispatcher: Dispatcher) -> DispatcherStats:
+    """Run the loop; SIGTERM or SIGINT stops claiming and drains in-flight work."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, dispatcher.stop)
+    try:
+        return await dispatcher.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def _print_preview(rows: list[PreviewRow], as_json: bool) -> None:
+    if as_json:
+        print_json([row.__dict__ for row in rows])
+        return
+    print_table(
+        f"Dry run: {len(rows)} emails would be sent (nothing was sent or changed)",
+        ["campaign", "lead", "step", "to", "from", "subject", "send at (UTC)", "problem"],
+        [
+            (r.campaign, r.lead_id, r.step_order, r.email, r.account, r.subject, fmt_time(r.send_at), r.problem)
+            for r in rows
+        ],
+    )
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app`."""
+    """Add `run-dispatcher` and `update-lead-statuses`."""
+
+    @app.command("run-dispatcher")
+    def run_dispatcher(
+        ctx: typer.Context,
+        verbose: bool = typer.Option(False, "--verbose", "-v", help="Readable DEBUG logs on the console."),
+        dry_run: bool = typer.Option(
+            False, "--dry-run", help="Render and log what is due now; send nothing, change nothing, then exit."
+        ),
+        campaign_id: str | None = typer.Option(None, "--campaign-id", help="Only this campaign."),
+        batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Leads fetched per query."),
+        account_filter: list[str] | None = typer.Option(
+            None, "--account-filter", help="Only send from these account ids (repeat or comma-separate)."
+        ),
+        once: bool = typer.Option(False, "--once", help="Process everything due now, then exit (cron, tests)."),
+        concurrency: int | None = typer.Option(None, "--concurrency", min=1, help="Leads processed at once."),
+        poll_interval: float | None = typer.Option(
+            None, "--poll-interval", min=0.01, help="Longest sleep between scans, seconds."
+        ),
+        json_: bool = JSON_OPTION,
+    ) -> None:
+        """Start email processing: send every due step of every active campaign, until SIGTERM/SIGINT.
+
+        Example: outbound run-dispatcher --verbose --campaign-id 665f1c... --batch-size 50
+        """
+        settings = settings_of(ctx)
+        if verbose:
+            configure_logging("DEBUG", "console")
+        accounts = _split_ids(account_filter)
+        options = DispatcherOptions(
+            campaign_id=campaign_id,
+            batch_size=batch_size or settings.batch_size,
+            concurrency=concurrency or settings.concurrency,
+            poll_interval=poll_interval or settings.poll_interval,
+            lease_seconds=settings.lease_seconds,
+            shutdown_grace_seconds=settings.shutdown_grace_seconds,
+            once=once,
+        )
+
+        async def work(db: Database) -> Any:
+            await _check_targets(db, campaign_id, accounts)
+            if dry_run:
+                sender = DryRunSender()
+                rows = await preview(
+                    db,
+                    Catalog(db),
+                    Renderer(),
+                    sender,
+                    now=utcnow(),
+                    campaign_id=campaign_id,
+                    account_filter=accounts,
+                    limit=options.batch_size,
+                )
+                return rows
+            smtp = SmtpSender(timeout=settings.smtp_timeout, default_starttls=settings.smtp_starttls)
+            try:
+                dispatcher = build_dispatcher(db, settings, smtp, options, account_filter=accounts)
+                return await run_until_signalled(dispatcher)
+            finally:
+                await smtp.close()
+
+        result = run_db(settings, work)
+        if dry_run:
+            _print_preview(result, json_)
+            return
+        stats: DispatcherStats = result
+        summary = {"claimed": stats.claimed, "outcomes": dict(stats.outcomes), "db_errors": stats.db_errors}
+        if json_:
+            print_json(summary)
+        else:
+            outcomes = ", ".join(f"{k} {v}" for k, v in sorted(stats.outcomes.items())) or "nothing"
+            console.print(f"Dispatcher stopped: {stats.claimed} leads processed ({outcomes}).")
+
+    @app.command("update-lead-statuses")
+    def update_lead_statuses(
+        ctx: typer.Context,
+        campaign_id: str | None = typer.Option(None, "--campaign-id", help="Only this campaign's leads."),
+        json_: bool = JSON_OPTION,
+    ) -> None:
+        """Rebuild recipient statuses and processed-recipient records from the `activities` log.
+
+        Leads held by a running dispatcher are skipped (run again later). Statuses set by people (replied,
+        unsubscribed) are kept.
+
+        Example: outbound update-lead-statuses --campaign-id 665f1c...
+        """
+        settings = settings_of(ctx)
+
+        async def work(db: Database) -> dict[str, int]:
+            flt: dict[str, Any] = {}
+            if campaign_id is not None:
+                campaign = await get_doc(db[schema.CAMPAIGNS], "campaign", campaign_id)
+                flt = id_filter(str(campaign["_id"]), "campaign_id")
+            return await rebuild_statuses(db, flt)
+
+        counts = run_db(settings, work)
+        if json_:
+            print_json(counts)
+        else:
+            console.print(
+                f"Examined {counts['examined']} leads: {counts['changed']} updated, "
+                f"{counts['unchanged']} already right, {counts['leased']} skipped (held by a dispatcher), "
+                f"{counts['invalid']} malformed."
+            )
+        if counts["invalid"]:
+            fail(f"{counts['invalid']} malformed leads were skipped; see the log for which and why")

@@ -1,0 +1,101 @@
+"""Read-mostly configuration the workers need for every lead, cached briefly to save round trips."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Generic, TypeVar
+
+from app.db import schema
+from app.db.client import Database
+from app.db.store import id_filter, iter_valid
+from app.domain.models import Campaign, GeneralSettings, InvalidDocument, SequenceStep, Template
+
+T = TypeVar("T")
+
+
+class _TtlCache(Generic[T]):
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._items: dict[str, tuple[float, T]] = {}
+
+    async def get(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
+        hit = self._items.get(key)
+        now = time.monotonic()
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        value = await load()
+        self._items[key] = (now, value)
+        return value
+
+
+class Catalog:
+    """Campaigns, sequences, templates and sender settings, each cached for `ttl` seconds."""
+
+    def __init__(self, db: Database, ttl: float = 30.0) -> None:
+        self.db = db
+        self._campaigns: _TtlCache[Campaign | None] = _TtlCache(min(ttl, 5.0))
+        self._steps: _TtlCache[dict[int, SequenceStep]] = _TtlCache(ttl)
+        self._templates: _TtlCache[Template | InvalidDocument | None] = _TtlCache(ttl)
+        self._general: _TtlCache[GeneralSettings | None] = _TtlCache(ttl)
+
+    async def active_campaigns(self, only: str | None = None) -> list[Campaign]:
+        """Active campaigns (optionally just one), read fresh: pausing a campaign takes effect at once."""
+        flt: dict[str, Any] = {"status": "active"}
+        if only is not None:
+            flt.update(id_filter(only))
+        return [c async for c in iter_valid(self.db[schema.CAMPAIGNS], flt, Campaign.from_doc)]
+
+    async def campaign(self, campaign_id: str) -> Campaign | None:
+        """One campaign (None when missing or malformed; malformed ones are logged)."""
+
+        async def load() -> Campaign | None:
+            async for c in iter_valid(self.db[schema.CAMPAIGNS], id_filter(campaign_id), Campaign.from_doc, limit=1):
+                return c
+            return None
+
+        return await self._campaigns.get(campaign_id, load)
+
+    async def steps(self, sequence_id: str | None) -> dict[int, SequenceStep]:
+        """The sequence's valid steps by step_order."""
+        if sequence_id is None:
+            return {}
+
+        async def load() -> dict[int, SequenceStep]:
+            coll = self.db[schema.SEQUENCE_STEPS]
+            found = iter_valid(coll, {"sequence_id": sequence_id}, SequenceStep.from_doc)
+            return {s.step_order: s async for s in found}
+
+        return await self._steps.get(sequence_id, load)
+
+    async def template(self, template_id: str) -> Template | InvalidDocument | None:
+        """The template; an InvalidDocument when it is malformed (so the recipient fails with that reason)."""
+
+        async def load() -> Template | InvalidDocument | None:
+            doc = await self.db[schema.TEMPLATES].find_one(id_filter(template_id))
+            if doc is None:
+                return None
+            try:
+                return Template.from_doc(doc)
+            except InvalidDocument as exc:
+                return exc
+
+        return await self._templates.get(template_id, load)
+
+    async def general_settings(self, account_id: str) -> GeneralSettings | None:
+        """The account's signature and sender identity, if configured."""
+
+        async def load() -> GeneralSettings | None:
+            async for g in iter_valid(
+                self.db[schema.EMAIL_GENERAL_SETTINGS], {"email_id": account_id}, GeneralSettings.from_doc, limit=1
+            ):
+                return g
+            return None
+
+        return await self._general.get(account_id, load)
+
+
+def step_after(steps: Mapping[int, SequenceStep], step_order: int) -> SequenceStep | None:
+    """The next step in order after `step_order` (orders may have gaps)."""
+    later = sorted(order for order in steps if order > step_order)
+    return steps[later[0]] if later else None

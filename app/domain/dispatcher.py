@@ -1,0 +1,194 @@
+"""The dispatcher loop: find due leads, claim them, hand them to a bounded pool of workers, stop cleanly.
+
+A scan never blocks on a full pool: it claims only as many leads as there are free workers, and whatever it
+leaves behind is found again by the next scan. Between scans it sleeps until the earliest next due time or the
+poll interval, whichever comes first, and wakes early when a worker finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pymongo.errors import PyMongoError
+
+from app.db import schema
+from app.db.client import Database
+from app.domain import leases
+from app.domain.catalog import Catalog
+from app.domain.leases import Lease
+from app.domain.scheduling import sleep_seconds
+from app.domain.worker import Outcome, Worker, utcnow
+from app.logging import get_logger
+
+DB_RETRY_MAX_SECONDS = 30.0
+
+
+def default_owner() -> str:
+    """A dispatcher identity that is unique per process and readable in `show-lead-details`."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True)
+class DispatcherOptions:
+    """What `run-dispatcher` was asked to do."""
+
+    campaign_id: str | None = None
+    batch_size: int = 20
+    concurrency: int = 4
+    poll_interval: float = 5.0
+    lease_seconds: float = 120.0
+    shutdown_grace_seconds: float = 30.0
+    once: bool = False
+
+
+@dataclass
+class DispatcherStats:
+    """Counters of one run, by outcome kind."""
+
+    claimed: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    db_errors: int = 0
+
+
+class Dispatcher:
+    """Runs until stopped (or, with `once`, until nothing is due), processing due leads with `worker`."""
+
+    def __init__(
+        self,
+        db: Database,
+        worker: Worker,
+        catalog: Catalog,
+        options: DispatcherOptions,
+        *,
+        owner: str | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        self.leads = db[schema.CAMPAIGN_LEADS]
+        self.worker = worker
+        self.catalog = catalog
+        self.options = options
+        self.owner = owner or default_owner()
+        self.clock = clock
+        self.on_outcome = on_outcome
+        self.stats = DispatcherStats()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._rotation = 0
+        self.log = get_logger(dispatcher=self.owner)
+
+    def stop(self) -> None:
+        """Stop claiming; in-flight leads finish (or are released) within the shutdown grace period."""
+        self._stopping.set()
+        self._wake.set()
+
+    async def run(self) -> DispatcherStats:
+        """The loop. Database errors are logged and retried with backoff; they never end the loop."""
+        self.log.info("dispatcher.started", concurrency=self.options.concurrency, once=self.options.once)
+        failures = 0
+        try:
+            while not self._stopping.is_set():
+                try:
+                    claimed, earliest = await self._scan()
+                    failures = 0
+                except PyMongoError as exc:
+                    failures += 1
+                    self.stats.db_errors += 1
+                    delay = min(DB_RETRY_MAX_SECONDS, 0.5 * 2 ** min(failures, 10))
+                    self.log.warning("dispatcher.db_error", error=str(exc), retry_in=delay, failures=failures)
+                    await self._sleep(delay)
+                    continue
+                if self.options.once and claimed == 0 and not self._tasks and not self._due_soon(earliest):
+                    break
+                if claimed == 0 or len(self._tasks) >= self.options.concurrency:
+                    await self._sleep(sleep_seconds(self.clock(), earliest, self.options.poll_interval))
+        finally:
+            await self._drain()
+        self.log.info("dispatcher.stopped", claimed=self.stats.claimed, outcomes=dict(self.stats.outcomes))
+        return self.stats
+
+    def _due_soon(self, earliest: datetime | None) -> bool:
+        return earliest is not None and earliest <= self.clock()
+
+    async def _scan(self) -> tuple[int, datetime | None]:
+        """Claim due leads for the free workers, campaigns in rotation; return (claimed, earliest due)."""
+        campaigns = await self.catalog.active_campaigns(self.options.campaign_id)
+        ids = [c.id for c in campaigns]
+        claimed = 0
+        if campaigns:
+            self._rotation = (self._rotation + 1) % len(campaigns)
+            ordered = campaigns[self._rotation :] + campaigns[: self._rotation]
+            for campaign in ordered:
+                free = self.options.concurrency - len(self._tasks)
+                if free <= 0 or self._stopping.is_set():
+                    break
+                limit = min(campaign.settings.batch_size or self.options.batch_size, free)
+                claimed += await self._claim_batch(campaign.id, limit)
+        earliest = await leases.earliest_due(self.leads, ids)
+        return claimed, earliest
+
+    async def _claim_batch(self, campaign_id: str, limit: int) -> int:
+        now = self.clock()
+        claimed = 0
+        for doc in await leases.find_due(self.leads, now, campaign_id, limit):
+            lease = await leases.claim(
+                self.leads, doc, owner=self.owner, now=now, lease_seconds=self.options.lease_seconds
+            )
+            if lease is None:
+                continue  # another dispatcher got it first
+            claimed += 1
+            self.stats.claimed += 1
+            self._start(doc, lease)
+        return claimed
+
+    def _start(self, doc: dict[str, Any], lease: Lease) -> None:
+        task = asyncio.create_task(self._work(doc, lease), name=f"lead-{lease.lead_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._wake.set()
+
+    async def _work(self, doc: dict[str, Any], lease: Lease) -> None:
+        try:
+            outcome = await self.worker.process(doc, lease)
+        except PyMongoError as exc:
+            # The lead stays leased and becomes due again when the lease expires: nothing is lost.
+            self.stats.db_errors += 1
+            self.log.warning("worker.db_error", lead_id=str(lease.lead_id), error=str(exc))
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.log.exception("worker.crashed", lead_id=str(lease.lead_id))
+            return
+        self.stats.outcomes[outcome.kind] += 1
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, seconds))
+
+    async def _drain(self) -> None:
+        """Let in-flight leads finish within the grace period, then cancel the rest (they record what they did)."""
+        if not self._tasks:
+            return
+        self.log.info("dispatcher.draining", in_flight=len(self._tasks), grace=self.options.shutdown_grace_seconds)
+        _, pending = await asyncio.wait(set(self._tasks), timeout=self.options.shutdown_grace_seconds)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=10.0)

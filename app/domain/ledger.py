@@ -1,0 +1,154 @@
+"""The send ledger (`sends`): one document per (lead, step, recipient) that makes sending idempotent.
+
+States: sending -> sent | retry_wait | failed | uncertain; retry_wait -> sending. A recipient is handed to SMTP
+only by the attempt that moved its document to `sending` with its own token. A document found in `sending` by
+anyone else belongs to an attempt that died between handing the message to SMTP and recording the result: it
+may have been delivered (RFC 1047), so it becomes `uncertain` and is never retried automatically.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from app.db.store import Collection
+
+SETTLED = ("sent", "failed", "uncertain")
+RETRYABLE = ("reserved", "retry_wait")
+_MAX_RACES = 5
+
+
+def send_id(lead_id: object, step_order: int, recipient_index: int) -> str:
+    """The ledger key of one (lead, step, recipient)."""
+    return f"{lead_id}:{step_order}:{recipient_index}"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """This process now owns the send and may hand it to SMTP exactly once."""
+
+    send_id: str
+    token: str
+    message_id: str
+    attempts: int
+    previous_account_id: str | None
+
+
+@dataclass(frozen=True)
+class Settled:
+    """The send already has an outcome (or was just declared uncertain); it must not be sent again."""
+
+    send_id: str
+    state: str
+    doc: dict[str, Any]
+
+
+async def start_attempt(
+    coll: Collection,
+    *,
+    lead_id: Any,
+    step_order: int,
+    recipient_index: int,
+    campaign_id: str,
+    email: str,
+    message_id: str,
+    account_id: str,
+    now: datetime,
+    known: dict[str, Any] | None = None,
+) -> Attempt | Settled:
+    """Move this recipient's send to `sending` for us, or report that it must not be sent.
+
+    `known` is the ledger document the caller has just read (None: the caller saw none), saving a round trip.
+    """
+    key = send_id(lead_id, step_order, recipient_index)
+    token = uuid.uuid4().hex
+    doc: dict[str, Any] | None = known
+    for race in range(_MAX_RACES):
+        if race > 0:
+            doc = await coll.find_one({"_id": key})
+        if doc is None:
+            try:
+                await coll.insert_one(
+                    {
+                        "_id": key,
+                        "lead_id": lead_id,
+                        "step_order": step_order,
+                        "recipient_index": recipient_index,
+                        "campaign_id": campaign_id,
+                        "email": email,
+                        "message_id": message_id,
+                        "account_id": account_id,
+                        "attempts": 1,
+                        "state": "sending",
+                        "token": token,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+                return Attempt(key, token, message_id, 1, None)
+            except DuplicateKeyError:
+                continue  # a racing dispatcher inserted it first: read what it wrote
+        state = doc.get("state")
+        if state in SETTLED:
+            return Settled(key, str(state), doc)
+        if state == "sending":
+            return await _declare_uncertain(coll, doc, now)
+        result = await coll.update_one(
+            {"_id": key, "state": doc.get("state"), "token": doc.get("token")},
+            {
+                "$set": {"state": "sending", "token": token, "account_id": account_id, "updated_at": now},
+                "$inc": {"attempts": 1},
+            },
+        )
+        if result.modified_count == 1:
+            return Attempt(key, token, str(doc["message_id"]), int(doc.get("attempts", 0)) + 1, doc.get("account_id"))
+    raise RuntimeError(f"send {key}: could not settle a race in {_MAX_RACES} tries")
+
+
+async def _declare_uncertain(coll: Collection, doc: dict[str, Any], now: datetime) -> Settled:
+    # The attempt that owned it died (or lost its lease) after it may have handed the message to SMTP.
+    await coll.update_one(
+        {"_id": doc["_id"], "state": "sending", "token": doc.get("token")},
+        {
+            "$set": {
+                "state": "uncertain",
+                "updated_at": now,
+                "last_error": "the dispatcher stopped after handing the message to SMTP and before recording "
+                "the result; it may have been delivered",
+            }
+        },
+    )
+    fresh = await coll.find_one({"_id": doc["_id"]}) or doc
+    return Settled(str(doc["_id"]), str(fresh.get("state")), fresh)
+
+
+async def read(coll: Collection, lead_id: object, step_order: int, recipient_index: int) -> dict[str, Any] | None:
+    """The ledger document of one (lead, step, recipient), if any."""
+    return await coll.find_one({"_id": send_id(lead_id, step_order, recipient_index)})
+
+
+async def finish(
+    coll: Collection,
+    attempt: Attempt,
+    state: str,
+    now: datetime,
+    *,
+    error: str | None = None,
+    smtp_code: int | None = None,
+) -> bool:
+    """Record our attempt's outcome (fenced on our token); False when someone declared it uncertain meanwhile."""
+    values: dict[str, Any] = {"state": state, "updated_at": now}
+    if error is not None:
+        values["last_error"] = error
+    if smtp_code is not None:
+        values["smtp_code"] = smtp_code
+    if state == "sent":
+        values["sent_at"] = now
+    result = await coll.update_one(
+        {"_id": attempt.send_id, "token": attempt.token, "state": "sending"}, {"$set": values}
+    )
+    return result.modified_count == 1

@@ -1,0 +1,580 @@
+"""Process one claimed lead: the next recipient of its current step, then advance the sequence.
+
+One claim handles one recipient. The lead is then released with `next_due_at` set to when it may continue
+(`min_wait_time` later for the next recipient, the next step's delay once every recipient is done, a backoff
+after a transient failure, or when an account frees up), so no worker sleeps while holding a lead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from app.db import schema
+from app.db.client import Database
+from app.domain import leases, ledger
+from app.domain.arbiter import Arbiter, NoAccountAvailable, Reservation
+from app.domain.catalog import Catalog, step_after
+from app.domain.leases import Lease, LeaseLost
+from app.domain.models import (
+    Campaign,
+    InvalidDocument,
+    Lead,
+    SequenceStep,
+    Template,
+    recipient_key,
+)
+from app.domain.scheduling import after_minutes, backoff_seconds, next_step_due
+from app.domain.templating import Renderer, TemplateError, build_context
+from app.logging import get_logger
+from app.transport.base import (
+    AccountAuthError,
+    InvalidHeader,
+    OutgoingMessage,
+    PermanentSendError,
+    Sender,
+    SendError,
+    TransientSendError,
+    build_message,
+    make_message_id,
+)
+
+# A recipient with one of these statuses is never emailed again; a reply stops the whole lead.
+SKIP_STATUSES = ("unsubscribed", "bounced", "replied")
+STOP_LEAD_STATUSES = ("replied",)
+NO_STEPS_RETRY_MINUTES = 10.0
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """How a worker retries and which accounts it may use."""
+
+    retry_base_seconds: float = 60.0
+    retry_cap_seconds: float = 3600.0
+    retry_max_attempts: int = 5
+    lease_seconds: float = 120.0
+    account_filter: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to the lead in this claim (for the dispatcher's counters and the demo's progress view)."""
+
+    kind: str  # sent, failed, uncertain, skipped, retry, waiting, completed, advanced, inactive, lease_lost, invalid
+    lead_id: Any
+    campaign_id: str | None = None
+    account_id: str | None = None
+    next_due_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RecipientResult:
+    """The settled outcome of one recipient for the current step."""
+
+    status: str  # sent, failed, uncertain, skipped
+    recipient_status: str | None  # new lead_data status, None to leave it
+    account_id: str | None = None
+    message_id: str | None = None
+    error: str | None = None
+    smtp_code: int | None = None
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Everything about the claimed lead that the steps below share."""
+
+    lead: Lead
+    lease: Lease
+    campaign: Campaign
+    steps: Mapping[int, SequenceStep]
+    step: SequenceStep
+    pending: tuple[int, ...]
+    log: Any
+
+
+def pending_recipients(lead: Lead, step_order: int) -> tuple[int, ...]:
+    """Indexes of the recipients still to process for this step, in order."""
+    done = lead.progress.processed_recipients
+    return tuple(i for i in range(len(lead.recipients)) if recipient_key(step_order, i) not in done)
+
+
+class Worker:
+    """Processes claimed leads; one instance is shared by a dispatcher's concurrent tasks."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        arbiter: Arbiter,
+        sender: Sender,
+        catalog: Catalog,
+        renderer: Renderer,
+        config: WorkerConfig,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.leads = db[schema.CAMPAIGN_LEADS]
+        self.sends = db[schema.SENDS]
+        self.activities = db[schema.ACTIVITIES]
+        self.suppressions = db[schema.SUPPRESSIONS]
+        self.arbiter = arbiter
+        self.sender = sender
+        self.catalog = catalog
+        self.renderer = renderer
+        self.config = config
+        self.clock = clock
+
+    async def process(self, doc: Mapping[str, Any], lease: Lease) -> Outcome:
+        """Handle one claimed lead and release it; never raises for a lead-level problem."""
+        log = get_logger(lead_id=str(lease.lead_id), campaign_id=str(doc.get("campaign_id")))
+        try:
+            return await self._process(doc, lease, log)
+        except asyncio.CancelledError:
+            # Shutdown past the grace period: hand the lead back now rather than at lease expiry.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(leases.release(self.leads, lease, self.clock()))
+            raise
+        except LeaseLost:
+            log.warning("worker.lease_lost", reason="lease expired and another dispatcher took the lead")
+            return Outcome("lease_lost", lease.lead_id)
+
+    async def _process(self, doc: Mapping[str, Any], lease: Lease, log: Any) -> Outcome:
+        try:
+            lead = Lead.from_doc(doc)
+        except InvalidDocument as exc:
+            return await self._stop_invalid(lease, exc, log)
+        campaign = await self.catalog.campaign(lead.campaign_id)
+        if campaign is None or campaign.status != "active":
+            # Paused meanwhile: give it back as it was; the dispatcher only claims leads of active campaigns.
+            await leases.release(self.leads, lease, self.clock())
+            return Outcome("inactive", lead.id, lead.campaign_id)
+        steps = await self.catalog.steps(campaign.sequence_id)
+        step = steps.get(lead.progress.current_step_order)
+        if step is None:
+            return await self._no_step(lead, lease, campaign, steps, log)
+        if any(r.status in STOP_LEAD_STATUSES for r in lead.recipients):
+            return await self._stop_replied(lead, lease, log)
+        job = _Job(lead, lease, campaign, steps, step, pending_recipients(lead, step.step_order), log)
+        if not job.pending:
+            return await self._finish_step(job, self.clock())
+        return await self._recipient(job, job.pending[0])
+
+    async def _stop_invalid(self, lease: Lease, exc: InvalidDocument, log: Any) -> Outcome:
+        log.error("worker.invalid_lead", field=exc.field, reason=exc.reason)
+        await leases.release(
+            self.leads, lease, None, {"progress.stopped": True, "progress.stop_reason": f"invalid lead: {exc}"}
+        )
+        return Outcome("invalid", lease.lead_id)
+
+    async def _stop_replied(self, lead: Lead, lease: Lease, log: Any) -> Outcome:
+        log.info("worker.lead_stopped", reason="a recipient replied")
+        await leases.release(self.leads, lease, None, {"progress.stopped": True, "progress.stop_reason": "replied"})
+        return Outcome("skipped", lead.id, lead.campaign_id)
+
+    async def _no_step(
+        self, lead: Lead, lease: Lease, campaign: Campaign, steps: Mapping[int, SequenceStep], log: Any
+    ) -> Outcome:
+        now = self.clock()
+        if steps and lead.progress.current_step_order > max(steps):
+            await self._complete(lead, lease, now, log)
+            return Outcome("completed", lead.id, lead.campaign_id)
+        # A sequence without this step is a configuration error: keep the lead, retry later, say why.
+        retry_at = after_minutes(now, NO_STEPS_RETRY_MINUTES)
+        log.error(
+            "worker.sequence_error",
+            sequence_id=campaign.sequence_id,
+            step_order=lead.progress.current_step_order,
+            reason="the campaign's sequence has no such step; add it to sequence_steps",
+            retry_at=retry_at.isoformat(),
+        )
+        await leases.release(self.leads, lease, retry_at)
+        return Outcome("waiting", lead.id, lead.campaign_id, next_due_at=retry_at)
+
+    async def _complete(self, lead: Lead, lease: Lease, now: datetime, log: Any) -> None:
+        await leases.release(self.leads, lease, None, {"progress.completed": True, "progress.completed_at": now})
+        log.info("worker.lead_completed")
+
+    async def _finish_step(self, job: _Job, now: datetime, extra: Mapping[str, Any] | None = None) -> Outcome:
+        """Every recipient of the step is done: move to the next step (after its delay) or complete."""
+        values = dict(extra or {})
+        nxt = step_after(job.steps, job.step.step_order)
+        job.log.info("worker.step_completed", step_order=job.step.step_order, next_step=nxt and nxt.step_order)
+        if nxt is None:
+            values.update({"progress.completed": True, "progress.completed_at": now})
+            await leases.release(self.leads, job.lease, None, values)
+            job.log.info("worker.lead_completed")
+            return Outcome("completed", job.lead.id, job.campaign.id)
+        due = next_step_due(now, nxt.delay_minutes)
+        values["progress.current_step_order"] = nxt.step_order
+        await leases.release(self.leads, job.lease, due, values)
+        return Outcome("advanced", job.lead.id, job.campaign.id, next_due_at=due)
+
+    async def _recipient(self, job: _Job, index: int) -> Outcome:
+        recipient = job.lead.recipients[index]
+        if recipient.status in SKIP_STATUSES:
+            reason = f"recipient is {recipient.status}"
+            return await self._record(job, index, RecipientResult("skipped", None, error=reason))
+        suppressed = await self._suppression(recipient.email)
+        if suppressed is not None:
+            return await self._record(job, index, RecipientResult("skipped", None, error=suppressed))
+        template = await self.catalog.template(job.step.template_id)
+        if not isinstance(template, Template):
+            reason = f"template {job.step.template_id} not found" if template is None else str(template)
+            job.log.error("worker.template_error", template_id=job.step.template_id, reason=reason)
+            return await self._record(job, index, RecipientResult("failed", "failed", error=reason))
+        known = await ledger.read(self.sends, job.lead.id, job.step.step_order, index)
+        if known is not None and known.get("state") in ledger.SETTLED:
+            return await self._record(job, index, _from_ledger(known))
+        return await self._send(job, index, template, known)
+
+    async def _suppression(self, email: str) -> str | None:
+        domain = email.rpartition("@")[2]
+        doc = await self.suppressions.find_one({"value": {"$in": [email.lower(), domain]}})
+        return None if doc is None else f"suppressed ({doc.get('reason', 'listed')}): {doc['value']}"
+
+    async def _reserve(self, job: _Job, known: Mapping[str, Any] | None) -> Reservation | NoAccountAvailable:
+        now = self.clock()
+        only = self.config.account_filter
+        # After a failure, prefer a different account; fall back to the same one if it is the only one free.
+        exclude: Collection[str] = (str(known["account_id"]),) if known and known.get("account_id") else ()
+        result = await self.arbiter.reserve(job.campaign, now, exclude=exclude, only=only)
+        if isinstance(result, NoAccountAvailable) and exclude:
+            result = await self.arbiter.reserve(job.campaign, now, only=only)
+        return result
+
+    async def _send(self, job: _Job, index: int, template: Template, known: Mapping[str, Any] | None) -> Outcome:
+        reservation = await self._reserve(job, known)
+        if isinstance(reservation, NoAccountAvailable):
+            await leases.release(self.leads, job.lease, reservation.retry_at)
+            job.log.info(
+                "worker.waiting_for_account", retry_at=reservation.retry_at.isoformat(), reason=reservation.reason
+            )
+            return Outcome("waiting", job.lead.id, job.campaign.id, next_due_at=reservation.retry_at)
+        account = reservation.account
+        log = job.log.bind(account_id=account.id, step_order=job.step.step_order, recipient_index=index)
+        message = await self._compose(job, index, template, reservation, known, log)
+        if isinstance(message, RecipientResult):
+            await self.arbiter.rollback(reservation, self.clock(), reason=message.error or "not sendable")
+            return await self._record(job, index, message)
+        lease = await leases.renew(self.leads, job.lease, now=self.clock(), lease_seconds=self.config.lease_seconds)
+        job = _replace_lease(job, lease)
+        attempt = await ledger.start_attempt(
+            self.sends,
+            lead_id=job.lead.id,
+            step_order=job.step.step_order,
+            recipient_index=index,
+            campaign_id=job.campaign.id,
+            email=job.lead.recipients[index].email,
+            message_id=message.message_id,
+            account_id=account.id,
+            now=self.clock(),
+            known=dict(known) if known is not None else None,
+        )
+        if isinstance(attempt, ledger.Settled):
+            await self.arbiter.rollback(reservation, self.clock(), reason=f"send already {attempt.state}")
+            return await self._record(job, index, _from_ledger(attempt.doc))
+        return await self._deliver(job, index, reservation, message, attempt, log)
+
+    async def _compose(
+        self,
+        job: _Job,
+        index: int,
+        template: Template,
+        reservation: Reservation,
+        known: Mapping[str, Any] | None,
+        log: Any,
+    ) -> OutgoingMessage | RecipientResult:
+        """Render and build the message, or say why this recipient cannot be sent (it then fails)."""
+        account = reservation.account
+        recipient = job.lead.recipients[index]
+        general = await self.catalog.general_settings(account.id)
+        context = build_context(
+            campaign=job.campaign,
+            lead=job.lead,
+            recipient_index=index,
+            step_order=job.step.step_order,
+            account=account,
+            general=general,
+        )
+        try:
+            rendered = self.renderer.render(template, context)
+        except TemplateError as exc:
+            log.error("worker.template_error", template_id=template.id, reason=str(exc), available=exc.available)
+            return RecipientResult("failed", "failed", account_id=account.id, error=f"template error: {exc}")
+        domain = account.email.rpartition("@")[2]
+        message_id = str(known["message_id"]) if known and known.get("message_id") else None
+        message = OutgoingMessage(
+            message_id=message_id or make_message_id(job.lead.id, job.step.step_order, index, domain),
+            from_email=account.email,
+            from_name=(general.sender_name if general and general.sender_name else account.sender_name),
+            to_email=recipient.email,
+            to_name=display_name(recipient.fields),
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+        )
+        try:
+            build_message(message)
+        except (InvalidHeader, ValueError) as exc:
+            log.error("worker.template_error", template_id=template.id, reason=f"invalid header: {exc}")
+            return RecipientResult("failed", "failed", account_id=account.id, error=f"invalid header: {exc}")
+        return message
+
+    async def _deliver(
+        self,
+        job: _Job,
+        index: int,
+        reservation: Reservation,
+        message: OutgoingMessage,
+        attempt: ledger.Attempt,
+        log: Any,
+    ) -> Outcome:
+        account = reservation.account
+        try:
+            await self.sender.send(account, message)
+        except AccountAuthError as exc:
+            return await self._auth_failed(job, index, reservation, attempt, exc, log)
+        except PermanentSendError as exc:
+            return await self._bounced(job, index, reservation, attempt, exc, log)
+        except (TransientSendError, SendError) as exc:
+            return await self._transient(job, index, reservation, attempt, exc, log)
+        except asyncio.CancelledError:
+            # Stopped mid-send: it may have gone out. Record that honestly before giving up the task.
+            await asyncio.shield(self._interrupted(job, reservation, attempt))
+            raise
+        except Exception as exc:
+            # An unexpected error after the message may have reached the server: never risk sending it twice.
+            log.exception("worker.smtp_error", error=repr(exc), outcome="uncertain")
+            await ledger.finish(self.sends, attempt, "uncertain", self.clock(), error=repr(exc))
+            await self.arbiter.commit(reservation, self.clock())
+            result = RecipientResult("uncertain", "uncertain", account.id, message.message_id, error=repr(exc))
+            return await self._record(job, index, result)
+        now = self.clock()
+        recorded = await ledger.finish(self.sends, attempt, "sent", now)
+        await self.arbiter.commit(reservation, now)
+        log.info("worker.sent", to=message.to_email, message_id=message.message_id, attempt=attempt.attempts)
+        if not recorded:
+            raise LeaseLost(job.lead.id)
+        return await self._record(job, index, RecipientResult("sent", "contacted", account.id, message.message_id))
+
+    async def _interrupted(self, job: _Job, reservation: Reservation, attempt: ledger.Attempt) -> None:
+        now = self.clock()
+        await ledger.finish(self.sends, attempt, "uncertain", now, error="dispatcher stopped during the SMTP exchange")
+        await self.arbiter.commit(reservation, now)
+        with contextlib.suppress(LeaseLost):
+            await leases.release(self.leads, job.lease, now)
+
+    async def _transient(
+        self,
+        job: _Job,
+        index: int,
+        reservation: Reservation,
+        attempt: ledger.Attempt,
+        exc: SendError,
+        log: Any,
+    ) -> Outcome:
+        now = self.clock()
+        await self.arbiter.rollback(reservation, now, reason=str(exc))
+        log.warning("worker.smtp_error", error=str(exc), smtp_code=exc.code, attempt=attempt.attempts, retryable=True)
+        return await self._retry_or_give_up(job, index, attempt, exc, now, reservation.account.id, immediate=False)
+
+    async def _auth_failed(
+        self,
+        job: _Job,
+        index: int,
+        reservation: Reservation,
+        attempt: ledger.Attempt,
+        exc: SendError,
+        log: Any,
+    ) -> Outcome:
+        now = self.clock()
+        await self.arbiter.rollback(reservation, now, reason=str(exc))
+        await self.arbiter.disable(reservation.account.id, f"authentication failed: {exc}")
+        log.error(
+            "worker.account_error",
+            error=str(exc),
+            smtp_code=exc.code,
+            action="account taken out of rotation; fix its credentials, then run reset-account-limits",
+        )
+        return await self._retry_or_give_up(job, index, attempt, exc, now, reservation.account.id, immediate=True)
+
+    async def _retry_or_give_up(
+        self,
+        job: _Job,
+        index: int,
+        attempt: ledger.Attempt,
+        exc: SendError,
+        now: datetime,
+        account_id: str,
+        *,
+        immediate: bool,
+    ) -> Outcome:
+        if attempt.attempts >= self.config.retry_max_attempts:
+            reason = f"gave up after {attempt.attempts} attempts; last error: {exc}"
+            await ledger.finish(self.sends, attempt, "failed", now, error=reason, smtp_code=exc.code)
+            result = RecipientResult(
+                "failed", "failed", account_id, attempt.message_id, error=reason, smtp_code=exc.code
+            )
+            return await self._record(job, index, result)
+        await ledger.finish(self.sends, attempt, "retry_wait", now, error=str(exc), smtp_code=exc.code)
+        delay = (
+            0.0
+            if immediate
+            else backoff_seconds(
+                attempt.attempts, base=self.config.retry_base_seconds, cap=self.config.retry_cap_seconds
+            )
+        )
+        due = after_minutes(now, delay / 60.0)
+        await leases.release(self.leads, job.lease, due)
+        await self._activity(job, index, "retry", now, account_id, attempt.message_id, str(exc), exc.code)
+        return Outcome("retry", job.lead.id, job.campaign.id, next_due_at=due)
+
+    async def _bounced(
+        self,
+        job: _Job,
+        index: int,
+        reservation: Reservation,
+        attempt: ledger.Attempt,
+        exc: SendError,
+        log: Any,
+    ) -> Outcome:
+        now = self.clock()
+        await self.arbiter.rollback(reservation, now, reason=str(exc))
+        await ledger.finish(self.sends, attempt, "failed", now, error=str(exc), smtp_code=exc.code)
+        email = job.lead.recipients[index].email
+        await self.suppressions.update_one(
+            {"value": email.lower()},
+            {"$setOnInsert": {"value": email.lower(), "reason": "hard_bounce", "detail": str(exc), "created_at": now}},
+            upsert=True,
+        )
+        log.warning("worker.smtp_error", error=str(exc), smtp_code=exc.code, retryable=False, suppressed=email)
+        result = RecipientResult(
+            "failed", "bounced", reservation.account.id, attempt.message_id, error=str(exc), smtp_code=exc.code
+        )
+        return await self._record(job, index, result)
+
+    async def _record(self, job: _Job, index: int, result: RecipientResult) -> Outcome:
+        """Write the recipient's outcome and release the lead for its next recipient or step (one fenced write)."""
+        now = self.clock()
+        recipient = job.lead.recipients[index]
+        key = recipient_key(job.step.step_order, index)
+        entry: dict[str, Any] = {
+            "processed_at": now,
+            "email": recipient.email,
+            "template_id": job.step.template_id,
+            "status": result.status,
+        }
+        for name in ("account_id", "message_id", "error", "smtp_code"):
+            if getattr(result, name) is not None:
+                entry[name] = getattr(result, name)
+        values: dict[str, Any] = {f"progress.processed_recipients.{key}": entry}
+        if result.recipient_status is not None:
+            values[f"lead_data.{index}.status"] = result.recipient_status
+        if result.status in ("sent", "uncertain"):
+            values.update(
+                {
+                    f"lead_data.{index}.last_contacted_at": now,
+                    f"lead_data.{index}.last_step": job.step.step_order,
+                    "progress.last_sent_at": now,
+                }
+            )
+        remaining = [i for i in job.pending if i != index]
+        if remaining:
+            wait = job.campaign.settings.min_wait_time if result.status in ("sent", "uncertain") else 0.0
+            due = after_minutes(now, wait)
+            await leases.release(self.leads, job.lease, due, values)
+            outcome = Outcome(result.status, job.lead.id, job.campaign.id, result.account_id, due)
+        else:
+            step_outcome = await self._finish_step(job, now, values)
+            outcome = Outcome(result.status, job.lead.id, job.campaign.id, result.account_id, step_outcome.next_due_at)
+        await self._activity(
+            job,
+            index,
+            _activity_type(result),
+            now,
+            result.account_id,
+            result.message_id,
+            result.error,
+            result.smtp_code,
+        )
+        log = job.log.bind(account_id=result.account_id, step_order=job.step.step_order, recipient_index=index)
+        if result.recipient_status is not None:
+            log.info("worker.status_updated", email=recipient.email, status=result.recipient_status)
+        log.info(
+            "worker.recipient_processed",
+            email=recipient.email,
+            outcome=result.status,
+            next_due_at=outcome.next_due_at.isoformat() if outcome.next_due_at else None,
+            remaining=len(remaining),
+            error=result.error,
+        )
+        return outcome
+
+    async def _activity(
+        self,
+        job: _Job,
+        index: int,
+        kind: str,
+        now: datetime,
+        account_id: str | None,
+        message_id: str | None,
+        error: str | None,
+        smtp_code: int | None,
+    ) -> None:
+        doc: dict[str, Any] = {
+            "campaign_id": job.campaign.id,
+            "lead_id": job.lead.id,
+            "step_order": job.step.step_order,
+            "recipient_index": index,
+            "email": job.lead.recipients[index].email,
+            "type": kind,
+            "created_at": now,
+        }
+        for name, value in (("account_id", account_id), ("message_id", message_id), ("error", error)):
+            if value is not None:
+                doc[name] = value
+        if smtp_code is not None:
+            doc["smtp_code"] = smtp_code
+        await self.activities.insert_one(doc)
+
+
+def _activity_type(result: RecipientResult) -> str:
+    if result.status == "failed" and result.error and result.error.startswith("template error"):
+        return "template_error"
+    return result.status
+
+
+def _from_ledger(doc: Mapping[str, Any]) -> RecipientResult:
+    """The recipient outcome a settled ledger document stands for (used after a crash or a race)."""
+    state = str(doc.get("state"))
+    recipient_status = {"sent": "contacted", "uncertain": "uncertain"}.get(state, "failed")
+    return RecipientResult(
+        state if state in ("sent", "uncertain") else "failed",
+        recipient_status,
+        str(doc.get("account_id")) if doc.get("account_id") else None,
+        str(doc.get("message_id")) if doc.get("message_id") else None,
+        error=doc.get("last_error"),
+        smtp_code=doc.get("smtp_code"),
+    )
+
+
+def display_name(fields: Mapping[str, Any]) -> str | None:
+    name = fields.get("name")
+    if isinstance(name, str) and name.strip():
+        return name.strip()
+    parts = [fields.get("first_name"), fields.get("last_name")]
+    joined = " ".join(p.strip() for p in parts if isinstance(p, str) and p.strip())
+    return joined or None
+
+
+def _replace_lease(job: _Job, lease: Lease) -> _Job:
+    return _Job(job.lead, lease, job.campaign, job.steps, job.step, job.pending, job.log)

@@ -1,0 +1,189 @@
+"""The dispatcher and workers against a real database server and a real SMTP server on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from app.cli.dispatch_cmds import build_dispatcher
+from app.config import Settings
+from app.db import schema
+from app.db.client import Database
+from app.domain.dispatcher import DispatcherOptions, DispatcherStats
+from app.domain.scheduling import next_day_start
+from app.transport.mailbox import MailboxServer
+from app.transport.smtp import SmtpSender
+from tests.factories import add_account, add_campaign, add_lead
+
+
+class Clock:
+    """A clock the test moves by hand; the dispatcher, workers and arbiter all read it."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
+@pytest.fixture
+async def smtp(tmp_path: Path) -> AsyncIterator[MailboxServer]:
+    server = MailboxServer(tmp_path / "mail")
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+async def run_once(db: Database, clock: Clock | None = None, **options: object) -> DispatcherStats:
+    """Run one dispatcher in --once mode until nothing is due (bounded by the poll loop's own exit)."""
+    settings = Settings(retry_base_seconds=1, retry_cap_seconds=2)
+    sender = SmtpSender(timeout=10)
+    try:
+        opts = DispatcherOptions(once=True, poll_interval=0.05, concurrency=4, **options)  # type: ignore[arg-type]
+        dispatcher = build_dispatcher(db, settings, sender, opts)
+        if clock is not None:
+            dispatcher.clock = clock
+            dispatcher.worker.clock = clock
+        return await dispatcher.run()
+    finally:
+        await sender.close()
+
+
+async def test_every_recipient_of_every_step_gets_exactly_the_rendered_message(db, smtp) -> None:
+    campaign = await add_campaign(
+        db,
+        name="Intro",
+        steps=[
+            {"subject": "Hi {{ first_name }} at {{ company_name }}", "body_text": "Step {{ step_order }} for {{ email }}"},
+            {
+                "subject": "Following up, {{ first_name }}",
+                "body_text": "Text two",
+                "body_html": "<p>Hello <b>{{ first_name }}</b></p>",
+            },
+        ],
+    )
+    await add_account(db, smtp.port, email="sender@example.com", signature="Sam from Example")
+    people = [
+        {"email": "ann@acme.example", "first_name": "Ann", "company_name": "Acme"},
+        {"email": "bob@acme.example", "first_name": "Bob", "company_name": "Acme"},
+        {"email": "cyd@acme.example", "first_name": "Cyd", "company_name": "Acme"},
+    ]
+    lead_id = await add_lead(db, campaign, people)
+
+    stats = await run_once(db)
+
+    assert stats.outcomes["sent"] == 6
+    received = await smtp.wait_for(6)
+    assert [m.recipients[0] for m in received] == [p["email"] for p in people] * 2
+    first = received[0].parse()
+    assert first["Subject"] == "Hi Ann at Acme"
+    assert first["From"].addresses[0].addr_spec == "sender@example.com"
+    assert first["Message-ID"] == f"<outbound.{lead_id}.1.0@example.com>"
+    assert "Step 1 for ann@acme.example" in first.get_body(("plain",)).get_content()
+    assert "Sam from Example" in first.get_body(("plain",)).get_content()
+    second = received[3].parse()
+    assert second["Subject"] == "Following up, Ann"
+    assert "<b>Ann</b>" in second.get_body(("html",)).get_content()
+
+    lead = await db[schema.CAMPAIGN_LEADS].find_one({"_id": lead_id})
+    assert lead["progress"]["completed"] is True
+    assert "next_due_at" not in lead["progress"]
+    assert "lease_token" not in lead["progress"]
+    assert set(lead["progress"]["processed_recipients"]) == {
+        f"step_{s}_recipient_{i}" for s in (1, 2) for i in range(3)
+    }
+    assert all(r["status"] == "contacted" and r["last_step"] == 2 for r in lead["lead_data"])
+    assert await db[schema.ACTIVITIES].count_documents({"lead_id": lead_id, "type": "sent"}) == 6
+    assert await db[schema.SENDS].count_documents({"lead_id": lead_id, "state": "sent"}) == 6
+
+
+async def test_recipients_of_a_lead_are_min_wait_apart_and_steps_wait_their_delay(db, smtp) -> None:
+    clock = Clock()
+    campaign = await add_campaign(
+        db,
+        min_wait_time=10,
+        steps=[{"subject": "One", "body_text": "1"}, {"subject": "Two", "body_text": "2", "delay_minutes": 60}],
+    )
+    await add_account(db, smtp.port, email="s@example.com")
+    lead_id = await add_lead(db, campaign, [{"email": "a@x.example"}, {"email": "b@x.example"}], due=clock.now)
+
+    await run_once(db, clock)
+    assert [m.recipients[0] for m in smtp.messages] == ["a@x.example"]
+    lead = await db[schema.CAMPAIGN_LEADS].find_one({"_id": lead_id})
+    assert lead["progress"]["next_due_at"] == clock.now + timedelta(minutes=10)
+
+    clock.advance(minutes=9)
+    await run_once(db, clock)
+    assert len(smtp.messages) == 1
+
+    clock.advance(minutes=1)
+    await run_once(db, clock)
+    assert [m.recipients[0] for m in smtp.messages] == ["a@x.example", "b@x.example"]
+    lead = await db[schema.CAMPAIGN_LEADS].find_one({"_id": lead_id})
+    assert lead["progress"]["current_step_order"] == 2
+    assert lead["progress"]["next_due_at"] == clock.now + timedelta(minutes=60)
+
+    clock.advance(minutes=60)
+    await run_once(db, clock)
+    assert [m.parse()["Subject"] for m in smtp.messages] == ["One", "One", "Two"]
+
+
+async def test_template_error_fails_that_recipient_and_the_loop_goes_on(db, smtp) -> None:
+    broken = await add_campaign(db, name="Broken", steps=[{"subject": "Hi {{ nickname }}", "body_text": "x"}])
+    sandbox = await add_campaign(db, name="Sandbox", steps=[{"subject": "Hi", "body_text": "{{ ''.__class__.__mro__ }}"}])
+    fine = await add_campaign(db, name="Fine")
+    await add_account(db, smtp.port, email="s@example.com")
+    bad_lead = await add_lead(db, broken, [{"email": "a@x.example"}])
+    sandboxed = await add_lead(db, sandbox, [{"email": "b@x.example"}])
+    await add_lead(db, fine, [{"email": "c@x.example"}])
+
+    stats = await run_once(db)
+
+    assert [m.recipients[0] for m in smtp.messages] == ["c@x.example"]
+    assert stats.outcomes["failed"] == 2
+    for lead_id, needle in ((bad_lead, "nickname"), (sandboxed, "template error")):
+        lead = await db[schema.CAMPAIGN_LEADS].find_one({"_id": lead_id})
+        entry = lead["progress"]["processed_recipients"]["step_1_recipient_0"]
+        assert entry["status"] == "failed"
+        assert needle in entry["error"]
+        assert lead["lead_data"][0]["status"] == "failed"
+        assert await db[schema.ACTIVITIES].count_documents({"lead_id": lead_id, "type": "template_error"}) == 1
+    usage = [u async for u in db[schema.ACCOUNT_USAGE].find()]
+    assert sum(u["sent"] for u in usage) == 1  # failed renders gave their reservation back
+
+
+async def test_accounts_never_exceed_max_daily_sends_and_waiting_leads_resume_next_day(db, smtp) -> None:
+    clock = Clock()
+    campaign = await add_campaign(db)
+    await add_account(db, smtp.port, email="a@example.com", max_daily_sends=3)
+    await add_account(db, smtp.port, email="b@example.com", max_daily_sends=3)
+    leads = [await add_lead(db, campaign, [{"email": f"p{i}@x.example"}], due=clock.now) for i in range(10)]
+
+    await run_once(db, clock)
+
+    senders = [m.mail_from for m in smtp.messages]
+    assert sorted(senders) == ["a@example.com"] * 3 + ["b@example.com"] * 3
+    waiting = await db[schema.CAMPAIGN_LEADS].find({"_id": {"$in": leads}, "progress.completed": {"$ne": True}}).to_list()
+    assert len(waiting) == 4
+    assert all(w["progress"]["next_due_at"] == next_day_start(clock.now) for w in waiting)
+
+    clock.now = next_day_start(clock.now)
+    await run_once(db, clock)
+    assert len(smtp.messages) == 10
+
+
+async def test_once_returns_when_nothing_is_due(db, smtp) -> None:
+    campaign = await add_campaign(db)
+    await add_account(db, smtp.port, email="a@example.com")
+    await add_lead(db, campaign, [{"email": "later@x.example"}], due=datetime.now(UTC) + timedelta(hours=1))
+    stats = await run_once(db)
+    assert stats.claimed == 0
+    assert smtp.messages == []
