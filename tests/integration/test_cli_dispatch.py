@@ -1,0 +1,124 @@
+"""`run-dispatcher` and `update-lead-statuses` from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.db import schema
+from app.db.client import make_client
+from app.transport.mailbox import MailboxServer, background
+from tests.factories import add_account, add_campaign, add_lead
+
+
+def seed(mongo_uri: str, db_name: str, port: int) -> dict[str, Any]:
+    """Two campaigns' worth of leads on one account, inserted through the async factories."""
+
+    async def go() -> dict[str, Any]:
+        client = make_client(mongo_uri)
+        db = client[db_name]
+        try:
+            first = await add_campaign(
+                db, name="First", steps=[{"subject": "Hi {{ first_name | default('there') }}", "body_text": "One"}]
+            )
+            second = await add_campaign(db, name="Second", steps=[{"subject": "Hello", "body_text": "Two"}])
+            account = await add_account(db, port, email="sender@example.com", password=None)
+            leads = [
+                await add_lead(db, first, [{"email": "ann@a.example", "first_name": "Ann"}, {"email": "bo@a.example"}]),
+                await add_lead(db, second, [{"email": "cy@b.example"}]),
+            ]
+            return {"first": first, "second": second, "account": account, "leads": leads}
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
+def snapshot(sync_db: Any) -> dict[str, list[Any]]:
+    return {name: list(sync_db[name].find(sort=[("_id", 1)])) for name in sync_db.list_collection_names()}
+
+
+@pytest.fixture
+def mailbox(tmp_path: Path):
+    with background(MailboxServer(tmp_path / "mail")) as server:
+        yield server
+
+
+def test_dry_run_shows_what_would_be_sent_and_changes_nothing(cli, mongo_uri, db_name, sync_db, mailbox) -> None:
+    seed(mongo_uri, db_name, mailbox.port)
+    cli("run-dispatcher", "--dry-run")  # first run creates indexes; the snapshot is taken after it
+    before = snapshot(sync_db)
+
+    result = cli("run-dispatcher", "--dry-run", "--json")
+
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert sorted(r["email"] for r in rows) == ["ann@a.example", "bo@a.example", "cy@b.example"]
+    assert {r["subject"] for r in rows} == {"Hi Ann", "Hi there", "Hello"}
+    assert all(r["account"] == "sender@example.com" and r["problem"] is None for r in rows)
+    assert snapshot(sync_db) == before
+    assert mailbox.messages == []
+
+
+def test_run_dispatcher_once_sends_everything_due_and_exits(cli, mongo_uri, db_name, sync_db, mailbox) -> None:
+    ids = seed(mongo_uri, db_name, mailbox.port)
+
+    result = cli("run-dispatcher", "--once", "--json", "--poll-interval", "0.05")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["outcomes"] == {"sent": 3}
+    assert sorted(m.recipients[0] for m in mailbox.messages) == ["ann@a.example", "bo@a.example", "cy@b.example"]
+    assert sync_db[schema.CAMPAIGN_LEADS].count_documents({"progress.completed": True}) == 2
+    assert sync_db[schema.ACCOUNT_USAGE].find_one({"account_id": ids["account"]})["committed"] == 3
+
+
+def test_run_dispatcher_only_sends_for_the_given_campaign(cli, mongo_uri, db_name, mailbox) -> None:
+    ids = seed(mongo_uri, db_name, mailbox.port)
+    result = cli("run-dispatcher", "--once", "--campaign-id", ids["second"], "--poll-interval", "0.05")
+    assert result.exit_code == 0, result.output
+    assert [m.recipients[0] for m in mailbox.messages] == ["cy@b.example"]
+
+
+def test_run_dispatcher_refuses_unknown_campaign_and_account(cli, mongo_uri, db_name, sync_db, mailbox) -> None:
+    seed(mongo_uri, db_name, mailbox.port)
+    before = snapshot(sync_db)
+    result = cli("run-dispatcher", "--once", "--campaign-id", "665f1c2a9b1e8a0012345678")
+    assert result.exit_code == 1
+    assert "campaign 665f1c2a9b1e8a0012345678 not found" in result.stderr
+    result = cli("run-dispatcher", "--once", "--account-filter", "nope")
+    assert result.exit_code == 1
+    assert "account nope not found" in result.stderr
+    assert mailbox.messages == []
+    after = snapshot(sync_db)
+    assert after[schema.CAMPAIGN_LEADS] == before[schema.CAMPAIGN_LEADS]
+
+
+def test_update_lead_statuses_rebuilds_from_activities(cli, mongo_uri, db_name, sync_db, mailbox) -> None:
+    ids = seed(mongo_uri, db_name, mailbox.port)
+    assert cli("run-dispatcher", "--once", "--poll-interval", "0.05").exit_code == 0
+    lead_id = ids["leads"][0]
+    # Simulate a lost lead write: statuses and records wiped, activities kept.
+    sync_db[schema.CAMPAIGN_LEADS].update_one(
+        {"_id": lead_id},
+        {
+            "$set": {"lead_data.0.status": "not_contacted", "lead_data.1.status": "replied"},
+            "$unset": {"progress.processed_recipients.step_1_recipient_0": "", "lead_data.0.last_contacted_at": ""},
+        },
+    )
+
+    result = cli("update-lead-statuses", "--json")
+
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)
+    assert counts["changed"] == 1 and counts["examined"] == 2
+    lead = sync_db[schema.CAMPAIGN_LEADS].find_one({"_id": lead_id})
+    assert lead["lead_data"][0]["status"] == "contacted"
+    assert lead["lead_data"][0]["last_step"] == 1
+    assert lead["lead_data"][1]["status"] == "replied"  # a person's reply is never overwritten
+    assert lead["progress"]["processed_recipients"]["step_1_recipient_0"]["status"] == "sent"
+    again = json.loads(cli("update-lead-statuses", "--json").stdout)
+    assert again["changed"] == 0
