@@ -1,0 +1,167 @@
+"""ensure_schema creates every collection and index, is idempotent and race-safe, and the unique keys hold."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from bson import ObjectId
+from pymongo.errors import DuplicateKeyError
+
+from app.db import schema
+from app.db.client import Database, make_client
+from app.db.schema import ensure_schema
+
+NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+
+SEED_001_COLLECTIONS = {
+    "campaigns",
+    "campaign_leads",
+    "sequence_steps",
+    "templates",
+    "email_accounts",
+    "email_general_settings",
+    "email_campaign_settings",
+    "activities",
+}
+
+
+@pytest.fixture
+async def empty_db(mongo_uri: str, db_name: str) -> AsyncIterator[Database]:
+    """A database with nothing in it yet (no schema); dropped afterwards."""
+    client = make_client(mongo_uri)
+    try:
+        yield client[db_name]
+    finally:
+        await client.drop_database(db_name)
+        await client.close()
+
+
+async def _index_names(db: Database, collection: str) -> set[str]:
+    return {index["name"] async for index in await db[collection].list_indexes()}
+
+
+async def _assert_full_schema(db: Database) -> None:
+    assert set(schema.ALL_COLLECTIONS) <= set(await db.list_collection_names())
+    for collection, indexes in schema.INDEXES.items():
+        expected = {index.document["name"] for index in indexes}
+        assert expected <= await _index_names(db, collection), collection
+
+
+def test_collection_names_keep_seed_001_names() -> None:
+    assert set(schema.ALL_COLLECTIONS) >= SEED_001_COLLECTIONS
+    assert {"sends", "account_usage", "suppressions"} <= set(schema.ALL_COLLECTIONS)
+
+
+async def test_ensure_schema_creates_every_collection_and_named_index(empty_db: Database) -> None:
+    assert await empty_db.list_collection_names() == []
+    await ensure_schema(empty_db)
+    await _assert_full_schema(empty_db)
+    assert {"due", "campaign_due", "lease_until", "campaign_lead_key"} <= await _index_names(empty_db, "campaign_leads")
+    assert "send_key" in await _index_names(empty_db, "sends")
+    assert "account_day" in await _index_names(empty_db, "account_usage")
+
+
+async def test_ensure_schema_twice_changes_nothing(empty_db: Database) -> None:
+    await ensure_schema(empty_db)
+    before = {name: await _index_names(empty_db, name) for name in schema.ALL_COLLECTIONS}
+    await ensure_schema(empty_db)
+    after = {name: await _index_names(empty_db, name) for name in schema.ALL_COLLECTIONS}
+    assert after == before
+
+
+async def test_ensure_schema_keeps_existing_documents(empty_db: Database) -> None:
+    await empty_db.campaigns.insert_one({"name": "Existing", "status": "active"})
+    await ensure_schema(empty_db)
+    assert await empty_db.campaigns.count_documents({}) == 1
+    await _assert_full_schema(empty_db)
+
+
+async def test_concurrent_ensure_schema_calls_all_succeed(empty_db: Database) -> None:
+    await asyncio.gather(*(ensure_schema(empty_db) for _ in range(3)))
+    await _assert_full_schema(empty_db)
+
+
+async def test_concurrent_ensure_schema_from_separate_clients_all_succeed(mongo_uri: str, empty_db: Database) -> None:
+    clients = [make_client(mongo_uri) for _ in range(3)]
+    try:
+        await asyncio.gather(*(ensure_schema(client[empty_db.name]) for client in clients))
+    finally:
+        for client in clients:
+            await client.close()
+    await _assert_full_schema(empty_db)
+
+
+def _send(lead_id: ObjectId, step: int, index: int, message_id: str) -> dict[str, object]:
+    # The _id differs per call so that the send_key index itself, not the _id, is what refuses a duplicate.
+    return {
+        "_id": f"{lead_id}:{step}:{index}:{message_id}",
+        "lead_id": lead_id,
+        "step_order": step,
+        "recipient_index": index,
+        "campaign_id": "c1",
+        "email": "user@example.com",
+        "message_id": message_id,
+        "account_id": "a1",
+        "attempts": 0,
+        "state": "reserved",
+        "created_at": NOW,
+        "updated_at": NOW,
+    }
+
+
+async def test_sends_refuse_a_second_document_for_the_same_lead_step_and_recipient(db: Database) -> None:
+    lead = ObjectId()
+    await db.sends.insert_one(_send(lead, 1, 0, "<a@outbound>"))
+    with pytest.raises(DuplicateKeyError) as caught:
+        await db.sends.insert_one(_send(lead, 1, 0, "<b@outbound>"))
+    assert "send_key" in str(caught.value)
+    assert await db.sends.count_documents({"lead_id": lead}) == 1
+
+
+async def test_sends_allow_other_steps_and_recipients_of_the_same_lead(db: Database) -> None:
+    lead = ObjectId()
+    await db.sends.insert_many(
+        [
+            _send(lead, 1, 0, "<a@o>"),
+            _send(lead, 1, 1, "<b@o>"),
+            _send(lead, 2, 0, "<c@o>"),
+            _send(ObjectId(), 1, 0, "<d@o>"),
+        ]
+    )
+    assert await db.sends.count_documents({}) == 4
+
+
+async def test_sends_refuse_a_reused_message_id(db: Database) -> None:
+    await db.sends.insert_one(_send(ObjectId(), 1, 0, "<same@outbound>"))
+    with pytest.raises(DuplicateKeyError):
+        await db.sends.insert_one(_send(ObjectId(), 1, 0, "<same@outbound>"))
+
+
+async def test_account_usage_is_unique_per_account_and_day(db: Database) -> None:
+    await db.account_usage.insert_one({"account_id": "a1", "day": "2026-03-02", "sent": 1, "committed": 1})
+    with pytest.raises(DuplicateKeyError) as caught:
+        await db.account_usage.insert_one({"account_id": "a1", "day": "2026-03-02", "sent": 0, "committed": 0})
+    assert "account_day" in str(caught.value)
+    await db.account_usage.insert_many(
+        [{"account_id": "a1", "day": "2026-03-03", "sent": 0}, {"account_id": "a2", "day": "2026-03-02", "sent": 0}]
+    )
+    assert await db.account_usage.count_documents({}) == 3
+
+
+async def test_campaign_leads_are_unique_per_campaign_and_lead_key(db: Database) -> None:
+    await db.campaign_leads.insert_one({"campaign_id": "c1", "lead_key": "acme.com", "lead_data": []})
+    with pytest.raises(DuplicateKeyError):
+        await db.campaign_leads.insert_one({"campaign_id": "c1", "lead_key": "acme.com", "lead_data": []})
+    await db.campaign_leads.insert_one({"campaign_id": "c2", "lead_key": "acme.com", "lead_data": []})
+    # Seed 001 leads have no lead_key; any number of them may exist in one campaign.
+    await db.campaign_leads.insert_many([{"campaign_id": "c1", "lead_data": []} for _ in range(2)])
+    assert await db.campaign_leads.count_documents({}) == 4
+
+
+async def test_sequence_steps_are_unique_per_sequence_and_order(db: Database) -> None:
+    await db.sequence_steps.insert_one({"sequence_id": "s1", "step_order": 1, "template_id": "t1"})
+    with pytest.raises(DuplicateKeyError):
+        await db.sequence_steps.insert_one({"sequence_id": "s1", "step_order": 1, "template_id": "t2"})
