@@ -1,0 +1,278 @@
+"""Sandboxed, strict Jinja2 rendering of a template's subject, text and HTML for one recipient.
+
+Templates are user data: they render in Jinja2's sandbox, and a variable the template uses without a
+`default` must exist (StrictUndefined), so a typo fails loudly instead of mailing "Hello ,".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from html import escape
+from html.parser import HTMLParser
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
+from jinja2 import Template as JinjaTemplate
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+
+from app.domain.models import Campaign, EmailAccount, GeneralSettings, Lead, Template, has_line_break
+
+# Recipient keys that are tracking state, not data a template should see.
+_TRACKING_FIELDS = frozenset({"status", "last_contacted_at", "last_step"})
+# Context names the system owns; lead data cannot override them.
+RESERVED_VARIABLES = frozenset(
+    {
+        "sender_name",
+        "sender_first_name",
+        "sender_last_name",
+        "sender_email",
+        "account_signature",
+        "campaign_id",
+        "campaign_name",
+        "step_order",
+    }
+)
+_RESERVED_PREFIXES = ("sender_", "campaign_")
+_WHITESPACE = re.compile(r"[ \t]+")
+_SIGNATURE_VARIABLE = "account_signature"
+
+
+class TemplateError(Exception):
+    """A template could not be rendered; says which template, which part, why, and what was available."""
+
+    def __init__(self, template_id: str, part: str, reason: str, available: list[str]) -> None:
+        self.template_id = template_id
+        self.part = part
+        self.reason = reason
+        self.available = available
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        names = ", ".join(self.available) or "(none)"
+        return f"template {self.template_id} ({self.part}): {self.reason}. Available variables: {names}"
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    """The rendered parts of one email."""
+
+    subject: str
+    text: str
+    html: str | None
+
+
+def _present(value: Any) -> bool:
+    return value is not None and value != ""
+
+
+def _recipient_context(lead: Lead, recipient_index: int) -> dict[str, Any]:
+    if not 0 <= recipient_index < len(lead.recipients):
+        raise ValueError(
+            f"lead {lead.id} has {len(lead.recipients)} recipient(s); index {recipient_index} does not exist"
+        )
+    recipient = lead.recipients[recipient_index]
+    context: dict[str, Any] = {}
+    for key, value in recipient.fields.items():
+        if not isinstance(key, str) or key in _TRACKING_FIELDS or key.startswith(_RESERVED_PREFIXES):
+            continue
+        if _present(value):
+            context[key] = value
+    context["email"] = recipient.email
+    if "name" not in context:
+        full = " ".join(str(context[k]) for k in ("first_name", "last_name") if k in context)
+        if full:
+            context["name"] = full
+    return context
+
+
+def _sender_context(account: EmailAccount, general: GeneralSettings | None) -> dict[str, Any]:
+    first = general.sender_first_name if general else None
+    last = general.sender_last_name if general else None
+    joined = " ".join(p for p in (first, last) if p)
+    name = (general.sender_name if general else None) or account.sender_name or joined or None
+    if name and not first:
+        first, _, rest = name.partition(" ")
+        last = last or rest or None
+    context: dict[str, Any] = {
+        "sender_email": account.email,
+        # Always present (empty when unset): the signature belongs to the operator's account, not the lead.
+        _SIGNATURE_VARIABLE: ((general.signature if general else None) or "").strip(),
+    }
+    for key, value in (("sender_name", name), ("sender_first_name", first), ("sender_last_name", last)):
+        if _present(value):
+            context[key] = value
+    return context
+
+
+def build_context(
+    *,
+    campaign: Campaign,
+    lead: Lead,
+    recipient_index: int,
+    step_order: int,
+    account: EmailAccount,
+    general: GeneralSettings | None,
+) -> dict[str, Any]:
+    """The variables a template sees for one recipient (seed 001's names plus every custom recipient field).
+
+    Missing optional values are absent, so a template using them without `default` fails; `name` falls back
+    to "first_name last_name". System names (sender_*, account_signature, campaign_*, step_order) always win
+    over lead data.
+    """
+    context = _recipient_context(lead, recipient_index)
+    context.update(_sender_context(account, general))
+    context.update(campaign_id=campaign.id, campaign_name=campaign.name, step_order=step_order)
+    return context
+
+
+class _HtmlToText(HTMLParser):
+    """Plain text from HTML: tags dropped, line breaks kept for <br> and block elements."""
+
+    _BLOCKS = frozenset({"div", "tr", "li", "ul", "ol", "table", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote"})
+    _SKIP = frozenset({"script", "style", "head", "title"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping = 0
+        self.links: list[str | None] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SKIP:
+            self.skipping += 1
+        elif tag == "br":
+            self.parts.append("\n")
+        elif tag == "p":
+            self.parts.append("\n\n")
+        elif tag in self._BLOCKS:
+            self.parts.append("\n")
+            if tag == "li":
+                self.parts.append("- ")
+        elif tag == "a":
+            self.links.append(dict(attrs).get("href"))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP:
+            self.skipping = max(0, self.skipping - 1)
+        elif tag == "p":
+            self.parts.append("\n\n")
+        elif tag in self._BLOCKS:
+            self.parts.append("\n")
+        elif tag == "a" and self.links:
+            href = self.links.pop()
+            if href and not href.startswith(("#", "mailto:")) and not "".join(self.parts).endswith(href):
+                self.parts.append(f" ({href})")
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self.parts.append(re.sub(r"\s+", " ", data))
+
+    def text(self) -> str:
+        lines = [line.strip() for line in "".join(self.parts).split("\n")]
+        return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def html_to_text(html: str) -> str:
+    """Readable plain text from an HTML body (tags stripped, <br>/<p> kept as line breaks, entities unescaped)."""
+    parser = _HtmlToText()
+    parser.feed(html)
+    parser.close()
+    return parser.text()
+
+
+def _signature_html(signature: str) -> str:
+    lines = "<br>".join(escape(line) for line in signature.splitlines())
+    return f'<div class="signature">-- <br>{lines}</div>'
+
+
+def _append_html(html: str, block: str) -> str:
+    end = html.lower().rfind("</body>")
+    if end == -1:
+        return f"{html}\n{block}"
+    return f"{html[:end]}{block}\n{html[end:]}"
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    template: JinjaTemplate
+    variables: frozenset[str]
+
+
+class Renderer:
+    """Renders templates in the sandbox, caching compiled sources by (template id, part, source hash)."""
+
+    def __init__(self, max_cached: int = 512) -> None:
+        self.max_cached = max_cached
+        self._text_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+        self._html_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
+        self._cache: OrderedDict[tuple[str, str, str], _Compiled] = OrderedDict()
+
+    def render(self, template: Template, context: Mapping[str, Any]) -> RenderedEmail:
+        """Render subject, text and HTML; raise TemplateError naming the part and the reason."""
+        available = sorted(context)
+        sources = {"subject": template.subject, "body_text": template.body_text, "body_html": template.body_html}
+        compiled = {
+            part: self._compile(template.id, part, source, available)
+            for part, source in sources.items()
+            if source is not None and (part != "body_text" or source.strip() or template.body_html is None)
+        }
+        rendered = {part: self._run(template.id, part, c, context, available) for part, c in compiled.items()}
+        subject = self._subject(template.id, rendered["subject"], available)
+        html = rendered.get("body_html")
+        text = rendered["body_text"] if "body_text" in rendered else html_to_text(html or "")
+        signature = str(context.get(_SIGNATURE_VARIABLE) or "").strip()
+        uses_signature = any(_SIGNATURE_VARIABLE in c.variables for c in compiled.values())
+        if signature and not uses_signature:
+            signature = signature.replace("\r\n", "\n").replace("\r", "\n")
+            text = f"{text.rstrip()}\n\n-- \n{signature}"
+            html = _append_html(html, _signature_html(signature)) if html is not None else None
+        return RenderedEmail(subject=subject, text=text, html=html)
+
+    def _compile(self, template_id: str, part: str, source: str, available: list[str]) -> _Compiled:
+        digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
+        key = (template_id, part, digest)
+        cached = self._cache.get(key)
+        if cached is not None:
+            self._cache.move_to_end(key)
+            return cached
+        env = self._html_env if part == "body_html" else self._text_env
+        try:
+            ast = env.parse(source)
+            compiled = _Compiled(env.from_string(ast), frozenset(meta.find_undeclared_variables(ast)))
+        except TemplateSyntaxError as exc:
+            reason = f"syntax error at line {exc.lineno}: {exc.message}"
+            raise TemplateError(template_id, part, reason, available) from None
+        self._cache[key] = compiled
+        while len(self._cache) > self.max_cached:
+            self._cache.popitem(last=False)
+        return compiled
+
+    @staticmethod
+    def _run(template_id: str, part: str, compiled: _Compiled, context: Mapping[str, Any], available: list[str]) -> str:
+        try:
+            return compiled.template.render(dict(context))
+        except SecurityError as exc:
+            raise TemplateError(template_id, part, f"sandbox violation: {exc}", available) from None
+        except UndefinedError as exc:
+            reason = f"missing variable: {exc.message} (use {{{{ name | default('...') }}}} for optional values)"
+            raise TemplateError(template_id, part, reason, available) from None
+        except TemplateSyntaxError as exc:
+            raise TemplateError(template_id, part, f"syntax error: {exc.message}", available) from None
+        except Exception as exc:  # templates are user data: any failure inside them is a template error
+            raise TemplateError(template_id, part, f"{type(exc).__name__}: {exc}", available) from None
+
+    @staticmethod
+    def _subject(template_id: str, rendered: str, available: list[str]) -> str:
+        subject = rendered.strip()
+        if has_line_break(subject):
+            reason = f"rendered subject contains a line break (header injection refused): {subject!r}"
+            raise TemplateError(template_id, "subject", reason, available)
+        subject = _WHITESPACE.sub(" ", subject)
+        if not subject:
+            raise TemplateError(template_id, "subject", "rendered subject is empty", available)
+        return subject

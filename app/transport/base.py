@@ -1,0 +1,228 @@
+"""What every sender shares: the Sender protocol, the outgoing message, and the classified send errors.
+
+Errors are classified once, here, so the worker decides from the class alone:
+- TransientSendError: 4xx replies, dropped connections, timeouts, TLS failures. Retry later, on another account
+  where one is free. A drop while the DATA reply was awaited (`during == "data"`, `code is None`) means the
+  server may have accepted the message: the caller must treat that send as uncertain, not retry it blindly.
+- PermanentSendError: 5xx for this message or recipient. Fail the recipient (hard bounce).
+- AccountAuthError: the account itself cannot send (rejected credentials, auth required, refused at connect).
+  Take the account out of rotation; the recipient is retried on another account.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Protocol
+
+from app.domain.models import EmailAccount, has_line_break
+
+STAGES = ("connect", "tls", "auth", "mail", "rcpt", "data")
+AUTH_REPLY_CODES = frozenset({530, 534, 535})
+# A 5xx before any mail was offered refuses the account, not a recipient.
+ACCOUNT_STAGES = frozenset({"connect", "tls", "auth"})
+# Headers the builder owns; extra headers may not replace them.
+RESERVED_HEADERS = frozenset(
+    {
+        "from",
+        "to",
+        "cc",
+        "bcc",
+        "subject",
+        "message-id",
+        "date",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+    }
+)
+_HEADER_NAME = re.compile(r"^[!-9;-~]+$")  # printable ASCII without ':' or space (RFC 5322 field-name)
+_DOMAIN_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_ID_PART = re.compile(r"^[A-Za-z0-9._+-]+$")
+
+
+class SendError(Exception):
+    """An SMTP send failed; `code` is the server's reply code (None: no reply), `reply` its text."""
+
+    def __init__(self, code: int | None, reply: str, *, during: str = "") -> None:
+        super().__init__(code, reply)
+        self.code = code
+        self.reply = reply
+        self.during = during
+
+    def __str__(self) -> str:
+        return f"{self.code} {self.reply}"
+
+    @property
+    def uncertain(self) -> bool:
+        """True when the connection failed while the message body was in flight: it may have been accepted
+        (RFC 1047), so it must not be retried automatically."""
+        return self.during == "data" and self.code is None
+
+
+class TransientSendError(SendError):
+    """4xx, dropped connection, timeout: retry later, preferably on another account."""
+
+
+class PermanentSendError(SendError):
+    """5xx for this recipient or message: fail the recipient."""
+
+
+class AccountAuthError(SendError):
+    """The account's credentials or identity were refused: take the account out of rotation."""
+
+
+class InvalidHeader(ValueError):
+    """A header value that would allow header injection or is malformed; nothing was built or sent."""
+
+
+def classify_smtp_reply(code: int | None, message: str, *, during: str) -> type[SendError]:
+    """Map an SMTP failure to the error class the worker acts on.
+
+    `code` is None when the server gave no reply (dropped connection, timeout, TLS failure). `message` is
+    accepted so callers pass the whole reply; classification depends on the code and the stage only.
+    """
+    if during not in STAGES:
+        raise ValueError(f"unknown SMTP stage {during!r}: expected one of {', '.join(STAGES)}")
+    if code is None or 400 <= code < 500:
+        return TransientSendError
+    if code in AUTH_REPLY_CODES or (during in ACCOUNT_STAGES and code >= 500):
+        return AccountAuthError
+    if 500 <= code < 600:
+        return PermanentSendError
+    # A 2xx/3xx reported as a failure is protocol confusion: try again on a fresh connection.
+    return TransientSendError
+
+
+def _ascii_domain(domain: str) -> str:
+    text = domain.strip().rstrip(".").lower()
+    try:
+        ascii_domain = text.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValueError(f"domain {domain!r} is not a valid host name") from None
+    labels = ascii_domain.split(".")
+    if len(labels) < 2 or not all(_DOMAIN_LABEL.match(label) for label in labels):
+        raise ValueError(f"domain {domain!r} is not a valid host name (expected e.g. example.com)")
+    return ascii_domain
+
+
+def make_message_id(lead_id: object, step_order: int, recipient_index: int, domain: str) -> str:
+    """The deterministic Message-ID of one (lead, step, recipient) send: `<outbound.{lead}.{step}.{idx}@{domain}>`.
+
+    Deterministic so a retried or duplicated send carries the same id and can be recognised downstream.
+    """
+    lead = str(lead_id)
+    if not _ID_PART.match(lead):
+        raise ValueError(f"lead id {lead!r} cannot be used in a Message-ID (letters, digits, . _ + - only)")
+    if isinstance(step_order, bool) or not isinstance(step_order, int) or step_order < 1:
+        raise ValueError(f"step_order must be a whole number >= 1, got {step_order!r}")
+    if isinstance(recipient_index, bool) or not isinstance(recipient_index, int) or recipient_index < 0:
+        raise ValueError(f"recipient_index must be a whole number >= 0, got {recipient_index!r}")
+    return f"<outbound.{lead}.{step_order}.{recipient_index}@{_ascii_domain(domain)}>"
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """One rendered email for one recipient, ready to be built and sent."""
+
+    message_id: str
+    from_email: str
+    from_name: str | None
+    to_email: str
+    to_name: str | None
+    subject: str
+    text: str
+    html: str | None
+    headers: Mapping[str, str] = field(default_factory=dict)  # extra, e.g. List-Unsubscribe
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """The server accepted the message: its final reply and when."""
+
+    message_id: str
+    code: int
+    reply: str
+    accepted_at: datetime
+
+
+class Sender(Protocol):
+    """Anything that can hand a message to a mail server for an account (SMTP, dry run)."""
+
+    async def send(self, account: EmailAccount, message: OutgoingMessage) -> SendResult:
+        """Send `message` through `account`; raise a SendError subclass on failure."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def _check_value(header: str, value: str) -> None:
+    if has_line_break(value):
+        raise InvalidHeader(f"header {header} contains a line break (header injection refused): {value!r}")
+    if any(ord(c) < 32 and c != "\t" for c in value) or "\x7f" in value:
+        raise InvalidHeader(f"header {header} contains a control character: {value!r}")
+
+
+def _address(header: str, addr: str, name: str | None) -> Address:
+    _check_value(header, addr)
+    if name is not None:
+        _check_value(f"{header} display name", name)
+    local, at, domain = addr.strip().rpartition("@")
+    if not at or not local or not domain or " " in addr.strip() or "<" in addr or ">" in addr:
+        raise InvalidHeader(f"header {header}: {addr!r} is not an email address")
+    try:
+        return Address(display_name=(name or "").strip(), addr_spec=addr.strip())
+    except (ValueError, IndexError) as exc:
+        raise InvalidHeader(f"header {header}: {addr!r} is not an email address ({exc})") from None
+
+
+def _check_extra_headers(headers: Mapping[str, str]) -> None:
+    for name, value in headers.items():
+        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+            raise InvalidHeader(f"header name {name!r} is not valid (printable ASCII, no ':' or spaces)")
+        if name.lower() in RESERVED_HEADERS:
+            raise InvalidHeader(f"header {name} is set by Outbound and cannot be given as an extra header")
+        if not isinstance(value, str):
+            raise InvalidHeader(f"header {name} must be text, got {type(value).__name__}")
+        _check_value(name, value)
+
+
+def _check_message_id(message_id: str) -> None:
+    _check_value("Message-ID", message_id)
+    if not (message_id.startswith("<") and message_id.endswith(">") and "@" in message_id and " " not in message_id):
+        raise InvalidHeader(f"header Message-ID {message_id!r} must look like <local@domain>")
+
+
+def build_message(msg: OutgoingMessage, *, now: datetime | None = None) -> EmailMessage:
+    """Build the MIME message (text, plus HTML as multipart/alternative), validating every header first.
+
+    Raises InvalidHeader before building anything when a header value holds a line break or is malformed.
+    `now` sets the Date header (default: the current UTC time).
+    """
+    sender = _address("From", msg.from_email, msg.from_name)
+    recipient = _address("To", msg.to_email, msg.to_name)
+    _check_value("Subject", msg.subject)
+    _check_message_id(msg.message_id)
+    _check_extra_headers(msg.headers)
+
+    message = EmailMessage(policy=email.policy.SMTP)
+    message["From"] = sender
+    message["To"] = recipient
+    message["Subject"] = msg.subject
+    message["Message-ID"] = msg.message_id
+    message["Date"] = format_datetime(now or datetime.now(UTC))
+    message["MIME-Version"] = "1.0"
+    for name, value in msg.headers.items():
+        message[name] = value
+    message.set_content(msg.text, subtype="plain", charset="utf-8")
+    if msg.html is not None:
+        message.add_alternative(msg.html, subtype="html", charset="utf-8")
+    return message

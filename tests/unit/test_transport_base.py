@@ -1,0 +1,194 @@
+"""Error classification, Message-IDs and MIME building: pure, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+
+import pytest
+from bson import ObjectId
+
+from app.transport.base import (
+    AccountAuthError,
+    InvalidHeader,
+    OutgoingMessage,
+    PermanentSendError,
+    SendError,
+    TransientSendError,
+    build_message,
+    classify_smtp_reply,
+    make_message_id,
+)
+
+NOW = datetime(2030, 5, 6, 7, 8, 9, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("code", "during", "expected"),
+    [
+        (535, "auth", AccountAuthError),
+        (534, "auth", AccountAuthError),
+        (530, "auth", AccountAuthError),
+        (530, "mail", AccountAuthError),
+        (504, "auth", AccountAuthError),
+        (454, "auth", TransientSendError),
+        (554, "connect", AccountAuthError),
+        (421, "connect", TransientSendError),
+        (421, "rcpt", TransientSendError),
+        (450, "rcpt", TransientSendError),
+        (451, "data", TransientSendError),
+        (452, "rcpt", TransientSendError),
+        (550, "rcpt", PermanentSendError),
+        (553, "rcpt", PermanentSendError),
+        (552, "data", PermanentSendError),
+        (554, "data", PermanentSendError),
+        (550, "mail", PermanentSendError),
+        (None, "connect", TransientSendError),
+        (None, "tls", TransientSendError),
+        (None, "rcpt", TransientSendError),
+        (None, "data", TransientSendError),
+    ],
+)
+def test_smtp_replies_are_classified(code: int | None, during: str, expected: type[SendError]) -> None:
+    assert classify_smtp_reply(code, "server text", during=during) is expected
+
+
+def test_classification_refuses_an_unknown_stage() -> None:
+    with pytest.raises(ValueError, match="unknown SMTP stage"):
+        classify_smtp_reply(550, "x", during="quit")
+
+
+def test_send_error_reads_as_code_and_reply() -> None:
+    err = PermanentSendError(550, "5.1.1 no such user", during="rcpt")
+    assert str(err) == "550 5.1.1 no such user"
+    assert (err.code, err.reply, err.during) == (550, "5.1.1 no such user", "rcpt")
+
+
+def test_only_a_drop_while_data_was_in_flight_is_uncertain() -> None:
+    assert TransientSendError(None, "dropped", during="data").uncertain
+    assert not TransientSendError(451, "try later", during="data").uncertain
+    assert not TransientSendError(None, "dropped", during="rcpt").uncertain
+
+
+def test_message_id_is_deterministic_per_lead_step_and_recipient() -> None:
+    lead = ObjectId("65f000000000000000000001")
+    first = make_message_id(lead, 2, 1, "Sender.Example")
+    assert first == "<outbound.65f000000000000000000001.2.1@sender.example>"
+    assert make_message_id(lead, 2, 1, "sender.example") == first
+    assert make_message_id(lead, 2, 0, "sender.example") != first
+    assert make_message_id(lead, 3, 1, "sender.example") != first
+
+
+@pytest.mark.parametrize("domain", ["", "localhost", "bad domain.com", "x.com\r\nBcc: y", "-x.com", "a..b"])
+def test_message_id_refuses_an_invalid_domain(domain: str) -> None:
+    with pytest.raises(ValueError, match="domain"):
+        make_message_id("lead1", 1, 0, domain)
+
+
+def test_message_id_refuses_bad_step_or_index() -> None:
+    with pytest.raises(ValueError, match="step_order"):
+        make_message_id("lead1", 0, 0, "x.com")
+    with pytest.raises(ValueError, match="recipient_index"):
+        make_message_id("lead1", 1, -1, "x.com")
+    with pytest.raises(ValueError, match="lead id"):
+        make_message_id("lead 1>", 1, 0, "x.com")
+
+
+def outgoing(**changes: object) -> OutgoingMessage:
+    base = OutgoingMessage(
+        message_id="<outbound.l1.1.0@sender.example>",
+        from_email="bob@sender.example",
+        from_name="Bob Smith",
+        to_email="ann@example.com",
+        to_name="Ann Lee",
+        subject="Hello Ann",
+        text="Hi Ann,\nplain text",
+        html=None,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def reparse(msg: EmailMessage) -> EmailMessage:
+    parsed = message_from_bytes(msg.as_bytes(), policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+def body(part: EmailMessage) -> str:
+    """A part's decoded content with the wire's CRLF line endings read back as newlines."""
+    return str(part.get_content()).replace("\r\n", "\n").rstrip("\n")
+
+
+def test_built_message_has_every_header() -> None:
+    msg = reparse(build_message(outgoing(headers={"List-Unsubscribe": "<mailto:u@sender.example>"}), now=NOW))
+    assert msg["From"] == "Bob Smith <bob@sender.example>"
+    assert msg["To"] == "Ann Lee <ann@example.com>"
+    assert msg["Subject"] == "Hello Ann"
+    assert msg["Message-ID"] == "<outbound.l1.1.0@sender.example>"
+    assert msg["Date"] == "Mon, 06 May 2030 07:08:09 +0000"
+    assert msg["MIME-Version"] == "1.0"
+    assert msg["List-Unsubscribe"] == "<mailto:u@sender.example>"
+
+
+def test_text_only_message_is_single_part_utf8() -> None:
+    msg = reparse(build_message(outgoing(text="Grüße, Zoë"), now=NOW))
+    assert msg.get_content_type() == "text/plain"
+    assert msg.get_content_charset() == "utf-8"
+    assert body(msg) == "Grüße, Zoë"
+
+
+def test_html_makes_a_multipart_alternative_with_both_bodies() -> None:
+    msg = reparse(build_message(outgoing(html="<p>Hi Ann</p>"), now=NOW))
+    assert msg.get_content_type() == "multipart/alternative"
+    parts = [(p.get_content_type(), body(p)) for p in msg.iter_parts()]
+    assert parts == [("text/plain", "Hi Ann,\nplain text"), ("text/html", "<p>Hi Ann</p>")]
+
+
+def test_unicode_display_names_and_subject_are_encoded_on_the_wire() -> None:
+    raw = build_message(outgoing(from_name="Zoë Ångström", to_name="Łukasz", subject="Grüße"), now=NOW).as_bytes()
+    headers = raw.split(b"\r\n\r\n", 1)[0]
+    assert headers.isascii()
+    assert b"=?utf-8?" in headers
+    msg = message_from_bytes(raw, policy=policy.default)
+    assert msg["From"] == "Zoë Ångström <bob@sender.example>"
+    assert msg["To"] == "Łukasz <ann@example.com>"
+    assert msg["Subject"] == "Grüße"
+
+
+def test_display_name_with_specials_is_quoted() -> None:
+    msg = reparse(build_message(outgoing(from_name='Smith, Bob "The Closer"'), now=NOW))
+    assert msg["From"].addresses[0].display_name == 'Smith, Bob "The Closer"'
+    assert msg["From"].addresses[0].addr_spec == "bob@sender.example"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"subject": "Hi\r\nBcc: victim@x.com"},
+        {"subject": "Hi\nthere"},
+        {"subject": "Hi\u2028there"},
+        {"from_name": "Bob\r\nBcc: victim@x.com"},
+        {"to_name": "Ann\nX-Evil: 1"},
+        {"to_email": "ann@example.com\r\nBcc: victim@x.com"},
+        {"headers": {"List-Unsubscribe": "<mailto:u@x.com>\r\nBcc: victim@x.com"}},
+        {"headers": {"X-Bad Name": "v"}},
+        {"headers": {"Bcc": "victim@x.com"}},
+        {"message_id": "<a@b>\r\nBcc: victim@x.com"},
+    ],
+)
+def test_header_injection_is_refused_before_building(changes: dict[str, object]) -> None:
+    with pytest.raises(InvalidHeader):
+        build_message(outgoing(**changes), now=NOW)
+
+
+@pytest.mark.parametrize("address", ["not-an-address", "a b@x.com", "<a@x.com>"])
+def test_malformed_addresses_are_refused(address: str) -> None:
+    with pytest.raises(InvalidHeader, match="address"):
+        build_message(outgoing(to_email=address), now=NOW)
+
+
+def test_message_id_must_be_bracketed() -> None:
+    with pytest.raises(InvalidHeader, match="Message-ID"):
+        build_message(outgoing(message_id="no-brackets@x.com"), now=NOW)
