@@ -24,8 +24,10 @@ from app.domain.models import InvalidDocument
 
 T = TypeVar("T")
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# Piped output (health checks, grep, log files) must not cut ids to fit an 80-column default.
+_PIPE_WIDTH = None if sys.stdout.isatty() else 250
+console = Console(highlight=False, soft_wrap=True, width=_PIPE_WIDTH)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_PIPE_WIDTH)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
 YES_OPTION = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")

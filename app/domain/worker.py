@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pymongo.errors import PyMongoError
+
 from app.db import schema
 from app.db.client import Database
 from app.domain import leases, ledger
@@ -47,6 +49,7 @@ from app.transport.base import (
 SKIP_STATUSES = ("unsubscribed", "bounced", "replied")
 STOP_LEAD_STATUSES = ("replied",)
 NO_STEPS_RETRY_MINUTES = 10.0
+DB_ERROR_RETRY_SECONDS = 5.0
 
 
 def utcnow() -> datetime:
@@ -146,6 +149,13 @@ class Worker:
         except LeaseLost:
             log.warning("worker.lease_lost", reason="lease expired and another dispatcher took the lead")
             return Outcome("lease_lost", lease.lead_id)
+        except PyMongoError as exc:
+            # Give the lead back for a retry shortly; if even that fails, the lease expiry brings it back.
+            retry_at = after_minutes(self.clock(), DB_ERROR_RETRY_SECONDS / 60.0)
+            log.warning("worker.db_error", error=str(exc), retry_at=retry_at.isoformat())
+            with contextlib.suppress(Exception):
+                await leases.release(self.leads, lease, retry_at)
+            return Outcome("db_error", lease.lead_id, next_due_at=retry_at)
 
     async def _process(self, doc: Mapping[str, Any], lease: Lease, log: Any) -> Outcome:
         try:
@@ -259,12 +269,34 @@ class Worker:
                 "worker.waiting_for_account", retry_at=reservation.retry_at.isoformat(), reason=reservation.reason
             )
             return Outcome("waiting", job.lead.id, job.campaign.id, next_due_at=reservation.retry_at)
-        account = reservation.account
-        log = job.log.bind(account_id=account.id, step_order=job.step.step_order, recipient_index=index)
+        log = job.log.bind(account_id=reservation.account.id, step_order=job.step.step_order, recipient_index=index)
+        try:
+            prepared = await self._prepare(job, index, template, reservation, known, log)
+        except BaseException:
+            # Nothing reached SMTP: give the reservation back so the account's counters stay exact.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self.arbiter.rollback(reservation, self.clock(), reason="interrupted"))
+            raise
+        if isinstance(prepared, RecipientResult):
+            # Settled without sending (render failed, or another attempt already has an outcome).
+            await self.arbiter.rollback(reservation, self.clock(), reason=prepared.error or "not sent")
+            return await self._record(job, index, prepared)
+        job, message, attempt = prepared
+        return await self._deliver(job, index, reservation, message, attempt, log)
+
+    async def _prepare(
+        self,
+        job: _Job,
+        index: int,
+        template: Template,
+        reservation: Reservation,
+        known: Mapping[str, Any] | None,
+        log: Any,
+    ) -> RecipientResult | tuple[_Job, OutgoingMessage, ledger.Attempt]:
+        """Render, re-check the lease and take the ledger entry; a RecipientResult when it must not be sent."""
         message = await self._compose(job, index, template, reservation, known, log)
         if isinstance(message, RecipientResult):
-            await self.arbiter.rollback(reservation, self.clock(), reason=message.error or "not sendable")
-            return await self._record(job, index, message)
+            return message
         lease = await leases.renew(self.leads, job.lease, now=self.clock(), lease_seconds=self.config.lease_seconds)
         job = _replace_lease(job, lease)
         attempt = await ledger.start_attempt(
@@ -275,14 +307,13 @@ class Worker:
             campaign_id=job.campaign.id,
             email=job.lead.recipients[index].email,
             message_id=message.message_id,
-            account_id=account.id,
+            account_id=reservation.account.id,
             now=self.clock(),
             known=dict(known) if known is not None else None,
         )
         if isinstance(attempt, ledger.Settled):
-            await self.arbiter.rollback(reservation, self.clock(), reason=f"send already {attempt.state}")
-            return await self._record(job, index, _from_ledger(attempt.doc))
-        return await self._deliver(job, index, reservation, message, attempt, log)
+            return _from_ledger(attempt.doc)
+        return job, message, attempt
 
     async def _compose(
         self,
