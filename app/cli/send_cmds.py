@@ -139,6 +139,7 @@ def _print_results(preview: _Preview, results: list[tuple[int, RenderedEmail | T
         email = preview.lead.recipients[index].email
         console.print(f"\n=== recipient {index}: {email}", markup=False)
         if isinstance(outcome, TemplateError):
+            console.print("template error (details on stderr)")
             err_console.print(f"recipient {index} ({email}): template error: {outcome}", markup=False)
             continue
         console.print(f"Subject: {outcome.subject}\n--- text ---\n{outcome.text}", markup=False)

@@ -57,7 +57,7 @@ class SendError(Exception):
         self.during = during
 
     def __str__(self) -> str:
-        return f"{self.code} {self.reply}"
+        return f"{self.code} {self.reply}" if self.code is not None else self.reply
 
     @property
     def uncertain(self) -> bool:

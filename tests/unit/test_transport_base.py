@@ -10,6 +10,7 @@ from email.message import EmailMessage
 import pytest
 from bson import ObjectId
 
+from app.domain.models import EmailAccount
 from app.transport.base import (
     AccountAuthError,
     InvalidHeader,
@@ -21,6 +22,7 @@ from app.transport.base import (
     classify_smtp_reply,
     make_message_id,
 )
+from app.transport.dryrun import DryRunSender
 
 NOW = datetime(2030, 5, 6, 7, 8, 9, tzinfo=UTC)
 
@@ -192,3 +194,27 @@ def test_malformed_addresses_are_refused(address: str) -> None:
 def test_message_id_must_be_bracketed() -> None:
     with pytest.raises(InvalidHeader, match="Message-ID"):
         build_message(outgoing(message_id="no-brackets@x.com"), now=NOW)
+
+
+async def test_dry_run_sender_records_and_sends_nothing() -> None:
+    sender = DryRunSender(clock=lambda: NOW)
+    acct = EmailAccount.from_doc({"_id": "a1", "email": "bob@sender.example", "smtp_host": "smtp.example.com"})
+
+    result = await sender.send(acct, outgoing())
+
+    assert (result.code, result.message_id, result.accepted_at) == (250, "<outbound.l1.1.0@sender.example>", NOW)
+    assert sender.messages == [outgoing()]
+    assert sender.accounts == ["a1"]
+
+
+async def test_dry_run_sender_refuses_header_injection_like_a_real_send() -> None:
+    sender = DryRunSender(clock=lambda: NOW)
+    acct = EmailAccount.from_doc({"_id": "a1", "email": "bob@sender.example", "smtp_host": "smtp.example.com"})
+
+    with pytest.raises(InvalidHeader):
+        await sender.send(acct, outgoing(subject="x\r\nBcc: y@x.com"))
+    assert sender.messages == []
+
+
+def test_send_error_without_a_reply_code_reads_as_its_text() -> None:
+    assert str(TransientSendError(None, "connection dropped", during="rcpt")) == "connection dropped"

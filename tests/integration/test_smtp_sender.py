@@ -1,0 +1,441 @@
+"""The SMTP sender against a real aiosmtpd server on 127.0.0.1: delivery, reuse, auth, faults, TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import ssl
+import subprocess
+from collections.abc import AsyncIterator, Callable
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.domain.models import EmailAccount
+from app.transport.base import (
+    AccountAuthError,
+    OutgoingMessage,
+    PermanentSendError,
+    TransientSendError,
+)
+from app.transport.mailbox import Fault, MailboxServer
+from app.transport.smtp import SmtpSender, check_account
+
+PASSWORD = "s3cret-app-password"
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A throwaway self-signed certificate for 127.0.0.1 (its own CA), made with the openssl CLI."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_certificate(tmp_path_factory.mktemp("tls"))
+
+
+def server_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(*certificate)
+    return context
+
+
+def trusting_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(certificate[0]))
+
+
+def account(port: int, **changes: Any) -> EmailAccount:
+    fields: dict[str, Any] = {
+        "id": "acct1",
+        "email": "bob@sender.example",
+        "smtp_host": "127.0.0.1",
+        "smtp_port": port,
+        "smtp_username": "bob",
+        "smtp_password": PASSWORD,
+        "status": "active",
+        "security": "none",
+        **changes,
+    }
+    return EmailAccount(**fields)
+
+
+def outgoing(n: int = 0, to: str = "ann@example.com", html: str | None = None) -> OutgoingMessage:
+    return OutgoingMessage(
+        message_id=f"<outbound.lead{n}.1.0@sender.example>",
+        from_email="bob@sender.example",
+        from_name="Bob Smith",
+        to_email=to,
+        to_name="Ann Lee",
+        subject=f"Hello {n}",
+        text=f"Hi Ann,\nmessage {n}",
+        html=html,
+    )
+
+
+def parse(path: Path) -> EmailMessage:
+    parsed = message_from_bytes(path.read_bytes(), policy=policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+def body(part: EmailMessage) -> str:
+    return str(part.get_content()).replace("\r\n", "\n").rstrip("\n")
+
+
+class Faults:
+    """A fault hook from a list of (stage, fault) to apply once each, in order."""
+
+    def __init__(self, *planned: tuple[str, Fault]) -> None:
+        self.planned = list(planned)
+        self.seen: list[tuple[str, str]] = []
+
+    def __call__(self, stage: str, value: str) -> Fault | None:
+        self.seen.append((stage, value))
+        if self.planned and self.planned[0][0] == stage:
+            return self.planned.pop(0)[1]
+        return None
+
+
+@pytest.fixture
+async def mailbox(tmp_path: Path) -> AsyncIterator[MailboxServer]:
+    server = MailboxServer(tmp_path / "mail", users={"bob": PASSWORD})
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+@pytest.fixture
+async def sender() -> AsyncIterator[SmtpSender]:
+    smtp = SmtpSender(timeout=10, local_hostname="client.test")
+    try:
+        yield smtp
+    finally:
+        await smtp.close()
+
+
+async def test_message_arrives_with_exact_headers_and_bodies(mailbox: MailboxServer, sender: SmtpSender) -> None:
+    result = await sender.send(account(mailbox.port), outgoing(1, html="<p>Hi Ann</p>"))
+
+    assert result.code == 250
+    assert result.message_id == "<outbound.lead1.1.0@sender.example>"
+    assert result.accepted_at.tzinfo is not None
+    [received] = mailbox.messages
+    assert received.mail_from == "bob@sender.example"
+    assert received.recipients == ("ann@example.com",)
+    assert received.message_id == "<outbound.lead1.1.0@sender.example>"
+    assert received.login == "bob"
+    msg = parse(received.path)
+    assert msg["From"] == "Bob Smith <bob@sender.example>"
+    assert msg["To"] == "Ann Lee <ann@example.com>"
+    assert msg["Subject"] == "Hello 1"
+    assert msg["Message-ID"] == "<outbound.lead1.1.0@sender.example>"
+    assert [(p.get_content_type(), body(p)) for p in msg.iter_parts()] == [
+        ("text/plain", "Hi Ann,\nmessage 1"),
+        ("text/html", "<p>Hi Ann</p>"),
+    ]
+
+
+async def test_several_sends_of_one_account_share_one_connection(mailbox: MailboxServer, sender: SmtpSender) -> None:
+    for n in range(4):
+        await sender.send(account(mailbox.port), outgoing(n))
+
+    assert mailbox.connections == 1
+    assert [m.message_id for m in mailbox.messages] == [f"<outbound.lead{n}.1.0@sender.example>" for n in range(4)]
+
+
+async def test_concurrent_sends_of_one_account_are_serialised_on_one_connection(
+    mailbox: MailboxServer, sender: SmtpSender
+) -> None:
+    await asyncio.wait_for(asyncio.gather(*(sender.send(account(mailbox.port), outgoing(n)) for n in range(5))), 30)
+
+    assert mailbox.connections == 1
+    assert len(mailbox.messages) == 5
+
+
+async def test_each_account_gets_its_own_connection(mailbox: MailboxServer, sender: SmtpSender) -> None:
+    await sender.send(account(mailbox.port, id="a1"), outgoing(1))
+    await sender.send(account(mailbox.port, id="a2"), outgoing(2))
+
+    assert mailbox.connections == 2
+
+
+async def test_idle_connection_is_dropped_and_reopened(mailbox: MailboxServer) -> None:
+    sender = SmtpSender(timeout=10, max_idle_seconds=0, local_hostname="client.test")
+    try:
+        await sender.send(account(mailbox.port), outgoing(1))
+        await sender.send(account(mailbox.port), outgoing(2))
+    finally:
+        await sender.close()
+
+    assert mailbox.connections == 2
+    assert len(mailbox.messages) == 2
+
+
+async def test_changed_credentials_are_not_sent_over_the_old_session(
+    mailbox: MailboxServer, sender: SmtpSender
+) -> None:
+    await sender.send(account(mailbox.port), outgoing(1))
+    with pytest.raises(AccountAuthError):
+        await sender.send(account(mailbox.port, smtp_password="changed"), outgoing(2))
+
+    assert mailbox.connections == 2
+    assert len(mailbox.messages) == 1
+
+
+async def test_wrong_password_is_an_account_auth_error_without_the_password(
+    mailbox: MailboxServer, sender: SmtpSender
+) -> None:
+    with pytest.raises(AccountAuthError) as caught:
+        await sender.send(account(mailbox.port, smtp_password="wrong-password"), outgoing())
+
+    assert caught.value.code == 535
+    assert caught.value.during == "auth"
+    assert "wrong-password" not in str(caught.value)
+    assert mailbox.messages == []
+
+
+async def test_server_without_auth_over_plain_text_is_an_account_auth_error(tmp_path: Path, sender: SmtpSender) -> None:
+    async with MailboxServer(tmp_path / "mail", auth_require_tls=True) as server:
+        with pytest.raises(AccountAuthError) as caught:
+            await sender.send(account(server.port), outgoing())
+
+    assert caught.value.during == "auth"
+    assert "AUTH" in caught.value.reply
+
+
+async def test_account_without_username_sends_without_login(mailbox: MailboxServer, sender: SmtpSender) -> None:
+    await sender.send(account(mailbox.port, smtp_username=None, smtp_password=None), outgoing())
+
+    assert mailbox.messages[0].login is None
+
+
+async def test_550_on_rcpt_is_permanent_and_keeps_the_connection(tmp_path: Path, sender: SmtpSender) -> None:
+    faults = Faults(("rcpt", Fault(550, "5.1.1 <ann@example.com>: no such user")))
+    async with MailboxServer(tmp_path / "mail", fault=faults) as server:
+        with pytest.raises(PermanentSendError) as caught:
+            await sender.send(account(server.port), outgoing(1))
+        await sender.send(account(server.port), outgoing(2))
+
+    assert caught.value.code == 550
+    assert caught.value.reply == "5.1.1 <ann@example.com>: no such user"
+    assert caught.value.during == "rcpt"
+    assert [m.message_id for m in server.messages] == ["<outbound.lead2.1.0@sender.example>"]
+    assert server.connections == 1
+
+
+async def test_554_on_data_is_permanent(tmp_path: Path, sender: SmtpSender) -> None:
+    async with MailboxServer(tmp_path / "mail", fault=Faults(("data", Fault(554, "5.7.1 spam")))) as server:
+        with pytest.raises(PermanentSendError) as caught:
+            await sender.send(account(server.port), outgoing())
+
+    assert (caught.value.code, caught.value.during) == (554, "data")
+    assert server.messages == []
+
+
+@pytest.mark.parametrize("stage", ["rcpt", "data"])
+async def test_451_is_transient_and_the_next_send_reconnects(tmp_path: Path, sender: SmtpSender, stage: str) -> None:
+    async with MailboxServer(tmp_path / "mail", fault=Faults((stage, Fault(451, "4.3.0 try again later")))) as server:
+        with pytest.raises(TransientSendError) as caught:
+            await sender.send(account(server.port), outgoing(1))
+        await sender.send(account(server.port), outgoing(2))
+
+    assert (caught.value.code, caught.value.reply, caught.value.during) == (451, "4.3.0 try again later", stage)
+    assert not caught.value.uncertain
+    assert server.connections == 2
+    assert len(server.messages) == 1
+
+
+async def test_dropped_connection_is_transient_and_the_next_send_reconnects(tmp_path: Path, sender: SmtpSender) -> None:
+    async with MailboxServer(tmp_path / "mail", fault=Faults(("rcpt", Fault(drop=True)))) as server:
+        with pytest.raises(TransientSendError) as caught:
+            await sender.send(account(server.port), outgoing(1))
+        await sender.send(account(server.port), outgoing(2))
+
+    assert caught.value.code is None
+    assert caught.value.during == "rcpt"
+    assert not caught.value.uncertain
+    assert server.connections == 2
+    assert [m.message_id for m in server.messages] == ["<outbound.lead2.1.0@sender.example>"]
+
+
+async def test_drop_while_the_message_was_in_flight_is_uncertain(tmp_path: Path, sender: SmtpSender) -> None:
+    async with MailboxServer(tmp_path / "mail", fault=Faults(("data", Fault(drop=True)))) as server:
+        with pytest.raises(TransientSendError) as caught:
+            await sender.send(account(server.port), outgoing())
+
+    assert caught.value.during == "data"
+    assert caught.value.uncertain
+
+
+async def test_reused_connection_closed_by_the_server_is_reopened_before_anything_is_sent(
+    tmp_path: Path, sender: SmtpSender
+) -> None:
+    faults = Faults()
+    async with MailboxServer(tmp_path / "mail", fault=faults) as server:
+        await sender.send(account(server.port), outgoing(1))
+        faults.planned.append(("mail", Fault(drop=True)))  # the server hangs up on the idle session
+        result = await sender.send(account(server.port), outgoing(2))
+
+    assert result.code == 250
+    assert server.connections == 2
+    assert len(server.messages) == 2
+
+
+async def test_auth_fault_535_is_an_account_auth_error(tmp_path: Path, sender: SmtpSender) -> None:
+    refuse = Fault(535, "5.7.8 Username and Password not accepted")
+    # Every AUTH attempt is refused: the client tries each mechanism the server offers.
+    async with MailboxServer(tmp_path / "mail", fault=lambda stage, _: refuse if stage == "auth" else None) as server:
+        with pytest.raises(AccountAuthError) as caught:
+            await sender.send(account(server.port), outgoing())
+
+    assert caught.value.code == 535
+    assert "not accepted" in caught.value.reply
+
+
+async def test_connection_refused_is_transient_during_connect(sender: SmtpSender) -> None:
+    port = await closed_port()
+    with pytest.raises(TransientSendError) as caught:
+        await sender.send(account(port), outgoing())
+
+    assert caught.value.during == "connect"
+    assert caught.value.code is None
+
+
+async def test_server_that_never_greets_times_out_as_transient() -> None:
+    silent = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    sender = SmtpSender(timeout=0.5, local_hostname="client.test")
+    try:
+        with pytest.raises(TransientSendError) as caught:
+            await asyncio.wait_for(sender.send(account(port), outgoing()), 10)
+    finally:
+        await sender.close()
+        silent.close()
+
+    assert caught.value.during == "connect"
+    assert "no reply" in caught.value.reply or "Timed out" in caught.value.reply
+
+
+async def closed_port() -> int:
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port: int = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    return port
+
+
+TlsSetup = Callable[[Path, tuple[Path, Path]], MailboxServer]
+
+
+def implicit_tls(directory: Path, certificate: tuple[Path, Path]) -> MailboxServer:
+    return MailboxServer(directory, users={"bob": PASSWORD}, tls_context=server_context(certificate), implicit_tls=True)
+
+
+def starttls(directory: Path, certificate: tuple[Path, Path]) -> MailboxServer:
+    return MailboxServer(
+        directory, users={"bob": PASSWORD}, tls_context=server_context(certificate), auth_require_tls=True
+    )
+
+
+@pytest.mark.parametrize(("make_server", "security"), [(implicit_tls, "tls"), (starttls, "starttls")])
+async def test_self_signed_certificate_is_rejected_by_default(
+    tmp_path: Path, certificate: tuple[Path, Path], make_server: TlsSetup, security: str
+) -> None:
+    sender = SmtpSender(timeout=10, local_hostname="client.test")
+    async with make_server(tmp_path / "mail", certificate) as server:
+        try:
+            with pytest.raises(TransientSendError) as caught:
+                await sender.send(account(server.port, security=security), outgoing())
+        finally:
+            await sender.close()
+
+    assert caught.value.during == "tls"
+    assert "CERTIFICATE_VERIFY_FAILED" in caught.value.reply
+    assert server.messages == []
+
+
+@pytest.mark.parametrize(("make_server", "security"), [(implicit_tls, "tls"), (starttls, "starttls")])
+async def test_certificate_from_a_trusted_ca_is_accepted(
+    tmp_path: Path, certificate: tuple[Path, Path], make_server: TlsSetup, security: str
+) -> None:
+    sender = SmtpSender(timeout=10, tls_context=trusting_context(certificate), local_hostname="client.test")
+    async with make_server(tmp_path / "mail", certificate) as server:
+        try:
+            await sender.send(account(server.port, security=security), outgoing(1))
+            await sender.send(account(server.port, security=security), outgoing(2))
+        finally:
+            await sender.close()
+
+    assert [m.login for m in server.messages] == ["bob", "bob"]
+    assert server.connections == 1
+
+
+async def test_required_starttls_on_a_server_without_it_is_an_account_error(
+    mailbox: MailboxServer, sender: SmtpSender
+) -> None:
+    with pytest.raises(AccountAuthError) as caught:
+        await sender.send(account(mailbox.port, security="starttls"), outgoing())
+
+    assert caught.value.during == "tls"
+    assert "STARTTLS" in caught.value.reply
+    assert mailbox.messages == []
+
+
+async def test_unset_security_follows_the_starttls_default(mailbox: MailboxServer) -> None:
+    plain = SmtpSender(timeout=10, default_starttls=False, local_hostname="client.test")
+    strict = SmtpSender(timeout=10, default_starttls=True, local_hostname="client.test")
+    try:
+        await plain.send(account(mailbox.port, security=None), outgoing(1))
+        with pytest.raises(AccountAuthError):
+            await strict.send(account(mailbox.port, security=None), outgoing(2))
+    finally:
+        await plain.close()
+        await strict.close()
+
+    assert len(mailbox.messages) == 1
+
+
+async def test_check_account_reports_each_step(
+    tmp_path: Path, certificate: tuple[Path, Path], mailbox: MailboxServer
+) -> None:
+    async with starttls(tmp_path / "tls-mail", certificate) as server:
+        steps = await check_account(
+            account(server.port, security="starttls"),
+            timeout=10,
+            default_starttls=True,
+            tls_context=trusting_context(certificate),
+        )
+
+    assert steps[0].startswith(f"connected to 127.0.0.1:{server.port}")
+    assert any(s.startswith("STARTTLS: TLS") for s in steps)
+    assert any("authenticated as bob" in s for s in steps)
+    assert not any(PASSWORD in s for s in steps)
+    assert server.messages == []
+
+
+async def test_check_account_raises_the_classified_error(mailbox: MailboxServer) -> None:
+    seen: list[str] = []
+    with pytest.raises(AccountAuthError):
+        await check_account(
+            account(mailbox.port, smtp_password="nope"), timeout=10, default_starttls=True, on_step=seen.append
+        )
+
+    assert seen[0].startswith("connected to")
