@@ -171,15 +171,30 @@ def _check_value(header: str, value: str) -> None:
         raise InvalidHeader(f"header {header} contains a control character: {value!r}")
 
 
-def _address(header: str, addr: str, name: str | None) -> Address:
+def wire_address(addr: str, header: str = "address") -> str:
+    """The address as sent on the wire: internationalised domains in their ASCII (IDNA) form.
+
+    A non-ASCII local part would need SMTPUTF8 end to end, which Outbound does not use: it is refused.
+    """
     _check_value(header, addr)
-    if name is not None:
-        _check_value(f"{header} display name", name)
     local, at, domain = addr.strip().rpartition("@")
     if not at or not local or not domain or " " in addr.strip() or "<" in addr or ">" in addr:
         raise InvalidHeader(f"header {header}: {addr!r} is not an email address")
+    if not local.isascii():
+        raise InvalidHeader(f"header {header}: {addr!r} has a non-ASCII local part, which cannot be sent")
     try:
-        return Address(display_name=(name or "").strip(), addr_spec=addr.strip())
+        ascii_domain = domain if domain.isascii() else domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise InvalidHeader(f"header {header}: {addr!r} has an invalid domain") from None
+    return f"{local}@{ascii_domain}"
+
+
+def _address(header: str, addr: str, name: str | None) -> Address:
+    spec = wire_address(addr, header)
+    if name is not None:
+        _check_value(f"{header} display name", name)
+    try:
+        return Address(display_name=(name or "").strip(), addr_spec=spec)
     except (ValueError, IndexError) as exc:
         raise InvalidHeader(f"header {header}: {addr!r} is not an email address ({exc})") from None
 

@@ -29,6 +29,7 @@ from app.transport.base import (
     TransientSendError,
     build_message,
     classify_smtp_reply,
+    wire_address,
 )
 
 StepCallback = Callable[[str], None]
@@ -203,11 +204,17 @@ class _Connection:
         self.client = None
 
 
-def _payload(message: OutgoingMessage, now: datetime) -> tuple[bytes, bool]:
-    utf8 = not (message.from_email.isascii() and message.to_email.isascii())
+@dataclass(frozen=True)
+class _Envelope:
+    sender: str
+    recipient: str
+    payload: bytes
+
+
+def _envelope(message: OutgoingMessage, now: datetime) -> _Envelope:
     built = build_message(message, now=now)
-    policy = email.policy.SMTPUTF8 if utf8 else email.policy.SMTP
-    return built.as_bytes(policy=policy), utf8
+    sender, recipient = wire_address(message.from_email, "From"), wire_address(message.to_email, "To")
+    return _Envelope(sender, recipient, built.as_bytes(policy=email.policy.SMTP))
 
 
 class SmtpSender:
@@ -233,18 +240,23 @@ class SmtpSender:
 
     async def send(self, account: EmailAccount, message: OutgoingMessage) -> SendResult:
         """Send one message; raise TransientSendError, PermanentSendError, AccountAuthError or InvalidHeader."""
-        payload, utf8 = _payload(message, self.clock())  # InvalidHeader before any I/O
+        envelope = _envelope(message, self.clock())  # InvalidHeader before any I/O
         conn = self._connections.setdefault(account.id, _Connection())
         async with conn.lock:
             self._drop_idle()
             for attempt in (1, 2):
                 fresh = await self._ensure_open(conn, account)
                 try:
-                    return await self._transact(conn, account, message, payload, utf8)
+                    return await self._transact(conn, account, message.message_id, envelope)
                 except SendError as err:
                     await self._after_error(conn, err)
                     # The server may close a reused connection while it sat idle; nothing was accepted yet.
-                    stale = not fresh and err.during == "mail" and err.code in (None, 421)
+                    stale = (
+                        isinstance(err, TransientSendError)
+                        and not fresh
+                        and err.during == "mail"
+                        and err.code in (None, 421)
+                    )
                     if not (stale and attempt == 1):
                         raise
         raise AssertionError("unreachable: the second attempt returns or raises")
@@ -263,11 +275,11 @@ class SmtpSender:
         return asyncio.get_running_loop().time()
 
     def _drop_idle(self) -> None:
+        # Entries stay (one per account): removing one could orphan a task about to take its lock.
         now = self._now()
-        for account_id, conn in list(self._connections.items()):
-            if not conn.lock.locked() and now - conn.last_used > self.max_idle_seconds:
+        for conn in self._connections.values():
+            if conn.client is not None and not conn.lock.locked() and now - conn.last_used > self.max_idle_seconds:
                 conn.discard()
-                del self._connections[account_id]
 
     async def _ensure_open(self, conn: _Connection, account: EmailAccount) -> bool:
         """Reuse the account's live connection, or open a new one; True when newly opened."""
@@ -291,29 +303,24 @@ class SmtpSender:
         return True
 
     async def _transact(
-        self, conn: _Connection, account: EmailAccount, message: OutgoingMessage, payload: bytes, utf8: bool
+        self, conn: _Connection, account: EmailAccount, message_id: str, envelope: _Envelope
     ) -> SendResult:
         client = conn.client
         assert client is not None
-        encoding = "utf-8" if utf8 else "ascii"
-        options = ["SMTPUTF8"] if utf8 else []
         during = "mail"
         try:
-            if utf8 and not client.supports_extension("smtputf8"):
-                reply = f"server does not support SMTPUTF8, needed for {message.from_email} -> {message.to_email}"
-                raise PermanentSendError(None, reply, during="mail")
-            await client.mail(message.from_email, options=options, encoding=encoding)
+            await client.mail(envelope.sender)
             during = "rcpt"
-            await client.rcpt(message.to_email, encoding=encoding)
+            await client.rcpt(envelope.recipient)
             during = "data"
-            response = await client.data(payload)
+            response = await client.data(envelope.payload)
         except Exception as exc:
             raise translate_error(exc, during, account, self.timeout) from None
         except BaseException:
             conn.discard()  # cancelled mid-transaction: the session state is unknown
             raise
         conn.last_used = self._now()
-        return SendResult(message.message_id, response.code, response.message, self.clock())
+        return SendResult(message_id, response.code, response.message, self.clock())
 
     async def _after_error(self, conn: _Connection, err: SendError) -> None:
         if not isinstance(err, PermanentSendError) or conn.client is None or not conn.client.is_connected:

@@ -439,3 +439,11 @@ async def test_check_account_raises_the_classified_error(mailbox: MailboxServer)
         )
 
     assert seen[0].startswith("connected to")
+
+
+async def test_internationalised_recipient_domain_is_delivered_in_ascii(
+    mailbox: MailboxServer, sender: SmtpSender
+) -> None:
+    await sender.send(account(mailbox.port), outgoing(to="ann@exämple.com"))
+
+    assert mailbox.messages[0].recipients == ("ann@xn--exmple-cua.com",)

@@ -21,6 +21,7 @@ from app.transport.base import (
     build_message,
     classify_smtp_reply,
     make_message_id,
+    wire_address,
 )
 from app.transport.dryrun import DryRunSender
 
@@ -218,3 +219,14 @@ async def test_dry_run_sender_refuses_header_injection_like_a_real_send() -> Non
 
 def test_send_error_without_a_reply_code_reads_as_its_text() -> None:
     assert str(TransientSendError(None, "connection dropped", during="rcpt")) == "connection dropped"
+
+
+def test_internationalised_domain_is_sent_in_its_ascii_form() -> None:
+    msg = reparse(build_message(outgoing(to_email="ann@exämple.com"), now=NOW))
+    assert msg["To"].addresses[0].addr_spec == "ann@xn--exmple-cua.com"
+    assert wire_address("ann@exämple.com") == "ann@xn--exmple-cua.com"
+
+
+def test_non_ascii_local_part_is_refused_with_the_reason() -> None:
+    with pytest.raises(InvalidHeader, match="non-ASCII local part"):
+        build_message(outgoing(to_email="zoë@example.com"), now=NOW)
