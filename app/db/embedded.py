@@ -8,6 +8,7 @@ started at once share one server instead of starting two on the same data.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import fcntl
 import importlib.util
 import json
@@ -63,8 +64,11 @@ def _port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def _pid_is_server(pid: int) -> bool:
-    """True when `pid` is alive and is a secantus process (guards against a recycled pid)."""
+def _pid_is_server(pid: int, storage_path: str | None = None) -> bool:
+    """True when `pid` is a live secantus process, serving `storage_path` when given.
+
+    Guards against a recycled pid and against another home's server.
+    """
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -74,9 +78,10 @@ def _pid_is_server(pid: int) -> bool:
     cmdline = Path(f"/proc/{pid}/cmdline")
     if cmdline.exists():
         try:
-            return b"secantus" in cmdline.read_bytes()
+            args = cmdline.read_bytes()
         except OSError:
             return False
+        return b"secantus" in args and (storage_path is None or os.fsencode(storage_path) in args.split(b"\0"))
     return True
 
 
@@ -134,13 +139,15 @@ def _locked(home: Path) -> Iterator[None]:
 def _read_state(home: Path) -> ServerInfo | None:
     path = home / STATE_FILE
     try:
-        return ServerInfo(**json.loads(path.read_text()))
+        info = ServerInfo(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
+    # A record copied from another home (a restored backup) names that home's server, which is not ours to use.
+    return info if info.storage_path == str(home / DATA_DIR) else None
 
 
 def _alive(info: ServerInfo) -> bool:
-    return _pid_is_server(info.pid) and _port_open(info.host, info.port)
+    return _pid_is_server(info.pid, info.storage_path) and _port_open(info.host, info.port)
 
 
 def status(home: Path) -> ServerInfo | None:
@@ -171,16 +178,28 @@ def stop(home: Path, timeout: float = 30.0) -> ServerInfo | None:
     with _locked(home):
         info = _read_state(home)
         (home / STATE_FILE).unlink(missing_ok=True)
-        if info is None or not _pid_is_server(info.pid):
+        if info is None or not _pid_is_server(info.pid, info.storage_path):
             return None
-        os.kill(info.pid, signal.SIGTERM)
+        _terminate(info.pid)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _pid_is_server(info.pid):
+        while time.monotonic() < deadline and _pid_is_server(info.pid, info.storage_path):
             _reap(info.pid)
             time.sleep(0.05)
-        if _pid_is_server(info.pid):
+        if _pid_is_server(info.pid, info.storage_path):
             os.kill(info.pid, signal.SIGKILL)
         return info
+
+
+def _terminate(pid: int) -> None:
+    """Send SIGTERM to the server's main thread.
+
+    Python runs signal handlers only in the main thread. A process-wide SIGTERM that the kernel hands to one of
+    the server's connection threads never wakes a main thread blocked on a lock, so the server would not stop
+    (seen about every other time); a signal addressed to the main thread (tgkill) always interrupts it.
+    """
+    tgkill = getattr(ctypes.CDLL(None, use_errno=True), "tgkill", None)
+    if tgkill is None or tgkill(pid, pid, signal.SIGTERM) != 0:
+        os.kill(pid, signal.SIGTERM)
 
 
 def _reap(pid: int) -> None:

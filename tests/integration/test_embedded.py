@@ -184,6 +184,24 @@ def test_state_naming_an_unrelated_live_process_is_neither_reused_nor_killed(hom
         bystander.wait(timeout=20)
 
 
+def test_state_copied_from_another_home_is_neither_reused_nor_stopped(home: Path, tmp_path: Path) -> None:
+    other_home = tmp_path / "other"
+    other = embedded.ensure_running(other_home)
+    try:
+        # As after restoring a backup of one home into another: the record names the first home's server.
+        home.mkdir(parents=True)
+        (home / embedded.STATE_FILE).write_text((other_home / embedded.STATE_FILE).read_text())
+        assert embedded.status(home) is None
+        assert embedded.stop(home) is None
+        assert embedded.status(other_home) == other, "the other home's server keeps running"
+
+        mine = embedded.ensure_running(home)
+        assert mine.pid != other.pid
+        assert Path(mine.storage_path) == home / embedded.DATA_DIR
+    finally:
+        embedded.stop(other_home, timeout=10)
+
+
 def test_stop_when_not_running_returns_none(home: Path) -> None:
     assert embedded.stop(home) is None
     home.mkdir(parents=True, exist_ok=True)
@@ -198,6 +216,29 @@ def test_status_is_none_when_not_running(home: Path) -> None:
     assert embedded.status(home) == info
     embedded.stop(home)
     assert embedded.status(home) is None
+
+
+def _exit_status(pid: int, within: float) -> int | None:
+    """Reap our child `pid`, polling up to `within` seconds; its raw wait status, or None while it still runs."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+        if reaped == pid:
+            return status
+        time.sleep(0.05)
+    return None
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_terminate_shuts_a_server_with_open_connections_down_cleanly(home: Path, round_: int) -> None:
+    info = embedded.ensure_running(home)
+    with _client(info) as client:
+        client.outbound.campaigns.insert_one({"round": round_})
+        embedded._terminate(info.pid)
+    status = _exit_status(info.pid, within=20)
+    assert status is not None, "the server ignored SIGTERM"
+    assert os.WIFEXITED(status)
+    assert os.WEXITSTATUS(status) == 0
 
 
 def test_stop_ends_the_server_process(home: Path) -> None:
