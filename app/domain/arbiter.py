@@ -1,0 +1,559 @@
+"""The account arbiter: reserve a sending account for one email under its limits, then commit or roll back.
+
+Limits, with seed 001's names: an account sends at most `email_campaign_settings.max_daily_sends` per UTC day
+across all campaigns, at most the lower of the campaign's and the account's `daily_limit` per day for one
+campaign, and never twice within `min_wait_time` minutes (the larger of the account's and the campaign's).
+
+Every write is a conditional `update_one` aimed at one document and checked by its result, so any number of
+dispatchers on any number of machines can race without exceeding a limit. A reservation counts as a send the
+moment it is made; one that is never committed nor rolled back (a crash) keeps counting, so limits hold under
+crashes too.
+
+`account_usage` documents are keyed `_id = "<account_id>:<day>"` (see `usage_key`): lookups by `_id` stay fast
+on servers where queries on other fields scan the whole collection, and that collection grows every day.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError
+
+from app.db import schema
+from app.db.client import Database
+from app.db.store import NotFound, id_filter, id_values, iter_valid
+from app.domain.models import AccountCampaignSettings, Campaign, EmailAccount, InvalidDocument, id_str
+from app.domain.scheduling import after_minutes, next_day_start, utc_day
+from app.logging import get_logger
+
+# Why an account could not be reserved; the first three are seed 001's setting names.
+MAX_DAILY_SENDS = "max_daily_sends"
+DAILY_LIMIT = "daily_limit"
+MIN_WAIT_TIME = "min_wait_time"
+TAKEN = "taken"
+LIMIT_RACED = "limit_raced"
+INVALID_SETTINGS = "invalid_settings"
+INVALID_ACCOUNT = "invalid_account"
+
+_REASON_TEXT = {
+    MAX_DAILY_SENDS: "at max_daily_sends for today",
+    DAILY_LIMIT: "at the campaign's daily_limit for today",
+    MIN_WAIT_TIME: "inside their min_wait_time window",
+    TAKEN: "just reserved by another dispatcher",
+    LIMIT_RACED: "reached a daily limit during this attempt",
+    INVALID_SETTINGS: "skipped for malformed email_campaign_settings (see store.invalid_document)",
+    INVALID_ACCOUNT: "skipped as malformed email_accounts documents (see store.invalid_document)",
+}
+
+# How soon to look again when nothing can ever become free by itself (no account, malformed data).
+RECHECK_SECONDS = 60.0
+# Today's counters are read for this many free accounts at a time: most reservations succeed on the first.
+USAGE_CHUNK = 16
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True)
+class AccountLimits:
+    """The limits that apply to one account sending for one campaign (None: unlimited)."""
+
+    max_daily_sends: int | None
+    campaign_daily_limit: int | None
+    min_wait_minutes: float
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The right to send one email from `account` for `campaign_id`, counted against `day`'s limits."""
+
+    token: str
+    account: EmailAccount
+    campaign_id: str
+    day: str
+    reserved_at: datetime
+    limits: AccountLimits
+
+
+@dataclass(frozen=True)
+class NoAccountAvailable:
+    """No account may send now; `retry_at` is the earliest time one could, `reason` says why."""
+
+    retry_at: datetime
+    reason: str
+
+
+def limits_for(settings: AccountCampaignSettings | None, campaign: Campaign) -> AccountLimits:
+    """Combine an account's `email_campaign_settings` with a campaign's settings: the stricter value wins."""
+    daily = [d for d in (campaign.settings.daily_limit, settings.daily_limit if settings else None) if d is not None]
+    return AccountLimits(
+        max_daily_sends=settings.max_daily_sends if settings else None,
+        campaign_daily_limit=min(daily) if daily else None,
+        min_wait_minutes=max(campaign.settings.min_wait_time, settings.min_wait_time if settings else 0.0),
+    )
+
+
+def limit_reached(limits: AccountLimits, sent_today: int, campaign_sent_today: int) -> str | None:
+    """Which daily limit is used up (MAX_DAILY_SENDS or DAILY_LIMIT), or None while there is room."""
+    if limits.max_daily_sends is not None and sent_today >= limits.max_daily_sends:
+        return MAX_DAILY_SENDS
+    if limits.campaign_daily_limit is not None and campaign_sent_today >= limits.campaign_daily_limit:
+        return DAILY_LIMIT
+    return None
+
+
+def has_capacity(limits: AccountLimits, sent_today: int, campaign_sent_today: int) -> bool:
+    """True while the account may send once more today, overall and for this campaign."""
+    return limit_reached(limits, sent_today, campaign_sent_today) is None
+
+
+def blocked_by(
+    limits: AccountLimits,
+    sent_today: int,
+    campaign_sent_today: int,
+    next_available_at: datetime | None,
+    now: datetime,
+) -> str | None:
+    """Why the account cannot send for this campaign at `now` (a limit or MIN_WAIT_TIME), or None if it can."""
+    reached = limit_reached(limits, sent_today, campaign_sent_today)
+    if reached is not None:
+        return reached
+    if next_available_at is not None and next_available_at > now:
+        return MIN_WAIT_TIME
+    return None
+
+
+def free_at(
+    limits: AccountLimits,
+    sent_today: int,
+    campaign_sent_today: int,
+    next_available_at: datetime | None,
+    now: datetime,
+) -> datetime:
+    """When this account could next send for this campaign: its wait window's end, or tomorrow when exhausted."""
+    earliest = now if next_available_at is None else max(now, next_available_at)
+    if has_capacity(limits, sent_today, campaign_sent_today):
+        return earliest
+    return max(next_day_start(now), earliest)
+
+
+def describe_unavailable(blocked: Mapping[str, int], retry_at: datetime) -> str:
+    """An operator's sentence for why no account could be reserved, e.g. "2 accounts at max_daily_sends..."."""
+    if not blocked:
+        return (
+            "no active sending account for this campaign: check email_accounts.status and the campaign's "
+            "settings.account_ids"
+        )
+    parts = [f"{count} {_REASON_TEXT.get(reason, reason)}" for reason, count in sorted(blocked.items())]
+    total = sum(blocked.values())
+    noun = "account" if total == 1 else "accounts"
+    return f"no sending account is free ({total} {noun}: {'; '.join(parts)}); next try at {retry_at.isoformat()}"
+
+
+def usage_key(account_id: str, day: str) -> str:
+    """The `_id` of an account's `account_usage` document for one UTC day."""
+    return f"{account_id}:{day}"
+
+
+def usage_path(campaign_id: str) -> str:
+    """The `account_usage.campaigns.<id>` field of a campaign; refuses ids that would break the dotted path."""
+    if not campaign_id or "." in campaign_id or campaign_id.startswith("$") or "\0" in campaign_id:
+        raise ValueError(
+            f"campaign id {campaign_id!r} cannot key account_usage.campaigns: "
+            "a campaign _id must not be empty, contain '.', or start with '$'"
+        )
+    return f"campaigns.{campaign_id}"
+
+
+@dataclass(frozen=True)
+class _AccountRow:
+    """An account document as the arbiter needs it: the validated view plus its scheduling fields."""
+
+    raw_id: Any
+    account: EmailAccount
+    next_available_at: datetime | None
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> _AccountRow:
+        account = EmailAccount.from_doc(doc)
+        value = doc.get("next_available_at")
+        if value is not None and not isinstance(value, datetime):
+            raise InvalidDocument(schema.EMAIL_ACCOUNTS, doc.get("_id"), "next_available_at", "must be a date")
+        if isinstance(value, datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return cls(raw_id=doc["_id"], account=account, next_available_at=value)
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    row: _AccountRow
+    limits: AccountLimits | None  # None: its email_campaign_settings are malformed
+
+    @property
+    def id(self) -> str:
+        return self.row.account.id
+
+
+@dataclass(frozen=True)
+class _Blocked:
+    reason: str
+    free_at: datetime
+
+
+@dataclass
+class _Tally:
+    """Why each account was passed over, and when each could be free."""
+
+    reasons: Counter[str] = field(default_factory=Counter)
+    retry_times: list[datetime] = field(default_factory=list)
+    tried: set[str] = field(default_factory=set)
+    invalid: set[str] = field(default_factory=set)
+
+    def add(self, blocked: _Blocked, account_id: str) -> None:
+        self.tried.add(account_id)
+        self.reasons[blocked.reason] += 1
+        self.retry_times.append(blocked.free_at)
+
+    def add_invalid(self, exc: InvalidDocument) -> None:
+        # A page may be read twice; each malformed account is reported and counted once.
+        if str(exc.doc_id) not in self.invalid:
+            self.invalid.add(str(exc.doc_id))
+            self.reasons[INVALID_ACCOUNT] += 1
+            _log_invalid(exc)
+
+
+def _window_open(now: datetime) -> dict[str, Any]:
+    """Accounts whose wait window is over, never opened, or unreadable (so that it is reported, not ignored)."""
+    return {"$or": [{"next_available_at": {"$lte": now}}, {"next_available_at": {"$not": {"$type": "date"}}}]}
+
+
+def _limits_or_none(own: AccountCampaignSettings | InvalidDocument | None, campaign: Campaign) -> AccountLimits | None:
+    return None if isinstance(own, InvalidDocument) else limits_for(own, campaign)
+
+
+def _count(value: object) -> int:
+    """A counter read from account_usage; anything but a number reads as 0 (the atomic filter still guards)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return int(value)
+
+
+def _allowed_ids(campaign: Campaign, exclude: Collection[str], only: Collection[str] | None) -> set[str] | None:
+    """Account ids this reservation may use, or None for "every active account not excluded"."""
+    allowed: set[str] | None = set(campaign.settings.account_ids) or None
+    if only is not None:
+        allowed = {id_str(a) for a in only} if allowed is None else allowed & {id_str(a) for a in only}
+    if allowed is not None:
+        allowed -= {id_str(e) for e in exclude}
+    return allowed
+
+
+def _id_forms(ids: Iterable[str]) -> list[Any]:
+    return [form for i in sorted(ids) for form in id_values(i)]
+
+
+def _chunks(items: list[_Candidate], size: int) -> Iterable[list[_Candidate]]:
+    return (items[start : start + size] for start in range(0, len(items), size))
+
+
+class Arbiter:
+    """Reserves sending accounts for one dispatcher (`owner`), sharing limits with every other dispatcher."""
+
+    def __init__(self, db: Database, *, owner: str, settings_ttl: float = 30.0) -> None:
+        self._accounts = db[schema.EMAIL_ACCOUNTS]
+        self._settings = db[schema.EMAIL_CAMPAIGN_SETTINGS]
+        self._usage = db[schema.ACCOUNT_USAGE]
+        self._owner = owner
+        # Limits change rarely; caching them briefly saves a round trip on most reservations.
+        self._settings_ttl = settings_ttl
+        self._settings_expiry = 0.0
+        self._settings_known: set[str] = set()  # accounts the snapshot answers for, with or without settings
+        self._settings_snapshot: dict[str, AccountCampaignSettings | InvalidDocument] = {}
+
+    async def reserve(
+        self,
+        campaign: Campaign,
+        now: datetime,
+        *,
+        exclude: Collection[str] = (),
+        only: Collection[str] | None = None,
+    ) -> Reservation | NoAccountAvailable:
+        """Reserve the least recently used account that may send for `campaign` at `now`.
+
+        `exclude` leaves accounts out (e.g. one that just failed), `only` restricts to some. The reservation
+        counts against today's limits and opens the account's wait window until it is committed or rolled back.
+        """
+        path = usage_path(campaign.id)
+        day = utc_day(now)
+        tally = _Tally()
+        # The least recently used few usually include a free account; the rest are read only when they do not.
+        for limit in (USAGE_CHUNK, 0):
+            page = await self._scan(campaign, _window_open(now), exclude, only, tally, limit=limit)
+            reservation = await self._first_free([c for c in page if c.id not in tally.tried], campaign, now, tally)
+            if reservation is not None:
+                return reservation
+            if len(page) < limit:
+                break
+        # Only when nothing is free are the waiting accounts read: their windows and counts give the retry time.
+        waiting = await self._scan(campaign, {"next_available_at": {"$gt": now}}, exclude, only, tally)
+        counts = await self._counts_for(waiting, day, path)
+        for candidate in waiting:
+            tally.add(_blocked(candidate, counts.get(candidate.id, (0, 0)), now), candidate.id)
+        return self._unavailable(campaign, now, tally)
+
+    async def _first_free(
+        self, candidates: list[_Candidate], campaign: Campaign, now: datetime, tally: _Tally
+    ) -> Reservation | None:
+        """Try `candidates` in order, reading their counts a chunk at a time; tally why each was passed over."""
+        path, day = usage_path(campaign.id), utc_day(now)
+        for chunk in _chunks(candidates, USAGE_CHUNK):
+            counts = await self._counts_for(chunk, day, path)
+            for candidate in chunk:
+                outcome = await self._try(candidate, counts.get(candidate.id, (0, 0)), campaign, path, day, now)
+                if isinstance(outcome, Reservation):
+                    return outcome
+                tally.add(outcome, candidate.id)
+        return None
+
+    async def commit(self, reservation: Reservation, now: datetime) -> None:
+        """Record that the reserved email was sent (or must be treated as sent). Call once per reservation."""
+        await self._usage.update_one(
+            {"_id": usage_key(reservation.account.id, reservation.day)}, {"$inc": {"committed": 1}}
+        )
+        await self._accounts.update_one(
+            {**id_filter(reservation.account.id), "reservation_token": reservation.token},
+            {"$unset": {"reservation_token": ""}},
+        )
+        self._log(reservation).info("arbiter.committed", day=reservation.day, committed_at=now.isoformat())
+
+    async def rollback(self, reservation: Reservation, now: datetime, *, reason: str) -> None:
+        """Give back a reservation whose email was certainly not sent: its count, and its wait window if unused.
+
+        Call at most once per reservation, and never after commit.
+        """
+        path = usage_path(reservation.campaign_id)
+        returned = await self._usage.update_one(
+            {"_id": usage_key(reservation.account.id, reservation.day), "sent": {"$gt": 0}, path: {"$gt": 0}},
+            {"$inc": {"sent": -1, path: -1}},
+        )
+        released = await self._release_window(reservation.account.id, reservation.token, now)
+        self._log(reservation).info(
+            "arbiter.rollback",
+            reason=reason,
+            day=reservation.day,
+            count_returned=returned.modified_count == 1,
+            window_released=released,
+        )
+
+    async def disable(self, account_id: str, reason: str) -> None:
+        """Take an account out of rotation (status auth_failed) with the reason an operator will see."""
+        if not reason.strip():
+            raise ValueError("disable() needs a reason the operator can act on, e.g. the SMTP auth error")
+        result = await self._accounts.update_one(
+            id_filter(account_id),
+            {"$set": {"status": "auth_failed", "disabled_reason": reason}, "$unset": {"reservation_token": ""}},
+        )
+        if result.matched_count == 0:
+            raise NotFound("email account", account_id)
+        get_logger(account_id=account_id, owner=self._owner).warning("arbiter.disabled", reason=reason)
+
+    async def usage(self, account_id: str, day: str) -> dict[str, Any]:
+        """An account's counters for one UTC day ("YYYY-MM-DD"); zeros when it has not sent that day."""
+        if not _DAY.match(day):
+            raise ValueError(f"day={day!r} must be a UTC date written YYYY-MM-DD")
+        doc = await self._usage.find_one({"_id": usage_key(account_id, day)}, projection={"_id": 0})
+        return {"account_id": account_id, "day": day, "sent": 0, "committed": 0, "campaigns": {}, **(doc or {})}
+
+    async def _scan(
+        self,
+        campaign: Campaign,
+        window: Mapping[str, Any],
+        exclude: Collection[str],
+        only: Collection[str] | None,
+        tally: _Tally,
+        *,
+        limit: int = 0,
+    ) -> list[_Candidate]:
+        """Active allowed accounts matching `window`, least recently used first, with their limits.
+
+        Malformed accounts are logged, counted in `tally` and skipped.
+        """
+        allowed = _allowed_ids(campaign, exclude, only)
+        if allowed is not None and not allowed:
+            return []
+        flt: dict[str, Any] = {"status": "active", **window}
+        if allowed is not None:
+            flt["_id"] = {"$in": _id_forms(allowed)}
+        elif exclude:
+            flt["_id"] = {"$nin": _id_forms(id_str(e) for e in exclude)}
+        rows = [
+            row
+            async for row in iter_valid(
+                self._accounts,
+                flt,
+                _AccountRow.from_doc,
+                sort=[("last_used_at", 1), ("_id", 1)],
+                limit=limit,
+                on_invalid=tally.add_invalid,
+            )
+        ]
+        settings = await self._settings_for([row.account.id for row in rows])
+        return [_Candidate(row, _limits_or_none(settings.get(row.account.id), campaign)) for row in rows]
+
+    async def _settings_for(self, ids: list[str]) -> dict[str, AccountCampaignSettings | InvalidDocument | None]:
+        """Each account's email_campaign_settings from a snapshot of the (small) collection.
+
+        The snapshot is re-read when it is older than `settings_ttl` or an account it has not seen appears, so
+        a new account's limits apply at once and a changed limit within `settings_ttl` seconds.
+        """
+        clock = time.monotonic()
+        if clock >= self._settings_expiry or not self._settings_known.issuperset(ids):
+            snapshot: dict[str, AccountCampaignSettings | InvalidDocument] = {}
+            async for doc in self._settings.find({}, sort=[("_id", 1)]):
+                key = id_str(doc.get("email_id"))
+                if not isinstance(snapshot.get(key), AccountCampaignSettings):
+                    snapshot[key] = _parse_settings(doc)
+            self._settings_snapshot = snapshot
+            self._settings_known = set(snapshot) | set(ids)
+            self._settings_expiry = clock + self._settings_ttl
+        return {i: self._settings_snapshot.get(i) for i in ids}
+
+    async def _counts_for(self, candidates: list[_Candidate], day: str, path: str) -> dict[str, tuple[int, int]]:
+        """(sent today, sent today for this campaign) per account, in one query by `_id`."""
+        if not candidates:
+            return {}
+        counts: dict[str, tuple[int, int]] = {}
+        keys = [usage_key(c.id, day) for c in candidates]
+        async for doc in self._usage.find({"_id": {"$in": keys}}, projection={"account_id": 1, "sent": 1, path: 1}):
+            campaigns = doc.get("campaigns")
+            campaign_sent = campaigns.get(path.partition(".")[2]) if isinstance(campaigns, Mapping) else None
+            counts[str(doc.get("account_id"))] = (_count(doc.get("sent")), _count(campaign_sent))
+        return counts
+
+    async def _try(
+        self,
+        candidate: _Candidate,
+        counts: tuple[int, int],
+        campaign: Campaign,
+        path: str,
+        day: str,
+        now: datetime,
+    ) -> Reservation | _Blocked:
+        """Reserve one candidate, or say why not and when it could be free."""
+        blocked = _blocked(candidate, counts, now)
+        limits = candidate.limits
+        if blocked.reason or limits is None:
+            return blocked
+        token = f"{self._owner}:{uuid.uuid4().hex}"
+        if not await self._claim_window(candidate.row.raw_id, token, limits, now):
+            return _Blocked(TAKEN, after_minutes(now, limits.min_wait_minutes))
+        if not await self._count_send(candidate.id, day, path, limits):
+            await self._release_window(candidate.row.account.id, token, now)
+            return _Blocked(LIMIT_RACED, next_day_start(now))
+        reservation = Reservation(token, candidate.row.account, campaign.id, day, now, limits)
+        self._log(reservation).info(
+            "arbiter.reserved",
+            day=day,
+            max_daily_sends=limits.max_daily_sends,
+            daily_limit=limits.campaign_daily_limit,
+            min_wait_time=limits.min_wait_minutes,
+            next_available_at=after_minutes(now, limits.min_wait_minutes).isoformat(),
+        )
+        return reservation
+
+    async def _claim_window(self, raw_id: Any, token: str, limits: AccountLimits, now: datetime) -> bool:
+        """Take the account's wait window if it is open; False when another dispatcher took it first."""
+        result = await self._accounts.update_one(
+            {
+                "_id": raw_id,
+                "status": "active",
+                "$or": [{"next_available_at": {"$lte": now}}, {"next_available_at": None}],
+            },
+            {
+                "$set": {
+                    "next_available_at": after_minutes(now, limits.min_wait_minutes),
+                    "last_used_at": now,
+                    "reservation_token": token,
+                }
+            },
+        )
+        return result.modified_count == 1
+
+    async def _count_send(self, account_id: str, day: str, path: str, limits: AccountLimits) -> bool:
+        """Count one send against today's limits; False when a limit is already reached.
+
+        The limits sit in the upsert's filter: when the day's document exists but does not match, the upsert
+        tries to insert a second one and the unique (account_id, day) index refuses it.
+        """
+        flt: dict[str, Any] = {"_id": usage_key(account_id, day)}
+        if limits.max_daily_sends is not None:
+            flt["sent"] = {"$lt": limits.max_daily_sends}
+        if limits.campaign_daily_limit is not None:
+            flt[path] = {"$not": {"$gte": limits.campaign_daily_limit}}
+        update = {
+            "$inc": {"sent": 1, path: 1},
+            "$setOnInsert": {"account_id": account_id, "day": day, "committed": 0},
+        }
+        # The first refusal may come from a racing first insert of the day; by the second the document exists.
+        for _ in range(2):
+            try:
+                await self._usage.update_one(flt, update, upsert=True)
+            except DuplicateKeyError:
+                continue
+            return True
+        return False
+
+    async def _release_window(self, account_id: str, token: str, now: datetime) -> bool:
+        """Reopen the wait window at `now` if our reservation still holds it; False if another has since."""
+        result = await self._accounts.update_one(
+            {**id_filter(account_id), "reservation_token": token},
+            {"$set": {"next_available_at": now}, "$unset": {"reservation_token": ""}},
+        )
+        return result.modified_count == 1
+
+    def _unavailable(self, campaign: Campaign, now: datetime, tally: _Tally) -> NoAccountAvailable:
+        retry_at = min(tally.retry_times, default=now + timedelta(seconds=RECHECK_SECONDS))
+        result = NoAccountAvailable(retry_at=retry_at, reason=describe_unavailable(tally.reasons, retry_at))
+        get_logger(campaign_id=campaign.id, owner=self._owner).info(
+            "arbiter.exhausted", retry_at=retry_at.isoformat(), reason=result.reason
+        )
+        return result
+
+    def _log(self, reservation: Reservation) -> Any:
+        return get_logger(
+            account_id=reservation.account.id,
+            campaign_id=reservation.campaign_id,
+            owner=self._owner,
+            token=reservation.token,
+        )
+
+
+def _blocked(candidate: _Candidate, counts: tuple[int, int], now: datetime) -> _Blocked:
+    """Why `candidate` cannot send now and when it could; an empty reason means it may be tried."""
+    if candidate.limits is None:
+        return _Blocked(INVALID_SETTINGS, now + timedelta(seconds=RECHECK_SECONDS))
+    args = (candidate.limits, *counts, candidate.row.next_available_at, now)
+    return _Blocked(blocked_by(*args) or "", free_at(*args))
+
+
+def _parse_settings(doc: Mapping[str, Any]) -> AccountCampaignSettings | InvalidDocument:
+    try:
+        return AccountCampaignSettings.from_doc(doc)
+    except InvalidDocument as exc:
+        _log_invalid(exc)
+        return exc
+
+
+def _log_invalid(exc: InvalidDocument) -> None:
+    get_logger().warning(
+        "store.invalid_document",
+        collection=exc.collection,
+        doc_id=str(exc.doc_id),
+        field=exc.field,
+        reason=exc.reason,
+    )

@@ -1,0 +1,510 @@
+"""The arbiter against a real database server: limits, wait windows, rotation, and racing dispatchers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from bson import ObjectId
+from pymongo import monitoring
+from structlog.testing import capture_logs
+
+from app.db import schema
+from app.db.client import Database, make_client
+from app.db.store import NotFound
+from app.domain.arbiter import USAGE_CHUNK, Arbiter, NoAccountAvailable, Reservation
+from app.domain.models import Campaign, CampaignSettings
+
+NOW = datetime(2026, 3, 14, 9, 30, tzinfo=UTC)
+TOMORROW = datetime(2026, 3, 15, tzinfo=UTC)
+
+
+def make_campaign(
+    *, daily_limit: int | None = None, min_wait: float = 0.0, account_ids: tuple[str, ...] = ()
+) -> Campaign:
+    return Campaign(
+        id=str(ObjectId()),
+        name="Spring outreach",
+        status="active",
+        sequence_id="seq-1",
+        settings=CampaignSettings(daily_limit=daily_limit, min_wait_time=min_wait, account_ids=account_ids),
+    )
+
+
+async def add_account(
+    db: Database,
+    n: int,
+    *,
+    status: str = "active",
+    max_daily: int | None = None,
+    daily_limit: int | None = None,
+    min_wait: float | None = None,
+    **fields: Any,
+) -> str:
+    """Insert a sending account (and its email_campaign_settings when any limit is given); return its id."""
+    account_id = ObjectId()
+    await db[schema.EMAIL_ACCOUNTS].insert_one(
+        {
+            "_id": account_id,
+            "email": f"sender{n}@example.com",
+            "smtp_host": "127.0.0.1",
+            "smtp_port": 2525,
+            "smtp_username": f"sender{n}",
+            "smtp_password": "secret",
+            "status": status,
+            "provider": "smtp",
+            **fields,
+        }
+    )
+    settings = {"daily_limit": daily_limit, "min_wait_time": min_wait, "max_daily_sends": max_daily}
+    if any(v is not None for v in settings.values()):
+        given = {k: v for k, v in settings.items() if v is not None}
+        await db[schema.EMAIL_CAMPAIGN_SETTINGS].insert_one({"email_id": str(account_id), **given})
+    return str(account_id)
+
+
+def reserved(outcome: Reservation | NoAccountAvailable) -> Reservation:
+    assert isinstance(outcome, Reservation), outcome
+    return outcome
+
+
+def unavailable(outcome: Reservation | NoAccountAvailable) -> NoAccountAvailable:
+    assert isinstance(outcome, NoAccountAvailable), outcome
+    return outcome
+
+
+async def reserve_all(arbiter: Arbiter, campaign: Campaign, now: datetime, limit: int = 50) -> list[Reservation]:
+    """Reserve until nothing is free (bounded), at the same `now`."""
+    got: list[Reservation] = []
+    for _ in range(limit):
+        outcome = await arbiter.reserve(campaign, now)
+        if isinstance(outcome, NoAccountAvailable):
+            return got
+        got.append(outcome)
+    raise AssertionError(f"more than {limit} reservations: limits are not enforced")
+
+
+async def test_account_never_exceeds_max_daily_sends_across_campaigns(db: Database) -> None:
+    account = await add_account(db, 1, max_daily=3)
+    arbiter = Arbiter(db, owner="d1")
+    first, second = make_campaign(), make_campaign()
+
+    reserved(await arbiter.reserve(first, NOW))
+    reserved(await arbiter.reserve(first, NOW))
+    reserved(await arbiter.reserve(second, NOW))
+
+    outcome = unavailable(await arbiter.reserve(first, NOW))
+    assert outcome.retry_at == TOMORROW
+    assert "max_daily_sends" in outcome.reason
+    usage = await arbiter.usage(account, "2026-03-14")
+    assert usage["sent"] == 3
+    assert usage["campaigns"] == {first.id: 2, second.id: 1}
+
+
+async def test_campaign_daily_limit_caps_one_campaign_but_not_the_others(db: Database) -> None:
+    await add_account(db, 1, max_daily=10)
+    arbiter = Arbiter(db, owner="d1")
+    limited, other = make_campaign(daily_limit=2), make_campaign()
+
+    assert len(await reserve_all(arbiter, limited, NOW)) == 2
+    outcome = unavailable(await arbiter.reserve(limited, NOW))
+    assert "daily_limit" in outcome.reason
+    assert outcome.retry_at == TOMORROW
+    reserved(await arbiter.reserve(other, NOW))
+
+
+async def test_account_daily_limit_applies_when_lower_than_the_campaign_s(db: Database) -> None:
+    await add_account(db, 1, daily_limit=1)
+    arbiter = Arbiter(db, owner="d1")
+    assert len(await reserve_all(arbiter, make_campaign(daily_limit=5), NOW)) == 1
+
+
+async def test_limit_of_zero_never_reserves(db: Database) -> None:
+    await add_account(db, 1, max_daily=0)
+    await add_account(db, 2, daily_limit=0)
+    arbiter = Arbiter(db, owner="d1")
+    outcome = unavailable(await arbiter.reserve(make_campaign(), NOW))
+    assert outcome.retry_at == TOMORROW
+    assert await db[schema.ACCOUNT_USAGE].count_documents({}) == 0
+
+
+async def test_account_never_sends_inside_its_wait_window(db: Database) -> None:
+    account = await add_account(db, 1, min_wait=4)
+    arbiter = Arbiter(db, owner="d1")
+    campaign = make_campaign(min_wait=2)  # the account's longer wait wins
+
+    reserved(await arbiter.reserve(campaign, NOW))
+    outcome = unavailable(await arbiter.reserve(campaign, NOW + timedelta(seconds=1)))
+    assert outcome.retry_at == NOW + timedelta(minutes=4)
+    assert "min_wait_time" in outcome.reason
+    unavailable(await arbiter.reserve(campaign, NOW + timedelta(minutes=4) - timedelta(milliseconds=1)))
+
+    again = reserved(await arbiter.reserve(campaign, NOW + timedelta(minutes=4)))
+    assert again.account.id == account
+    assert again.limits.min_wait_minutes == 4.0
+
+
+async def test_least_recently_used_account_is_chosen_first(db: Database) -> None:
+    ids = [await add_account(db, n) for n in range(3)]
+    arbiter = Arbiter(db, owner="d1")
+    campaign = make_campaign()
+
+    picks = [reserved(await arbiter.reserve(campaign, NOW + timedelta(seconds=s))).account.id for s in range(6)]
+
+    assert sorted(picks[:3]) == sorted(ids)  # never-used accounts first
+    assert picks[3:] == picks[:3]  # then round-robin by last use
+    assert Counter(picks) == dict.fromkeys(ids, 2)
+
+
+async def test_exclude_and_only_narrow_the_choice(db: Database) -> None:
+    a, b, c = [await add_account(db, n) for n in range(3)]
+    arbiter = Arbiter(db, owner="d1")
+    campaign = make_campaign()
+
+    assert reserved(await arbiter.reserve(campaign, NOW, only=[c])).account.id == c
+    picked = reserved(await arbiter.reserve(campaign, NOW, exclude=[a, c])).account.id
+    assert picked == b
+    assert reserved(await arbiter.reserve(campaign, NOW, only=[a, b], exclude=[b])).account.id == a
+    outcome = unavailable(await arbiter.reserve(campaign, NOW, only=[]))
+    assert outcome.retry_at == NOW + timedelta(seconds=60)
+
+
+async def test_campaign_account_ids_restrict_the_pool(db: Database) -> None:
+    a = await add_account(db, 1)
+    b = await add_account(db, 2)
+    arbiter = Arbiter(db, owner="d1")
+    campaign = make_campaign(account_ids=(b,))
+
+    picks = {reserved(await arbiter.reserve(campaign, NOW + timedelta(seconds=s))).account.id for s in range(3)}
+    assert picks == {b}
+    assert unavailable(await arbiter.reserve(campaign, NOW, only=[a])).retry_at == NOW + timedelta(seconds=60)
+
+
+async def test_paused_and_auth_failed_accounts_are_never_chosen(db: Database) -> None:
+    await add_account(db, 1, status="paused")
+    await add_account(db, 2, status="auth_failed")
+    await add_account(db, 3, status="disabled")
+    arbiter = Arbiter(db, owner="d1")
+
+    outcome = unavailable(await arbiter.reserve(make_campaign(), NOW))
+    assert outcome.retry_at == NOW + timedelta(seconds=60)
+    assert "no active sending account" in outcome.reason
+
+
+async def test_disabled_account_leaves_rotation_with_its_reason(db: Database) -> None:
+    a = await add_account(db, 1)
+    b = await add_account(db, 2)
+    arbiter = Arbiter(db, owner="d1")
+
+    await arbiter.disable(a, "535 5.7.8 authentication credentials invalid")
+
+    doc = await db[schema.EMAIL_ACCOUNTS].find_one({"_id": ObjectId(a)})
+    assert doc is not None
+    assert doc["status"] == "auth_failed"
+    assert doc["disabled_reason"] == "535 5.7.8 authentication credentials invalid"
+    picks = {reserved(await arbiter.reserve(make_campaign(), NOW + timedelta(seconds=s))).account.id for s in range(3)}
+    assert picks == {b}
+
+
+async def test_disable_refuses_unknown_accounts_and_empty_reasons(db: Database) -> None:
+    a = await add_account(db, 1)
+    arbiter = Arbiter(db, owner="d1")
+    with pytest.raises(NotFound):
+        await arbiter.disable(str(ObjectId()), "auth failed")
+    with pytest.raises(ValueError, match="reason"):
+        await arbiter.disable(a, "  ")
+    doc = await db[schema.EMAIL_ACCOUNTS].find_one({"_id": ObjectId(a)})
+    assert doc is not None and doc["status"] == "active"
+
+
+async def test_rollback_returns_the_count_and_reopens_the_wait_window(db: Database) -> None:
+    account = await add_account(db, 1, max_daily=1, min_wait=10)
+    arbiter = Arbiter(db, owner="d1")
+    campaign = make_campaign()
+
+    reservation = reserved(await arbiter.reserve(campaign, NOW))
+    unavailable(await arbiter.reserve(campaign, NOW + timedelta(seconds=5)))
+    await arbiter.rollback(reservation, NOW + timedelta(seconds=5), reason="recipient suppressed")
+
+    usage = await arbiter.usage(account, "2026-03-14")
+    assert (usage["sent"], usage["campaigns"][campaign.id]) == (0, 0)
+    doc = await db[schema.EMAIL_ACCOUNTS].find_one({"_id": ObjectId(account)})
+    assert doc is not None and "reservation_token" not in doc
+    reserved(await arbiter.reserve(campaign, NOW + timedelta(seconds=5)))
+
+
+async def test_rollback_twice_never_drives_counts_below_zero(db: Database) -> None:
+    account = await add_account(db, 1)
+    arbiter = Arbiter(db, owner="d1")
+    reservation = reserved(await arbiter.reserve(make_campaign(), NOW))
+    await arbiter.rollback(reservation, NOW, reason="not sent")
+    await arbiter.rollback(reservation, NOW, reason="not sent")
+    usage = await arbiter.usage(account, "2026-03-14")
+    assert usage["sent"] == 0
+    assert usage["campaigns"][reservation.campaign_id] == 0
+
+
+async def test_late_rollback_keeps_a_newer_reservation_s_wait_window(db: Database) -> None:
+    account = await add_account(db, 1, min_wait=1)
+    arbiter = Arbiter(db, owner="d1")
+    campaign = make_campaign()
+    old = reserved(await arbiter.reserve(campaign, NOW))
+    new = reserved(await arbiter.reserve(campaign, NOW + timedelta(minutes=1)))
+
+    await arbiter.rollback(old, NOW + timedelta(minutes=1, seconds=1), reason="timed out")
+
+    doc = await db[schema.EMAIL_ACCOUNTS].find_one({"_id": ObjectId(account)})
+    assert doc is not None
+    assert doc["reservation_token"] == new.token
+    assert doc["next_available_at"] == NOW + timedelta(minutes=2)
+
+
+async def test_commit_counts_the_send_and_clears_the_token(db: Database) -> None:
+    account = await add_account(db, 1, min_wait=3)
+    arbiter = Arbiter(db, owner="d1")
+    reservation = reserved(await arbiter.reserve(make_campaign(), NOW))
+    assert reservation.token.startswith("d1:")
+
+    await arbiter.commit(reservation, NOW + timedelta(seconds=2))
+
+    usage = await arbiter.usage(account, "2026-03-14")
+    assert (usage["sent"], usage["committed"]) == (1, 1)
+    stored = await db[schema.ACCOUNT_USAGE].find_one({"account_id": account, "day": "2026-03-14"})
+    assert stored is not None and stored["_id"] == f"{account}:2026-03-14"  # the contract's fields, a keyed _id
+    doc = await db[schema.EMAIL_ACCOUNTS].find_one({"_id": ObjectId(account)})
+    assert doc is not None
+    assert "reservation_token" not in doc
+    assert doc["next_available_at"] == NOW + timedelta(minutes=3)  # the wait still holds after a send
+    assert doc["last_used_at"] == NOW
+
+
+async def test_uncommitted_reservation_still_counts_against_limits(db: Database) -> None:
+    account = await add_account(db, 1, max_daily=2)
+    crashed = Arbiter(db, owner="crashed")
+    campaign = make_campaign()
+    reserved(await crashed.reserve(campaign, NOW))
+    reserved(await crashed.reserve(campaign, NOW))
+
+    survivor = Arbiter(db, owner="survivor")
+    unavailable(await survivor.reserve(campaign, NOW + timedelta(hours=1)))
+    usage = await survivor.usage(account, "2026-03-14")
+    assert (usage["sent"], usage["committed"]) == (2, 0)
+
+
+async def test_a_new_utc_day_brings_fresh_capacity(db: Database) -> None:
+    account = await add_account(db, 1, max_daily=1)
+    arbiter = Arbiter(db, owner="d1")
+    campaign = make_campaign()
+    reserved(await arbiter.reserve(campaign, NOW))
+    late = datetime(2026, 3, 14, 23, 59, 59, tzinfo=UTC)
+    assert unavailable(await arbiter.reserve(campaign, late)).retry_at == TOMORROW
+
+    tomorrow = reserved(await arbiter.reserve(campaign, TOMORROW))
+
+    assert tomorrow.day == "2026-03-15"
+    assert (await arbiter.usage(account, "2026-03-14"))["sent"] == 1
+    assert (await arbiter.usage(account, "2026-03-15"))["sent"] == 1
+
+
+async def test_malformed_account_is_skipped_and_logged(db: Database) -> None:
+    await db[schema.EMAIL_ACCOUNTS].insert_one({"_id": ObjectId(), "email": "not an address", "status": "active"})
+    await db[schema.EMAIL_ACCOUNTS].insert_one(
+        {"email": "x@example.com", "smtp_host": "127.0.0.1", "status": "active", "next_available_at": "soon"}
+    )
+    good = await add_account(db, 1)
+    arbiter = Arbiter(db, owner="d1")
+
+    with capture_logs() as logs:
+        picks = {
+            reserved(await arbiter.reserve(make_campaign(), NOW + timedelta(seconds=s))).account.id for s in range(3)
+        }
+
+    assert picks == {good}
+    invalid = [e for e in logs if e["event"] == "store.invalid_document"]
+    assert {e["field"] for e in invalid} == {"email", "next_available_at"}
+
+
+async def test_only_malformed_accounts_means_no_account_and_says_why(db: Database) -> None:
+    await db[schema.EMAIL_ACCOUNTS].insert_one({"email": "broken", "status": "active"})
+    outcome = unavailable(await Arbiter(db, owner="d1").reserve(make_campaign(), NOW))
+    assert "malformed" in outcome.reason
+    assert outcome.retry_at == NOW + timedelta(seconds=60)
+
+
+async def test_account_with_malformed_limits_is_not_used_unlimited(db: Database) -> None:
+    broken = await add_account(db, 1)
+    await db[schema.EMAIL_CAMPAIGN_SETTINGS].insert_one({"email_id": broken, "max_daily_sends": "lots"})
+    good = await add_account(db, 2)
+    arbiter = Arbiter(db, owner="d1")
+
+    picks = {reserved(await arbiter.reserve(make_campaign(), NOW + timedelta(seconds=s))).account.id for s in range(3)}
+    assert picks == {good}
+
+
+async def test_a_free_account_is_found_behind_many_exhausted_ones(db: Database) -> None:
+    exhausted = [await add_account(db, n, max_daily=0) for n in range(USAGE_CHUNK + 3)]
+    free = await add_account(db, 99)  # inserted last: last in least-recently-used order
+    arbiter = Arbiter(db, owner="d1")
+
+    assert reserved(await arbiter.reserve(make_campaign(), NOW)).account.id == free
+    await arbiter.disable(free, "535 authentication failed")
+    outcome = unavailable(await arbiter.reserve(make_campaign(), NOW))
+    assert f"{len(exhausted)} at max_daily_sends" in outcome.reason
+    assert outcome.retry_at == TOMORROW
+
+
+async def test_limits_of_a_new_account_apply_at_once_despite_the_settings_cache(db: Database) -> None:
+    await add_account(db, 1, max_daily=1)
+    arbiter = Arbiter(db, owner="d1", settings_ttl=3600)
+    campaign = make_campaign()
+    reserved(await arbiter.reserve(campaign, NOW))
+
+    newcomer = await add_account(db, 2, max_daily=1)
+
+    assert reserved(await arbiter.reserve(campaign, NOW)).account.id == newcomer
+    unavailable(await arbiter.reserve(campaign, NOW))
+
+
+async def test_changed_limits_apply_once_the_settings_cache_expires(db: Database) -> None:
+    account = await add_account(db, 1, max_daily=1)
+    arbiter = Arbiter(db, owner="d1", settings_ttl=0)
+    campaign = make_campaign()
+    reserved(await arbiter.reserve(campaign, NOW))
+    unavailable(await arbiter.reserve(campaign, NOW))
+
+    await db[schema.EMAIL_CAMPAIGN_SETTINGS].update_one({"email_id": account}, {"$set": {"max_daily_sends": 2}})
+
+    reserved(await arbiter.reserve(campaign, NOW))
+
+
+async def test_retry_at_is_the_earliest_moment_any_account_frees_up(db: Database) -> None:
+    await add_account(db, 1, max_daily=1)
+    await add_account(db, 2, min_wait=30)
+    arbiter = Arbiter(db, owner="d1")
+    campaign = make_campaign()
+    assert len(await reserve_all(arbiter, campaign, NOW)) == 2
+
+    with capture_logs() as logs:
+        outcome = unavailable(await arbiter.reserve(campaign, NOW + timedelta(minutes=1)))
+
+    assert outcome.retry_at == NOW + timedelta(minutes=30)  # the wait window ends before midnight
+    assert "1 at max_daily_sends" in outcome.reason and "1 inside their min_wait_time window" in outcome.reason
+    exhausted = [e for e in logs if e["event"] == "arbiter.exhausted"]
+    assert exhausted and exhausted[0]["retry_at"] == outcome.retry_at.isoformat()
+    assert exhausted[0]["campaign_id"] == campaign.id
+
+
+async def test_reserved_event_carries_account_and_campaign(db: Database) -> None:
+    account = await add_account(db, 1)
+    campaign = make_campaign()
+    arbiter = Arbiter(db, owner="d1")
+    with capture_logs() as logs:
+        reservation = reserved(await arbiter.reserve(campaign, NOW))
+        await arbiter.commit(reservation, NOW)
+        reservation = reserved(await arbiter.reserve(campaign, NOW))
+        await arbiter.rollback(reservation, NOW, reason="template error")
+
+    events = [(e["event"], e["account_id"], e["campaign_id"]) for e in logs if e["event"].startswith("arbiter.")]
+    assert [e[0] for e in events] == ["arbiter.reserved", "arbiter.committed", "arbiter.reserved", "arbiter.rollback"]
+    assert {e[1:] for e in events} == {(account, campaign.id)}
+    assert [e["reason"] for e in logs if e["event"] == "arbiter.rollback"] == ["template error"]
+
+
+async def test_usage_of_an_unused_day_is_zero_and_bad_days_are_refused(db: Database) -> None:
+    arbiter = Arbiter(db, owner="d1")
+    assert await arbiter.usage("nobody", "2026-03-14") == {
+        "account_id": "nobody",
+        "day": "2026-03-14",
+        "sent": 0,
+        "committed": 0,
+        "campaigns": {},
+    }
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        await arbiter.usage("nobody", "14/03/2026")
+
+
+async def test_account_never_exceeds_daily_limit_when_dispatchers_race(
+    db: Database, mongo_uri: str, db_name: str
+) -> None:
+    accounts = [await add_account(db, n, max_daily=5) for n in range(2)]
+    campaign = make_campaign()
+    clients = [make_client(mongo_uri) for _ in range(3)]
+    try:
+        arbiters = [Arbiter(db, owner="shared-1"), Arbiter(db, owner="shared-2")]
+        arbiters += [Arbiter(c[db_name], owner=f"client-{i}") for i, c in enumerate(clients)]
+        calls = [arbiters[i % len(arbiters)].reserve(campaign, NOW) for i in range(20)]
+        outcomes = await asyncio.wait_for(asyncio.gather(*calls), timeout=60)
+    finally:
+        for client in clients:
+            await client.close()
+
+    wins = [o for o in outcomes if isinstance(o, Reservation)]
+    assert len(wins) == 10
+    assert Counter(w.account.id for w in wins) == dict.fromkeys(accounts, 5)
+    assert len({w.token for w in wins}) == 10
+    for account in accounts:
+        assert (await arbiters[0].usage(account, "2026-03-14"))["sent"] == 5
+
+
+async def test_racing_dispatchers_share_one_wait_window(db: Database, mongo_uri: str, db_name: str) -> None:
+    accounts = [await add_account(db, n, min_wait=5) for n in range(2)]
+    campaign = make_campaign()
+    client = make_client(mongo_uri)
+    try:
+        arbiters = [Arbiter(db, owner="a"), Arbiter(client[db_name], owner="b")]
+        calls = [arbiters[i % 2].reserve(campaign, NOW) for i in range(20)]
+        outcomes = await asyncio.wait_for(asyncio.gather(*calls), timeout=60)
+    finally:
+        await client.close()
+
+    wins = [o for o in outcomes if isinstance(o, Reservation)]
+    assert sorted(w.account.id for w in wins) == sorted(accounts)
+    total = sum([(await arbiters[0].usage(a, "2026-03-14"))["sent"] for a in accounts])
+    assert total == 2  # a lost wait-window race never counts a send
+
+
+class CommandCounter(monitoring.CommandListener):
+    """Counts the commands a client sends, by name."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_a_reservation_costs_few_round_trips(db: Database, mongo_uri: str, db_name: str) -> None:
+    for n in range(5):
+        await add_account(db, n, max_daily=100, min_wait=1)
+    counter = CommandCounter()
+    client = make_client(mongo_uri, event_listeners=[counter])
+    try:
+        arbiter = Arbiter(client[db_name], owner="d1")
+        campaign = make_campaign()
+        await client.admin.command("ping")  # connection set-up is not the arbiter's cost
+
+        counter.names.clear()
+        first = reserved(await arbiter.reserve(campaign, NOW))
+        cold = list(counter.names)
+        counter.names.clear()
+        reserved(await arbiter.reserve(campaign, NOW + timedelta(seconds=1)))
+        warm = list(counter.names)
+        counter.names.clear()
+        await arbiter.commit(first, NOW)
+        commit = list(counter.names)
+    finally:
+        await client.close()
+
+    print(f"\nround trips per reserve: cold={len(cold)} {cold}; warm={len(warm)} {warm}; commit={len(commit)}")
+    assert cold == ["find", "find", "find", "update", "update"]  # accounts, settings, usage, claim, count
+    assert warm == ["find", "find", "update", "update"]  # settings come from the cache
+    assert commit == ["update", "update"]
