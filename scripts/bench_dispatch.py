@@ -6,7 +6,7 @@ Phases: the ceiling (a bare aiosmtplib client), throughput with one dispatcher, 
 that rate, the due-leads query at 10,000 and at --due-query-max stored leads (with the dispatcher's peak RSS
 there), and two dispatchers against one. The figures print as a table and, last, as one JSON line.
 
-    .venv/bin/python scripts/bench_dispatch.py            # defaults: about 3-4 minutes on 2 cores
+    .venv/bin/python scripts/bench_dispatch.py            # defaults: about 3 minutes on 2 cores
     .venv/bin/python scripts/bench_dispatch.py --quick    # a smoke run
     .venv/bin/python scripts/bench_dispatch.py --due-query-max 1000000 --skip-scaling
 """
