@@ -66,6 +66,7 @@ def build_dispatcher(
             retry_cap_seconds=settings.retry_cap_seconds,
             retry_max_attempts=settings.retry_max_attempts,
             lease_seconds=options.lease_seconds,
+            send_timeout_seconds=settings.smtp_timeout,
             account_filter=account_filter,
         ),
     )

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import socket
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -25,11 +27,14 @@ from app.db.client import Database
 from app.domain import leases
 from app.domain.catalog import Catalog
 from app.domain.leases import Lease
+from app.domain.models import Campaign
 from app.domain.scheduling import sleep_seconds
 from app.domain.worker import Outcome, Worker, utcnow
 from app.logging import get_logger
 
 DB_RETRY_MAX_SECONDS = 30.0
+CAMPAIGN_REFRESH_SECONDS = 1.0
+CLAIM_SPREAD = 3
 
 
 def default_owner() -> str:
@@ -43,7 +48,7 @@ class DispatcherOptions:
 
     campaign_id: str | None = None
     batch_size: int = 20
-    concurrency: int = 4
+    concurrency: int = 8
     poll_interval: float = 5.0
     lease_seconds: float = 120.0
     shutdown_grace_seconds: float = 30.0
@@ -85,6 +90,8 @@ class Dispatcher:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._rotation = 0
+        self._refill_at = max(1, options.concurrency // 2)
+        self._campaigns: tuple[float, list[Campaign]] | None = None
         self.log = get_logger(dispatcher=self.owner)
 
     def stop(self) -> None:
@@ -98,6 +105,10 @@ class Dispatcher:
         failures = 0
         try:
             while not self._stopping.is_set():
+                if self._tasks and self.options.concurrency - len(self._tasks) < self._refill_at:
+                    # Refill in batches: one scan per several finished leads keeps queries per email low.
+                    await self._sleep(self.options.poll_interval)
+                    continue
                 try:
                     claimed, earliest = await self._scan()
                     failures = 0
@@ -120,9 +131,16 @@ class Dispatcher:
     def _due_soon(self, earliest: datetime | None) -> bool:
         return earliest is not None and earliest <= self.clock()
 
+    async def _active_campaigns(self) -> list[Campaign]:
+        # Re-read at most every CAMPAIGN_REFRESH_SECONDS: pausing still takes effect within a second.
+        now = time.monotonic()
+        if self._campaigns is None or now - self._campaigns[0] >= CAMPAIGN_REFRESH_SECONDS:
+            self._campaigns = (now, await self.catalog.active_campaigns(self.options.campaign_id))
+        return self._campaigns[1]
+
     async def _scan(self) -> tuple[int, datetime | None]:
         """Claim due leads for the free workers, campaigns in rotation; return (claimed, earliest due)."""
-        campaigns = await self.catalog.active_campaigns(self.options.campaign_id)
+        campaigns = await self._active_campaigns()
         ids = [c.id for c in campaigns]
         claimed = 0
         if campaigns:
@@ -134,13 +152,19 @@ class Dispatcher:
                     break
                 limit = min(campaign.settings.batch_size or self.options.batch_size, free)
                 claimed += await self._claim_batch(campaign.id, limit)
-        earliest = await leases.earliest_due(self.leads, ids)
+        # Only an idle scan needs to know when to wake up; a busy one is woken by finishing workers.
+        earliest = None if claimed else await leases.earliest_due(self.leads, ids)
         return claimed, earliest
 
     async def _claim_batch(self, campaign_id: str, limit: int) -> int:
         now = self.clock()
         claimed = 0
-        for doc in await leases.find_due(self.leads, now, campaign_id, limit):
+        # Read a few more than we can take and shuffle them, so racing dispatchers rarely fight over one lead.
+        found = await leases.find_due(self.leads, now, campaign_id, limit * CLAIM_SPREAD)
+        random.shuffle(found)
+        for doc in found:
+            if claimed >= limit:
+                break
             lease = await leases.claim(
                 self.leads, doc, owner=self.owner, now=now, lease_seconds=self.options.lease_seconds
             )

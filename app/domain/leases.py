@@ -37,23 +37,13 @@ class Lease:
     until: datetime
 
 
-def _due(now: datetime) -> dict[str, Any]:
-    # A held lead's next_due_at is its lease expiry, so "due" also means "free or abandoned".
-    return {
-        "progress.next_due_at": {"$lte": now},
-        "progress.stopped": {"$ne": True},
-        "progress.completed": {"$ne": True},
-    }
-
-
-def due_filter(now: datetime, campaign_ids: Collection[str]) -> dict[str, Any]:
-    """Leads of the given campaigns whose next step is due at `now` and that nobody holds."""
-    return {"campaign_id": {"$in": list(campaign_ids)}, **_due(now)}
-
-
 async def find_due(coll: MongoCollection, now: datetime, campaign_id: str, limit: int) -> list[dict[str, Any]]:
-    """Up to `limit` due leads of one campaign, oldest due first (index campaign_id + progress.next_due_at)."""
-    flt = {"campaign_id": campaign_id, **_due(now)}
+    """Up to `limit` due leads of one campaign, oldest due first (index campaign_id + progress.next_due_at).
+
+    Completed and stopped leads carry no `next_due_at`, so equality plus one range is the whole filter: extra
+    `$ne` conditions would keep some servers from using the index at all. The claim re-checks them.
+    """
+    flt = {"campaign_id": campaign_id, "progress.next_due_at": {"$lte": now}}
     cursor = coll.find(flt, sort=[("progress.next_due_at", ASCENDING)], limit=limit)
     return [doc async for doc in cursor]
 
@@ -62,12 +52,7 @@ async def earliest_due(coll: MongoCollection, campaign_ids: Collection[str]) -> 
     """When the next lead of these campaigns becomes due (None when nothing is scheduled)."""
     if not campaign_ids:
         return None
-    flt = {
-        "campaign_id": {"$in": list(campaign_ids)},
-        "progress.next_due_at": {"$ne": None},
-        "progress.stopped": {"$ne": True},
-        "progress.completed": {"$ne": True},
-    }
+    flt = {"campaign_id": {"$in": list(campaign_ids)}, "progress.next_due_at": {"$ne": None}}
     doc = await coll.find_one(flt, sort=[("progress.next_due_at", ASCENDING)], projection={"progress.next_due_at": 1})
     if doc is None:
         return None
@@ -88,7 +73,8 @@ async def claim(
     until = now + timedelta(seconds=lease_seconds)
     token = uuid.uuid4().hex
     result = await coll.update_one(
-        {"_id": doc["_id"], "progress.version": version, **_due(now)},
+        # Stopped or completed leads that are still scheduled are claimed too, so the worker can unschedule them.
+        {"_id": doc["_id"], "progress.version": version, "progress.next_due_at": {"$lte": now}},
         {
             "$set": {
                 "progress.lease_owner": owner,
@@ -116,9 +102,14 @@ async def renew(coll: MongoCollection, lease: Lease, *, now: datetime, lease_sec
     return Lease(lease.lead_id, lease.owner, lease.token, until)
 
 
-def release_update(next_due_at: datetime | None, extra_set: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def release_update(
+    next_due_at: datetime | None,
+    extra_set: Mapping[str, Any] | None = None,
+    extra_unset: Collection[str] = (),
+) -> dict[str, Any]:
     """The update that gives the lead back, due again at `next_due_at` (None: nothing more to do)."""
     unset: dict[str, Any] = {"progress.lease_owner": "", "progress.lease_token": "", "progress.lease_until": ""}
+    unset.update(dict.fromkeys(extra_unset, ""))
     values: dict[str, Any] = dict(extra_set or {})
     if next_due_at is None:
         unset["progress.next_due_at"] = ""
@@ -135,6 +126,7 @@ async def release(
     lease: Lease,
     next_due_at: datetime | None,
     extra_set: Mapping[str, Any] | None = None,
+    extra_unset: Collection[str] = (),
 ) -> None:
     """Give the lead back (fenced), due again at `next_due_at`, with `extra_set` applied in the same write."""
-    await fenced_update(coll, lease, release_update(next_due_at, extra_set))
+    await fenced_update(coll, lease, release_update(next_due_at, extra_set, extra_unset))

@@ -60,7 +60,8 @@ def normalize_email(raw: object) -> str:
     if has_line_break(text):
         raise InvalidAddress(f"address {text!r} contains a line break")
     try:
-        result = validate_email(text, check_deliverability=False, allow_smtputf8=True)
+        # Outbound does not speak SMTPUTF8, so a non-ASCII local part could never be delivered: refuse it here.
+        result = validate_email(text, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise InvalidAddress(f"{text!r} is not a valid address: {exc}") from None
     local, _, domain = result.normalized.rpartition("@")
@@ -233,6 +234,7 @@ class LeadProgress:
     lease_token: str | None = None
     lease_until: datetime | None = None
     stop_reason: str | None = None
+    retries: Mapping[str, Any] = field(default_factory=dict)  # recipient key -> last failed attempt (account_id)
 
 
 def recipient_key(step_order: int, index: int) -> str:
@@ -275,6 +277,7 @@ class Lead:
                 lease_token=r.string("progress.lease_token", required=False),
                 lease_until=r.when("progress.lease_until"),
                 stop_reason=r.string("progress.stop_reason", required=False),
+                retries=dict(r.mapping("progress.retries")),
             ),
         )
 

@@ -16,7 +16,7 @@ from app.domain.models import Campaign, EmailAccount, InvalidDocument, Lead, Tem
 from app.domain.scheduling import after_minutes
 from app.domain.templating import Renderer, TemplateError, build_context
 from app.domain.worker import SKIP_STATUSES, display_name, pending_recipients
-from app.transport.base import InvalidHeader, OutgoingMessage, Sender, build_message, make_message_id
+from app.transport.base import InvalidHeader, OutgoingMessage, Sender, make_message_id, validate_message
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ async def _render_one(
         html=rendered.html,
     )
     try:
-        build_message(message)
+        validate_message(message)
     except (InvalidHeader, ValueError) as exc:
         return rendered.subject, f"invalid header: {exc}"
     await sender.send(account, message)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,8 +42,8 @@ from app.transport.base import (
     Sender,
     SendError,
     TransientSendError,
-    build_message,
     make_message_id,
+    validate_message,
 )
 
 # A recipient with one of these statuses is never emailed again; a reply stops the whole lead.
@@ -50,6 +51,7 @@ SKIP_STATUSES = ("unsubscribed", "bounced", "replied")
 STOP_LEAD_STATUSES = ("replied",)
 NO_STEPS_RETRY_MINUTES = 10.0
 DB_ERROR_RETRY_SECONDS = 5.0
+LEASE_MARGIN_SECONDS = 10.0
 
 
 def utcnow() -> datetime:
@@ -65,6 +67,7 @@ class WorkerConfig:
     retry_cap_seconds: float = 3600.0
     retry_max_attempts: int = 5
     lease_seconds: float = 120.0
+    send_timeout_seconds: float = 30.0
     account_filter: frozenset[str] | None = None
 
 
@@ -102,6 +105,11 @@ class _Job:
     step: SequenceStep
     pending: tuple[int, ...]
     log: Any
+
+
+def needs_renewal(lease: Lease, now: datetime, send_timeout: float) -> bool:
+    """True when the lease might run out during the SMTP exchange, so it must be extended (and checked) first."""
+    return (lease.until - now).total_seconds() < send_timeout + LEASE_MARGIN_SECONDS
 
 
 def pending_recipients(lead: Lead, step_order: int) -> tuple[int, ...]:
@@ -162,6 +170,10 @@ class Worker:
             lead = Lead.from_doc(doc)
         except InvalidDocument as exc:
             return await self._stop_invalid(lease, exc, log)
+        if lead.progress.stopped or lead.progress.completed:
+            # Stopped or finished by other means (an operator, older data) but still scheduled: unschedule it.
+            await leases.release(self.leads, lease, None)
+            return Outcome("skipped", lead.id, lead.campaign_id)
         campaign = await self.catalog.campaign(lead.campaign_id)
         if campaign is None or campaign.status != "active":
             # Paused meanwhile: give it back as it was; the dispatcher only claims leads of active campaigns.
@@ -213,19 +225,21 @@ class Worker:
         await leases.release(self.leads, lease, None, {"progress.completed": True, "progress.completed_at": now})
         log.info("worker.lead_completed")
 
-    async def _finish_step(self, job: _Job, now: datetime, extra: Mapping[str, Any] | None = None) -> Outcome:
+    async def _finish_step(
+        self, job: _Job, now: datetime, extra: Mapping[str, Any] | None = None, unset: Collection[str] = ()
+    ) -> Outcome:
         """Every recipient of the step is done: move to the next step (after its delay) or complete."""
         values = dict(extra or {})
         nxt = step_after(job.steps, job.step.step_order)
         job.log.info("worker.step_completed", step_order=job.step.step_order, next_step=nxt and nxt.step_order)
         if nxt is None:
             values.update({"progress.completed": True, "progress.completed_at": now})
-            await leases.release(self.leads, job.lease, None, values)
+            await leases.release(self.leads, job.lease, None, values, unset)
             job.log.info("worker.lead_completed")
             return Outcome("completed", job.lead.id, job.campaign.id)
         due = next_step_due(now, nxt.delay_minutes)
         values["progress.current_step_order"] = nxt.step_order
-        await leases.release(self.leads, job.lease, due, values)
+        await leases.release(self.leads, job.lease, due, values, unset)
         return Outcome("advanced", job.lead.id, job.campaign.id, next_due_at=due)
 
     async def _recipient(self, job: _Job, index: int) -> Outcome:
@@ -241,28 +255,27 @@ class Worker:
             reason = f"template {job.step.template_id} not found" if template is None else str(template)
             job.log.error("worker.template_error", template_id=job.step.template_id, reason=reason)
             return await self._record(job, index, RecipientResult("failed", "failed", error=reason))
-        known = await ledger.read(self.sends, job.lead.id, job.step.step_order, index)
-        if known is not None and known.get("state") in ledger.SETTLED:
-            return await self._record(job, index, _from_ledger(known))
-        return await self._send(job, index, template, known)
+        previous = job.lead.progress.retries.get(recipient_key(job.step.step_order, index))
+        last_account = previous.get("account_id") if isinstance(previous, Mapping) else None
+        return await self._send(job, index, template, str(last_account) if last_account else None)
 
     async def _suppression(self, email: str) -> str | None:
         domain = email.rpartition("@")[2]
         doc = await self.suppressions.find_one({"value": {"$in": [email.lower(), domain]}})
         return None if doc is None else f"suppressed ({doc.get('reason', 'listed')}): {doc['value']}"
 
-    async def _reserve(self, job: _Job, known: Mapping[str, Any] | None) -> Reservation | NoAccountAvailable:
+    async def _reserve(self, job: _Job, last_account: str | None) -> Reservation | NoAccountAvailable:
         now = self.clock()
         only = self.config.account_filter
         # After a failure, prefer a different account; fall back to the same one if it is the only one free.
-        exclude: Collection[str] = (str(known["account_id"]),) if known and known.get("account_id") else ()
+        exclude: Collection[str] = (last_account,) if last_account else ()
         result = await self.arbiter.reserve(job.campaign, now, exclude=exclude, only=only)
         if isinstance(result, NoAccountAvailable) and exclude:
             result = await self.arbiter.reserve(job.campaign, now, only=only)
         return result
 
-    async def _send(self, job: _Job, index: int, template: Template, known: Mapping[str, Any] | None) -> Outcome:
-        reservation = await self._reserve(job, known)
+    async def _send(self, job: _Job, index: int, template: Template, last_account: str | None) -> Outcome:
+        reservation = await self._reserve(job, last_account)
         if isinstance(reservation, NoAccountAvailable):
             await leases.release(self.leads, job.lease, reservation.retry_at)
             job.log.info(
@@ -271,7 +284,7 @@ class Worker:
             return Outcome("waiting", job.lead.id, job.campaign.id, next_due_at=reservation.retry_at)
         log = job.log.bind(account_id=reservation.account.id, step_order=job.step.step_order, recipient_index=index)
         try:
-            prepared = await self._prepare(job, index, template, reservation, known, log)
+            prepared = await self._prepare(job, index, template, reservation, log)
         except BaseException:
             # Nothing reached SMTP: give the reservation back so the account's counters stay exact.
             with contextlib.suppress(Exception):
@@ -290,15 +303,15 @@ class Worker:
         index: int,
         template: Template,
         reservation: Reservation,
-        known: Mapping[str, Any] | None,
         log: Any,
     ) -> RecipientResult | tuple[_Job, OutgoingMessage, ledger.Attempt]:
         """Render, re-check the lease and take the ledger entry; a RecipientResult when it must not be sent."""
-        message = await self._compose(job, index, template, reservation, known, log)
+        message = await self._compose(job, index, template, reservation, log)
         if isinstance(message, RecipientResult):
             return message
-        lease = await leases.renew(self.leads, job.lease, now=self.clock(), lease_seconds=self.config.lease_seconds)
-        job = _replace_lease(job, lease)
+        if needs_renewal(job.lease, self.clock(), self.config.send_timeout_seconds):
+            lease = await leases.renew(self.leads, job.lease, now=self.clock(), lease_seconds=self.config.lease_seconds)
+            job = _replace_lease(job, lease)
         attempt = await ledger.start_attempt(
             self.sends,
             lead_id=job.lead.id,
@@ -309,10 +322,12 @@ class Worker:
             message_id=message.message_id,
             account_id=reservation.account.id,
             now=self.clock(),
-            known=dict(known) if known is not None else None,
         )
         if isinstance(attempt, ledger.Settled):
             return _from_ledger(attempt.doc)
+        if attempt.message_id != message.message_id:
+            # A retry keeps the Message-ID of the first attempt, whichever account sends it now.
+            message = dataclasses.replace(message, message_id=attempt.message_id)
         return job, message, attempt
 
     async def _compose(
@@ -321,7 +336,6 @@ class Worker:
         index: int,
         template: Template,
         reservation: Reservation,
-        known: Mapping[str, Any] | None,
         log: Any,
     ) -> OutgoingMessage | RecipientResult:
         """Render and build the message, or say why this recipient cannot be sent (it then fails)."""
@@ -342,9 +356,8 @@ class Worker:
             log.error("worker.template_error", template_id=template.id, reason=str(exc), available=exc.available)
             return RecipientResult("failed", "failed", account_id=account.id, error=f"template error: {exc}")
         domain = account.email.rpartition("@")[2]
-        message_id = str(known["message_id"]) if known and known.get("message_id") else None
         message = OutgoingMessage(
-            message_id=message_id or make_message_id(job.lead.id, job.step.step_order, index, domain),
+            message_id=make_message_id(job.lead.id, job.step.step_order, index, domain),
             from_email=account.email,
             from_name=(general.sender_name if general and general.sender_name else account.sender_name),
             to_email=recipient.email,
@@ -354,7 +367,7 @@ class Worker:
             html=rendered.html,
         )
         try:
-            build_message(message)
+            validate_message(message)
         except (InvalidHeader, ValueError) as exc:
             log.error("worker.template_error", template_id=template.id, reason=f"invalid header: {exc}")
             return RecipientResult("failed", "failed", account_id=account.id, error=f"invalid header: {exc}")
@@ -457,6 +470,8 @@ class Worker:
             )
             return await self._record(job, index, result)
         await ledger.finish(self.sends, attempt, "retry_wait", now, error=str(exc), smtp_code=exc.code)
+        key = recipient_key(job.step.step_order, index)
+        marker = {"account_id": account_id, "attempts": attempt.attempts, "error": str(exc), "at": now}
         delay = (
             0.0
             if immediate
@@ -465,7 +480,7 @@ class Worker:
             )
         )
         due = after_minutes(now, delay / 60.0)
-        await leases.release(self.leads, job.lease, due)
+        await leases.release(self.leads, job.lease, due, {f"progress.retries.{key}": marker})
         await self._activity(job, index, "retry", now, account_id, attempt.message_id, str(exc), exc.code)
         return Outcome("retry", job.lead.id, job.campaign.id, next_due_at=due)
 
@@ -519,13 +534,14 @@ class Worker:
                 }
             )
         remaining = [i for i in job.pending if i != index]
+        unset = [f"progress.retries.{key}"] if key in job.lead.progress.retries else []
         if remaining:
             wait = job.campaign.settings.min_wait_time if result.status in ("sent", "uncertain") else 0.0
             due = after_minutes(now, wait)
-            await leases.release(self.leads, job.lease, due, values)
+            await leases.release(self.leads, job.lease, due, values, unset)
             outcome = Outcome(result.status, job.lead.id, job.campaign.id, result.account_id, due)
         else:
-            step_outcome = await self._finish_step(job, now, values)
+            step_outcome = await self._finish_step(job, now, values, unset)
             outcome = Outcome(result.status, job.lead.id, job.campaign.id, result.account_id, step_outcome.next_due_at)
         await self._activity(
             job,

@@ -216,17 +216,23 @@ def _check_message_id(message_id: str) -> None:
         raise InvalidHeader(f"header Message-ID {message_id!r} must look like <local@domain>")
 
 
+def validate_message(msg: OutgoingMessage) -> tuple[Address, Address]:
+    """Check every header value (no line breaks, valid addresses) without building anything; raise InvalidHeader."""
+    sender = _address("From", msg.from_email, msg.from_name)
+    recipient = _address("To", msg.to_email, msg.to_name)
+    _check_value("Subject", msg.subject)
+    _check_message_id(msg.message_id)
+    _check_extra_headers(msg.headers)
+    return sender, recipient
+
+
 def build_message(msg: OutgoingMessage, *, now: datetime | None = None) -> EmailMessage:
     """Build the MIME message (text, plus HTML as multipart/alternative), validating every header first.
 
     Raises InvalidHeader before building anything when a header value holds a line break or is malformed.
     `now` sets the Date header (default: the current UTC time).
     """
-    sender = _address("From", msg.from_email, msg.from_name)
-    recipient = _address("To", msg.to_email, msg.to_name)
-    _check_value("Subject", msg.subject)
-    _check_message_id(msg.message_id)
-    _check_extra_headers(msg.headers)
+    sender, recipient = validate_message(msg)
 
     message = EmailMessage(policy=email.policy.SMTP)
     message["From"] = sender

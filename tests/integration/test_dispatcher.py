@@ -62,7 +62,10 @@ async def test_every_recipient_of_every_step_gets_exactly_the_rendered_message(d
         db,
         name="Intro",
         steps=[
-            {"subject": "Hi {{ first_name }} at {{ company_name }}", "body_text": "Step {{ step_order }} for {{ email }}"},
+            {
+                "subject": "Hi {{ first_name }} at {{ company_name }}",
+                "body_text": "Step {{ step_order }} for {{ email }}",
+            },
             {
                 "subject": "Following up, {{ first_name }}",
                 "body_text": "Text two",
@@ -138,7 +141,9 @@ async def test_recipients_of_a_lead_are_min_wait_apart_and_steps_wait_their_dela
 
 async def test_template_error_fails_that_recipient_and_the_loop_goes_on(db, smtp) -> None:
     broken = await add_campaign(db, name="Broken", steps=[{"subject": "Hi {{ nickname }}", "body_text": "x"}])
-    sandbox = await add_campaign(db, name="Sandbox", steps=[{"subject": "Hi", "body_text": "{{ ''.__class__.__mro__ }}"}])
+    sandbox = await add_campaign(
+        db, name="Sandbox", steps=[{"subject": "Hi", "body_text": "{{ ''.__class__.__mro__ }}"}]
+    )
     fine = await add_campaign(db, name="Fine")
     await add_account(db, smtp.port, email="s@example.com")
     bad_lead = await add_lead(db, broken, [{"email": "a@x.example"}])
@@ -171,7 +176,9 @@ async def test_accounts_never_exceed_max_daily_sends_and_waiting_leads_resume_ne
 
     senders = [m.mail_from for m in smtp.messages]
     assert sorted(senders) == ["a@example.com"] * 3 + ["b@example.com"] * 3
-    waiting = await db[schema.CAMPAIGN_LEADS].find({"_id": {"$in": leads}, "progress.completed": {"$ne": True}}).to_list()
+    waiting = (
+        await db[schema.CAMPAIGN_LEADS].find({"_id": {"$in": leads}, "progress.completed": {"$ne": True}}).to_list()
+    )
     assert len(waiting) == 4
     assert all(w["progress"]["next_due_at"] == next_day_start(clock.now) for w in waiting)
 

@@ -491,8 +491,7 @@ def test_general_settings_load() -> None:
     [
         ("John.Doe@Example.COM", "John.Doe@example.com"),
         ("  user@example.com \t", "user@example.com"),
-        ("jöhn@example.com", "jöhn@example.com"),
-        ("用户@例子.广告", "用户@例子.广告"),
+        ("user@例子.广告", "user@例子.广告"),
     ],
 )
 def test_normalize_email(raw: str, expected: str) -> None:
@@ -511,6 +510,8 @@ def test_normalize_email(raw: str, expected: str) -> None:
         ("user@example", "is not a valid address"),
         ("a@b.com\r\nBcc: x@y.com", "contains a line break"),
         ("a@b.com\nx", "contains a line break"),
+        # No SMTPUTF8: a non-ASCII local part could never be delivered, so it is refused up front.
+        ("jöhn@example.com", "is not a valid address"),
     ],
 )
 def test_normalize_email_refuses_invalid_addresses_with_a_reason(raw: Any, reason: str) -> None:
