@@ -1,0 +1,216 @@
+"""`make demo`: Outbound sending the demo campaigns on the embedded database to a local mailbox.
+
+Starts a loopback SMTP server that writes every message to a mailbox directory, seeds the demo data (its
+accounts point at that server), shows what a dry run would send, then runs the real dispatcher for a bounded
+time with a live progress view, and ends with a summary: sent per campaign and per account, the limits as
+measured at the SMTP server, and where the messages are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import itertools
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from app.cli.dispatch_cmds import build_dispatcher
+from app.config import Settings, load_settings
+from app.db import schema
+from app.db.client import Database, connect
+from app.db.schema import ensure_schema
+from app.domain.catalog import Catalog
+from app.domain.dispatcher import Dispatcher, DispatcherOptions
+from app.domain.preview import preview
+from app.domain.templating import Renderer
+from app.domain.worker import Outcome
+from app.logging import configure_logging
+from app.transport.dryrun import DryRunSender
+from app.transport.mailbox import MailboxServer, ReceivedMessage
+from app.transport.smtp import SmtpSender
+
+console = Console(highlight=False)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options of the demo."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=45.0, help="longest time to let the dispatcher run")
+    parser.add_argument("--db-name", default="outbound_demo", help="database for the demo data")
+    parser.add_argument("--mailbox", type=Path, default=Path("demo-mail"), help="where messages are written")
+    args = parser.parse_args(argv)
+    if not 1 <= args.seconds <= 3600:
+        parser.error("--seconds must be between 1 and 3600")
+    return args
+
+
+def seed(settings: Settings, port: int) -> None:
+    """Seed the demo data through the CLI, its accounts pointing at our SMTP server."""
+    command = [sys.executable, "-m", "app.cli.main", "--db-name", settings.db_name, "--home", str(settings.home)]
+    if settings.mongo_uri:
+        command += ["--mongo-uri", settings.mongo_uri]
+    subprocess.run([*command, "demo", "seed", "--reset", "--smtp-port", str(port)], check=True)
+
+
+class Progress:
+    """Counts outcomes as the dispatcher reports them, for the live view."""
+
+    def __init__(self, names: dict[str, str], accounts: dict[str, str]) -> None:
+        self.names = names
+        self.accounts = accounts
+        self.by_campaign: collections.Counter[str] = collections.Counter()
+        self.by_account: collections.Counter[str] = collections.Counter()
+        self.outcomes: collections.Counter[str] = collections.Counter()
+        self.started = time.monotonic()
+
+    def __call__(self, outcome: Outcome) -> None:
+        self.outcomes[outcome.kind] += 1
+        if outcome.kind == "sent":
+            self.by_campaign[self.names.get(outcome.campaign_id or "", "?")] += 1
+            self.by_account[self.accounts.get(outcome.account_id or "", "?")] += 1
+
+    def table(self, waiting: int, mailbox: MailboxServer) -> Table:
+        elapsed = time.monotonic() - self.started
+        table = Table(title=f"Outbound demo: {elapsed:5.1f}s, {len(mailbox.messages)} messages in the mailbox")
+        table.add_column("campaign / account")
+        table.add_column("sent", justify="right")
+        for name, count in sorted(self.by_campaign.items()):
+            table.add_row(f"[bold]{name}[/]", str(count))
+        for name, count in sorted(self.by_account.items()):
+            table.add_row(f"  from {name}", str(count))
+        other = ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items()) if k != "sent") or "-"
+        table.add_row("[dim]other outcomes[/]", other)
+        table.add_row("[dim]leads not finished[/]", str(waiting))
+        return table
+
+
+async def names_of(db: Database) -> tuple[dict[str, str], dict[str, str]]:
+    """Campaign and account display names by id."""
+    campaigns = {str(c["_id"]): str(c.get("name")) async for c in db[schema.CAMPAIGNS].find()}
+    accounts = {str(a["_id"]): str(a.get("email")) async for a in db[schema.EMAIL_ACCOUNTS].find()}
+    return campaigns, accounts
+
+
+async def unfinished(db: Database) -> int:
+    """Leads of active campaigns still to be sent."""
+    active = [str(c["_id"]) async for c in db[schema.CAMPAIGNS].find({"status": "active"})]
+    return await db[schema.CAMPAIGN_LEADS].count_documents(
+        {"campaign_id": {"$in": active}, "progress.next_due_at": {"$ne": None}}
+    )
+
+
+async def show_dry_run(db: Database) -> None:
+    """What would go out right now, without sending or changing anything."""
+    rows = await preview(db, Catalog(db), Renderer(), DryRunSender(), now=datetime.now(UTC), limit=5)
+    table = Table(title=f"Dry run (run-dispatcher --dry-run): {len(rows)} emails due now; first 8 shown")
+    for column in ("campaign", "to", "from", "subject"):
+        table.add_column(column)
+    for row in rows[:8]:
+        table.add_row(row.campaign, row.email or "-", row.account or "-", row.subject or row.problem or "-")
+    console.print(table)
+
+
+async def run_live(
+    dispatcher: Dispatcher, db: Database, progress: Progress, mailbox: MailboxServer, seconds: float
+) -> None:
+    """Run the dispatcher with a live view until everything is sent or `seconds` pass."""
+    task = asyncio.create_task(dispatcher.run())
+    deadline = time.monotonic() + seconds
+    waiting = await unfinished(db)
+    with Live(progress.table(waiting, mailbox), console=console, refresh_per_second=4, transient=False) as live:
+        while not task.done() and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            waiting = await unfinished(db)
+            live.update(progress.table(waiting, mailbox))
+            if waiting == 0:
+                break
+    dispatcher.stop()
+    await task
+
+
+def min_gap(times: list[datetime]) -> float | None:
+    """Smallest time between consecutive sends, in seconds."""
+    ordered = sorted(times)
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(ordered)]
+    return min(gaps) if gaps else None
+
+
+async def limits_table(db: Database, messages: list[ReceivedMessage]) -> Table:
+    """Per account: sent today vs max_daily_sends, smallest gap between sends vs min_wait_time (SMTP side)."""
+    by_sender: dict[str, list[datetime]] = collections.defaultdict(list)
+    for message in messages:
+        by_sender[message.mail_from].append(message.received_at)
+    table = Table(title="Limits, measured at the SMTP server")
+    for column in ("account", "sent", "max/day", "smallest gap", "min wait", "respected"):
+        table.add_column(column)
+    async for account in db[schema.EMAIL_ACCOUNTS].find(sort=[("email", 1)]):
+        limits = await db[schema.EMAIL_CAMPAIGN_SETTINGS].find_one({"email_id": str(account["_id"])}) or {}
+        sent = len(by_sender.get(account["email"], []))
+        cap = limits.get("max_daily_sends")
+        wait = float(limits.get("min_wait_time") or 0) * 60
+        gap = min_gap(by_sender.get(account["email"], []))
+        ok = (cap is None or sent <= cap) and (gap is None or gap >= wait - 0.05)
+        table.add_row(
+            account["email"],
+            str(sent),
+            str(cap if cap is not None else "-"),
+            "-" if gap is None else f"{gap:.2f}s",
+            f"{wait:.2f}s",
+            "[green]yes[/]" if ok else "[red]NO[/]",
+        )
+    return table
+
+
+async def main(args: argparse.Namespace) -> int:
+    """The demo; returns the exit code."""
+    settings = load_settings().with_overrides(db_name=args.db_name)
+    configure_logging("WARNING", "console")
+    mailbox = MailboxServer(args.mailbox.resolve())
+    await mailbox.start()
+    try:
+        where = "MONGO_URI" if settings.mongo_uri else f"the embedded database under {settings.home}"
+        console.print(f"[bold]Outbound demo[/] on {where}, database {settings.db_name}")
+        console.print(f"Local SMTP server on 127.0.0.1:{mailbox.port}, writing messages to {mailbox.directory}")
+        await asyncio.to_thread(seed, settings, mailbox.port)
+        async with connect(settings) as db:
+            await ensure_schema(db)
+            await show_dry_run(db)
+            campaigns, accounts = await names_of(db)
+            progress = Progress(campaigns, accounts)
+            sender = SmtpSender(timeout=10)
+            options = DispatcherOptions(concurrency=8, poll_interval=0.2, lease_seconds=30, shutdown_grace_seconds=5)
+            try:
+                dispatcher = build_dispatcher(db, settings, sender, options, on_outcome=progress)
+                await run_live(dispatcher, db, progress, mailbox, args.seconds)
+            finally:
+                await sender.close()
+            console.print(await limits_table(db, list(mailbox.messages)))
+            waiting = await unfinished(db)
+            soonest = await db[schema.CAMPAIGN_LEADS].find_one(
+                {"progress.next_due_at": {"$ne": None}}, sort=[("progress.next_due_at", 1)]
+            )
+        console.print(f"[bold]{len(mailbox.messages)} messages[/] written to {mailbox.directory}/ (one .eml each)")
+        if waiting and soonest is not None:
+            due: datetime = soonest["progress"]["next_due_at"]
+            later = max(timedelta(0), due - datetime.now(UTC))
+            console.print(
+                f"{waiting} leads are waiting for their next step, an account's wait window or tomorrow's limit "
+                f"(next due in {later.total_seconds():.0f}s). Run `outbound --db-name {settings.db_name} "
+                "show-due-leads` or `show-account-stats` to see why."
+            )
+        console.print("Stop the embedded database with `outbound db stop` (the data stays under OUTBOUND_HOME).")
+        return 0
+    finally:
+        await mailbox.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(parse_args())))
