@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pymongo.errors import PyMongoError
 
@@ -52,6 +52,8 @@ STOP_LEAD_STATUSES = ("replied",)
 NO_STEPS_RETRY_MINUTES = 10.0
 DB_ERROR_RETRY_SECONDS = 5.0
 LEASE_MARGIN_SECONDS = 10.0
+DURABLE_WRITE_ATTEMPTS = 6
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -390,6 +392,9 @@ class Worker:
         except PermanentSendError as exc:
             return await self._bounced(job, index, reservation, attempt, exc, log)
         except (TransientSendError, SendError) as exc:
+            if exc.uncertain:
+                # The connection died after the message data went out: it may have been accepted.
+                return await self._in_doubt(job, index, reservation, attempt, message, exc, log)
             return await self._transient(job, index, reservation, attempt, exc, log)
         except asyncio.CancelledError:
             # Stopped mid-send: it may have gone out. Record that honestly before giving up the task.
@@ -397,18 +402,36 @@ class Worker:
             raise
         except Exception as exc:
             # An unexpected error after the message may have reached the server: never risk sending it twice.
-            log.exception("worker.smtp_error", error=repr(exc), outcome="uncertain")
-            await ledger.finish(self.sends, attempt, "uncertain", self.clock(), error=repr(exc))
-            await self.arbiter.commit(reservation, self.clock())
-            result = RecipientResult("uncertain", "uncertain", account.id, message.message_id, error=repr(exc))
-            return await self._record(job, index, result)
+            log.exception("worker.smtp_error", error=repr(exc))
+            return await self._in_doubt(job, index, reservation, attempt, message, exc, log)
         now = self.clock()
-        recorded = await ledger.finish(self.sends, attempt, "sent", now)
+        # The message is out: recording it must survive a database blip, or it would turn into "uncertain".
+        recorded = await _durably(lambda: ledger.finish(self.sends, attempt, "sent", now), log)
+        # Not retried: commit is not idempotent, and a lost commit only leaves the send counted as reserved.
         await self.arbiter.commit(reservation, now)
         log.info("worker.sent", to=message.to_email, message_id=message.message_id, attempt=attempt.attempts)
         if not recorded:
             raise LeaseLost(job.lead.id)
         return await self._record(job, index, RecipientResult("sent", "contacted", account.id, message.message_id))
+
+    async def _in_doubt(
+        self,
+        job: _Job,
+        index: int,
+        reservation: Reservation,
+        attempt: ledger.Attempt,
+        message: OutgoingMessage,
+        exc: Exception,
+        log: Any,
+    ) -> Outcome:
+        """The message may or may not have been delivered: count it, never retry it, list it for the operator."""
+        now = self.clock()
+        error = f"delivery uncertain: {exc}"
+        log.error("worker.smtp_error", error=error, outcome="uncertain", action="see list-uncertain")
+        await _durably(lambda: ledger.finish(self.sends, attempt, "uncertain", now, error=error), log)
+        await self.arbiter.commit(reservation, now)
+        result = RecipientResult("uncertain", "uncertain", reservation.account.id, message.message_id, error=error)
+        return await self._record(job, index, result)
 
     async def _interrupted(self, job: _Job, reservation: Reservation, attempt: ledger.Attempt) -> None:
         now = self.clock()
@@ -592,6 +615,20 @@ class Worker:
         if smtp_code is not None:
             doc["smtp_code"] = smtp_code
         await self.activities.insert_one(doc)
+
+
+async def _durably(write: Callable[[], Awaitable[T]], log: Any) -> T:
+    """Run a write that records a send, retrying database errors with backoff (bounded) before giving up."""
+    for attempt in range(1, DURABLE_WRITE_ATTEMPTS + 1):
+        try:
+            return await write()
+        except PyMongoError as exc:
+            if attempt == DURABLE_WRITE_ATTEMPTS:
+                raise
+            delay = min(2.0, 0.05 * 2**attempt)
+            log.warning("worker.db_error", error=str(exc), attempt=attempt, retry_in=delay)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 def _activity_type(result: RecipientResult) -> str:

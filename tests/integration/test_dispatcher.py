@@ -14,7 +14,7 @@ from app.db import schema
 from app.db.client import Database
 from app.domain.dispatcher import DispatcherOptions, DispatcherStats
 from app.domain.scheduling import next_day_start
-from app.transport.mailbox import MailboxServer
+from app.transport.mailbox import Fault, MailboxServer
 from app.transport.smtp import SmtpSender
 from tests.factories import add_account, add_campaign, add_lead
 
@@ -194,3 +194,26 @@ async def test_once_returns_when_nothing_is_due(db, smtp) -> None:
     stats = await run_once(db)
     assert stats.claimed == 0
     assert smtp.messages == []
+
+
+async def test_connection_dropped_after_the_data_went_out_is_uncertain_and_never_retried(db, tmp_path) -> None:
+    def drop_data(stage: str, value: str) -> Fault | None:
+        return Fault(drop=True) if stage == "data" else None
+
+    async with MailboxServer(tmp_path / "mail", fault=drop_data) as server:
+        campaign = await add_campaign(db)
+        account = await add_account(db, server.port, email="a@example.com")
+        lead_id = await add_lead(db, campaign, [{"email": "maybe@x.example"}])
+
+        stats = await run_once(db)
+        await run_once(db)  # a second pass must not try it again
+
+    assert stats.outcomes["uncertain"] == 1
+    lead = await db[schema.CAMPAIGN_LEADS].find_one({"_id": lead_id})
+    entry = lead["progress"]["processed_recipients"]["step_1_recipient_0"]
+    assert entry["status"] == "uncertain" and "uncertain" in entry["error"]
+    assert lead["lead_data"][0]["status"] == "uncertain"
+    send = await db[schema.SENDS].find_one({"lead_id": lead_id})
+    assert (send["state"], send["attempts"]) == ("uncertain", 1)
+    usage = await db[schema.ACCOUNT_USAGE].find_one({"account_id": account})
+    assert usage["sent"] == usage["committed"] == 1  # it counts against the limits
