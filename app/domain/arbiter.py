@@ -286,18 +286,20 @@ class Arbiter:
         """Reserve the least recently used account that may send for `campaign` at `now`.
 
         `exclude` leaves accounts out (e.g. one that just failed), `only` restricts to some. The reservation
-        counts against today's limits and opens the account's wait window until it is committed or rolled back.
+        counts against today's limits at once and starts the account's wait window; a rollback gives both back.
         """
         path = usage_path(campaign.id)
         day = utc_day(now)
         tally = _Tally()
         # The least recently used few usually include a free account; the rest are read only when they do not.
         for limit in (USAGE_CHUNK, 0):
+            invalid_before = len(tally.invalid)
             page = await self._scan(campaign, _window_open(now), exclude, only, tally, limit=limit)
             reservation = await self._first_free([c for c in page if c.id not in tally.tried], campaign, now, tally)
             if reservation is not None:
                 return reservation
-            if len(page) < limit:
+            # A short first page (valid and malformed documents together) already held every open account.
+            if len(page) + len(tally.invalid) - invalid_before < limit:
                 break
         # Only when nothing is free are the waiting accounts read: their windows and counts give the retry time.
         waiting = await self._scan(campaign, {"next_available_at": {"$gt": now}}, exclude, only, tally)

@@ -356,6 +356,18 @@ async def test_a_free_account_is_found_behind_many_exhausted_ones(db: Database) 
     assert outcome.retry_at == TOMORROW
 
 
+async def test_a_free_account_is_found_behind_many_malformed_ones(db: Database) -> None:
+    await db[schema.EMAIL_ACCOUNTS].insert_many(
+        [{"_id": ObjectId(), "email": f"broken{n}", "status": "active"} for n in range(USAGE_CHUNK + 1)]
+    )
+    free = await add_account(db, 99)
+
+    with capture_logs() as logs:
+        assert reserved(await Arbiter(db, owner="d1").reserve(make_campaign(), NOW)).account.id == free
+
+    assert len([e for e in logs if e["event"] == "store.invalid_document"]) == USAGE_CHUNK + 1
+
+
 async def test_limits_of_a_new_account_apply_at_once_despite_the_settings_cache(db: Database) -> None:
     await add_account(db, 1, max_daily=1)
     arbiter = Arbiter(db, owner="d1", settings_ttl=3600)
