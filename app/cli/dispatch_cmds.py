@@ -57,7 +57,8 @@ def build_dispatcher(
     catalog = Catalog(db)
     worker = Worker(
         db,
-        arbiter=Arbiter(db, owner=owner),
+        # A send is MAIL, RCPT, DATA and maybe a connect, each bounded by the SMTP timeout.
+        arbiter=Arbiter(db, owner=owner, hold_seconds=4 * settings.smtp_timeout),
         sender=sender,
         catalog=catalog,
         renderer=Renderer(),

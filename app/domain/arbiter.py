@@ -264,8 +264,12 @@ def _chunks(items: list[_Candidate], size: int) -> Iterable[list[_Candidate]]:
 class Arbiter:
     """Reserves sending accounts for one dispatcher (`owner`), sharing limits with every other dispatcher."""
 
-    def __init__(self, db: Database, *, owner: str, settings_ttl: float = 30.0) -> None:
+    def __init__(self, db: Database, *, owner: str, settings_ttl: float = 30.0, hold_seconds: float = 0.0) -> None:
         self._accounts = db[schema.EMAIL_ACCOUNTS]
+        # While a reservation is open, an account with a wait window stays closed for the wait plus the
+        # longest a send can take: if the holder crashes mid-send, its message may still reach the server
+        # late, and the next send must not land inside the wait after it.
+        self._hold_seconds = hold_seconds
         self._settings = db[schema.EMAIL_CAMPAIGN_SETTINGS]
         self._usage = db[schema.ACCOUNT_USAGE]
         self._owner = owner
@@ -327,9 +331,12 @@ class Arbiter:
         await self._usage.update_one(
             {"_id": usage_key(reservation.account.id, reservation.day)}, {"$inc": {"committed": 1}}
         )
+        # The wait runs from when the message was handed over, not from when the account was reserved.
+        done: dict[str, Any] = {"$unset": {"reservation_token": ""}}
+        if reservation.limits.min_wait_minutes > 0:
+            done["$set"] = {"next_available_at": after_minutes(now, reservation.limits.min_wait_minutes)}
         await self._accounts.update_one(
-            {**id_filter(reservation.account.id), "reservation_token": reservation.token},
-            {"$unset": {"reservation_token": ""}},
+            {**id_filter(reservation.account.id), "reservation_token": reservation.token}, done
         )
         self._log(reservation).info("arbiter.committed", day=reservation.day, committed_at=now.isoformat())
 
@@ -464,7 +471,7 @@ class Arbiter:
             max_daily_sends=limits.max_daily_sends,
             daily_limit=limits.campaign_daily_limit,
             min_wait_time=limits.min_wait_minutes,
-            next_available_at=after_minutes(now, limits.min_wait_minutes).isoformat(),
+            next_available_at=self._window_end(limits, now).isoformat(),
         )
         return reservation
 
@@ -478,13 +485,19 @@ class Arbiter:
             },
             {
                 "$set": {
-                    "next_available_at": after_minutes(now, limits.min_wait_minutes),
+                    "next_available_at": self._window_end(limits, now),
                     "last_used_at": now,
                     "reservation_token": token,
                 }
             },
         )
         return result.modified_count == 1
+
+    def _window_end(self, limits: AccountLimits, now: datetime) -> datetime:
+        """When a reserved account may be reserved again if this reservation is never settled."""
+        if limits.min_wait_minutes <= 0:
+            return now  # no wait: sends of one account may overlap
+        return after_minutes(now, limits.min_wait_minutes + self._hold_seconds / 60.0)
 
     async def _count_send(self, account_id: str, day: str, path: str, limits: AccountLimits) -> bool:
         """Count one send against today's limits; False when a limit is already reached.

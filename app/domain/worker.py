@@ -19,6 +19,7 @@ from pymongo.errors import PyMongoError
 
 from app.db import schema
 from app.db.client import Database
+from app.db.store import NotFound
 from app.domain import leases, ledger
 from app.domain.arbiter import Arbiter, NoAccountAvailable, Reservation
 from app.domain.catalog import Catalog, step_after
@@ -465,7 +466,8 @@ class Worker:
     ) -> Outcome:
         now = self.clock()
         await self.arbiter.rollback(reservation, now, reason=str(exc))
-        await self.arbiter.disable(reservation.account.id, f"authentication failed: {exc}")
+        with contextlib.suppress(NotFound):  # deleted meanwhile: nothing left to take out of rotation
+            await self.arbiter.disable(reservation.account.id, f"authentication failed: {exc}")
         log.error(
             "worker.account_error",
             error=str(exc),
