@@ -45,6 +45,8 @@ class Settings:
     retry_cap_seconds: float = 3600.0  # OUTBOUND_RETRY_CAP_SECONDS
     retry_max_attempts: int = 5  # OUTBOUND_RETRY_MAX_ATTEMPTS
     shutdown_grace_seconds: float = 30.0  # OUTBOUND_SHUTDOWN_GRACE_SECONDS
+    pause_error_rate: float = 0.5  # OUTBOUND_PAUSE_ERROR_RATE: pause a campaign failing this often...
+    pause_min_attempts: int = 20  # OUTBOUND_PAUSE_MIN_ATTEMPTS: ...over at least this many recent attempts
 
     @property
     def uses_embedded(self) -> bool:
@@ -99,6 +101,16 @@ def _positive_int(var: str, raw: str) -> int:
     return value
 
 
+def _fraction(var: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(var, raw, "a number greater than 0 and at most 1 (e.g. 0.5)") from None
+    if not 0 < value <= 1:
+        raise ConfigError(var, raw, "a number greater than 0 and at most 1 (e.g. 0.5)")
+    return value
+
+
 def _mongo_uri(var: str, raw: str) -> str | None:
     value = raw.strip()
     if not value:
@@ -141,6 +153,8 @@ VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "OUTBOUND_RETRY_CAP_SECONDS": ("retry_cap_seconds", _positive_float),
     "OUTBOUND_RETRY_MAX_ATTEMPTS": ("retry_max_attempts", _positive_int),
     "OUTBOUND_SHUTDOWN_GRACE_SECONDS": ("shutdown_grace_seconds", _positive_float),
+    "OUTBOUND_PAUSE_ERROR_RATE": ("pause_error_rate", _fraction),
+    "OUTBOUND_PAUSE_MIN_ATTEMPTS": ("pause_min_attempts", _positive_int),
 }
 
 

@@ -106,6 +106,8 @@ def dispatcher_env(mongo_uri: str, db_name: str, home: Path, **extra: str) -> di
         OUTBOUND_RETRY_CAP_SECONDS="1",
         OUTBOUND_RETRY_MAX_ATTEMPTS="4",
         OUTBOUND_SHUTDOWN_GRACE_SECONDS="5",
+        # Fault tests fail on purpose; the campaign health check must not pause them.
+        OUTBOUND_PAUSE_MIN_ATTEMPTS="1000000",
         OUTBOUND_LOG_FORMAT="json",
         LOG_LEVEL="WARNING",
         PYTHONPATH=str(REPO),

@@ -17,6 +17,7 @@ from app.db.store import get_doc, id_filter
 from app.domain.arbiter import Arbiter
 from app.domain.catalog import Catalog
 from app.domain.dispatcher import Dispatcher, DispatcherOptions, DispatcherStats, default_owner
+from app.domain.health import HealthPolicy
 from app.domain.preview import PreviewRow, preview
 from app.domain.statuses import rebuild_statuses
 from app.domain.templating import Renderer
@@ -69,6 +70,11 @@ def build_dispatcher(
             lease_seconds=options.lease_seconds,
             send_timeout_seconds=settings.smtp_timeout,
             account_filter=account_filter,
+            health=HealthPolicy(
+                max_error_rate=settings.pause_error_rate,
+                min_attempts=settings.pause_min_attempts,
+                window=max(50, settings.pause_min_attempts),
+            ),
         ),
     )
     return Dispatcher(db, worker, catalog, options, owner=owner, on_outcome=on_outcome)

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import Awaitable, Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -20,9 +20,10 @@ from pymongo.errors import PyMongoError
 from app.db import schema
 from app.db.client import Database
 from app.db.store import NotFound
-from app.domain import leases, ledger
+from app.domain import health, leases, ledger
 from app.domain.arbiter import Arbiter, NoAccountAvailable, Reservation
 from app.domain.catalog import Catalog, step_after
+from app.domain.health import HealthPolicy
 from app.domain.leases import Lease, LeaseLost
 from app.domain.models import (
     Campaign,
@@ -72,6 +73,7 @@ class WorkerConfig:
     lease_seconds: float = 120.0
     send_timeout_seconds: float = 30.0
     account_filter: frozenset[str] | None = None
+    health: HealthPolicy = field(default_factory=HealthPolicy)
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,10 @@ class Worker:
         """Handle one claimed lead and release it; never raises for a lead-level problem."""
         log = get_logger(lead_id=str(lease.lead_id), campaign_id=str(doc.get("campaign_id")))
         try:
-            return await self._process(doc, lease, log)
+            outcome = await self._process(doc, lease, log)
+            if outcome.kind in ("failed", "retry") and outcome.campaign_id:
+                await health.check_campaign(self.db, outcome.campaign_id, self.config.health, self.clock())
+            return outcome
         except asyncio.CancelledError:
             # Shutdown past the grace period: hand the lead back now rather than at lease expiry.
             with contextlib.suppress(Exception):

@@ -217,3 +217,22 @@ async def test_connection_dropped_after_the_data_went_out_is_uncertain_and_never
     assert (send["state"], send["attempts"]) == ("uncertain", 1)
     usage = await db[schema.ACCOUNT_USAGE].find_one({"account_id": account})
     assert usage["sent"] == usage["committed"] == 1  # it counts against the limits
+
+
+async def test_a_campaign_whose_sends_keep_bouncing_is_paused_with_the_reason(db, tmp_path) -> None:
+    def unknown_users(stage: str, value: str) -> Fault | None:
+        return Fault(550, "5.1.1 User unknown") if stage == "rcpt" else None
+
+    async with MailboxServer(tmp_path / "mail", fault=unknown_users) as server:
+        campaign = await add_campaign(db)
+        await add_account(db, server.port, email="a@example.com")
+        for i in range(40):
+            await add_lead(db, campaign, [{"email": f"nobody{i}@x.example"}])
+        await run_once(db)
+
+    doc = await db[schema.CAMPAIGNS].find_one({})
+    assert doc["status"] == "paused"
+    assert "of the last 20 attempts failed" in doc["paused_reason"]
+    # It stopped soon after crossing the threshold instead of burning through the whole list.
+    attempts = await db[schema.ACTIVITIES].count_documents({"type": "failed"})
+    assert 20 <= attempts < 40

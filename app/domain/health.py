@@ -1,0 +1,68 @@
+"""Campaign health: pause a campaign whose recent attempts mostly fail, instead of burning through its list.
+
+A bad list (many unknown addresses) or a broken template shows up as a run of failures; sending on would hurt
+the accounts' reputation. The check looks at the campaign's most recent attempts in `activities` and pauses the
+campaign, with the reason, when the failure rate passes a threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pymongo import DESCENDING
+
+from app.db import schema
+from app.db.client import Database
+from app.db.store import id_filter
+from app.logging import get_logger
+
+FAILURE_TYPES = ("failed", "retry", "template_error")
+ATTEMPT_TYPES = (*FAILURE_TYPES, "sent", "uncertain")
+
+
+@dataclass(frozen=True)
+class HealthPolicy:
+    """When to pause: at least `min_attempts` of the last `window` attempts, failing at `max_error_rate` or more."""
+
+    max_error_rate: float = 0.5
+    min_attempts: int = 20
+    window: int = 50
+
+
+def pause_reason(kinds: Iterable[str], policy: HealthPolicy) -> str | None:
+    """Why the campaign should be paused given its recent attempt kinds (newest first), or None. Pure."""
+    recent = [k for k in kinds if k in ATTEMPT_TYPES][: policy.window]
+    if len(recent) < policy.min_attempts:
+        return None
+    failures = sum(1 for k in recent if k in FAILURE_TYPES)
+    rate = failures / len(recent)
+    if rate < policy.max_error_rate:
+        return None
+    return (
+        f"{failures} of the last {len(recent)} attempts failed ({rate:.0%} >= {policy.max_error_rate:.0%}): "
+        "check the lead list, templates and accounts (show-campaign-progress, list-accounts), then set the "
+        "campaign's status back to active"
+    )
+
+
+async def check_campaign(db: Database, campaign_id: str, policy: HealthPolicy, now: datetime) -> str | None:
+    """Pause the campaign if its recent attempts fail too often; return the reason when it was paused."""
+    cursor = db[schema.ACTIVITIES].find(
+        {"campaign_id": campaign_id, "type": {"$in": list(ATTEMPT_TYPES)}},
+        projection={"type": 1},
+        sort=[("created_at", DESCENDING)],
+        limit=policy.window,
+    )
+    kinds = [str(doc.get("type")) async for doc in cursor]
+    reason = pause_reason(kinds, policy)
+    if reason is None:
+        return None
+    update: dict[str, Any] = {"$set": {"status": "paused", "paused_reason": reason, "paused_at": now}}
+    result = await db[schema.CAMPAIGNS].update_one({**id_filter(campaign_id), "status": "active"}, update)
+    if result.modified_count:
+        get_logger(campaign_id=campaign_id).error("dispatcher.campaign_paused", reason=reason)
+        return reason
+    return None
