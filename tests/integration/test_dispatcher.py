@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -236,3 +238,26 @@ async def test_a_campaign_whose_sends_keep_bouncing_is_paused_with_the_reason(db
     # It stopped soon after crossing the threshold instead of burning through the whole list.
     attempts = await db[schema.ACTIVITIES].count_documents({"type": "failed"})
     assert 20 <= attempts < 40
+
+
+async def test_sends_of_one_account_are_its_wait_apart_at_the_smtp_server_and_rotation_spreads_them(db, smtp) -> None:
+    wait_minutes = 0.01  # 0.6 s
+    campaign = await add_campaign(db)
+    for name in ("a", "b", "c"):
+        await add_account(db, smtp.port, email=f"{name}@example.com", min_wait_time=wait_minutes)
+    for i in range(9):
+        await add_lead(db, campaign, [{"email": f"p{i}@x.example"}])
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while len(smtp.messages) < 9 and loop.time() < deadline:
+        await run_once(db)
+        await asyncio.sleep(0.1)
+
+    by_account: dict[str, list[datetime]] = {}
+    for message in smtp.messages:
+        by_account.setdefault(message.mail_from, []).append(message.received_at)
+    assert sorted(len(v) for v in by_account.values()) == [3, 3, 3]  # least recently used first: even spread
+    for times in by_account.values():
+        gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(sorted(times))]
+        assert min(gaps) >= wait_minutes * 60
