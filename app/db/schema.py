@@ -50,6 +50,9 @@ INDEXES: dict[str, list[IndexModel]] = {
             partialFilterExpression={"lead_key": {"$type": "string"}},
         ),
         IndexModel([("lead_data.email", ASCENDING)], name="recipient_email"),
+        # Import finds a batch's existing leads by key alone: SecantusDB scans the collection for the compound
+        # filter above, so the import filters on this single field and checks the campaign in the results.
+        IndexModel([("lead_key", ASCENDING)], name="lead_key", sparse=True),
     ],
     SEQUENCE_STEPS: [
         IndexModel([("sequence_id", ASCENDING), ("step_order", ASCENDING)], name="sequence_step", unique=True),

@@ -1,0 +1,280 @@
+"""`outbound import-leads` against a real database: grouping, idempotency, rejections, streaming."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bson import ObjectId
+
+from app.db import schema
+from app.domain.models import Lead
+
+
+@pytest.fixture
+def campaign_id(sync_db: Any) -> str:
+    """An active campaign whose sequence starts 30 minutes after enrolment."""
+    oid = ObjectId()
+    sync_db[schema.CAMPAIGNS].insert_one(
+        {
+            "_id": oid,
+            "name": "Import test",
+            "status": "active",
+            "created_at": datetime.now(UTC),
+            "sequence_id": "seq-import",
+            "settings": {"daily_limit": 10, "min_wait_time": 1, "batch_size": 5},
+        }
+    )
+    sync_db[schema.SEQUENCE_STEPS].insert_one(
+        {"sequence_id": "seq-import", "step_order": 1, "template_id": "t1", "delay_minutes": 30}
+    )
+    return str(oid)
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def run_import(cli: Any, campaign_id: str, path: Path, *extra: str) -> dict[str, Any]:
+    result = cli("import-leads", "--campaign-id", campaign_id, str(path), "--json", *extra)
+    assert result.exit_code == 0, result.output
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
+
+
+def leads_of(sync_db: Any, campaign_id: str) -> list[dict[str, Any]]:
+    return list(sync_db[schema.CAMPAIGN_LEADS].find({"campaign_id": campaign_id}).sort("lead_key", 1))
+
+
+def all_emails(leads: list[dict[str, Any]]) -> list[str]:
+    return [r["email"] for lead in leads for r in lead["lead_data"]]
+
+
+GROUPED_CSV = (
+    "Email,First Name,Last Name,Company Name,Website\n"
+    "ann@acme.example.com,Ann,Lee,Acme,https://www.acme.example.com/about\n"
+    "bob@acme.example.com,Bob,,ACME ,acme.example.com\n"
+    "cy@globex.example.org,Cy,Ng,Globex,\n"
+    "dee@globex.example.org,Dee,,globex,\n"
+    "solo@example.net,Solo,,,\n"
+)
+
+
+def test_rows_sharing_a_website_or_company_become_one_lead_with_several_recipients(cli, sync_db, campaign_id, tmp_path):
+    before = datetime.now(UTC)
+    report = run_import(cli, campaign_id, write(tmp_path, "leads.csv", GROUPED_CSV))
+
+    assert report["rows_read"] == 5
+    assert report["leads_created"] == 3
+    assert report["recipients_added"] == 5
+    leads = leads_of(sync_db, campaign_id)
+    assert [lead["lead_key"] for lead in leads] == [
+        "company_name:globex",
+        "email:solo@example.net",
+        "website:acme.example.com",
+    ]
+    acme = leads[2]
+    assert [r["email"] for r in acme["lead_data"]] == ["ann@acme.example.com", "bob@acme.example.com"]
+    assert acme["lead_data"][0] == {
+        "email": "ann@acme.example.com",
+        "first_name": "Ann",
+        "last_name": "Lee",
+        "company_name": "Acme",
+        "website": "https://www.acme.example.com/about",
+        "status": "not_contacted",
+    }
+    assert "last_name" not in acme["lead_data"][1]  # empty cells are omitted
+    progress = acme["progress"]
+    assert progress["current_step_order"] == 1
+    assert progress["stopped"] is False
+    assert progress["processed_recipients"] == {}
+    assert progress["next_due_at"] >= before + timedelta(minutes=30)
+    assert progress["next_due_at"] <= datetime.now(UTC) + timedelta(minutes=30)
+    for lead in leads:
+        assert Lead.from_doc(lead).campaign_id == campaign_id
+
+
+def test_importing_the_same_file_twice_adds_nothing(cli, sync_db, campaign_id, tmp_path):
+    path = write(tmp_path, "leads.csv", GROUPED_CSV)
+    run_import(cli, campaign_id, path)
+    before = leads_of(sync_db, campaign_id)
+
+    second = run_import(cli, campaign_id, path)
+
+    assert second["leads_created"] == 0
+    assert second["recipients_added"] == 0
+    assert second["duplicates_skipped"] == 5
+    assert leads_of(sync_db, campaign_id) == before
+
+
+def test_an_address_already_in_another_lead_is_never_added_again(cli, sync_db, campaign_id, tmp_path):
+    run_import(cli, campaign_id, write(tmp_path, "a.csv", GROUPED_CSV))
+    moved = "email,company_name\nANN@ACME.example.com,Initech\nnew@initech.example.com,Initech\n"
+
+    report = run_import(cli, campaign_id, write(tmp_path, "b.csv", moved))
+
+    assert report["duplicates_skipped"] == 1
+    assert report["recipients_added"] == 1
+    emails = all_emails(leads_of(sync_db, campaign_id))
+    assert sorted(emails) == sorted(set(emails))
+    assert "ann@acme.example.com" in emails
+
+
+def test_a_group_split_across_batches_merges_into_one_lead_without_repeating_anyone(
+    cli, sync_db, campaign_id, tmp_path
+):
+    rows = ["email,company_name"]
+    rows += [f"p{i}@acme.example.com,Acme" for i in range(7)]
+    rows += ["p3@acme.example.com,Acme", "x@example.org,Other", "p8@acme.example.com,acme"]
+    path = write(tmp_path, "split.csv", "\n".join(rows) + "\n")
+
+    report = run_import(cli, campaign_id, path, "--batch-size", "3")
+
+    assert report["leads_created"] == 2
+    assert report["leads_updated"] == 3  # the Acme lead was extended by each later batch
+    assert report["recipients_added"] == 9
+    assert report["duplicates_skipped"] == 1
+    acme = sync_db[schema.CAMPAIGN_LEADS].find_one({"campaign_id": campaign_id, "lead_key": "company_name:acme"})
+    assert [r["email"] for r in acme["lead_data"]] == [f"p{i}@acme.example.com" for i in (0, 1, 2, 3, 4, 5, 6, 8)]
+
+
+def test_rejected_rows_are_reported_with_their_row_number_and_the_rest_imported(cli, sync_db, campaign_id, tmp_path):
+    text = (
+        "email,name\n"
+        "good@example.com,Good\n"
+        "not-an-address,Bad\n"
+        "extra@example.com,Too,Many\n"
+        ",Nobody\n"
+        "fine@example.org,Fine\n"
+    )
+    report = run_import(cli, campaign_id, write(tmp_path, "mixed.csv", text))
+
+    assert report["rows_read"] == 5
+    assert report["recipients_added"] == 2
+    assert report["rejected"] == 3
+    reasons = {r["row"]: r["reason"] for r in report["rejections"]}
+    assert set(reasons) == {3, 4, 5}
+    assert "invalid email" in reasons[3]
+    assert "3 fields but the header has 2" in reasons[4]
+    assert "no email" in reasons[5]
+    assert sorted(all_emails(leads_of(sync_db, campaign_id))) == ["fine@example.org", "good@example.com"]
+
+
+def test_text_report_lists_the_first_twenty_rejections(cli, campaign_id, tmp_path):
+    text = "email\n" + "".join(f"bad{i}\n" for i in range(25))
+    result = cli("import-leads", "--campaign-id", campaign_id, str(write(tmp_path, "bad.csv", text)))
+
+    assert result.exit_code == 0, result.output
+    assert "first 20 of 25" in result.stdout
+    assert "row 21:" in result.stdout
+    assert "row 22:" not in result.stdout
+
+
+def test_json_lines_and_json_arrays_import_the_same_leads(cli, sync_db, campaign_id, tmp_path):
+    people = [
+        {"Email": "a@acme.example.com", "first_name": "Ä", "website": "acme.example.com"},
+        {"email": "b@acme.example.com", "website": "http://www.ACME.example.com"},
+        {"email": "c@example.net", "tags": ["nested"]},
+    ]
+    lines = write(tmp_path, "people.jsonl", "\n".join(json.dumps(p) for p in people) + "\n")
+    array = write(tmp_path, "people.json", json.dumps(people, indent=2))
+
+    first = run_import(cli, campaign_id, lines)
+    second = run_import(cli, campaign_id, array)
+
+    assert (first["format"], second["format"]) == ("jsonl", "json")
+    assert first["leads_created"] == 1
+    assert first["recipients_added"] == 2
+    assert [r["row"] for r in first["rejections"]] == [3]
+    assert second["duplicates_skipped"] == 2
+    assert second["recipients_added"] == 0
+    (lead,) = leads_of(sync_db, campaign_id)
+    assert lead["lead_data"][0]["first_name"] == "Ä"
+
+
+def test_group_by_column_groups_on_that_column_only(cli, sync_db, campaign_id, tmp_path):
+    text = "email,Account Owner,company_name\na@example.com,Kim,Acme\nb@example.org,kim ,Globex\nc@example.net,,Acme\n"
+
+    run_import(cli, campaign_id, write(tmp_path, "owners.csv", text), "--group-by", "Account Owner")
+
+    keys = [lead["lead_key"] for lead in leads_of(sync_db, campaign_id)]
+    assert keys == ["account_owner:kim", "email:c@example.net"]
+
+
+def test_dry_run_counts_like_an_import_but_writes_nothing(cli, sync_db, campaign_id, tmp_path):
+    path = write(tmp_path, "leads.csv", GROUPED_CSV)
+
+    report = run_import(cli, campaign_id, path, "--dry-run", "--batch-size", "2")
+
+    assert report["dry_run"] is True
+    assert (report["leads_created"], report["recipients_added"]) == (3, 5)
+    assert leads_of(sync_db, campaign_id) == []
+
+
+def test_unknown_campaign_is_refused_and_nothing_changes(cli, sync_db, tmp_path):
+    missing = str(ObjectId())
+    result = cli("import-leads", "--campaign-id", missing, str(write(tmp_path, "l.csv", GROUPED_CSV)))
+
+    assert result.exit_code == 1
+    assert f"campaign {missing} not found" in result.stderr
+    assert sync_db[schema.CAMPAIGN_LEADS].count_documents({}) == 0
+
+
+def test_missing_email_column_is_refused_naming_the_column(cli, sync_db, campaign_id, tmp_path):
+    result = cli("import-leads", "--campaign-id", campaign_id, str(write(tmp_path, "l.csv", "name,website\nA,x.com\n")))
+
+    assert result.exit_code == 1
+    assert "required column 'email' is missing" in result.stderr
+    assert sync_db[schema.CAMPAIGN_LEADS].count_documents({}) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope.csv"], "no such file"),
+        (["--format", "xml", "l.csv"], "unknown --format 'xml'"),
+        (["--group-by", "region", "l.csv"], "--group-by 'region': the file has no such column"),
+        (["empty.csv"], "is empty"),
+    ],
+)
+def test_bad_file_arguments_get_a_clear_error(cli, campaign_id, tmp_path, args, message):
+    write(tmp_path, "l.csv", GROUPED_CSV)
+    write(tmp_path, "empty.csv", "")
+    paths = [str(tmp_path / a) if a.endswith(".csv") else a for a in args]
+
+    result = cli("import-leads", "--campaign-id", campaign_id, *paths)
+
+    assert result.exit_code != 0
+    assert message in result.stderr
+
+
+def test_undecodable_bytes_reject_only_their_row(cli, sync_db, campaign_id, tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"\xef\xbb\xbfemail,name\nok@example.com,Ok\nbad@example.com,Jos\xe9\n")
+
+    report = run_import(cli, campaign_id, path)
+
+    assert report["recipients_added"] == 1
+    assert report["rejections"] == [{"row": 3, "reason": "is not valid UTF-8 text"}]
+
+
+def test_a_twenty_thousand_row_file_streams_into_leads(cli, sync_db, campaign_id, tmp_path):
+    path = tmp_path / "big.csv"
+    with path.open("w", encoding="utf-8") as out:
+        out.write("email,first_name,company_name\n")
+        for i in range(20_000):
+            out.write(f"person{i}@c{i // 2}.example.com,P{i},Company {i // 2}\n")
+
+    report = run_import(cli, campaign_id, path, "--batch-size", "1000")
+
+    assert report["rows_read"] == 20_000
+    assert report["leads_created"] == 10_000
+    assert report["recipients_added"] == 20_000
+    assert sync_db[schema.CAMPAIGN_LEADS].count_documents({"campaign_id": campaign_id}) == 10_000
+    two = sync_db[schema.CAMPAIGN_LEADS].find_one({"lead_key": "company_name:company 4321"})
+    assert [r["email"] for r in two["lead_data"]] == ["person8642@c4321.example.com", "person8643@c4321.example.com"]
