@@ -332,12 +332,15 @@ class Arbiter:
             {"_id": usage_key(reservation.account.id, reservation.day)}, {"$inc": {"committed": 1}}
         )
         # The wait runs from when the message was handed over, not from when the account was reserved.
-        done: dict[str, Any] = {"$unset": {"reservation_token": ""}}
+        # Without a wait there is no window to move, and a leftover token is overwritten by the next reservation.
         if reservation.limits.min_wait_minutes > 0:
-            done["$set"] = {"next_available_at": after_minutes(now, reservation.limits.min_wait_minutes)}
-        await self._accounts.update_one(
-            {**id_filter(reservation.account.id), "reservation_token": reservation.token}, done
-        )
+            await self._accounts.update_one(
+                {**id_filter(reservation.account.id), "reservation_token": reservation.token},
+                {
+                    "$set": {"next_available_at": after_minutes(now, reservation.limits.min_wait_minutes)},
+                    "$unset": {"reservation_token": ""},
+                },
+            )
         self._log(reservation).info("arbiter.committed", day=reservation.day, committed_at=now.isoformat())
 
     async def rollback(self, reservation: Reservation, now: datetime, *, reason: str) -> None:

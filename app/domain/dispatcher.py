@@ -29,7 +29,7 @@ from app.domain.catalog import Catalog
 from app.domain.leases import Lease
 from app.domain.models import Campaign
 from app.domain.scheduling import sleep_seconds
-from app.domain.worker import Outcome, Worker, utcnow
+from app.domain.worker import Outcome, Worker, load_suppressions, utcnow
 from app.logging import get_logger
 
 DB_RETRY_MAX_SECONDS = 30.0
@@ -79,6 +79,7 @@ class Dispatcher:
         on_outcome: Callable[[Outcome], None] | None = None,
     ) -> None:
         self.leads = db[schema.CAMPAIGN_LEADS]
+        self.suppressions = db[schema.SUPPRESSIONS]
         self.worker = worker
         self.catalog = catalog
         self.options = options
@@ -136,7 +137,7 @@ class Dispatcher:
         now = time.monotonic()
         if self._campaigns is None or now - self._campaigns[0] >= CAMPAIGN_REFRESH_SECONDS:
             self._campaigns = (now, await self.catalog.active_campaigns(self.options.campaign_id))
-        return self._campaigns[1]
+        return [c for c in self._campaigns[1] if not self.worker.just_paused(c.id)]
 
     async def _scan(self) -> tuple[int, datetime | None]:
         """Claim due leads for the free workers, campaigns in rotation; return (claimed, earliest due)."""
@@ -158,25 +159,29 @@ class Dispatcher:
 
     async def _claim_batch(self, campaign_id: str, limit: int) -> int:
         now = self.clock()
-        claimed = 0
+        claimed: list[tuple[dict[str, Any], Lease]] = []
         # Read a few more than we can take and shuffle them, so racing dispatchers rarely fight over one lead.
         found = await leases.find_due(self.leads, now, campaign_id, limit * CLAIM_SPREAD)
         random.shuffle(found)
         for doc in found:
-            if claimed >= limit:
+            if len(claimed) >= limit:
                 break
             lease = await leases.claim(
                 self.leads, doc, owner=self.owner, now=now, lease_seconds=self.options.lease_seconds
             )
-            if lease is None:
-                continue  # another dispatcher got it first
-            claimed += 1
-            self.stats.claimed += 1
-            self._start(doc, lease)
-        return claimed
+            if lease is not None:  # None: another dispatcher got it first
+                claimed.append((doc, lease))
+        if claimed:
+            # One suppression lookup for the whole batch instead of one per recipient.
+            emails = [r.get("email") for doc, _ in claimed for r in doc.get("lead_data") or [] if isinstance(r, dict)]
+            suppressed = await load_suppressions(self.suppressions, [e for e in emails if isinstance(e, str)])
+            for doc, lease in claimed:
+                self.stats.claimed += 1
+                self._start(doc, lease, suppressed)
+        return len(claimed)
 
-    def _start(self, doc: dict[str, Any], lease: Lease) -> None:
-        task = asyncio.create_task(self._work(doc, lease), name=f"lead-{lease.lead_id}")
+    def _start(self, doc: dict[str, Any], lease: Lease, suppressed: dict[str, str]) -> None:
+        task = asyncio.create_task(self._work(doc, lease, suppressed), name=f"lead-{lease.lead_id}")
         self._tasks.add(task)
         task.add_done_callback(self._done)
 
@@ -184,9 +189,9 @@ class Dispatcher:
         self._tasks.discard(task)
         self._wake.set()
 
-    async def _work(self, doc: dict[str, Any], lease: Lease) -> None:
+    async def _work(self, doc: dict[str, Any], lease: Lease, suppressed: dict[str, str]) -> None:
         try:
-            outcome = await self.worker.process(doc, lease)
+            outcome = await self.worker.process(doc, lease, suppressed)
         except PyMongoError as exc:
             # The lead stays leased and becomes due again when the lease expires: nothing is lost.
             self.stats.db_errors += 1

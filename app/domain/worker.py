@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -55,6 +56,7 @@ NO_STEPS_RETRY_MINUTES = 10.0
 DB_ERROR_RETRY_SECONDS = 5.0
 LEASE_MARGIN_SECONDS = 10.0
 DURABLE_WRITE_ATTEMPTS = 6
+PAUSE_MEMORY_SECONDS = 10.0
 T = TypeVar("T")
 
 
@@ -110,6 +112,7 @@ class _Job:
     step: SequenceStep
     pending: tuple[int, ...]
     log: Any
+    suppressed: Mapping[str, str] | None = None  # preloaded for the claimed batch; None: look it up
 
 
 def needs_renewal(lease: Lease, now: datetime, send_timeout: float) -> bool:
@@ -148,14 +151,27 @@ class Worker:
         self.renderer = renderer
         self.config = config
         self.clock = clock
+        # Campaigns this worker just paused for their error rate, until the caches have seen the new status
+        # (after that the database decides, so an operator's reactivation takes effect).
+        self._paused: dict[str, float] = {}
 
-    async def process(self, doc: Mapping[str, Any], lease: Lease) -> Outcome:
+    def just_paused(self, campaign_id: str) -> bool:
+        """True for a few seconds after this worker paused the campaign."""
+        paused_at = self._paused.get(campaign_id)
+        return paused_at is not None and time.monotonic() - paused_at < PAUSE_MEMORY_SECONDS
+
+    async def process(
+        self, doc: Mapping[str, Any], lease: Lease, suppressed: Mapping[str, str] | None = None
+    ) -> Outcome:
         """Handle one claimed lead and release it; never raises for a lead-level problem."""
         log = get_logger(lead_id=str(lease.lead_id), campaign_id=str(doc.get("campaign_id")))
         try:
-            outcome = await self._process(doc, lease, log)
+            outcome = await self._process(doc, lease, log, suppressed)
             if outcome.kind in ("failed", "retry") and outcome.campaign_id:
-                await health.check_campaign(self.db, outcome.campaign_id, self.config.health, self.clock())
+                paused = await health.check_campaign(self.db, outcome.campaign_id, self.config.health, self.clock())
+                if paused:
+                    # Leads of it already claimed here are handed back untouched instead of failing too.
+                    self._paused[outcome.campaign_id] = time.monotonic()
             return outcome
         except asyncio.CancelledError:
             # Shutdown past the grace period: hand the lead back now rather than at lease expiry.
@@ -173,7 +189,9 @@ class Worker:
                 await leases.release(self.leads, lease, retry_at)
             return Outcome("db_error", lease.lead_id, next_due_at=retry_at)
 
-    async def _process(self, doc: Mapping[str, Any], lease: Lease, log: Any) -> Outcome:
+    async def _process(
+        self, doc: Mapping[str, Any], lease: Lease, log: Any, suppressed: Mapping[str, str] | None
+    ) -> Outcome:
         try:
             lead = Lead.from_doc(doc)
         except InvalidDocument as exc:
@@ -183,7 +201,7 @@ class Worker:
             await leases.release(self.leads, lease, None)
             return Outcome("skipped", lead.id, lead.campaign_id)
         campaign = await self.catalog.campaign(lead.campaign_id)
-        if campaign is None or campaign.status != "active":
+        if campaign is None or campaign.status != "active" or self.just_paused(campaign.id):
             # Paused meanwhile: give it back as it was; the dispatcher only claims leads of active campaigns.
             await leases.release(self.leads, lease, self.clock())
             return Outcome("inactive", lead.id, lead.campaign_id)
@@ -193,7 +211,7 @@ class Worker:
             return await self._no_step(lead, lease, campaign, steps, log)
         if any(r.status in STOP_LEAD_STATUSES for r in lead.recipients):
             return await self._stop_replied(lead, lease, log)
-        job = _Job(lead, lease, campaign, steps, step, pending_recipients(lead, step.step_order), log)
+        job = _Job(lead, lease, campaign, steps, step, pending_recipients(lead, step.step_order), log, suppressed)
         if not job.pending:
             return await self._finish_step(job, self.clock())
         return await self._recipient(job, job.pending[0])
@@ -255,7 +273,7 @@ class Worker:
         if recipient.status in SKIP_STATUSES:
             reason = f"recipient is {recipient.status}"
             return await self._record(job, index, RecipientResult("skipped", None, error=reason))
-        suppressed = await self._suppression(recipient.email)
+        suppressed = await self._suppression(recipient.email, job.suppressed)
         if suppressed is not None:
             return await self._record(job, index, RecipientResult("skipped", None, error=suppressed))
         template = await self.catalog.template(job.step.template_id)
@@ -267,10 +285,14 @@ class Worker:
         last_account = previous.get("account_id") if isinstance(previous, Mapping) else None
         return await self._send(job, index, template, str(last_account) if last_account else None)
 
-    async def _suppression(self, email: str) -> str | None:
-        domain = email.rpartition("@")[2]
-        doc = await self.suppressions.find_one({"value": {"$in": [email.lower(), domain]}})
-        return None if doc is None else f"suppressed ({doc.get('reason', 'listed')}): {doc['value']}"
+    async def _suppression(self, email: str, known: Mapping[str, str] | None) -> str | None:
+        """Why this address must not be mailed (suppressed address or domain), or None."""
+        if known is None:
+            known = await load_suppressions(self.suppressions, [email])
+        for value in suppression_keys(email):
+            if value in known:
+                return f"suppressed ({known[value]}): {value}"
+        return None
 
     async def _reserve(self, job: _Job, last_account: str | None) -> Reservation | NoAccountAvailable:
         now = self.clock()
@@ -668,4 +690,21 @@ def display_name(fields: Mapping[str, Any]) -> str | None:
 
 
 def _replace_lease(job: _Job, lease: Lease) -> _Job:
-    return _Job(job.lead, lease, job.campaign, job.steps, job.step, job.pending, job.log)
+    return dataclasses.replace(job, lease=lease)
+
+
+def suppression_keys(email: str) -> tuple[str, str]:
+    """The `suppressions.value`s that block an address: the address itself and its domain."""
+    lowered = email.lower()
+    return lowered, lowered.rpartition("@")[2]
+
+
+async def load_suppressions(coll: Any, emails: Collection[str]) -> dict[str, str]:
+    """Suppressed values (address or domain) among `emails`, with their reasons, in one query."""
+    values = sorted({key for email in emails for key in suppression_keys(email)})
+    if not values:
+        return {}
+    return {
+        str(doc["value"]): str(doc.get("reason", "listed"))
+        async for doc in coll.find({"value": {"$in": values}}, projection={"value": 1, "reason": 1})
+    }
