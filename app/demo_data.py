@@ -1,0 +1,382 @@
+"""Demo data: three campaigns, five local SMTP accounts and about forty leads that move within minutes.
+
+`build_demo` is pure (fixed ids, times from `now`); `seed_demo` writes it idempotently: configuration is
+upserted by `_id` (so a second run restores it and leaves the same data), leads are only inserted when absent
+(so a second run does not reset their progress). Every address is on example.com/.org/.net.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from pymongo import UpdateOne
+
+from app.db import schema
+from app.db.client import Database
+from app.domain import models
+
+DEMO_SMTP_HOST = "127.0.0.1"
+DEMO_SMTP_PORT = 2525
+# Fixed ids: a timestamp prefix (2024-01-13) plus a kind and a number, so every run writes the same documents.
+_ID_PREFIX = "65a1de00"
+
+VALIDATORS: dict[str, Callable[[Mapping[str, Any]], object]] = {
+    schema.CAMPAIGNS: models.Campaign.from_doc,
+    schema.SEQUENCE_STEPS: models.SequenceStep.from_doc,
+    schema.TEMPLATES: models.Template.from_doc,
+    schema.EMAIL_ACCOUNTS: models.EmailAccount.from_doc,
+    schema.EMAIL_GENERAL_SETTINGS: models.GeneralSettings.from_doc,
+    schema.EMAIL_CAMPAIGN_SETTINGS: models.AccountCampaignSettings.from_doc,
+    schema.CAMPAIGN_LEADS: models.Lead.from_doc,
+}
+CONFIG_COLLECTIONS = tuple(name for name in VALIDATORS if name != schema.CAMPAIGN_LEADS)
+
+
+def demo_id(kind: int, number: int) -> ObjectId:
+    """The fixed ObjectId of demo document `number` of a kind (1 campaign, 2 template, 3 account, ...)."""
+    return ObjectId(f"{_ID_PREFIX}{kind:04x}{number:012x}")
+
+
+@dataclass(frozen=True)
+class DemoData:
+    """Every demo document, by collection."""
+
+    documents: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    def ids(self, collection: str) -> list[Any]:
+        """The `_id`s of one collection's demo documents."""
+        return [doc["_id"] for doc in self.documents.get(collection, [])]
+
+
+_SIGN_OFF = "{{ account_signature }}"
+
+TEMPLATES: list[dict[str, Any]] = [
+    {
+        "name": "Demo: agency intro",
+        "body_text": (
+            "Subject: A quick idea for {{ company_name }}\n"
+            'Hi {{ first_name | default("there") }},\n\n'
+            "I spent a few minutes on {{ website }} and noticed a couple of easy wins for {{ company_name }}.\n"
+            "Would a 15-minute call next week be useful?\n\n"
+            "{{ sender_name }}\n" + _SIGN_OFF
+        ),
+    },
+    {
+        "name": "Demo: agency follow-up",
+        "subject": "Re: {{ company_name }} (step {{ step_order }})",
+        "body_text": (
+            'Hi {{ first_name | default("there") }},\n\n'
+            "Following up on my note about {{ website }}. Happy to send a short audit instead of a call.\n\n"
+            + _SIGN_OFF
+        ),
+        "body_html": (
+            '<p>Hi {{ first_name | default("there") }},</p>'
+            '<p>Following up on my note about <a href="{{ website }}">{{ website }}</a>. '
+            "Happy to send a short audit of <strong>{{ company_name }}</strong> instead of a call.</p>"
+            "<p>{{ sender_name }}</p>"
+        ),
+    },
+    {
+        "name": "Demo: agency last note",
+        "subject": "Closing the loop, {{ first_name | default('team') }}",
+        "body_text": (
+            'Hi {{ first_name | default("there") }},\n\n'
+            "This is my last note (step {{ step_order }}). If {{ company_name }} ever wants a second pair of eyes "
+            "on {{ website }}, just reply.\n\n" + _SIGN_OFF
+        ),
+    },
+    {
+        "name": "Demo: SaaS trial",
+        "subject": "{{ company_name }} + a faster onboarding",
+        "body_text": (
+            'Hello {{ first_name | default("there") }},\n\n'
+            "Teams like {{ company_name }} cut onboarding time in half with our tool. Want a trial account?\n\n"
+            "{{ sender_name }}\n" + _SIGN_OFF
+        ),
+    },
+    {
+        "name": "Demo: SaaS nudge",
+        "subject": "Any thoughts, {{ first_name | default('there') }}?",
+        "body_text": "Just bumping this up for {{ company_name }} (step {{ step_order }}).\n\n" + _SIGN_OFF,
+    },
+    {
+        "name": "Demo: webinar invite",
+        "subject": "Webinar seat for {{ company_name }}",
+        "body_text": (
+            'Hi {{ first_name | default("there") }}, we saved a seat for {{ company_name }} at Thursday\'s '
+            "webinar.\n\n" + _SIGN_OFF
+        ),
+    },
+    {
+        "name": "Demo: webinar reminder",
+        "subject": "Reminder: webinar tomorrow",
+        "body_text": 'Hi {{ first_name | default("there") }}, the webinar is tomorrow.\n\n' + _SIGN_OFF,
+    },
+]
+
+# (name, status, sequence id, [(template index, delay minutes)], settings, account numbers or None for all)
+CAMPAIGNS: list[tuple[str, str, str, list[tuple[int, float]], dict[str, Any], list[int] | None]] = [
+    (
+        "Demo: Agency outreach",
+        "active",
+        "demo-seq-agency",
+        [(0, 0), (1, 0.5), (2, 1)],
+        {"daily_limit": 30, "min_wait_time": 0.05, "batch_size": 10},
+        None,
+    ),
+    (
+        "Demo: SaaS trial",
+        "active",
+        "demo-seq-saas",
+        [(3, 0), (4, 0.5)],
+        {"daily_limit": 20, "min_wait_time": 0.05, "batch_size": 10},
+        [1, 2, 3],
+    ),
+    (
+        "Demo: Webinar (paused)",
+        "paused",
+        "demo-seq-webinar",
+        [(5, 0), (6, 1)],
+        {"daily_limit": 10, "min_wait_time": 0.1, "batch_size": 5},
+        None,
+    ),
+]
+LEADS_PER_CAMPAIGN = (16, 14, 10)
+
+ACCOUNTS = [
+    ("alex.carter", "Alex", "Carter", 40),
+    ("blair.quinn", "Blair", "Quinn", 40),
+    ("casey.moreno", "Casey", "Moreno", 30),
+    ("devon.price", "Devon", "Price", 30),
+    ("emery.lang", "Emery", "Lang", 25),
+]
+
+COMPANIES = [
+    "Acme Analytics", "Northwind Traders", "Globex Labs", "Initech Systems", "Umbrella Health", "Stark Metalworks",
+    "Wayne Logistics", "Hooli Cloud", "Pied Piper", "Vandelay Imports", "Soylent Foods", "Tyrell Robotics",
+    "Cyberdyne Security", "Wonka Confections", "Gringotts Finance", "Oceanic Air", "Monarch Studios",
+    "Blue Sun Energy", "Aperture Research", "Black Mesa Labs", "Massive Dynamic", "Dunder Paper",
+    "Prestige Worldwide", "Bluth Homes", "Sterling Cooper", "Los Pollos Foods", "Krusty Kitchens",
+    "Duff Brewing", "Nakatomi Trading", "Oscorp Biotech", "Gekko Capital", "Rekall Travel", "Spacely Sprockets",
+    "Cogswell Cogs", "Virtucon Media", "Weyland Mining", "Zorg Industries", "Ollivander Crafts",
+    "Paper Street Soap", "Sirius Cybernetics",
+]  # fmt: skip
+PEOPLE = [
+    ("Ana", "Silva"), ("Ben", "Okafor"), ("Chloé", "Martin"), ("Dmitri", "Ivanov"), ("Eva", "Nowak"),
+    ("Farid", "Haddad"), ("Greta", "Lind"), ("Hiro", "Tanaka"), ("Ines", "García"), ("Jonas", "Berg"),
+    ("Kemi", "Adeyemi"), ("Lena", "Fischer"), ("Marco", "Rossi"), ("Nora", "Kelly"),
+]  # fmt: skip
+TLDS = ("example.com", "example.org", "example.net")
+
+
+def build_demo(now: datetime, smtp_port: int = DEMO_SMTP_PORT) -> DemoData:
+    """Every demo document; times are relative to `now` and ids are fixed."""
+    templates = [{"_id": demo_id(2, i + 1), **t} for i, t in enumerate(TEMPLATES)]
+    accounts, general, limits = _accounts(smtp_port)
+    campaigns: list[dict[str, Any]] = []
+    steps: list[dict[str, Any]] = []
+    leads: list[dict[str, Any]] = []
+    company = 0
+    for number, (name, status, sequence_id, sequence, settings, allowed) in enumerate(CAMPAIGNS, start=1):
+        campaign_id = demo_id(1, number)
+        chosen = {"account_ids": [str(accounts[n - 1]["_id"]) for n in allowed]} if allowed else {}
+        campaigns.append(
+            {
+                "_id": campaign_id,
+                "name": name,
+                "status": status,
+                "created_at": now,
+                "sequence_id": sequence_id,
+                "settings": {**settings, **chosen},
+            }
+        )
+        for order, (template, delay) in enumerate(sequence, start=1):
+            steps.append(
+                {
+                    "_id": demo_id(7, number * 10 + order),
+                    "sequence_id": sequence_id,
+                    "step_order": order,
+                    "template_id": str(templates[template]["_id"]),
+                    "delay_minutes": delay,
+                }
+            )
+        first_due = now + timedelta(minutes=sequence[0][1])
+        for _ in range(LEADS_PER_CAMPAIGN[number - 1]):
+            leads.append(_lead(company, str(campaign_id), now, first_due))
+            company += 1
+    return DemoData(
+        {
+            schema.CAMPAIGNS: campaigns,
+            schema.SEQUENCE_STEPS: steps,
+            schema.TEMPLATES: templates,
+            schema.EMAIL_ACCOUNTS: accounts,
+            schema.EMAIL_GENERAL_SETTINGS: general,
+            schema.EMAIL_CAMPAIGN_SETTINGS: limits,
+            schema.CAMPAIGN_LEADS: leads,
+        }
+    )
+
+
+def _accounts(smtp_port: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    accounts, general, limits = [], [], []
+    for number, (local, first, last, max_daily) in enumerate(ACCOUNTS, start=1):
+        account_id = demo_id(3, number)
+        email = f"{local}@outreach.example.net"
+        # No credentials: the demo's local SMTP server takes mail without AUTH, over plain TCP on loopback.
+        accounts.append(
+            {
+                "_id": account_id,
+                "email": email,
+                "smtp_host": DEMO_SMTP_HOST,
+                "smtp_port": smtp_port,
+                "smtp_security": "none",
+                "status": "active",
+                "provider": "Demo",
+                "sender_name": f"{first} {last}",
+            }
+        )
+        general.append(
+            {
+                "_id": demo_id(4, number),
+                "email_id": str(account_id),
+                "signature": f"{first} {last}\nGrowth team, Outbound Demo\nhttps://outbound.example.org",
+                "sender_name": f"{first} {last}",
+                "sender_first_name": first,
+                "sender_last_name": last,
+            }
+        )
+        limits.append(
+            {
+                "_id": demo_id(5, number),
+                "email_id": str(account_id),
+                "daily_limit": 25,
+                "min_wait_time": 0.05,
+                "max_daily_sends": max_daily,
+            }
+        )
+    return accounts, general, limits
+
+
+def _lead(index: int, campaign_id: str, now: datetime, first_due: datetime) -> dict[str, Any]:
+    name = COMPANIES[index % len(COMPANIES)]
+    domain = f"{name.split()[0].lower()}.{TLDS[index % len(TLDS)]}"
+    recipients = []
+    for offset in range(1 + index % 3):
+        first, last = PEOPLE[(index * 3 + offset) % len(PEOPLE)]
+        recipient: dict[str, Any] = {
+            "email": f"{first.lower()}.{last.lower()}@{domain}".replace("é", "e").replace("í", "i"),
+            "company_name": name,
+            "website": f"https://www.{domain}",
+            "status": "not_contacted",
+        }
+        # Every fifth recipient has no first name, so the templates' `default("there")` shows up in the demo.
+        if (index + offset) % 5 != 4:
+            recipient.update(first_name=first, last_name=last, name=f"{first} {last}")
+        recipients.append(recipient)
+    return {
+        "_id": demo_id(6, index + 1),
+        "campaign_id": campaign_id,
+        "lead_key": f"website:{domain}",
+        "created_at": now,
+        "lead_data": recipients,
+        "progress": {
+            "current_step_order": 1,
+            "stopped": False,
+            "processed_recipients": {},
+            "next_due_at": first_due,
+        },
+    }
+
+
+def validate_demo(data: DemoData) -> int:
+    """Check every document with the models real data goes through; raise InvalidDocument; return the count."""
+    checked = 0
+    for collection, docs in data.documents.items():
+        for doc in docs:
+            VALIDATORS[collection](doc)
+            checked += 1
+    return checked
+
+
+async def reset_demo(db: Database, data: DemoData) -> dict[str, int]:
+    """Delete the demo's documents and everything recorded about them (leads, sends, activities, usage).
+
+    Only demo ids are touched, so real campaigns and accounts in the same database survive a reset.
+    """
+    campaign_ids = [str(i) for i in data.ids(schema.CAMPAIGNS)]
+    account_ids = [str(i) for i in data.ids(schema.EMAIL_ACCOUNTS)]
+    filters: dict[str, dict[str, Any]] = {name: {"_id": {"$in": data.ids(name)}} for name in CONFIG_COLLECTIONS}
+    filters[schema.CAMPAIGN_LEADS] = {"campaign_id": {"$in": campaign_ids}}
+    filters[schema.ACTIVITIES] = {"campaign_id": {"$in": campaign_ids}}
+    filters[schema.SENDS] = {"campaign_id": {"$in": campaign_ids}}
+    filters[schema.ACCOUNT_USAGE] = {"account_id": {"$in": account_ids}}
+    deleted: dict[str, int] = {}
+    for name, flt in filters.items():
+        deleted[name] = (await db[name].delete_many(flt)).deleted_count
+    return deleted
+
+
+async def write_demo(db: Database, data: DemoData) -> dict[str, int]:
+    """Upsert configuration by `_id` and insert absent leads; return how many documents were new per collection."""
+    created: dict[str, int] = {}
+    for name, docs in data.documents.items():
+        ops = [_upsert(name, doc) for doc in docs]
+        result = await db[name].bulk_write(ops, ordered=True)
+        created[name] = result.upserted_count
+    return created
+
+
+def _upsert(collection: str, doc: Mapping[str, Any]) -> UpdateOne:
+    body = {k: v for k, v in doc.items() if k != "_id"}
+    if collection == schema.CAMPAIGN_LEADS:
+        # A lead's progress belongs to the dispatcher: seeding again must not send anyone their step 1 twice.
+        return UpdateOne({"_id": doc["_id"]}, {"$setOnInsert": body}, upsert=True)
+    kept = {"created_at"} & set(body)
+    update: dict[str, Any] = {"$set": {k: v for k, v in body.items() if k not in kept}}
+    if kept:
+        update["$setOnInsert"] = {k: body[k] for k in kept}
+    return UpdateOne({"_id": doc["_id"]}, update, upsert=True)
+
+
+async def seed_demo(
+    db: Database, now: datetime, *, smtp_port: int = DEMO_SMTP_PORT, reset: bool = False
+) -> dict[str, Any]:
+    """Validate and write the demo data (after deleting the old demo data when `reset`); return a summary."""
+    data = build_demo(now, smtp_port)
+    validate_demo(data)
+    deleted = await reset_demo(db, data) if reset else {}
+    created = await write_demo(db, data)
+    return summary(data, created, deleted, smtp_port)
+
+
+def summary(data: DemoData, created: dict[str, int], deleted: dict[str, int], smtp_port: int) -> dict[str, Any]:
+    """What the demo holds, for people and for --json."""
+    docs = data.documents
+    steps: dict[str, int] = {}
+    for step in docs[schema.SEQUENCE_STEPS]:
+        steps[step["sequence_id"]] = steps.get(step["sequence_id"], 0) + 1
+    leads: dict[str, list[int]] = {}
+    for lead in docs[schema.CAMPAIGN_LEADS]:
+        leads.setdefault(lead["campaign_id"], []).append(len(lead["lead_data"]))
+    return {
+        "smtp": f"{DEMO_SMTP_HOST}:{smtp_port}",
+        "campaigns": [
+            {
+                "id": str(c["_id"]),
+                "name": c["name"],
+                "status": c["status"],
+                "steps": steps.get(c["sequence_id"], 0),
+                "leads": len(leads.get(str(c["_id"]), [])),
+                "recipients": sum(leads.get(str(c["_id"]), [])),
+            }
+            for c in docs[schema.CAMPAIGNS]
+        ],
+        "accounts": [{"id": str(a["_id"]), "email": a["email"]} for a in docs[schema.EMAIL_ACCOUNTS]],
+        "documents": {name: len(items) for name, items in docs.items()},
+        "created": created,
+        "deleted": deleted,
+    }
