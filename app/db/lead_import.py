@@ -1,4 +1,5 @@
-"""Write imported leads in bounded batches: one duplicate check, one bulk insert and one bulk update per batch.
+"""Write imported leads in bounded batches: a duplicate check and one bulk insert per batch, plus an append per
+lead that already exists.
 
 How a batch is written, and why it is safe to repeat:
 - one `find` on the recipient_email index returns which of the batch's addresses the campaign already has;
@@ -15,11 +16,11 @@ SecantusDB scans the whole collection for compound filters, which made each batc
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
 
 from app.db import schema
@@ -195,38 +196,37 @@ class _Writer:
         retry = {key: groups[key] for key in groups if key not in ids}
         if not keys:
             return retry
-        ops = [self._append_op(ids[key], groups[key]) for key in keys]
-        result = await self.leads.bulk_write(ops, ordered=False)
-        if result.modified_count == len(keys):
-            for key in keys:
+        # One update per lead (not one bulk write) so each result says whether that lead took its recipients.
+        results = await asyncio.gather(*(self._append_one(ids[key], groups[key]) for key in keys))
+        collided: dict[str, list[Mapping[str, Any]]] = {}
+        for key, appended in zip(keys, results, strict=True):
+            if appended:
                 report.leads_updated += 1
                 report.recipients_added += len(groups[key])
-            return retry
-        # Some appends matched nothing: find out which recipients are stored now and retry the rest.
-        return {**retry, **await self._recheck({key: groups[key] for key in keys}, report)}
+            else:
+                collided[key] = groups[key]
+        return {**retry, **await self._recheck(collided, report)}
 
-    @staticmethod
-    def _append_op(lead_id: Any, recipients: list[Mapping[str, Any]]) -> UpdateOne:
+    async def _append_one(self, lead_id: Any, recipients: list[Mapping[str, Any]]) -> bool:
         emails = [r["email"] for r in recipients]
-        return UpdateOne(
+        result = await self.leads.update_one(
             {"_id": lead_id, "lead_data.email": {"$nin": emails}},
             {"$push": {"lead_data": {"$each": [dict(r) for r in recipients]}}},
         )
+        return result.modified_count == 1
 
     async def _recheck(
         self, groups: dict[str, list[Mapping[str, Any]]], report: ImportReport
     ) -> dict[str, list[Mapping[str, Any]]]:
-        """After a partial append: count what landed, drop what another writer stored, return what is left."""
+        """Groups another writer got to first: its addresses are duplicates, the rest are retried."""
+        if not groups:
+            return {}
         stored = await self.existing_emails(r["email"] for recipients in groups.values() for r in recipients)
         retry: dict[str, list[Mapping[str, Any]]] = {}
         for key, recipients in groups.items():
             fresh = [r for r in recipients if r["email"] not in stored]
-            if not fresh and recipients:
-                # Either our append landed, or another writer stored all of them: both leave nothing to do.
-                report.leads_updated += 1
-                report.recipients_added += len(recipients)
-            elif fresh:
-                report.duplicates_skipped += len(recipients) - len(fresh)
+            report.duplicates_skipped += len(recipients) - len(fresh)
+            if fresh:
                 retry[key] = fresh
         return retry
 

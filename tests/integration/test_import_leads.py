@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,6 +13,8 @@ import pytest
 from bson import ObjectId
 
 from app.db import schema
+from app.db.lead_import import import_leads
+from app.domain.importing import open_stream
 from app.domain.models import Lead
 
 
@@ -278,3 +282,24 @@ def test_a_twenty_thousand_row_file_streams_into_leads(cli, sync_db, campaign_id
     assert sync_db[schema.CAMPAIGN_LEADS].count_documents({"campaign_id": campaign_id}) == 10_000
     two = sync_db[schema.CAMPAIGN_LEADS].find_one({"lead_key": "company_name:company 4321"})
     assert [r["email"] for r in two["lead_data"]] == ["person8642@c4321.example.com", "person8643@c4321.example.com"]
+
+
+async def test_two_imports_racing_on_the_same_rows_never_store_an_address_twice(db, tmp_path):
+    campaign = {"_id": ObjectId(), "name": "Race", "status": "active", "sequence_id": "none", "settings": {}}
+    await db[schema.CAMPAIGNS].insert_one(campaign)
+    text = "email,company_name\n" + "".join(f"p{i}@c{i // 4}.example.com,Company {i // 4}\n" for i in range(400))
+    now = datetime.now(UTC)
+
+    async def one_import() -> Any:
+        stream = open_stream(io.StringIO(text), "csv")
+        return await import_leads(db, str(campaign["_id"]), stream, now=now, batch_size=7)
+
+    reports = await asyncio.gather(one_import(), one_import(), one_import())
+
+    leads = [doc async for doc in db[schema.CAMPAIGN_LEADS].find({"campaign_id": str(campaign["_id"])})]
+    emails = all_emails(leads)
+    assert len(leads) == 100
+    assert sorted(emails) == sorted({f"p{i}@c{i // 4}.example.com" for i in range(400)})
+    assert sum(r.leads_created for r in reports) == 100
+    assert sum(r.recipients_added for r in reports) == 400
+    assert sum(r.duplicates_skipped for r in reports) == 2 * 400
