@@ -71,8 +71,9 @@ TEMPLATES: list[dict[str, Any]] = [
         "body_text": (
             'Hi {{ first_name | default("there") }},\n\n'
             "Following up on my note about {{ website }}. Happy to send a short audit instead of a call.\n\n"
-            + _SIGN_OFF
+            "{{ sender_name }}"
         ),
+        # No account_signature here: the renderer appends the signature to both the text and the HTML part.
         "body_html": (
             '<p>Hi {{ first_name | default("there") }},</p>'
             '<p>Following up on my note about <a href="{{ website }}">{{ website }}</a>. '
