@@ -41,7 +41,9 @@ def import_leads_cmd(
     group_by: str | None = typer.Option(
         None, "--group-by", help="Rows sharing this column become one lead (default: website, else company_name)."
     ),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Validate and count; write nothing."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Validate and count; write nothing (keeps seen addresses in memory)."
+    ),
     batch_size: int = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", min=1, help="Rows written per batch."),
     json_: bool = JSON_OPTION,
 ) -> None:
