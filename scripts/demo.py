@@ -173,6 +173,8 @@ async def main(args: argparse.Namespace) -> int:
     """The demo; returns the exit code."""
     settings = load_settings().with_overrides(db_name=args.db_name)
     configure_logging("WARNING", "console")
+    for old in args.mailbox.glob("*.eml"):  # a fresh mailbox for each run
+        old.unlink()
     mailbox = MailboxServer(args.mailbox.resolve())
     await mailbox.start()
     try:
