@@ -1,0 +1,32 @@
+"""`make demo` keeps working: seeds, dry-runs, sends to its local mailbox and reports limits."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_demo_sends_to_its_local_mailbox_and_reports_limits_respected(mongo_uri, db_name, sync_db, tmp_path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OUTBOUND_", "MONGO_", "DB_NAME"))}
+    env.update(MONGO_URI=mongo_uri, OUTBOUND_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT), COLUMNS="200")
+    mailbox = tmp_path / "mail"
+    result = subprocess.run(
+        [sys.executable, "scripts/demo.py", "--seconds", "8", "--db-name", db_name, "--mailbox", str(mailbox)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "Dry run" in out and "Limits, measured at the SMTP server" in out
+    assert " NO " not in out  # every account's limits were respected
+    sent = list(mailbox.glob("*.eml"))
+    assert len(sent) >= 5
+    assert f"{len(sent)} messages written to" in out
+    assert sync_db["sends"].count_documents({"state": "sent"}) == len(sent)
