@@ -153,7 +153,7 @@ ACCOUNTS = [
     ("blair.quinn", "Blair", "Quinn", 40),
     ("casey.moreno", "Casey", "Moreno", 30),
     ("devon.price", "Devon", "Price", 30),
-    ("emery.lang", "Emery", "Lang", 25),
+    ("emery.lang", "Emery", "Lang", 6),  # small on purpose: the demo shows a daily limit being reached
 ]
 
 COMPANIES = [
