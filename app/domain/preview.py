@@ -15,8 +15,8 @@ from app.domain.catalog import Catalog
 from app.domain.models import Campaign, EmailAccount, InvalidDocument, Lead, Template
 from app.domain.scheduling import after_minutes
 from app.domain.templating import Renderer, TemplateError, build_context
-from app.domain.worker import SKIP_STATUSES, display_name, pending_recipients
-from app.transport.base import InvalidHeader, OutgoingMessage, Sender, make_message_id, validate_message
+from app.domain.worker import SKIP_STATUSES, outgoing_message, pending_recipients
+from app.transport.base import InvalidHeader, Sender
 
 
 @dataclass(frozen=True)
@@ -123,19 +123,8 @@ async def _render_one(
         rendered = renderer.render(template, context)
     except TemplateError as exc:
         return None, f"template error: {exc}"
-    recipient = lead.recipients[index]
-    message = OutgoingMessage(
-        message_id=make_message_id(lead.id, step_order, index, account.email.rpartition("@")[2]),
-        from_email=account.email,
-        from_name=(general.sender_name if general and general.sender_name else account.sender_name),
-        to_email=recipient.email,
-        to_name=display_name(recipient.fields),
-        subject=rendered.subject,
-        text=rendered.text,
-        html=rendered.html,
-    )
     try:
-        validate_message(message)
+        message = outgoing_message(lead, step_order, index, account, general, rendered)
     except (InvalidHeader, ValueError) as exc:
         return rendered.subject, f"invalid header: {exc}"
     await sender.send(account, message)

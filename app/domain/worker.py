@@ -28,6 +28,8 @@ from app.domain.health import HealthPolicy
 from app.domain.leases import Lease, LeaseLost
 from app.domain.models import (
     Campaign,
+    EmailAccount,
+    GeneralSettings,
     InvalidDocument,
     Lead,
     SequenceStep,
@@ -35,7 +37,7 @@ from app.domain.models import (
     recipient_key,
 )
 from app.domain.scheduling import after_minutes, backoff_seconds, next_step_due
-from app.domain.templating import Renderer, TemplateError, build_context
+from app.domain.templating import RenderedEmail, Renderer, TemplateError, build_context
 from app.logging import get_logger
 from app.transport.base import (
     AccountAuthError,
@@ -370,7 +372,6 @@ class Worker:
     ) -> OutgoingMessage | RecipientResult:
         """Render and build the message, or say why this recipient cannot be sent (it then fails)."""
         account = reservation.account
-        recipient = job.lead.recipients[index]
         general = await self.catalog.general_settings(account.id)
         context = build_context(
             campaign=job.campaign,
@@ -385,19 +386,8 @@ class Worker:
         except TemplateError as exc:
             log.error("worker.template_error", template_id=template.id, reason=str(exc), available=exc.available)
             return RecipientResult("failed", "failed", account_id=account.id, error=f"template error: {exc}")
-        domain = account.email.rpartition("@")[2]
-        message = OutgoingMessage(
-            message_id=make_message_id(job.lead.id, job.step.step_order, index, domain),
-            from_email=account.email,
-            from_name=(general.sender_name if general and general.sender_name else account.sender_name),
-            to_email=recipient.email,
-            to_name=display_name(recipient.fields),
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
-        )
         try:
-            validate_message(message)
+            message = outgoing_message(job.lead, job.step.step_order, index, account, general, rendered)
         except (InvalidHeader, ValueError) as exc:
             log.error("worker.template_error", template_id=template.id, reason=f"invalid header: {exc}")
             return RecipientResult("failed", "failed", account_id=account.id, error=f"invalid header: {exc}")
@@ -678,6 +668,30 @@ def _from_ledger(doc: Mapping[str, Any]) -> RecipientResult:
         error=doc.get("last_error"),
         smtp_code=doc.get("smtp_code"),
     )
+
+
+def outgoing_message(
+    lead: Lead,
+    step_order: int,
+    index: int,
+    account: EmailAccount,
+    general: GeneralSettings | None,
+    rendered: RenderedEmail,
+) -> OutgoingMessage:
+    """The message for one recipient, header values checked (InvalidHeader / ValueError when unsafe)."""
+    recipient = lead.recipients[index]
+    message = OutgoingMessage(
+        message_id=make_message_id(lead.id, step_order, index, account.email.rpartition("@")[2]),
+        from_email=account.email,
+        from_name=(general.sender_name if general and general.sender_name else account.sender_name),
+        to_email=recipient.email,
+        to_name=display_name(recipient.fields),
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+    )
+    validate_message(message)
+    return message
 
 
 def display_name(fields: Mapping[str, Any]) -> str | None:
