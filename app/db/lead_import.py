@@ -209,10 +209,22 @@ class _Writer:
 
     async def _append_one(self, lead_id: Any, recipients: list[Mapping[str, Any]]) -> bool:
         emails = [r["email"] for r in recipients]
-        result = await self.leads.update_one(
-            {"_id": lead_id, "lead_data.email": {"$nin": emails}},
-            {"$push": {"lead_data": {"$each": [dict(r) for r in recipients]}}},
-        )
+        push = {"$push": {"lead_data": {"$each": [dict(r) for r in recipients]}}, "$inc": {"progress.version": 1}}
+        # A lead nobody holds is rescheduled from step 1 (steps track each recipient, so only the newcomers
+        # are pending there) and reopened if it had completed; a stopped lead (a reply) is not.
+        reschedule = {
+            **push,
+            "$set": {"progress.current_step_order": 1},
+            "$min": {"progress.next_due_at": self.next_due_at},
+            "$unset": {"progress.completed": "", "progress.completed_at": ""},
+        }
+        free = {"progress.lease_token": None, "progress.stopped": {"$ne": True}}
+        result = await self.leads.update_one({"_id": lead_id, "lead_data.email": {"$nin": emails}, **free}, reschedule)
+        if result.modified_count == 1:
+            return True
+        # Held by a dispatcher (its fenced write will fail on the new recipient count and it will come back
+        # with the newcomers) or stopped: just add them.
+        result = await self.leads.update_one({"_id": lead_id, "lead_data.email": {"$nin": emails}}, push)
         return result.modified_count == 1
 
     async def _recheck(

@@ -8,6 +8,7 @@ dispatcher that lost its lease changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class Lease:
     owner: str
     token: str
     until: datetime
+    recipients: int | None = None  # how many recipients the claimed copy had (an import may add more)
 
 
 async def find_due(coll: MongoCollection, now: datetime, campaign_id: str, limit: int) -> list[dict[str, Any]]:
@@ -85,12 +87,21 @@ async def claim(
             "$inc": {"progress.version": 1},
         },
     )
-    return Lease(doc["_id"], owner, token, until) if result.modified_count == 1 else None
+    data = doc.get("lead_data")
+    count = len(data) if isinstance(data, list) else None
+    return Lease(doc["_id"], owner, token, until, count) if result.modified_count == 1 else None
 
 
 async def fenced_update(coll: MongoCollection, lease: Lease, update: Mapping[str, Any]) -> None:
-    """Apply `update` only while `lease` is still ours; raise LeaseLost otherwise."""
-    result = await coll.update_one({"_id": lease.lead_id, "progress.lease_token": lease.token}, dict(update))
+    """Apply `update` only while `lease` is still ours; raise LeaseLost otherwise.
+
+    It also requires the recipients the worker saw: if an import added one meanwhile, the write fails and the
+    lead comes back (at lease expiry) with the newcomer, instead of being completed without it.
+    """
+    flt: dict[str, Any] = {"_id": lease.lead_id, "progress.lease_token": lease.token}
+    if lease.recipients is not None:
+        flt["lead_data"] = {"$size": lease.recipients}
+    result = await coll.update_one(flt, dict(update))
     if result.matched_count != 1:
         raise LeaseLost(lease.lead_id)
 
@@ -99,7 +110,7 @@ async def renew(coll: MongoCollection, lease: Lease, *, now: datetime, lease_sec
     """Extend the lease (long work); raise LeaseLost when it is no longer ours."""
     until = now + timedelta(seconds=lease_seconds)
     await fenced_update(coll, lease, {"$set": {"progress.lease_until": until, "progress.next_due_at": until}})
-    return Lease(lease.lead_id, lease.owner, lease.token, until)
+    return dataclasses.replace(lease, until=until)
 
 
 def release_update(

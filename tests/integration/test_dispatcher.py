@@ -5,11 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import pytest
 
 from app.cli.dispatch_cmds import build_dispatcher
 from app.config import Settings
@@ -33,16 +29,6 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
-
-
-@pytest.fixture
-async def smtp(tmp_path: Path) -> AsyncIterator[MailboxServer]:
-    server = MailboxServer(tmp_path / "mail")
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 async def run_once(db: Database, clock: Clock | None = None, **options: object) -> DispatcherStats:
