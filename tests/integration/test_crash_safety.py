@@ -262,3 +262,32 @@ def test_limits_hold_at_the_smtp_server_with_racing_and_crashing_dispatchers(
         ordered = sorted(times)
         gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(ordered)]
         assert not gaps or min(gaps) >= wait_minutes * 60, f"{account}: sends {min(gaps):.3f}s apart"
+
+
+def test_sigterm_finishes_in_flight_sends_releases_every_lease_and_exits_0(mongo_uri, db_name, sync_db, tmp_path):
+    def slow_data(stage: str, value: str) -> Fault | None:
+        if stage == "data":
+            time.sleep(0.3)  # keep sends in flight when the signal arrives
+        return None
+
+    with background(MailboxServer(tmp_path / "mail", fault=slow_data)) as server:
+        seeded = seed_bulk(sync_db, server.port, leads=40, recipients=1, accounts=4)
+        env = dispatcher_env(mongo_uri, db_name, tmp_path, OUTBOUND_LEASE_SECONDS="120")
+        proc = start_dispatcher(env, tmp_path / "term.log", "--concurrency", "4")
+        try:
+            assert wait_until(lambda: len(server.messages) >= 2, timeout=60)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+            stopped_in = time.monotonic() - started
+        finally:
+            stop_all([proc])
+        messages = list(server.messages)
+    assert stopped_in < 10  # well inside the shutdown grace period
+    assert 2 <= len(messages) < seeded["expected"]  # it stopped claiming
+    # Nothing is left held (leases are 120 s here, so only an explicit release explains this) or half-sent.
+    assert sync_db[schema.CAMPAIGN_LEADS].count_documents({"progress.lease_token": {"$exists": True}}) == 0
+    assert sync_db[schema.SENDS].count_documents({"state": {"$in": ["sending", "uncertain"]}}) == 0
+    result = audit(sync_db, messages)
+    assert not result.duplicates
+    assert sorted(k for k, v in result.states.items() if v == "sent") == sorted(result.received)
