@@ -50,6 +50,8 @@ def test_every_variable_is_parsed_into_its_field(tmp_path: Path) -> None:
         "OUTBOUND_RETRY_CAP_SECONDS": "600",
         "OUTBOUND_RETRY_MAX_ATTEMPTS": "3",
         "OUTBOUND_SHUTDOWN_GRACE_SECONDS": "10",
+        "OUTBOUND_PAUSE_ERROR_RATE": "0.25",
+        "OUTBOUND_PAUSE_MIN_ATTEMPTS": "40",
     }
     assert set(environ) == set(VARIABLES), "this test must cover every documented variable"
     settings = load(environ)
@@ -70,8 +72,17 @@ def test_every_variable_is_parsed_into_its_field(tmp_path: Path) -> None:
         retry_cap_seconds=600.0,
         retry_max_attempts=3,
         shutdown_grace_seconds=10.0,
+        pause_error_rate=0.25,
+        pause_min_attempts=40,
     )
     assert not settings.uses_embedded
+
+
+@pytest.mark.parametrize("raw", ["0", "-0.1", "1.5", "half", "nan"])
+def test_pause_error_rate_must_be_a_fraction(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"OUTBOUND_PAUSE_ERROR_RATE": raw})
+    assert "OUTBOUND_PAUSE_ERROR_RATE" in str(caught.value) and "at most 1" in str(caught.value)
 
 
 @pytest.mark.parametrize("raw", ["", "   "])
