@@ -480,12 +480,13 @@ class Arbiter:
 
     async def _claim_window(self, raw_id: Any, token: str, limits: AccountLimits, now: datetime) -> bool:
         """Take the account's wait window if it is open; False when another dispatcher took it first."""
+        flt: dict[str, Any] = {"_id": raw_id, "status": "active"}
+        if limits.min_wait_minutes > 0:
+            flt["$or"] = [{"next_available_at": {"$lte": now}}, {"next_available_at": None}]
+        # Without a wait there is no window to contend for: racing dispatchers (whose clocks differ by a few
+        # milliseconds) must not fail each other's reservations; the update only keeps the rotation order.
         result = await self._accounts.update_one(
-            {
-                "_id": raw_id,
-                "status": "active",
-                "$or": [{"next_available_at": {"$lte": now}}, {"next_available_at": None}],
-            },
+            flt,
             {
                 "$set": {
                     "next_available_at": self._window_end(limits, now),
