@@ -93,6 +93,7 @@ class Dispatcher:
         self._rotation = 0
         self._refill_at = max(1, options.concurrency // 2)
         self._campaigns: tuple[float, list[Campaign]] | None = None
+        self._blocked: dict[str, datetime] = {}  # campaign id -> when an account may next send for it
         self.log = get_logger(dispatcher=self.owner)
 
     def stop(self) -> None:
@@ -141,8 +142,10 @@ class Dispatcher:
 
     async def _scan(self) -> tuple[int, datetime | None]:
         """Claim due leads for the free workers, campaigns in rotation; return (claimed, earliest due)."""
-        campaigns = await self._active_campaigns()
-        ids = [c.id for c in campaigns]
+        now = self.clock()
+        active = await self._active_campaigns()
+        campaigns = [c for c in active if self._blocked.get(c.id, now) <= now]
+        blocked_until = [self._blocked[c.id] for c in active if self._blocked.get(c.id, now) > now]
         claimed = 0
         if campaigns:
             self._rotation = (self._rotation + 1) % len(campaigns)
@@ -154,8 +157,10 @@ class Dispatcher:
                 limit = min(campaign.settings.batch_size or self.options.batch_size, free)
                 claimed += await self._claim_batch(campaign.id, limit)
         # Only an idle scan needs to know when to wake up; a busy one is woken by finishing workers.
-        earliest = None if claimed else await leases.earliest_due(self.leads, ids)
-        return claimed, earliest
+        if claimed:
+            return claimed, None
+        due = await leases.earliest_due(self.leads, [c.id for c in campaigns])
+        return 0, min([t for t in (due, *blocked_until) if t is not None], default=None)
 
     async def _claim_batch(self, campaign_id: str, limit: int) -> int:
         now = self.clock()
@@ -203,6 +208,9 @@ class Dispatcher:
             self.log.exception("worker.crashed", lead_id=str(lease.lead_id))
             return
         self.stats.outcomes[outcome.kind] += 1
+        if outcome.kind == "no_account" and outcome.campaign_id and outcome.next_due_at:
+            # No account may send for this campaign before then: claiming its leads meanwhile only costs round trips.
+            self._blocked[outcome.campaign_id] = outcome.next_due_at
         if self.on_outcome is not None:
             self.on_outcome(outcome)
 

@@ -84,7 +84,9 @@ class WorkerConfig:
 class Outcome:
     """What happened to the lead in this claim (for the dispatcher's counters and the demo's progress view)."""
 
-    kind: str  # sent, failed, uncertain, skipped, retry, waiting, completed, advanced, inactive, lease_lost, invalid
+    # sent, failed, uncertain, skipped, retry, no_account, waiting, completed, advanced, inactive, lease_lost,
+    # invalid, db_error
+    kind: str
     lead_id: Any
     campaign_id: str | None = None
     account_id: str | None = None
@@ -313,7 +315,7 @@ class Worker:
             job.log.info(
                 "worker.waiting_for_account", retry_at=reservation.retry_at.isoformat(), reason=reservation.reason
             )
-            return Outcome("waiting", job.lead.id, job.campaign.id, next_due_at=reservation.retry_at)
+            return Outcome("no_account", job.lead.id, job.campaign.id, next_due_at=reservation.retry_at)
         log = job.log.bind(account_id=reservation.account.id, step_order=job.step.step_order, recipient_index=index)
         try:
             prepared = await self._prepare(job, index, template, reservation, log)
