@@ -13,6 +13,7 @@ from typing import Any
 
 from app.db import schema
 from app.domain.models import AccountCampaignSettings, InvalidDocument, Lead, recipient_key
+from app.domain.scheduling import utc_day as utc_day  # re-exported: one definition of the day
 
 # A lead is in exactly one of these states; the order is the precedence when several could apply.
 COMPLETED = "completed"
@@ -25,11 +26,6 @@ LEAD_STATES = (COMPLETED, STOPPED, IN_PROGRESS, DUE, WAITING)
 # Recipient statuses that mean "never mail this person again": they stop the lead.
 STOPPING_STATUSES = ("replied", "unsubscribed", "bounced")
 PROCESSED_OUTCOMES = ("sent", "failed", "uncertain")
-
-
-def utc_day(now: datetime) -> str:
-    """The UTC calendar day of `now` as "YYYY-MM-DD" (the key of `account_usage`)."""
-    return now.astimezone(UTC).date().isoformat()
 
 
 def parse_day(text: str) -> str:
