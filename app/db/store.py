@@ -10,7 +10,6 @@ from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo.asynchronous.collection import AsyncCollection
 
-from app.db.client import Database
 from app.domain.models import InvalidDocument
 from app.logging import get_logger
 
@@ -82,10 +81,3 @@ async def iter_valid(
                     field=exc.field,
                     reason=exc.reason,
                 )
-
-
-def collections(db: Database) -> dict[str, Collection]:
-    """Every collection by name (convenience for commands)."""
-    from app.db import schema
-
-    return {name: db[name] for name in schema.ALL_COLLECTIONS}

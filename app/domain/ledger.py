@@ -18,7 +18,6 @@ from pymongo.errors import DuplicateKeyError
 from app.db.store import Collection
 
 SETTLED = ("sent", "failed", "uncertain")
-RETRYABLE = ("reserved", "retry_wait")
 _MAX_RACES = 5
 
 
@@ -35,7 +34,6 @@ class Attempt:
     token: str
     message_id: str
     attempts: int
-    previous_account_id: str | None
 
 
 @dataclass(frozen=True)
@@ -89,7 +87,7 @@ async def start_attempt(
                         "updated_at": now,
                     }
                 )
-                return Attempt(key, token, message_id, 1, None)
+                return Attempt(key, token, message_id, 1)
             except DuplicateKeyError:
                 continue  # a racing dispatcher inserted it first: read what it wrote
         state = doc.get("state")
@@ -105,7 +103,7 @@ async def start_attempt(
             },
         )
         if result.modified_count == 1:
-            return Attempt(key, token, str(doc["message_id"]), int(doc.get("attempts", 0)) + 1, doc.get("account_id"))
+            return Attempt(key, token, str(doc["message_id"]), int(doc.get("attempts", 0)) + 1)
     raise RuntimeError(f"send {key}: could not settle a race in {_MAX_RACES} tries")
 
 
@@ -124,11 +122,6 @@ async def _declare_uncertain(coll: Collection, doc: dict[str, Any], now: datetim
     )
     fresh = await coll.find_one({"_id": doc["_id"]}) or doc
     return Settled(str(doc["_id"]), str(fresh.get("state")), fresh)
-
-
-async def read(coll: Collection, lead_id: object, step_order: int, recipient_index: int) -> dict[str, Any] | None:
-    """The ledger document of one (lead, step, recipient), if any."""
-    return await coll.find_one({"_id": send_id(lead_id, step_order, recipient_index)})
 
 
 async def finish(

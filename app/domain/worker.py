@@ -36,7 +36,7 @@ from app.domain.models import (
     Template,
     recipient_key,
 )
-from app.domain.scheduling import after_minutes, backoff_seconds, next_step_due
+from app.domain.scheduling import after_minutes, backoff_seconds, next_step_due, recipient_due
 from app.domain.templating import RenderedEmail, Renderer, TemplateError, build_context
 from app.logging import get_logger
 from app.transport.base import (
@@ -581,7 +581,7 @@ class Worker:
         unset = [f"progress.retries.{key}"] if key in job.lead.progress.retries else []
         if remaining:
             wait = job.campaign.settings.min_wait_time if result.status in ("sent", "uncertain") else 0.0
-            due = after_minutes(now, wait)
+            due = recipient_due(now, wait)
             await leases.release(self.leads, job.lease, due, values, unset)
             outcome = Outcome(result.status, job.lead.id, job.campaign.id, result.account_id, due)
         else:
