@@ -250,13 +250,22 @@ def test_limits_hold_at_the_smtp_server_with_racing_and_crashing_dispatchers(
             os.kill(procs[victim].pid, signal.SIGKILL)
             procs[victim].wait(timeout=10)
             procs[victim] = start_dispatcher(env, tmp_path / f"l{victim}.log", "--concurrency", "3")
+
+        # Liveness, however slow the machine: the survivors use up every account's daily limit.
+        def limits_used() -> bool:
+            totals = usage_totals(sync_db)
+            return len(totals) == 3 and all(t["sent"] >= 6 for t in totals.values())
+
+        assert wait_until(limits_used, timeout=120), f"daily limits never used up: {usage_totals(sync_db)}"
         time.sleep(3)  # give any breach a chance to happen
     finally:
         stop_all(procs)
     by_account: dict[str, list[Any]] = collections.defaultdict(list)
     for message in mailbox.messages:
         by_account[message.mail_from].append(message.received_at)
+    # A send killed before its DATA was accepted counts against the limit without arriving, so <= 18 arrive.
     assert sum(len(v) for v in by_account.values()) >= 6
+    assert all(t["sent"] == 6 for t in usage_totals(sync_db).values()), usage_totals(sync_db)
     for account, times in by_account.items():
         assert len(times) <= 6, f"{account} sent {len(times)} > max_daily_sends 6"
         ordered = sorted(times)
