@@ -15,6 +15,7 @@ on servers where queries on other fields scan the whole collection, and that col
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -24,7 +25,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app.db import schema
 from app.db.client import Database
@@ -140,6 +142,34 @@ def free_at(
     if has_capacity(limits, sent_today, campaign_sent_today):
         return earliest
     return max(next_day_start(now), earliest)
+
+
+def capacity(limits: AccountLimits, sent_today: int, campaign_sent_today: int, wanted: int) -> int:
+    """How many of `wanted` sends the account may take at once: what its limits leave, 1 with a wait window."""
+    room = [wanted]
+    if limits.max_daily_sends is not None:
+        room.append(limits.max_daily_sends - sent_today)
+    if limits.campaign_daily_limit is not None:
+        room.append(limits.campaign_daily_limit - campaign_sent_today)
+    if limits.min_wait_minutes > 0:
+        room.append(1)
+    return max(0, min(room))
+
+
+def allocate(capacities: list[tuple[str, int]], wanted: int) -> dict[str, int]:
+    """Spread `wanted` sends over accounts in the given (least recently used first) order, one per account per
+    round, never more than an account's capacity: {account id: sends}."""
+    left = dict(capacities)
+    plan: dict[str, int] = {}
+    while wanted > 0 and any(left.values()):
+        for account_id, _ in capacities:
+            if wanted == 0:
+                break
+            if left[account_id] > 0:
+                left[account_id] -= 1
+                plan[account_id] = plan.get(account_id, 0) + 1
+                wanted -= 1
+    return plan
 
 
 def describe_unavailable(blocked: Mapping[str, int], retry_at: datetime) -> str:
@@ -326,21 +356,126 @@ class Arbiter:
                 tally.add(outcome, candidate.id)
         return None
 
+    async def reserve_many(
+        self, campaign: Campaign, now: datetime, wanted: int, *, only: Collection[str] | None = None
+    ) -> list[Reservation]:
+        """Reserve up to `wanted` sends for `campaign` in a few round trips, spread over the least recently used
+        free accounts (several per account only when it has no wait window and its limits leave room).
+
+        Each account's share is counted with one conditional upsert whose filter leaves room for all of it, so
+        the limits hold exactly as for `reserve`. Fewer (even none) come back when fewer are free or a racing
+        dispatcher got there first; `reserve` then takes the rest one at a time and says why none is free.
+        """
+        if wanted <= 0:
+            return []
+        path, day = usage_path(campaign.id), utc_day(now)
+        candidates = await self._scan(campaign, _window_open(now), (), only, _Tally(), limit=wanted + USAGE_CHUNK)
+        counts = await self._counts_for(candidates, day, path)
+        by_id = {c.id: c for c in candidates}
+        room: list[tuple[str, int]] = []
+        for candidate in candidates:
+            sent = counts.get(candidate.id, (0, 0))
+            if candidate.limits is not None and not _blocked(candidate, sent, now).reason:
+                room.append((candidate.id, capacity(candidate.limits, *sent, wanted)))
+        plan = allocate(room, wanted)
+        if not plan:
+            return []
+        tokens = {account_id: f"{self._owner}:{uuid.uuid4().hex}" for account_id in plan}
+        waits = [a for a in plan if _limits(by_id[a]).min_wait_minutes > 0]
+        taken = await asyncio.gather(
+            *(self._claim_window(by_id[a].row.raw_id, tokens[a], _limits(by_id[a]), now) for a in waits)
+        )
+        plan = {a: k for a, k in plan.items() if a not in waits or taken[waits.index(a)]}
+        plain = [by_id[a].row.raw_id for a in plan if a not in waits]
+        if plain:
+            # No window to contend for: one write keeps the rotation order of all of them.
+            await self._accounts.update_many(
+                {"_id": {"$in": plain}, "status": "active"},
+                {"$set": {"last_used_at": now, "next_available_at": now}},
+            )
+        counted = await self._count_blocks(plan, by_id, day, path)
+        for account_id in plan:
+            if account_id not in counted and account_id in waits:
+                await self._release_window(account_id, tokens[account_id], now)
+        reservations: list[Reservation] = []
+        for account_id in counted:
+            candidate = by_id[account_id]
+            limits = _limits(candidate)
+            for n in range(plan[account_id]):
+                token = tokens[account_id] if n == 0 else f"{self._owner}:{uuid.uuid4().hex}"
+                reservation = Reservation(token, candidate.row.account, campaign.id, day, now, limits)
+                self._log(reservation).info(
+                    "arbiter.reserved",
+                    day=day,
+                    max_daily_sends=limits.max_daily_sends,
+                    daily_limit=limits.campaign_daily_limit,
+                    min_wait_time=limits.min_wait_minutes,
+                    next_available_at=self._window_end(limits, now).isoformat(),
+                    block=plan[account_id],
+                )
+                reservations.append(reservation)
+        return reservations
+
+    async def _count_blocks(
+        self, plan: Mapping[str, int], by_id: Mapping[str, _Candidate], day: str, path: str
+    ) -> list[str]:
+        """Count each account's share of sends with one conditional upsert each, in one round trip; return the
+        accounts whose share was counted (a refused one had reached a limit meanwhile)."""
+        order = list(plan)
+        ops = []
+        for account_id in order:
+            limits, k = _limits(by_id[account_id]), plan[account_id]
+            flt: dict[str, Any] = {"_id": usage_key(account_id, day)}
+            if limits.max_daily_sends is not None:
+                flt["sent"] = {"$lte": limits.max_daily_sends - k}
+            if limits.campaign_daily_limit is not None:
+                flt[path] = {"$not": {"$gt": limits.campaign_daily_limit - k}}
+            update = {
+                "$inc": {"sent": k, path: k},
+                "$setOnInsert": {"account_id": account_id, "day": day, "committed": 0},
+            }
+            ops.append(UpdateOne(flt, update, upsert=True))
+        refused: set[int] = set()
+        try:
+            await self._usage.bulk_write(ops, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors):
+                raise
+            refused = {int(e["index"]) for e in errors}
+        return [account_id for i, account_id in enumerate(order) if i not in refused]
+
+    async def commit_many(self, reservations: list[Reservation], now: datetime) -> None:
+        """`commit` for several reservations: one write for all the counters, plus one per wait window."""
+        if not reservations:
+            return
+        per_key = Counter(usage_key(r.account.id, r.day) for r in reservations)
+        await self._usage.bulk_write(
+            [UpdateOne({"_id": key}, {"$inc": {"committed": k}}) for key, k in per_key.items()], ordered=False
+        )
+        windows = [r for r in reservations if r.limits.min_wait_minutes > 0]
+        await asyncio.gather(*(self._move_window(r, now) for r in windows))
+        for reservation in reservations:
+            self._log(reservation).info("arbiter.committed", day=reservation.day, committed_at=now.isoformat())
+
+    async def _move_window(self, reservation: Reservation, now: datetime) -> None:
+        # The wait runs from when the message was handed over, not from when the account was reserved.
+        await self._accounts.update_one(
+            {**id_filter(reservation.account.id), "reservation_token": reservation.token},
+            {
+                "$set": {"next_available_at": after_minutes(now, reservation.limits.min_wait_minutes)},
+                "$unset": {"reservation_token": ""},
+            },
+        )
+
     async def commit(self, reservation: Reservation, now: datetime) -> None:
         """Record that the reserved email was sent (or must be treated as sent). Call once per reservation."""
         await self._usage.update_one(
             {"_id": usage_key(reservation.account.id, reservation.day)}, {"$inc": {"committed": 1}}
         )
-        # The wait runs from when the message was handed over, not from when the account was reserved.
         # Without a wait there is no window to move, and a leftover token is overwritten by the next reservation.
         if reservation.limits.min_wait_minutes > 0:
-            await self._accounts.update_one(
-                {**id_filter(reservation.account.id), "reservation_token": reservation.token},
-                {
-                    "$set": {"next_available_at": after_minutes(now, reservation.limits.min_wait_minutes)},
-                    "$unset": {"reservation_token": ""},
-                },
-            )
+            await self._move_window(reservation, now)
         self._log(reservation).info("arbiter.committed", day=reservation.day, committed_at=now.isoformat())
 
     async def rollback(self, reservation: Reservation, now: datetime, *, reason: str) -> None:
@@ -558,6 +693,12 @@ def _blocked(candidate: _Candidate, counts: tuple[int, int], now: datetime) -> _
         return _Blocked(INVALID_SETTINGS, now + timedelta(seconds=RECHECK_SECONDS))
     args = (candidate.limits, *counts, candidate.row.next_available_at, now)
     return _Blocked(blocked_by(*args) or "", free_at(*args))
+
+
+def _limits(candidate: _Candidate) -> AccountLimits:
+    if candidate.limits is None:
+        raise ValueError(f"account {candidate.id} has no valid limits and cannot be reserved")
+    return candidate.limits
 
 
 def _parse_settings(doc: Mapping[str, Any]) -> AccountCampaignSettings | InvalidDocument:

@@ -87,7 +87,7 @@ class Dispatcher:
         self.clock = clock
         self.on_outcome = on_outcome
         self.stats = DispatcherStats()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], int] = {}  # batch task -> leads it holds
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._rotation = 0
@@ -107,7 +107,7 @@ class Dispatcher:
         failures = 0
         try:
             while not self._stopping.is_set():
-                if self._tasks and self.options.concurrency - len(self._tasks) < self._refill_at:
+                if self._tasks and self.options.concurrency - self._in_flight < self._refill_at:
                     # Refill in batches: one scan per several finished leads keeps queries per email low.
                     await self._sleep(self.options.poll_interval)
                     continue
@@ -123,7 +123,7 @@ class Dispatcher:
                     continue
                 if self.options.once and claimed == 0 and not self._tasks and not self._due_soon(earliest):
                     break
-                if claimed == 0 or len(self._tasks) >= self.options.concurrency:
+                if claimed == 0 or self._in_flight >= self.options.concurrency:
                     await self._sleep(sleep_seconds(self.clock(), earliest, self.options.poll_interval))
         finally:
             await self._drain()
@@ -151,7 +151,7 @@ class Dispatcher:
             self._rotation = (self._rotation + 1) % len(campaigns)
             ordered = campaigns[self._rotation :] + campaigns[: self._rotation]
             for campaign in ordered:
-                free = self.options.concurrency - len(self._tasks)
+                free = self.options.concurrency - self._in_flight
                 if free <= 0 or self._stopping.is_set():
                     break
                 limit = min(campaign.settings.batch_size or self.options.batch_size, free)
@@ -164,55 +164,58 @@ class Dispatcher:
 
     async def _claim_batch(self, campaign_id: str, limit: int) -> int:
         now = self.clock()
-        claimed: list[tuple[dict[str, Any], Lease]] = []
         # Read a few more than we can take and shuffle them, so racing dispatchers rarely fight over one lead.
-        found = await leases.find_due(self.leads, now, campaign_id, limit * CLAIM_SPREAD)
+        found = await leases.find_due(self.leads, now, campaign_id, limit * CLAIM_SPREAD, projection={"_id": 1})
         random.shuffle(found)
-        for doc in found:
-            if len(claimed) >= limit:
-                break
-            lease = await leases.claim(
-                self.leads, doc, owner=self.owner, now=now, lease_seconds=self.options.lease_seconds
-            )
-            if lease is not None:  # None: another dispatcher got it first
-                claimed.append((doc, lease))
+        claimed = await leases.claim_many(
+            self.leads,
+            [doc["_id"] for doc in found[:limit]],
+            owner=self.owner,
+            now=now,
+            lease_seconds=self.options.lease_seconds,
+        )
         if claimed:
             # One suppression lookup for the whole batch instead of one per recipient.
             emails = [r.get("email") for doc, _ in claimed for r in doc.get("lead_data") or [] if isinstance(r, dict)]
             suppressed = await load_suppressions(self.suppressions, [e for e in emails if isinstance(e, str)])
-            for doc, lease in claimed:
-                self.stats.claimed += 1
-                self._start(doc, lease, suppressed)
+            self.stats.claimed += len(claimed)
+            self._start(claimed, suppressed)
         return len(claimed)
 
-    def _start(self, doc: dict[str, Any], lease: Lease, suppressed: dict[str, str]) -> None:
-        task = asyncio.create_task(self._work(doc, lease, suppressed), name=f"lead-{lease.lead_id}")
-        self._tasks.add(task)
+    def _start(self, claimed: list[tuple[dict[str, Any], Lease]], suppressed: dict[str, str]) -> None:
+        task = asyncio.create_task(self._work(claimed, suppressed), name=f"batch-{claimed[0][1].lead_id}")
+        self._tasks[task] = len(claimed)
         task.add_done_callback(self._done)
 
+    @property
+    def _in_flight(self) -> int:
+        return sum(self._tasks.values())
+
     def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
+        self._tasks.pop(task, None)
         self._wake.set()
 
-    async def _work(self, doc: dict[str, Any], lease: Lease, suppressed: dict[str, str]) -> None:
+    async def _work(self, claimed: list[tuple[dict[str, Any], Lease]], suppressed: dict[str, str]) -> None:
         try:
-            outcome = await self.worker.process(doc, lease, suppressed)
+            outcomes = await self.worker.process_batch(claimed, suppressed)
         except PyMongoError as exc:
-            # The lead stays leased and becomes due again when the lease expires: nothing is lost.
+            # The leads stay leased and become due again when the lease expires: nothing is lost.
             self.stats.db_errors += 1
-            self.log.warning("worker.db_error", lead_id=str(lease.lead_id), error=str(exc))
+            self.log.warning("worker.db_error", leads=len(claimed), error=str(exc))
             return
         except asyncio.CancelledError:
             raise
         except Exception:
-            self.log.exception("worker.crashed", lead_id=str(lease.lead_id))
+            self.log.exception("worker.crashed", leads=[str(lease.lead_id) for _, lease in claimed])
             return
-        self.stats.outcomes[outcome.kind] += 1
-        if outcome.kind == "no_account" and outcome.campaign_id and outcome.next_due_at:
-            # No account may send for this campaign before then: claiming its leads meanwhile only costs round trips.
-            self._blocked[outcome.campaign_id] = outcome.next_due_at
-        if self.on_outcome is not None:
-            self.on_outcome(outcome)
+        for outcome in outcomes:
+            self.stats.outcomes[outcome.kind] += 1
+            if outcome.kind == "no_account" and outcome.campaign_id and outcome.next_due_at:
+                # No account may send for this campaign before then: claiming its leads meanwhile only costs
+                # round trips.
+                self._blocked[outcome.campaign_id] = outcome.next_due_at
+            if self.on_outcome is not None:
+                self.on_outcome(outcome)
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()
@@ -223,7 +226,7 @@ class Dispatcher:
         """Let in-flight leads finish within the grace period, then cancel the rest (they record what they did)."""
         if not self._tasks:
             return
-        self.log.info("dispatcher.draining", in_flight=len(self._tasks), grace=self.options.shutdown_grace_seconds)
+        self.log.info("dispatcher.draining", in_flight=self._in_flight, grace=self.options.shutdown_grace_seconds)
         _, pending = await asyncio.wait(set(self._tasks), timeout=self.options.shutdown_grace_seconds)
         for task in pending:
             task.cancel()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING
+from pymongo import ASCENDING, UpdateOne
 
 from app.db.store import Collection as MongoCollection
 
@@ -39,15 +39,57 @@ class Lease:
     recipients: int | None = None  # how many recipients the claimed copy had (an import may add more)
 
 
-async def find_due(coll: MongoCollection, now: datetime, campaign_id: str, limit: int) -> list[dict[str, Any]]:
+async def find_due(
+    coll: MongoCollection,
+    now: datetime,
+    campaign_id: str,
+    limit: int,
+    projection: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """Up to `limit` due leads of one campaign, oldest due first (index campaign_id + progress.next_due_at).
 
     Completed and stopped leads carry no `next_due_at`, so equality plus one range is the whole filter: extra
     `$ne` conditions would keep some servers from using the index at all. The claim re-checks them.
     """
     flt = {"campaign_id": campaign_id, "progress.next_due_at": {"$lte": now}}
-    cursor = coll.find(flt, sort=[("progress.next_due_at", ASCENDING)], limit=limit)
+    cursor = coll.find(flt, projection=projection, sort=[("progress.next_due_at", ASCENDING)], limit=limit)
     return [doc async for doc in cursor]
+
+
+async def claim_many(
+    coll: MongoCollection, lead_ids: Collection[Any], *, owner: str, now: datetime, lease_seconds: float
+) -> list[tuple[dict[str, Any], Lease]]:
+    """Take those of `lead_ids` that are still due and free, in two round trips, and read them as claimed.
+
+    One update takes them all under one fencing token (each lead is still fenced on its own: another claim
+    replaces the token); the read that follows returns the documents as they are now ours, so the worker never
+    acts on a copy read before the claim. Leads another dispatcher took first are simply not returned.
+    """
+    if not lead_ids:
+        return []
+    until = now + timedelta(seconds=lease_seconds)
+    token = uuid.uuid4().hex
+    ids = list(lead_ids)
+    result = await coll.update_many(
+        {"_id": {"$in": ids}, "progress.next_due_at": {"$lte": now}},
+        {
+            "$set": {
+                "progress.lease_owner": owner,
+                "progress.lease_token": token,
+                "progress.lease_until": until,
+                "progress.next_due_at": until,
+            },
+            "$inc": {"progress.version": 1},
+        },
+    )
+    if result.modified_count == 0:
+        return []
+    claimed = []
+    async for doc in coll.find({"_id": {"$in": ids}, "progress.lease_token": token}):
+        data = doc.get("lead_data")
+        count = len(data) if isinstance(data, list) else None
+        claimed.append((doc, Lease(doc["_id"], owner, token, until, count)))
+    return claimed
 
 
 async def earliest_due(coll: MongoCollection, campaign_ids: Collection[str]) -> datetime | None:
@@ -92,18 +134,52 @@ async def claim(
     return Lease(doc["_id"], owner, token, until, count) if result.modified_count == 1 else None
 
 
+def _fence(lease: Lease) -> dict[str, Any]:
+    flt: dict[str, Any] = {"_id": lease.lead_id, "progress.lease_token": lease.token}
+    if lease.recipients is not None:
+        flt["lead_data"] = {"$size": lease.recipients}
+    return flt
+
+
 async def fenced_update(coll: MongoCollection, lease: Lease, update: Mapping[str, Any]) -> None:
     """Apply `update` only while `lease` is still ours; raise LeaseLost otherwise.
 
     It also requires the recipients the worker saw: if an import added one meanwhile, the write fails and the
     lead comes back (at lease expiry) with the newcomer, instead of being completed without it.
     """
-    flt: dict[str, Any] = {"_id": lease.lead_id, "progress.lease_token": lease.token}
-    if lease.recipients is not None:
-        flt["lead_data"] = {"$size": lease.recipients}
-    result = await coll.update_one(flt, dict(update))
+    result = await coll.update_one(_fence(lease), dict(update))
     if result.matched_count != 1:
         raise LeaseLost(lease.lead_id)
+
+
+async def release_many(coll: MongoCollection, releases: list[tuple[Lease, Mapping[str, Any]]]) -> list[bool]:
+    """Apply several fenced release updates (from `release_update`) in one round trip; True where it landed.
+
+    Each update also records `progress.released_by` (the lease token), so that when fewer than all matched,
+    one read tells which did: a lead whose lease was lost keeps another token there, or ours unreleased.
+    """
+    if not releases:
+        return []
+    ops = []
+    for lease, update in releases:
+        marked = {key: dict(value) for key, value in update.items()}
+        marked.setdefault("$set", {})["progress.released_by"] = lease.token
+        ops.append(UpdateOne(_fence(lease), marked))
+    result = await coll.bulk_write(ops, ordered=False)
+    if result.matched_count == len(ops):
+        return [True] * len(ops)
+    ids = [lease.lead_id for lease, _ in releases]
+    seen: dict[Any, Mapping[str, Any]] = {}
+    async for doc in coll.find(
+        {"_id": {"$in": ids}}, projection={"progress.released_by": 1, "progress.lease_token": 1}
+    ):
+        progress = doc.get("progress")
+        seen[doc["_id"]] = progress if isinstance(progress, Mapping) else {}
+    landed = []
+    for lease, _ in releases:
+        progress = seen.get(lease.lead_id, {})
+        landed.append(progress.get("released_by") == lease.token and progress.get("lease_token") != lease.token)
+    return landed
 
 
 async def renew(coll: MongoCollection, lease: Lease, *, now: datetime, lease_seconds: float) -> Lease:

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pymongo.errors import DuplicateKeyError
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app.db.store import Collection
 
@@ -107,6 +108,75 @@ async def start_attempt(
     raise RuntimeError(f"send {key}: could not settle a race in {_MAX_RACES} tries")
 
 
+@dataclass(frozen=True)
+class NewSend:
+    """A send this process wants to start; see `start_many`."""
+
+    lead_id: Any
+    step_order: int
+    recipient_index: int
+    campaign_id: str
+    email: str
+    message_id: str
+    account_id: str
+
+
+async def start_many(coll: Collection, sends: list[NewSend], now: datetime) -> list[Attempt | Settled]:
+    """`start_attempt` for several sends, with one insert for all those that have no ledger entry yet.
+
+    Entries that already exist (a retry, a race, a crash's leftover) go through `start_attempt`, which reads
+    them and decides, so the outcome of each is exactly what `start_attempt` alone would give.
+    """
+    if not sends:
+        return []
+    tokens = [uuid.uuid4().hex for _ in sends]
+    docs = [
+        {
+            "_id": send_id(s.lead_id, s.step_order, s.recipient_index),
+            "lead_id": s.lead_id,
+            "step_order": s.step_order,
+            "recipient_index": s.recipient_index,
+            "campaign_id": s.campaign_id,
+            "email": s.email,
+            "message_id": s.message_id,
+            "account_id": s.account_id,
+            "attempts": 1,
+            "state": "sending",
+            "token": token,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for s, token in zip(sends, tokens, strict=True)
+    ]
+    refused: set[int] = set()
+    try:
+        await coll.insert_many(docs, ordered=False)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != 11000 for e in errors):
+            raise
+        refused = {int(e["index"]) for e in errors}
+    results: list[Attempt | Settled] = []
+    for i, (s, doc) in enumerate(zip(sends, docs, strict=True)):
+        if i not in refused:
+            results.append(Attempt(str(doc["_id"]), str(doc["token"]), s.message_id, 1))
+            continue
+        fallback = await start_attempt(
+            coll,
+            lead_id=s.lead_id,
+            step_order=s.step_order,
+            recipient_index=s.recipient_index,
+            campaign_id=s.campaign_id,
+            email=s.email,
+            message_id=s.message_id,
+            account_id=s.account_id,
+            now=now,
+            known=await coll.find_one({"_id": doc["_id"]}),
+        )
+        results.append(fallback)
+    return results
+
+
 async def _declare_uncertain(coll: Collection, doc: dict[str, Any], now: datetime) -> Settled:
     # The attempt that owned it died (or lost its lease) after it may have handed the message to SMTP.
     await coll.update_one(
@@ -124,6 +194,36 @@ async def _declare_uncertain(coll: Collection, doc: dict[str, Any], now: datetim
     return Settled(str(doc["_id"]), str(fresh.get("state")), fresh)
 
 
+def _finish_values(state: str, now: datetime, error: str | None, smtp_code: int | None) -> dict[str, Any]:
+    values: dict[str, Any] = {"state": state, "updated_at": now}
+    if error is not None:
+        values["last_error"] = error
+    if smtp_code is not None:
+        values["smtp_code"] = smtp_code
+    if state == "sent":
+        values["sent_at"] = now
+    return values
+
+
+async def finish_sent(coll: Collection, attempts: list[Attempt], now: datetime) -> list[bool]:
+    """`finish(attempt, "sent")` for several attempts in one round trip; True where it was recorded.
+
+    Safe to repeat after a database error: an attempt already recorded reads back as recorded.
+    """
+    if not attempts:
+        return []
+    values = _finish_values("sent", now, None, None)
+    ops = [UpdateOne({"_id": a.send_id, "token": a.token, "state": "sending"}, {"$set": values}) for a in attempts]
+    result = await coll.bulk_write(ops, ordered=False)
+    if result.modified_count == len(ops):
+        return [True] * len(ops)
+    states = {
+        doc["_id"]: (doc.get("token"), doc.get("state"))
+        async for doc in coll.find({"_id": {"$in": [a.send_id for a in attempts]}}, projection={"token": 1, "state": 1})
+    }
+    return [states.get(a.send_id) == (a.token, "sent") for a in attempts]
+
+
 async def finish(
     coll: Collection,
     attempt: Attempt,
@@ -134,13 +234,7 @@ async def finish(
     smtp_code: int | None = None,
 ) -> bool:
     """Record our attempt's outcome (fenced on our token); False when someone declared it uncertain meanwhile."""
-    values: dict[str, Any] = {"state": state, "updated_at": now}
-    if error is not None:
-        values["last_error"] = error
-    if smtp_code is not None:
-        values["smtp_code"] = smtp_code
-    if state == "sent":
-        values["sent_at"] = now
+    values = _finish_values(state, now, error, smtp_code)
     result = await coll.update_one(
         {"_id": attempt.send_id, "token": attempt.token, "state": "sending"}, {"$set": values}
     )

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -119,6 +119,28 @@ class _Job:
     suppressed: Mapping[str, str] | None = None  # preloaded for the claimed batch; None: look it up
 
 
+@dataclass(frozen=True)
+class _SendPlan:
+    """A recipient that is to be sent now: what `_send` needs (the batch path shares its round trips)."""
+
+    job: _Job
+    index: int
+    template: Template
+    last_account: str | None
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    """A message handed to SMTP in the batch path and accepted: what recording it needs."""
+
+    job: _Job
+    index: int
+    reservation: Reservation
+    message: OutgoingMessage
+    attempt: ledger.Attempt
+    log: Any
+
+
 def needs_renewal(lease: Lease, now: datetime, send_timeout: float) -> bool:
     """True when the lease might run out during the SMTP exchange, so it must be extended (and checked) first."""
     return (lease.until - now).total_seconds() < send_timeout + LEASE_MARGIN_SECONDS
@@ -168,10 +190,57 @@ class Worker:
         self, doc: Mapping[str, Any], lease: Lease, suppressed: Mapping[str, str] | None = None
     ) -> Outcome:
         """Handle one claimed lead and release it; never raises for a lead-level problem."""
-        log = get_logger(lead_id=str(lease.lead_id), campaign_id=str(doc.get("campaign_id")))
+        log = _lead_log(doc, lease)
+
+        async def work() -> Outcome:
+            planned = await self._process(doc, lease, log, suppressed)
+            if isinstance(planned, _SendPlan):
+                return await self._send(planned.job, planned.index, planned.template, planned.last_account)
+            return planned
+
+        return await self._guarded(lease, log, work())
+
+    async def process_batch(
+        self, items: Sequence[tuple[Mapping[str, Any], Lease]], suppressed: Mapping[str, str] | None = None
+    ) -> list[Outcome]:
+        """Handle a claimed batch of leads (the same outcomes as `process` for each, in order).
+
+        Leads whose next move is a first attempt at one recipient share their database writes: accounts are
+        reserved, ledger entries taken, sends recorded, leads released and activities written a batch at a
+        time. Everything else (skips, retries, failures, races) takes the one-lead path.
+        """
+        if len(items) == 1:
+            return [await self.process(items[0][0], items[0][1], suppressed)]
+        logs = [_lead_log(doc, lease) for doc, lease in items]
+        planned = await asyncio.gather(
+            *(
+                self._guarded(lease, log, self._process(doc, lease, log, suppressed))
+                for (doc, lease), log in zip(items, logs, strict=True)
+            )
+        )
+        outcomes: list[Outcome | None] = [p if isinstance(p, Outcome) else None for p in planned]
+        plans = [(i, p) for i, p in enumerate(planned) if isinstance(p, _SendPlan)]
+        batched = await self._send_batch([(i, p) for i, p in plans if p.last_account is None])
+        for i, outcome in batched.items():
+            outcomes[i] = outcome
+        rest = [(i, p) for i, p in plans if i not in batched]
+        singles = await asyncio.gather(
+            *(
+                self._guarded(p.job.lease, p.job.log, self._send(p.job, p.index, p.template, p.last_account))
+                for _, p in rest
+            )
+        )
+        for (i, _), outcome in zip(rest, singles, strict=True):
+            outcomes[i] = outcome
+        return [
+            o if isinstance(o, Outcome) else Outcome("db_error", items[i][1].lead_id) for i, o in enumerate(outcomes)
+        ]
+
+    async def _guarded(self, lease: Lease, log: Any, work: Awaitable[T]) -> T | Outcome:
+        """Run `work` for one lead: a paused campaign, a lost lease or a database error become its outcome."""
         try:
-            outcome = await self._process(doc, lease, log, suppressed)
-            if outcome.kind in ("failed", "retry") and outcome.campaign_id:
+            outcome = await work
+            if isinstance(outcome, Outcome) and outcome.kind in ("failed", "retry") and outcome.campaign_id:
                 paused = await health.check_campaign(self.db, outcome.campaign_id, self.config.health, self.clock())
                 if paused:
                     # Leads of it already claimed here are handed back untouched instead of failing too.
@@ -186,16 +255,19 @@ class Worker:
             log.warning("worker.lease_lost", reason="lease expired and another dispatcher took the lead")
             return Outcome("lease_lost", lease.lead_id)
         except PyMongoError as exc:
-            # Give the lead back for a retry shortly; if even that fails, the lease expiry brings it back.
-            retry_at = after_minutes(self.clock(), DB_ERROR_RETRY_SECONDS / 60.0)
-            log.warning("worker.db_error", error=str(exc), retry_at=retry_at.isoformat())
-            with contextlib.suppress(Exception):
-                await leases.release(self.leads, lease, retry_at)
-            return Outcome("db_error", lease.lead_id, next_due_at=retry_at)
+            return await self._db_error(lease, log, exc)
+
+    async def _db_error(self, lease: Lease, log: Any, exc: PyMongoError) -> Outcome:
+        # Give the lead back for a retry shortly; if even that fails, the lease expiry brings it back.
+        retry_at = after_minutes(self.clock(), DB_ERROR_RETRY_SECONDS / 60.0)
+        log.warning("worker.db_error", error=str(exc), retry_at=retry_at.isoformat())
+        with contextlib.suppress(Exception):
+            await leases.release(self.leads, lease, retry_at)
+        return Outcome("db_error", lease.lead_id, next_due_at=retry_at)
 
     async def _process(
         self, doc: Mapping[str, Any], lease: Lease, log: Any, suppressed: Mapping[str, str] | None
-    ) -> Outcome:
+    ) -> Outcome | _SendPlan:
         try:
             lead = Lead.from_doc(doc)
         except InvalidDocument as exc:
@@ -255,24 +327,33 @@ class Worker:
         await leases.release(self.leads, lease, None, {"progress.completed": True, "progress.completed_at": now})
         log.info("worker.lead_completed")
 
-    async def _finish_step(
-        self, job: _Job, now: datetime, extra: Mapping[str, Any] | None = None, unset: Collection[str] = ()
-    ) -> Outcome:
+    async def _finish_step(self, job: _Job, now: datetime) -> Outcome:
         """Every recipient of the step is done: move to the next step (after its delay) or complete."""
-        values = dict(extra or {})
+        update, due = self._step_release(job, now, {}, ())
+        await leases.fenced_update(self.leads, job.lease, update)
+        self._log_step_done(job)
+        return Outcome("advanced" if due else "completed", job.lead.id, job.campaign.id, next_due_at=due)
+
+    def _step_release(
+        self, job: _Job, now: datetime, extra: Mapping[str, Any], unset: Collection[str]
+    ) -> tuple[dict[str, Any], datetime | None]:
+        """The release that moves the lead to its next step (due after that step's delay) or completes it."""
+        values = dict(extra)
+        nxt = step_after(job.steps, job.step.step_order)
+        if nxt is None:
+            values.update({"progress.completed": True, "progress.completed_at": now})
+            return leases.release_update(None, values, unset), None
+        due = next_step_due(now, nxt.delay_minutes)
+        values["progress.current_step_order"] = nxt.step_order
+        return leases.release_update(due, values, unset), due
+
+    def _log_step_done(self, job: _Job) -> None:
         nxt = step_after(job.steps, job.step.step_order)
         job.log.info("worker.step_completed", step_order=job.step.step_order, next_step=nxt and nxt.step_order)
         if nxt is None:
-            values.update({"progress.completed": True, "progress.completed_at": now})
-            await leases.release(self.leads, job.lease, None, values, unset)
             job.log.info("worker.lead_completed")
-            return Outcome("completed", job.lead.id, job.campaign.id)
-        due = next_step_due(now, nxt.delay_minutes)
-        values["progress.current_step_order"] = nxt.step_order
-        await leases.release(self.leads, job.lease, due, values, unset)
-        return Outcome("advanced", job.lead.id, job.campaign.id, next_due_at=due)
 
-    async def _recipient(self, job: _Job, index: int) -> Outcome:
+    async def _recipient(self, job: _Job, index: int) -> Outcome | _SendPlan:
         recipient = job.lead.recipients[index]
         if recipient.status in SKIP_STATUSES:
             reason = f"recipient is {recipient.status}"
@@ -287,7 +368,7 @@ class Worker:
             return await self._record(job, index, RecipientResult("failed", "failed", error=reason))
         previous = job.lead.progress.retries.get(recipient_key(job.step.step_order, index))
         last_account = previous.get("account_id") if isinstance(previous, Mapping) else None
-        return await self._send(job, index, template, str(last_account) if last_account else None)
+        return _SendPlan(job, index, template, str(last_account) if last_account else None)
 
     async def _suppression(self, email: str, known: Mapping[str, str] | None) -> str | None:
         """Why this address must not be mailed (suppressed address or domain), or None."""
@@ -330,6 +411,178 @@ class Worker:
             return await self._record(job, index, prepared)
         job, message, attempt = prepared
         return await self._deliver(job, index, reservation, message, attempt, log)
+
+    async def _send_batch(self, plans: list[tuple[int, _SendPlan]]) -> dict[int, Outcome]:
+        """Send first attempts of several leads with shared round trips; {position: outcome} for those it took.
+
+        Plans it does not take (no account reserved for them in the batch, a database error before anything was
+        sent) are left to the one-lead path, which reserves on its own and says why no account is free.
+        """
+        if len(plans) < 2:
+            return {}
+        groups: dict[str, list[tuple[int, _SendPlan]]] = {}
+        for i, plan in plans:
+            groups.setdefault(plan.job.campaign.id, []).append((i, plan))
+        done: dict[int, Outcome] = {}
+        for group in groups.values():
+            campaign = group[0][1].job.campaign
+            try:
+                reservations = await self.arbiter.reserve_many(
+                    campaign, self.clock(), len(group), only=self.config.account_filter
+                )
+            except PyMongoError as exc:
+                # Whatever was counted before the error stays counted (as after a crash); the limits hold.
+                get_logger(campaign_id=campaign.id).warning("worker.db_error", error=str(exc), phase="reserve_many")
+                continue
+            done.update(await self._deliver_batch(list(zip(group, reservations, strict=False))))
+        return done
+
+    async def _deliver_batch(self, paired: list[tuple[tuple[int, _SendPlan], Reservation]]) -> dict[int, Outcome]:
+        """Compose, take the ledger entries, send and record the reserved plans of one campaign."""
+        done: dict[int, Outcome] = {}
+        ready: list[tuple[int, _Job, int, Reservation, OutgoingMessage, Any]] = []
+        for (i, plan), reservation in paired:
+            job, index = plan.job, plan.index
+            log = job.log.bind(account_id=reservation.account.id, step_order=job.step.step_order, recipient_index=index)
+            try:
+                message = await self._compose(job, index, plan.template, reservation, log)
+            except PyMongoError as exc:
+                done[i] = await self._guarded(
+                    job.lease, log, self._rollback(reservation, await self._db_error(job.lease, log, exc))
+                )
+                continue
+            if isinstance(message, RecipientResult):
+                done[i] = await self._guarded(job.lease, job.log, self._unsent(job, index, reservation, message))
+                continue
+            if needs_renewal(job.lease, self.clock(), self.config.send_timeout_seconds):
+                renewed = await self._guarded(job.lease, job.log, self._renew(job))
+                if isinstance(renewed, Outcome):
+                    done[i] = await self._guarded(job.lease, job.log, self._rollback(reservation, renewed))
+                    continue
+                job = renewed
+            ready.append((i, job, index, reservation, message, log))
+        if not ready:
+            return done
+        new = [
+            ledger.NewSend(
+                job.lead.id,
+                job.step.step_order,
+                index,
+                job.campaign.id,
+                job.lead.recipients[index].email,
+                message.message_id,
+                reservation.account.id,
+            )
+            for _, job, index, reservation, message, _ in ready
+        ]
+        try:
+            attempts = await ledger.start_many(self.sends, new, self.clock())
+        except PyMongoError as exc:
+            for i, job, _, reservation, _, log in ready:
+                with contextlib.suppress(Exception):
+                    await self.arbiter.rollback(reservation, self.clock(), reason=f"database error: {exc}")
+                done[i] = await self._db_error(job.lease, log, exc)
+            return done
+        to_send: list[tuple[int, _Delivery]] = []
+        for (i, job, index, reservation, message, log), attempt in zip(ready, attempts, strict=True):
+            if isinstance(attempt, ledger.Settled):
+                done[i] = await self._guarded(
+                    job.lease, log, self._unsent(job, index, reservation, _from_ledger(attempt.doc))
+                )
+                continue
+            if attempt.message_id != message.message_id:
+                message = dataclasses.replace(message, message_id=attempt.message_id)
+            to_send.append((i, _Delivery(job, index, reservation, message, attempt, log)))
+        done.update(await self._send_all(to_send))
+        return done
+
+    async def _send_all(self, deliveries: list[tuple[int, _Delivery]]) -> dict[int, Outcome]:
+        """Hand the messages to SMTP concurrently, then record the accepted ones together and settle the rest."""
+        errors: list[Exception | None] = [None] * len(deliveries)
+        finished = [False] * len(deliveries)
+
+        async def send(n: int, d: _Delivery) -> None:
+            try:
+                await self.sender.send(d.reservation.account, d.message)
+            except Exception as exc:
+                errors[n] = exc
+            finished[n] = True
+
+        try:
+            await asyncio.gather(*(send(n, d) for n, (_, d) in enumerate(deliveries)))
+        except asyncio.CancelledError:
+            # Stopped mid-send: those still in the SMTP exchange may have gone out; say so before giving up.
+            for n, (_, d) in enumerate(deliveries):
+                if not finished[n]:
+                    await asyncio.shield(self._interrupted(d.job, d.reservation, d.attempt))
+            raise
+        done: dict[int, Outcome] = {}
+        accepted = [(i, d) for n, (i, d) in enumerate(deliveries) if errors[n] is None]
+        for n, (i, d) in enumerate(deliveries):
+            exc = errors[n]
+            if exc is not None:
+                work = self._send_failed(d.job, d.index, d.reservation, d.attempt, d.message, exc, d.log)
+                done[i] = await self._guarded(d.job.lease, d.log, work)
+        done.update(await self._record_sent(accepted))
+        return done
+
+    async def _record_sent(self, accepted: list[tuple[int, _Delivery]]) -> dict[int, Outcome]:
+        """Record accepted sends: ledger, counters, lead releases and activities, one round trip each."""
+        if not accepted:
+            return {}
+        now = self.clock()
+        deliveries = [d for _, d in accepted]
+        log = get_logger(batch=len(deliveries))
+        done: dict[int, Outcome] = {}
+        try:
+            # The messages are out: recording them must survive a database blip, or they would turn "uncertain".
+            recorded = await _durably(lambda: ledger.finish_sent(self.sends, [d.attempt for d in deliveries], now), log)
+            try:
+                await self.arbiter.commit_many([d.reservation for d in deliveries], now)
+            except PyMongoError as exc:
+                # A lost commit only leaves the sends counted as reserved (commit is not idempotent: no retry).
+                log.warning("worker.db_error", error=str(exc), phase="commit_many")
+            settled = []
+            for (i, d), ok in zip(accepted, recorded, strict=True):
+                d.log.info(
+                    "worker.sent", to=d.message.to_email, message_id=d.message.message_id, attempt=d.attempt.attempts
+                )
+                if not ok:
+                    d.log.warning("worker.lease_lost", reason="the send was declared uncertain by another dispatcher")
+                    done[i] = Outcome("lease_lost", d.job.lead.id)
+                    continue
+                result = RecipientResult("sent", "contacted", d.reservation.account.id, d.message.message_id)
+                settled.append((i, d, result, *self._settlement(d.job, d.index, result, now)))
+            landed = await leases.release_many(self.leads, [(d.job.lease, update) for _, d, _, update, _, _ in settled])
+            activities = [activity for (_, _, _, _, _, activity), ok in zip(settled, landed, strict=True) if ok]
+            if activities:
+                await self.activities.insert_many(activities, ordered=False)
+        except PyMongoError as exc:
+            for i, d in accepted:
+                if i not in done:
+                    done[i] = await self._db_error(d.job.lease, d.log, exc)
+            return done
+        for (i, d, result, _, outcome, _), ok in zip(settled, landed, strict=True):
+            if ok:
+                self._log_settled(d.job, d.index, result, outcome)
+                done[i] = outcome
+            else:
+                d.log.warning("worker.lease_lost", reason="lease expired and another dispatcher took the lead")
+                done[i] = Outcome("lease_lost", d.job.lead.id)
+        return done
+
+    async def _unsent(self, job: _Job, index: int, reservation: Reservation, result: RecipientResult) -> Outcome:
+        """Settled without sending (render failed, or another attempt already has an outcome)."""
+        await self.arbiter.rollback(reservation, self.clock(), reason=result.error or "not sent")
+        return await self._record(job, index, result)
+
+    async def _renew(self, job: _Job) -> _Job:
+        lease = await leases.renew(self.leads, job.lease, now=self.clock(), lease_seconds=self.config.lease_seconds)
+        return _replace_lease(job, lease)
+
+    async def _rollback(self, reservation: Reservation, outcome: Outcome) -> Outcome:
+        await self.arbiter.rollback(reservation, self.clock(), reason=f"not sent: {outcome.kind}")
+        return outcome
 
     async def _prepare(
         self,
@@ -407,23 +660,12 @@ class Worker:
         account = reservation.account
         try:
             await self.sender.send(account, message)
-        except AccountAuthError as exc:
-            return await self._auth_failed(job, index, reservation, attempt, exc, log)
-        except PermanentSendError as exc:
-            return await self._bounced(job, index, reservation, attempt, exc, log)
-        except (TransientSendError, SendError) as exc:
-            if exc.uncertain:
-                # The connection died after the message data went out: it may have been accepted.
-                return await self._in_doubt(job, index, reservation, attempt, message, exc, log)
-            return await self._transient(job, index, reservation, attempt, exc, log)
         except asyncio.CancelledError:
             # Stopped mid-send: it may have gone out. Record that honestly before giving up the task.
             await asyncio.shield(self._interrupted(job, reservation, attempt))
             raise
         except Exception as exc:
-            # An unexpected error after the message may have reached the server: never risk sending it twice.
-            log.exception("worker.smtp_error", error=repr(exc))
-            return await self._in_doubt(job, index, reservation, attempt, message, exc, log)
+            return await self._send_failed(job, index, reservation, attempt, message, exc, log)
         now = self.clock()
         # The message is out: recording it must survive a database blip, or it would turn into "uncertain".
         recorded = await _durably(lambda: ledger.finish(self.sends, attempt, "sent", now), log)
@@ -433,6 +675,30 @@ class Worker:
         if not recorded:
             raise LeaseLost(job.lead.id)
         return await self._record(job, index, RecipientResult("sent", "contacted", account.id, message.message_id))
+
+    async def _send_failed(
+        self,
+        job: _Job,
+        index: int,
+        reservation: Reservation,
+        attempt: ledger.Attempt,
+        message: OutgoingMessage,
+        exc: Exception,
+        log: Any,
+    ) -> Outcome:
+        """Settle a send that raised, by the failure's class."""
+        if isinstance(exc, AccountAuthError):
+            return await self._auth_failed(job, index, reservation, attempt, exc, log)
+        if isinstance(exc, PermanentSendError):
+            return await self._bounced(job, index, reservation, attempt, exc, log)
+        if isinstance(exc, TransientSendError | SendError):
+            if exc.uncertain:
+                # The connection died after the message data went out: it may have been accepted.
+                return await self._in_doubt(job, index, reservation, attempt, message, exc, log)
+            return await self._transient(job, index, reservation, attempt, exc, log)
+        # An unexpected error after the message may have reached the server: never risk sending it twice.
+        log.error("worker.smtp_error", error=repr(exc), exc_info=exc)
+        return await self._in_doubt(job, index, reservation, attempt, message, exc, log)
 
     async def _in_doubt(
         self,
@@ -554,7 +820,16 @@ class Worker:
 
     async def _record(self, job: _Job, index: int, result: RecipientResult) -> Outcome:
         """Write the recipient's outcome and release the lead for its next recipient or step (one fenced write)."""
-        now = self.clock()
+        update, outcome, activity = self._settlement(job, index, result, self.clock())
+        await leases.fenced_update(self.leads, job.lease, update)
+        await self.activities.insert_one(activity)
+        self._log_settled(job, index, result, outcome)
+        return outcome
+
+    def _settlement(
+        self, job: _Job, index: int, result: RecipientResult, now: datetime
+    ) -> tuple[dict[str, Any], Outcome, dict[str, Any]]:
+        """For one settled recipient: the lead's release update, the outcome and the `activities` document."""
         recipient = job.lead.recipients[index]
         key = recipient_key(job.step.step_order, index)
         entry: dict[str, Any] = {
@@ -577,17 +852,15 @@ class Worker:
                     "progress.last_sent_at": now,
                 }
             )
-        remaining = [i for i in job.pending if i != index]
         unset = [f"progress.retries.{key}"] if key in job.lead.progress.retries else []
-        if remaining:
+        if _remaining(job, index):
             wait = job.campaign.settings.min_wait_time if result.status in ("sent", "uncertain") else 0.0
-            due = recipient_due(now, wait)
-            await leases.release(self.leads, job.lease, due, values, unset)
-            outcome = Outcome(result.status, job.lead.id, job.campaign.id, result.account_id, due)
+            due: datetime | None = recipient_due(now, wait)
+            update = leases.release_update(due, values, unset)
         else:
-            step_outcome = await self._finish_step(job, now, values, unset)
-            outcome = Outcome(result.status, job.lead.id, job.campaign.id, result.account_id, step_outcome.next_due_at)
-        await self._activity(
+            update, due = self._step_release(job, now, values, unset)
+        outcome = Outcome(result.status, job.lead.id, job.campaign.id, result.account_id, due)
+        activity = self._activity_doc(
             job,
             index,
             _activity_type(result),
@@ -597,6 +870,13 @@ class Worker:
             result.error,
             result.smtp_code,
         )
+        return update, outcome, activity
+
+    def _log_settled(self, job: _Job, index: int, result: RecipientResult, outcome: Outcome) -> None:
+        recipient = job.lead.recipients[index]
+        remaining = _remaining(job, index)
+        if not remaining:
+            self._log_step_done(job)
         log = job.log.bind(account_id=result.account_id, step_order=job.step.step_order, recipient_index=index)
         if result.recipient_status is not None:
             log.info("worker.status_updated", email=recipient.email, status=result.recipient_status)
@@ -608,7 +888,6 @@ class Worker:
             remaining=len(remaining),
             error=result.error,
         )
-        return outcome
 
     async def _activity(
         self,
@@ -621,6 +900,21 @@ class Worker:
         error: str | None,
         smtp_code: int | None,
     ) -> None:
+        await self.activities.insert_one(
+            self._activity_doc(job, index, kind, now, account_id, message_id, error, smtp_code)
+        )
+
+    def _activity_doc(
+        self,
+        job: _Job,
+        index: int,
+        kind: str,
+        now: datetime,
+        account_id: str | None,
+        message_id: str | None,
+        error: str | None,
+        smtp_code: int | None,
+    ) -> dict[str, Any]:
         doc: dict[str, Any] = {
             "campaign_id": job.campaign.id,
             "lead_id": job.lead.id,
@@ -635,7 +929,7 @@ class Worker:
                 doc[name] = value
         if smtp_code is not None:
             doc["smtp_code"] = smtp_code
-        await self.activities.insert_one(doc)
+        return doc
 
 
 async def _durably(write: Callable[[], Awaitable[T]], log: Any) -> T:
@@ -650,6 +944,15 @@ async def _durably(write: Callable[[], Awaitable[T]], log: Any) -> T:
             log.warning("worker.db_error", error=str(exc), attempt=attempt, retry_in=delay)
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def _remaining(job: _Job, index: int) -> list[int]:
+    """The step's other recipients still to process once `index` is settled."""
+    return [i for i in job.pending if i != index]
+
+
+def _lead_log(doc: Mapping[str, Any], lease: Lease) -> Any:
+    return get_logger(lead_id=str(lease.lead_id), campaign_id=str(doc.get("campaign_id")))
 
 
 def _activity_type(result: RecipientResult) -> str:
