@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
@@ -15,15 +16,27 @@ T = TypeVar("T")
 
 
 class _TtlCache(Generic[T]):
+    """Values kept `ttl` seconds; concurrent misses of one key share a single load (a batch asks together)."""
+
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._items: dict[str, tuple[float, T]] = {}
+        self._loading: dict[str, asyncio.Task[T]] = {}
 
     async def get(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
         hit = self._items.get(key)
         now = time.monotonic()
         if hit is not None and now - hit[0] < self.ttl:
             return hit[1]
+        task = self._loading.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._load(key, load, now))
+            self._loading[key] = task
+            task.add_done_callback(lambda _: self._loading.pop(key, None))
+        # Shielded: one waiter being cancelled must not cancel the load the others wait for.
+        return await asyncio.shield(task)
+
+    async def _load(self, key: str, load: Callable[[], Awaitable[T]], now: float) -> T:
         value = await load()
         self._items[key] = (now, value)
         return value

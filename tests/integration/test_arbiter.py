@@ -521,3 +521,96 @@ async def test_a_reservation_costs_few_round_trips(db: Database, mongo_uri: str,
     assert cold == ["find", "find", "find", "update", "update"]  # accounts, settings, usage, claim, count
     assert warm == ["find", "find", "update", "update"]  # settings come from the cache
     assert commit == ["update", "update"]
+
+
+async def test_reserve_many_spreads_least_recently_used_first_within_the_limits(db: Database) -> None:
+    accounts = [await add_account(db, n, max_daily=3) for n in range(3)]
+    arbiter = Arbiter(db, owner="d1")
+    campaign = make_campaign(daily_limit=2)
+    # The first account was used most recently: it comes last in the rotation.
+    await db[schema.EMAIL_ACCOUNTS].update_one({"_id": ObjectId(accounts[0])}, {"$set": {"last_used_at": NOW}})
+
+    got = await arbiter.reserve_many(campaign, NOW, 5)
+
+    assert Counter(r.account.id for r in got) == {accounts[1]: 2, accounts[2]: 2, accounts[0]: 1}
+    assert len({r.token for r in got}) == 5
+    for account, k in Counter(r.account.id for r in got).items():
+        usage = await arbiter.usage(account, "2026-03-14")
+        assert (usage["sent"], usage["campaigns"]) == (k, {campaign.id: k})
+    # The campaign's daily_limit of 2 per account leaves one send (on the first account) for today.
+    assert [r.account.id for r in await arbiter.reserve_many(campaign, NOW, 5)] == [accounts[0]]
+    assert await arbiter.reserve_many(campaign, NOW, 5) == []
+    assert "daily_limit" in unavailable(await arbiter.reserve(campaign, NOW)).reason
+
+
+async def test_reserve_many_takes_one_send_per_wait_window(db: Database) -> None:
+    accounts = [await add_account(db, n, min_wait=2) for n in range(2)]
+    arbiter = Arbiter(db, owner="d1")
+    campaign = make_campaign()
+
+    got = await arbiter.reserve_many(campaign, NOW, 5)
+
+    assert sorted(r.account.id for r in got) == sorted(accounts)
+    assert await arbiter.reserve_many(campaign, NOW + timedelta(minutes=1), 5) == []
+    await arbiter.commit_many(got, NOW)
+    again = await arbiter.reserve_many(campaign, NOW + timedelta(minutes=2), 5)
+    assert sorted(r.account.id for r in again) == sorted(accounts)
+
+
+async def test_reserve_many_rollback_and_commit_keep_the_counters_exact(db: Database) -> None:
+    account = await add_account(db, 1, max_daily=10)
+    arbiter = Arbiter(db, owner="d1")
+    campaign = make_campaign()
+
+    got = await arbiter.reserve_many(campaign, NOW, 4)
+    assert len(got) == 4
+    await arbiter.rollback(got[0], NOW, reason="render failed")
+    await arbiter.commit_many(got[1:], NOW)
+
+    usage = await arbiter.usage(account, "2026-03-14")
+    assert (usage["sent"], usage["committed"], usage["campaigns"]) == (3, 3, {campaign.id: 3})
+
+
+async def test_reserve_many_never_exceeds_a_limit_when_dispatchers_race(
+    db: Database, mongo_uri: str, db_name: str
+) -> None:
+    accounts = [await add_account(db, n, max_daily=5) for n in range(3)]
+    campaign = make_campaign()
+    clients = [make_client(mongo_uri) for _ in range(3)]
+    try:
+        arbiters = [Arbiter(c[db_name], owner=f"client-{i}") for i, c in enumerate(clients)]
+        calls = [arbiters[i % 3].reserve_many(campaign, NOW, 4) for i in range(9)]
+        batches = await asyncio.wait_for(asyncio.gather(*calls), timeout=60)
+        singles = await asyncio.wait_for(asyncio.gather(*(a.reserve(campaign, NOW) for a in arbiters * 3)), timeout=60)
+    finally:
+        for client in clients:
+            await client.close()
+
+    wins = [r for batch in batches for r in batch] + [o for o in singles if isinstance(o, Reservation)]
+    assert Counter(w.account.id for w in wins) == dict.fromkeys(accounts, 5)
+    arbiter = Arbiter(db, owner="check")
+    for account in accounts:
+        assert (await arbiter.usage(account, "2026-03-14"))["sent"] == 5
+
+
+async def test_reserve_many_costs_a_fixed_number_of_round_trips(db: Database, mongo_uri: str, db_name: str) -> None:
+    for n in range(8):
+        await add_account(db, n, max_daily=100)
+    counter = CommandCounter()
+    client = make_client(mongo_uri, event_listeners=[counter])
+    try:
+        arbiter = Arbiter(client[db_name], owner="d1")
+        campaign = make_campaign()
+        await arbiter.reserve_many(campaign, NOW, 1)  # warms the settings cache
+        counter.names.clear()
+        got = await arbiter.reserve_many(campaign, NOW, 20)
+        reserve = list(counter.names)
+        counter.names.clear()
+        await arbiter.commit_many(got, NOW)
+        commit = list(counter.names)
+    finally:
+        await client.close()
+
+    assert len(got) == 20
+    assert reserve == ["find", "find", "update", "update"]  # accounts, usage, rotation, all counts together
+    assert commit == ["update"]

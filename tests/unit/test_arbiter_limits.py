@@ -147,3 +147,29 @@ def test_campaign_ids_that_would_break_the_usage_path_are_refused(bad: str) -> N
 
 def test_usage_path_keys_counters_by_campaign_id() -> None:
     assert usage_path("65f0c0ffee0000000000beef") == "campaigns.65f0c0ffee0000000000beef"
+
+
+def test_capacity_is_what_every_limit_leaves_and_one_with_a_wait_window() -> None:
+    from app.domain.arbiter import capacity
+
+    unlimited = AccountLimits(max_daily_sends=None, campaign_daily_limit=None, min_wait_minutes=0.0)
+    assert capacity(unlimited, 500, 500, wanted=7) == 7
+    daily = AccountLimits(max_daily_sends=10, campaign_daily_limit=None, min_wait_minutes=0.0)
+    assert capacity(daily, 8, 0, wanted=7) == 2
+    campaign_cap = AccountLimits(max_daily_sends=10, campaign_daily_limit=4, min_wait_minutes=0.0)
+    assert capacity(campaign_cap, 0, 3, wanted=7) == 1
+    assert capacity(campaign_cap, 0, 6, wanted=7) == 0  # already over (the limit was lowered): never negative
+    waiting = AccountLimits(max_daily_sends=None, campaign_daily_limit=None, min_wait_minutes=0.5)
+    assert capacity(waiting, 0, 0, wanted=7) == 1
+
+
+def test_allocate_spreads_one_per_account_per_round_in_the_given_order() -> None:
+    from app.domain.arbiter import allocate
+
+    assert allocate([("a", 5), ("b", 5), ("c", 5)], 2) == {"a": 1, "b": 1}
+    assert allocate([("a", 5), ("b", 5), ("c", 5)], 7) == {"a": 3, "b": 2, "c": 2}
+    assert allocate([("a", 1), ("b", 5)], 4) == {"a": 1, "b": 3}
+    assert allocate([("a", 1), ("b", 2)], 10) == {"a": 1, "b": 2}  # no more than the room there is
+    assert allocate([("a", 0)], 3) == {}
+    assert allocate([], 3) == {}
+    assert allocate([("a", 4)], 0) == {}
