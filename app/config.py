@@ -39,7 +39,7 @@ class Settings:
     smtp_timeout: float = 30.0  # OUTBOUND_SMTP_TIMEOUT, seconds
     lease_seconds: float = 120.0  # OUTBOUND_LEASE_SECONDS
     poll_interval: float = 5.0  # OUTBOUND_POLL_INTERVAL, seconds
-    concurrency: int = 8  # OUTBOUND_CONCURRENCY, leads processed at once
+    concurrency: int = 40  # OUTBOUND_CONCURRENCY, leads processed at once (two batches of 20)
     batch_size: int = 20  # OUTBOUND_BATCH_SIZE, leads fetched per query
     retry_base_seconds: float = 60.0  # OUTBOUND_RETRY_BASE_SECONDS
     retry_cap_seconds: float = 3600.0  # OUTBOUND_RETRY_CAP_SECONDS

@@ -48,7 +48,7 @@ class DispatcherOptions:
 
     campaign_id: str | None = None
     batch_size: int = 20
-    concurrency: int = 8
+    concurrency: int = 40
     poll_interval: float = 5.0
     lease_seconds: float = 120.0
     shutdown_grace_seconds: float = 30.0
