@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import cProfile
 import logging
 import math
+import os
 import re
 import resource
 import tempfile
@@ -308,11 +310,20 @@ def dispatcher_main(spec: DispatcherSpec, ready: Event, go: Event, stop: Event, 
     """Entry point of a dispatcher child: connect, signal `ready`, run from `go` until `stop`, report."""
     with Path(spec.log_path).open("a") as log:
         configure_logging(spec.log_level, "json", stream=log)
+        profile_path = os.environ.get("OUTBOUND_BENCH_PROFILE")
+        profiler = cProfile.Profile() if profile_path else None
         try:
+            if profiler is not None:
+                profiler.enable()
             report = asyncio.run(_dispatch(spec, ready, go, stop))
         except Exception as exc:
             report = DispatcherReport(error=f"{type(exc).__name__}: {exc}")
             ready.set()
+        finally:
+            if profiler is not None and profile_path:
+                profiler.disable()
+                # One file per child: the throughput phase's dispatcher is the first to write.
+                profiler.dump_stats(f"{profile_path}.{os.getpid()}")
     results.put(report)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -152,7 +152,7 @@ async def fenced_update(coll: MongoCollection, lease: Lease, update: Mapping[str
         raise LeaseLost(lease.lead_id)
 
 
-async def release_many(coll: MongoCollection, releases: list[tuple[Lease, Mapping[str, Any]]]) -> list[bool]:
+async def release_many(coll: MongoCollection, releases: Sequence[tuple[Lease, Mapping[str, Any]]]) -> list[bool]:
     """Apply several fenced release updates (from `release_update`) in one round trip; True where it landed.
 
     Each update also records `progress.released_by` (the lease token), so that when fewer than all matched,

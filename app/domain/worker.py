@@ -389,8 +389,15 @@ class Worker:
             result = await self.arbiter.reserve(job.campaign, now, only=only)
         return result
 
-    async def _send(self, job: _Job, index: int, template: Template, last_account: str | None) -> Outcome:
-        reservation = await self._reserve(job, last_account)
+    async def _send(
+        self,
+        job: _Job,
+        index: int,
+        template: Template,
+        last_account: str | None,
+        reserved: Reservation | None = None,
+    ) -> Outcome:
+        reservation = reserved or await self._reserve(job, last_account)
         if isinstance(reservation, NoAccountAvailable):
             await leases.release(self.leads, job.lease, reservation.retry_at)
             job.log.info(
@@ -435,6 +442,46 @@ class Worker:
                 get_logger(campaign_id=campaign.id).warning("worker.db_error", error=str(exc), phase="reserve_many")
                 continue
             done.update(await self._deliver_batch(list(zip(group, reservations, strict=False))))
+            done.update(await self._starved(group[len(reservations) :]))
+        return done
+
+    async def _starved(self, plans: list[tuple[int, _SendPlan]]) -> dict[int, Outcome]:
+        """Plans the batch found no account for: try one at a time until no account is free, then the rest wait
+        (one write for all of them) until the time the arbiter gives, with its reason."""
+        done: dict[int, Outcome] = {}
+        for n, (i, plan) in enumerate(plans):
+            job = plan.job
+            found = await self._guarded(job.lease, job.log, self._reserve(job, None))
+            if isinstance(found, Outcome):  # a database error or a lost lease, already handled
+                done[i] = found
+            elif isinstance(found, Reservation):
+                done[i] = await self._guarded(
+                    job.lease, job.log, self._send(job, plan.index, plan.template, None, reserved=found)
+                )
+            else:
+                done.update(await self._wait_for_account(plans[n:], found))
+                break
+        return done
+
+    async def _wait_for_account(
+        self, plans: list[tuple[int, _SendPlan]], unavailable: NoAccountAvailable
+    ) -> dict[int, Outcome]:
+        releases = [(plan.job.lease, leases.release_update(unavailable.retry_at)) for _, plan in plans]
+        try:
+            landed = await leases.release_many(self.leads, releases)
+        except PyMongoError as exc:
+            return {i: await self._db_error(plan.job.lease, plan.job.log, exc) for i, plan in plans}
+        done: dict[int, Outcome] = {}
+        for (i, plan), ok in zip(plans, landed, strict=True):
+            job = plan.job
+            if not ok:
+                job.log.warning("worker.lease_lost", reason="lease expired and another dispatcher took the lead")
+                done[i] = Outcome("lease_lost", job.lead.id)
+                continue
+            job.log.info(
+                "worker.waiting_for_account", retry_at=unavailable.retry_at.isoformat(), reason=unavailable.reason
+            )
+            done[i] = Outcome("no_account", job.lead.id, job.campaign.id, next_due_at=unavailable.retry_at)
         return done
 
     async def _deliver_batch(self, paired: list[tuple[tuple[int, _SendPlan], Reservation]]) -> dict[int, Outcome]:

@@ -192,3 +192,32 @@ async def test_finish_sent_reads_back_which_attempts_were_recorded(db) -> None:
     assert (await coll.find_one({"_id": "lead1:1:0"}))["state"] == "uncertain"
     again = await ledger.start_many(coll, new[:1], now)
     assert isinstance(again[0], ledger.Settled) and again[0].state == "sent"
+
+
+async def test_leads_beyond_the_free_accounts_wait_together_for_the_earliest_one(
+    db, smtp, mongo_uri: str, db_name: str
+) -> None:
+    campaign = await add_campaign(db, min_wait_time=5)
+    for n in range(2):
+        await add_account(db, smtp.port, email=f"s{n}@example.com")
+    ids = [await add_lead(db, campaign, [{"email": f"p{i}@x.example"}]) for i in range(10)]
+    counter = CommandCounter()
+    client = make_client(mongo_uri, event_listeners=[counter])
+    try:
+        await client.admin.command("ping")
+        counter.names.clear()
+        started = datetime.now(UTC)
+        stats = await run_batch(client[db_name], batch_size=10, concurrency=10)
+    finally:
+        await client.close()
+
+    assert stats.outcomes == Counter({"sent": 2, "no_account": 8})
+    assert len(await smtp.wait_for(2)) == 2
+    waiting = [doc async for doc in db[schema.CAMPAIGN_LEADS].find({"_id": {"$in": ids}, "progress.completed": None})]
+    assert len(waiting) == 8
+    for doc in waiting:
+        assert "lease_token" not in doc["progress"]
+        # Due again when the first account's 5-minute window ends, not before.
+        assert doc["progress"]["next_due_at"] >= started + timedelta(minutes=5)
+    # The eight were released with one write, not one each (plus one reservation attempt that said why).
+    assert Counter(counter.targets)["update campaign_leads"] <= 3, Counter(counter.targets)
