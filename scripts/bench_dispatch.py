@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import email.policy
 import json
 import math
 import multiprocessing
@@ -273,7 +272,7 @@ def prerendered(count: int, connections: int) -> list[tuple[str, str, bytes]]:
             text=f"Hi Pat0,\n\nA short note for lead{number}.r0@acme.example about Acme.\n\n-- \nSam, Example Ltd\n",
             html=None,
         )
-        payload = build_message(message, now=now).as_bytes(policy=email.policy.SMTP)
+        payload = build_message(message, now=now)
         out.append((message.from_email, message.to_email, payload))
     return out
 

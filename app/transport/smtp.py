@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.policy
 import hashlib
 import ssl
 from collections.abc import Callable
@@ -212,9 +211,9 @@ class _Envelope:
 
 
 def _envelope(message: OutgoingMessage, now: datetime) -> _Envelope:
-    built = build_message(message, now=now)
+    payload = build_message(message, now=now)
     sender, recipient = wire_address(message.from_email, "From"), wire_address(message.to_email, "To")
-    return _Envelope(sender, recipient, built.as_bytes(policy=email.policy.SMTP))
+    return _Envelope(sender, recipient, payload)
 
 
 class SmtpSender:

@@ -113,8 +113,8 @@ def outgoing(**changes: object) -> OutgoingMessage:
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
-def reparse(msg: EmailMessage) -> EmailMessage:
-    parsed = message_from_bytes(msg.as_bytes(), policy=policy.default)
+def reparse(raw: bytes) -> EmailMessage:
+    parsed = message_from_bytes(raw, policy=policy.default)
     assert isinstance(parsed, EmailMessage)
     return parsed
 
@@ -150,7 +150,7 @@ def test_html_makes_a_multipart_alternative_with_both_bodies() -> None:
 
 
 def test_unicode_display_names_and_subject_are_encoded_on_the_wire() -> None:
-    raw = build_message(outgoing(from_name="Zoë Ångström", to_name="Łukasz", subject="Grüße"), now=NOW).as_bytes()
+    raw = build_message(outgoing(from_name="Zoë Ångström", to_name="Łukasz", subject="Grüße"), now=NOW)
     headers = raw.split(b"\r\n\r\n", 1)[0]
     assert headers.isascii()
     assert b"=?utf-8?" in headers
@@ -230,3 +230,29 @@ def test_internationalised_domain_is_sent_in_its_ascii_form() -> None:
 def test_non_ascii_local_part_is_refused_with_the_reason() -> None:
     with pytest.raises(InvalidHeader, match="non-ASCII local part"):
         build_message(outgoing(to_email="zoë@example.com"), now=NOW)
+
+
+def test_wire_form_uses_crlf_and_keeps_every_line_within_smtp_limits() -> None:
+    long_line = "word " * 400  # 2,000 characters on one line
+    subject = "A subject line that is long enough to be folded over more than one line of the header " * 2
+    raw = build_message(outgoing(text=long_line, subject=subject), now=NOW)
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    msg = reparse(raw)
+    assert msg["Subject"] == subject
+    assert msg["Content-Transfer-Encoding"] == "quoted-printable"
+    assert body(msg) == long_line.rstrip("\n")
+
+
+def test_ascii_body_goes_as_7bit_and_non_ascii_as_quoted_printable_utf8() -> None:
+    ascii_msg = reparse(build_message(outgoing(text="Hi Ann,\nplain text"), now=NOW))
+    assert (ascii_msg["Content-Transfer-Encoding"], ascii_msg.get_content_charset()) == ("7bit", "us-ascii")
+    utf8 = reparse(build_message(outgoing(text="Grüße", html="<p>Grüße</p>"), now=NOW))
+    for part in utf8.iter_parts():
+        assert (part["Content-Transfer-Encoding"], part.get_content_charset()) == ("quoted-printable", "utf-8")
+
+
+def test_non_ascii_extra_header_is_encoded() -> None:
+    raw = build_message(outgoing(headers={"X-Campaign": "Frühling"}), now=NOW)
+    assert raw.split(b"\r\n\r\n", 1)[0].isascii()
+    assert reparse(raw)["X-Campaign"] == "Frühling"
