@@ -467,7 +467,7 @@ async def _time_due_query(uri: str, db_name: str, campaign_id: str, limit: int) 
             started = time.perf_counter()
             found = len(await leases.find_due(coll, now, campaign_id, limit))
             plain.append(time.perf_counter() - started)
-            flt = {"campaign_id": campaign_id, "progress.next_due_at": {"$lte": now}}
+            flt = {"campaign_id": campaign_id, "progress.next_due_at": leases.due_range(now)}
             started = time.perf_counter()
             cursor = coll.find(flt, sort=[("progress.next_due_at", 1)], limit=limit, hint="campaign_due")
             await cursor.to_list()

@@ -17,7 +17,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.errors import PyMongoError
@@ -159,7 +159,8 @@ class Dispatcher:
         # Only an idle scan needs to know when to wake up; a busy one is woken by finishing workers.
         if claimed:
             return claimed, None
-        due = await leases.earliest_due(self.leads, [c.id for c in campaigns])
+        horizon = now + timedelta(seconds=self.options.poll_interval)
+        due = await leases.earliest_due(self.leads, [c.id for c in campaigns], horizon)
         return 0, min([t for t in (due, *blocked_until) if t is not None], default=None)
 
     async def _claim_batch(self, campaign_id: str, limit: int) -> int:

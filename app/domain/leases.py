@@ -12,7 +12,7 @@ import dataclasses
 import uuid
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, UpdateOne
@@ -39,6 +39,16 @@ class Lease:
     recipients: int | None = None  # how many recipients the claimed copy had (an import may add more)
 
 
+# The oldest date BSON can carry: a range needs a lower bound too, or some servers (SecantusDB) walk every
+# index entry below `now`, including those of leads without a due time, before they apply the limit.
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
+
+
+def due_range(now: datetime) -> dict[str, Any]:
+    """The `progress.next_due_at` condition of a lead that is due at `now` (bounded on both sides)."""
+    return {"$gte": EARLIEST, "$lte": now}
+
+
 async def find_due(
     coll: MongoCollection,
     now: datetime,
@@ -48,12 +58,30 @@ async def find_due(
 ) -> list[dict[str, Any]]:
     """Up to `limit` due leads of one campaign, oldest due first (index campaign_id + progress.next_due_at).
 
-    Completed and stopped leads carry no `next_due_at`, so equality plus one range is the whole filter: extra
-    `$ne` conditions would keep some servers from using the index at all. The claim re-checks them.
+    Completed and stopped leads carry no `next_due_at`, so equality plus one bounded range is the whole filter:
+    extra `$ne` conditions would keep some servers from using the index at all. The claim re-checks them.
     """
-    flt = {"campaign_id": campaign_id, "progress.next_due_at": {"$lte": now}}
+    flt = {"campaign_id": campaign_id, "progress.next_due_at": due_range(now)}
     cursor = coll.find(flt, projection=projection, sort=[("progress.next_due_at", ASCENDING)], limit=limit)
     return [doc async for doc in cursor]
+
+
+async def earliest_due(coll: MongoCollection, campaign_ids: Collection[str], horizon: datetime) -> datetime | None:
+    """When the next lead of these campaigns becomes due, if that is before `horizon` (else None).
+
+    One bounded index range per campaign: the dispatcher never sleeps past its poll interval anyway, so
+    nothing scheduled later needs reading.
+    """
+    earliest: datetime | None = None
+    for campaign_id in campaign_ids:
+        flt = {"campaign_id": campaign_id, "progress.next_due_at": due_range(horizon)}
+        doc = await coll.find_one(
+            flt, sort=[("progress.next_due_at", ASCENDING)], projection={"_id": 0, "progress.next_due_at": 1}
+        )
+        value = doc.get("progress", {}).get("next_due_at") if doc else None
+        if isinstance(value, datetime) and (earliest is None or value < earliest):
+            earliest = value
+    return earliest
 
 
 async def claim_many(
@@ -90,18 +118,6 @@ async def claim_many(
         count = len(data) if isinstance(data, list) else None
         claimed.append((doc, Lease(doc["_id"], owner, token, until, count)))
     return claimed
-
-
-async def earliest_due(coll: MongoCollection, campaign_ids: Collection[str]) -> datetime | None:
-    """When the next lead of these campaigns becomes due (None when nothing is scheduled)."""
-    if not campaign_ids:
-        return None
-    flt = {"campaign_id": {"$in": list(campaign_ids)}, "progress.next_due_at": {"$ne": None}}
-    doc = await coll.find_one(flt, sort=[("progress.next_due_at", ASCENDING)], projection={"progress.next_due_at": 1})
-    if doc is None:
-        return None
-    value = doc.get("progress", {}).get("next_due_at")
-    return value if isinstance(value, datetime) else None
 
 
 async def claim(

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.db import schema
+from app.domain.leases import due_range
 from app.domain.models import AccountCampaignSettings, InvalidDocument, Lead, recipient_key
 from app.domain.scheduling import utc_day as utc_day  # re-exported: one definition of the day
 
@@ -59,7 +60,7 @@ def lead_state(lead: Lead, now: datetime) -> str:
 def due_filter(now: datetime) -> dict[str, Any]:
     """The query twin of `lead_state(...) == DUE` (filters on the indexed `progress.next_due_at`)."""
     return {
-        "progress.next_due_at": {"$lte": now},
+        "progress.next_due_at": due_range(now),
         "progress.stopped": {"$ne": True},
         "progress.completed": {"$ne": True},
         "$or": [{"progress.lease_until": None}, {"progress.lease_until": {"$lte": now}}],

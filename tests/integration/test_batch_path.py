@@ -221,3 +221,23 @@ async def test_leads_beyond_the_free_accounts_wait_together_for_the_earliest_one
         assert doc["progress"]["next_due_at"] >= started + timedelta(minutes=5)
     # The eight were released with one write, not one each (plus one reservation attempt that said why).
     assert Counter(counter.targets)["update campaign_leads"] <= 3, Counter(counter.targets)
+
+
+async def test_the_bounded_due_range_still_finds_any_past_due_time_and_skips_unscheduled_leads(db) -> None:
+    campaign = await add_campaign(db)
+    now = datetime.now(UTC).replace(microsecond=0)  # BSON dates keep milliseconds
+    ancient = await add_lead(db, campaign, [{"email": "old@x.example"}], due=datetime(1901, 1, 1, tzinfo=UTC))
+    recent = await add_lead(db, campaign, [{"email": "new@x.example"}], due=now - timedelta(seconds=1))
+    soon = await add_lead(db, campaign, [{"email": "soon@x.example"}], due=now + timedelta(seconds=3))
+    later = await add_lead(db, campaign, [{"email": "later@x.example"}], due=now + timedelta(hours=2))
+    unscheduled = await add_lead(db, campaign, [{"email": "done@x.example"}])
+    coll = db[schema.CAMPAIGN_LEADS]
+    await coll.update_one({"_id": unscheduled}, {"$unset": {"progress.next_due_at": ""}})
+    await coll.update_one({"_id": later}, {"$set": {"progress.next_due_at": None}})
+
+    found = await leases.find_due(coll, now, campaign, 10, projection={"_id": 1})
+    assert [doc["_id"] for doc in found] == [ancient, recent]  # oldest due first
+    await coll.delete_many({"_id": {"$in": [ancient, recent]}})
+    assert await leases.earliest_due(coll, [campaign], now + timedelta(seconds=5)) == now + timedelta(seconds=3)
+    assert await leases.earliest_due(coll, [campaign], now + timedelta(seconds=1)) is None  # past the horizon
+    assert soon
