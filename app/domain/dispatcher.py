@@ -93,6 +93,7 @@ class Dispatcher:
         self._rotation = 0
         self._refill_at = max(1, options.concurrency // 2)
         self._campaigns: tuple[float, list[Campaign]] | None = None
+        self._windows: dict[str, leases.DueWindow] = {}  # campaign id -> where its oldest due leads are
         self._blocked: dict[str, datetime] = {}  # campaign id -> when an account may next send for it
         self.log = get_logger(dispatcher=self.owner)
 
@@ -166,7 +167,8 @@ class Dispatcher:
     async def _claim_batch(self, campaign_id: str, limit: int) -> int:
         now = self.clock()
         # Read a few more than we can take and shuffle them, so racing dispatchers rarely fight over one lead.
-        found = await leases.find_due(self.leads, now, campaign_id, limit * CLAIM_SPREAD, projection={"_id": 1})
+        window = self._windows.setdefault(campaign_id, leases.DueWindow())
+        found = await window.find(self.leads, now, campaign_id, limit * CLAIM_SPREAD)
         random.shuffle(found)
         claimed = await leases.claim_many(
             self.leads,

@@ -66,6 +66,68 @@ async def find_due(
     return [doc async for doc in cursor]
 
 
+@dataclass
+class DueWindow:
+    """Where one campaign's oldest due leads are, so that most due queries read a narrow index range.
+
+    A due query bounded only by `now` costs, on servers that read the whole range before applying the limit
+    (SecantusDB), time in proportion to every due lead of the campaign. This keeps the due time of the oldest
+    lead it last found (`lo`) and how wide a range held a batch (`span`), and asks for
+    [lo - slack, min(now, lo + span)] instead, widening when that holds too few. The whole range is read again
+    when the window comes back empty and every `full_every` scans, so a lead written with an older due time
+    (another dispatcher's clock, an operator's reset) waits at most that long. On MongoDB both are the same
+    bounded index scan that stops at the limit.
+    """
+
+    lo: datetime | None = None
+    span: timedelta = timedelta(minutes=1)
+    scans: int = 0
+    slack: timedelta = timedelta(seconds=5)
+    full_every: int = 25
+    widen_times: int = 3
+
+    async def find(self, coll: MongoCollection, now: datetime, campaign_id: str, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` due leads (`_id` and due time), oldest due first, as `find_due` would return them."""
+        self.scans += 1
+        if self.lo is not None and self.scans % self.full_every != 0:
+            span = self.span
+            for _ in range(self.widen_times + 1):
+                upper = min(now, self.lo + span)
+                found = await _due_ids(coll, campaign_id, {"$gte": self.lo - self.slack, "$lte": upper}, limit)
+                if len(found) >= limit or (found and upper >= now):
+                    return self._moved(found, limit, span)
+                if upper >= now:
+                    break
+                span *= 4
+        found = await _due_ids(coll, campaign_id, due_range(now), limit)
+        return self._moved(found, limit, self.span)
+
+    def _moved(self, found: list[dict[str, Any]], limit: int, span: timedelta) -> list[dict[str, Any]]:
+        times = [t for t in (_due_time(doc) for doc in found) if t is not None]
+        self.lo = times[0] if times else None
+        # A full batch tells how wide a range holds one: start there next time (a little wider).
+        self.span = max(timedelta(seconds=1), 2 * (times[-1] - times[0])) if len(times) >= limit else span
+        return found
+
+
+async def _due_ids(coll: MongoCollection, campaign_id: str, due: Mapping[str, Any], limit: int) -> list[dict[str, Any]]:
+    cursor = coll.find(
+        {"campaign_id": campaign_id, "progress.next_due_at": dict(due)},
+        projection={"_id": 1, "progress.next_due_at": 1},
+        sort=[("progress.next_due_at", ASCENDING)],
+        limit=limit,
+    )
+    return [doc async for doc in cursor]
+
+
+def _due_time(doc: Mapping[str, Any]) -> datetime | None:
+    progress = doc.get("progress")
+    value = progress.get("next_due_at") if isinstance(progress, Mapping) else None
+    if isinstance(value, datetime):
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return None
+
+
 async def earliest_due(coll: MongoCollection, campaign_ids: Collection[str], horizon: datetime) -> datetime | None:
     """When the next lead of these campaigns becomes due, if that is before `horizon` (else None).
 
