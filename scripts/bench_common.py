@@ -254,6 +254,7 @@ class DispatcherReport:
     finished_at: float = 0.0
     cpu_seconds: float = 0.0
     peak_rss_mb: float = 0.0
+    inherited_rss_mb: float = 0.0  # ru_maxrss: also counts the parent's pages at fork time, before exec
     outcomes: dict[str, int] = field(default_factory=dict)
     commands: dict[str, int] = field(default_factory=dict)
     db_errors: int = 0
@@ -265,6 +266,22 @@ async def _watch(stop: Event, dispatcher: Dispatcher, deadline: float) -> None:
     while not stop.is_set() and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     dispatcher.stop()
+
+
+def peak_rss_mb() -> float:
+    """This process's own peak RSS since it started (VmHWM), in MB.
+
+    Not `ru_maxrss`: Linux carries into it the resident size the forked copy of the parent had before exec, so
+    a child spawned by a benchmark that has just seeded a million leads reports the parent's memory.
+    """
+    try:
+        with Path("/proc/self/status").open() as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _cpu_now() -> float:
@@ -302,7 +319,8 @@ async def _dispatch(spec: DispatcherSpec, ready: Event, go: Event, stop: Event) 
     finally:
         await sender.close()
         await client.close()
-    report.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KB on Linux
+    report.peak_rss_mb = peak_rss_mb()
+    report.inherited_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KB on Linux
     return report
 
 

@@ -37,6 +37,7 @@ from bench_common import (
     DispatcherSpec,
     SmtpSink,
     median,
+    peak_rss_mb,
     percentile,
     ratio,
     start_database,
@@ -515,6 +516,8 @@ def due_query_phase(ctx: SpawnContext, env: Env, results: Results) -> None:
         large_store_emails_sent=run.sent,
         large_store_emails_per_s=run.sent / run.wall if run.wall > 0 else math.nan,
         large_store_peak_rss_mb=run.reports[0].peak_rss_mb,
+        large_store_ru_maxrss_mb=run.reports[0].inherited_rss_mb,
+        bench_parent_rss_mb=peak_rss_mb(),
         large_store_round_trips_per_email=ratio(sum(run.reports[0].commands.values()), run.sent),
     )
     env.client.drop_database(db.name)
