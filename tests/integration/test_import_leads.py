@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -99,6 +100,10 @@ def test_rows_sharing_a_website_or_company_become_one_lead_with_several_recipien
     assert progress["processed_recipients"] == {}
     assert progress["next_due_at"] >= before + timedelta(minutes=30)
     assert progress["next_due_at"] <= datetime.now(UTC) + timedelta(minutes=30)
+    # New leads are due a millisecond apart in file order, so a due query can take them a batch at a time.
+    dues = sorted(lead["progress"]["next_due_at"] for lead in leads)
+    assert len(set(dues)) == len(dues)
+    assert all(b - a == timedelta(milliseconds=1) for a, b in itertools.pairwise(dues))
     for lead in leads:
         assert Lead.from_doc(lead).campaign_id == campaign_id
 
