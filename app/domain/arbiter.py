@@ -387,13 +387,7 @@ class Arbiter:
         )
         plan = {a: k for a, k in plan.items() if a not in waits or taken[waits.index(a)]}
         plain = [by_id[a].row.raw_id for a in plan if a not in waits]
-        if plain:
-            # No window to contend for: one write keeps the rotation order of all of them.
-            await self._accounts.update_many(
-                {"_id": {"$in": plain}, "status": "active"},
-                {"$set": {"last_used_at": now, "next_available_at": now}},
-            )
-        counted = await self._count_blocks(plan, by_id, day, path)
+        counted, _ = await asyncio.gather(self._count_blocks(plan, by_id, day, path), self._rotate(plain, now))
         for account_id in plan:
             if account_id not in counted and account_id in waits:
                 await self._release_window(account_id, tokens[account_id], now)
@@ -415,6 +409,14 @@ class Arbiter:
                 )
                 reservations.append(reservation)
         return reservations
+
+    async def _rotate(self, raw_ids: list[Any], now: datetime) -> None:
+        """Mark accounts without a wait window as just used (one write keeps the rotation order of them all)."""
+        if raw_ids:
+            await self._accounts.update_many(
+                {"_id": {"$in": raw_ids}, "status": "active"},
+                {"$set": {"last_used_at": now, "next_available_at": now}},
+            )
 
     async def _count_blocks(
         self, plan: Mapping[str, int], by_id: Mapping[str, _Candidate], day: str, path: str
@@ -483,19 +485,23 @@ class Arbiter:
 
         Call at most once per reservation, and never after commit.
         """
-        path = usage_path(reservation.campaign_id)
-        returned = await self._usage.update_one(
-            {"_id": usage_key(reservation.account.id, reservation.day), "sent": {"$gt": 0}, path: {"$gt": 0}},
-            {"$inc": {"sent": -1, path: -1}},
-        )
+        returned = await self._uncount(reservation.account.id, reservation.day, usage_path(reservation.campaign_id))
         released = await self._release_window(reservation.account.id, reservation.token, now)
         self._log(reservation).info(
             "arbiter.rollback",
             reason=reason,
             day=reservation.day,
-            count_returned=returned.modified_count == 1,
+            count_returned=returned,
             window_released=released,
         )
+
+    async def _uncount(self, account_id: str, day: str, path: str) -> bool:
+        """Give one counted send back (never below zero); False when there was nothing to give back."""
+        result = await self._usage.update_one(
+            {"_id": usage_key(account_id, day), "sent": {"$gt": 0}, path: {"$gt": 0}},
+            {"$inc": {"sent": -1, path: -1}},
+        )
+        return result.modified_count == 1
 
     async def disable(self, account_id: str, reason: str) -> None:
         """Take an account out of rotation (status auth_failed) with the reason an operator will see."""
@@ -597,9 +603,22 @@ class Arbiter:
         if blocked.reason or limits is None:
             return blocked
         token = f"{self._owner}:{uuid.uuid4().hex}"
-        if not await self._claim_window(candidate.row.raw_id, token, limits, now):
-            return _Blocked(TAKEN, after_minutes(now, limits.min_wait_minutes))
-        if not await self._count_send(candidate.id, day, path, limits):
+        if limits.min_wait_minutes > 0:
+            # The window first: a send may only be counted by whoever holds it.
+            if not await self._claim_window(candidate.row.raw_id, token, limits, now):
+                return _Blocked(TAKEN, after_minutes(now, limits.min_wait_minutes))
+            counted = await self._count_send(candidate.id, day, path, limits)
+        else:
+            # Without a window the account write only keeps the rotation order: do both at once.
+            active, counted = await asyncio.gather(
+                self._claim_window(candidate.row.raw_id, token, limits, now),
+                self._count_send(candidate.id, day, path, limits),
+            )
+            if not active:  # paused or disabled meanwhile: give the count back
+                if counted:
+                    await self._uncount(candidate.id, day, path)
+                return _Blocked(TAKEN, now + timedelta(seconds=RECHECK_SECONDS))
+        if not counted:
             await self._release_window(candidate.row.account.id, token, now)
             return _Blocked(LIMIT_RACED, next_day_start(now))
         reservation = Reservation(token, candidate.row.account, campaign.id, day, now, limits)
