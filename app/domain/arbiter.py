@@ -398,15 +398,7 @@ class Arbiter:
             for n in range(plan[account_id]):
                 token = tokens[account_id] if n == 0 else f"{self._owner}:{uuid.uuid4().hex}"
                 reservation = Reservation(token, candidate.row.account, campaign.id, day, now, limits)
-                self._log(reservation).info(
-                    "arbiter.reserved",
-                    day=day,
-                    max_daily_sends=limits.max_daily_sends,
-                    daily_limit=limits.campaign_daily_limit,
-                    min_wait_time=limits.min_wait_minutes,
-                    next_available_at=self._window_end(limits, now).isoformat(),
-                    block=plan[account_id],
-                )
+                self._log_reserved(reservation, block=plan[account_id])
                 reservations.append(reservation)
         return reservations
 
@@ -622,15 +614,20 @@ class Arbiter:
             await self._release_window(candidate.row.account.id, token, now)
             return _Blocked(LIMIT_RACED, next_day_start(now))
         reservation = Reservation(token, candidate.row.account, campaign.id, day, now, limits)
+        self._log_reserved(reservation)
+        return reservation
+
+    def _log_reserved(self, reservation: Reservation, **extra: Any) -> None:
+        limits = reservation.limits
         self._log(reservation).info(
             "arbiter.reserved",
-            day=day,
+            day=reservation.day,
             max_daily_sends=limits.max_daily_sends,
             daily_limit=limits.campaign_daily_limit,
             min_wait_time=limits.min_wait_minutes,
-            next_available_at=self._window_end(limits, now).isoformat(),
+            next_available_at=self._window_end(limits, reservation.reserved_at).isoformat(),
+            **extra,
         )
-        return reservation
 
     async def _claim_window(self, raw_id: Any, token: str, limits: AccountLimits, now: datetime) -> bool:
         """Take the account's wait window if it is open; False when another dispatcher took it first."""

@@ -160,15 +160,7 @@ async def claim_many(
     until = now + timedelta(seconds=lease_seconds)
     token = uuid.uuid4().hex
     ids = list(lead_ids)
-    update = {
-        "$set": {
-            "progress.lease_owner": owner,
-            "progress.lease_token": token,
-            "progress.lease_until": until,
-            "progress.next_due_at": until,
-        },
-        "$inc": {"progress.version": 1},
-    }
+    update = _claim_update(owner, token, until)
     # Not find_one_and_update for a single lead: SecantusDB answers findAndModify some 20x slower than these two.
     docs: list[dict[str, Any]] = []
     result = await coll.update_many({"_id": {"$in": ids}, "progress.next_due_at": {"$lte": now}}, update)
@@ -197,19 +189,24 @@ async def claim(
     result = await coll.update_one(
         # Stopped or completed leads that are still scheduled are claimed too, so the worker can unschedule them.
         {"_id": doc["_id"], "progress.version": version, "progress.next_due_at": {"$lte": now}},
-        {
-            "$set": {
-                "progress.lease_owner": owner,
-                "progress.lease_token": token,
-                "progress.lease_until": until,
-                "progress.next_due_at": until,
-            },
-            "$inc": {"progress.version": 1},
-        },
+        _claim_update(owner, token, until),
     )
     data = doc.get("lead_data")
     count = len(data) if isinstance(data, list) else None
     return Lease(doc["_id"], owner, token, until, count) if result.modified_count == 1 else None
+
+
+def _claim_update(owner: str, token: str, until: datetime) -> dict[str, Any]:
+    """Hold the lead until `until` under `token`; it becomes due again then if the holder vanishes."""
+    return {
+        "$set": {
+            "progress.lease_owner": owner,
+            "progress.lease_token": token,
+            "progress.lease_until": until,
+            "progress.next_due_at": until,
+        },
+        "$inc": {"progress.version": 1},
+    }
 
 
 def _fence(lease: Lease) -> dict[str, Any]:
