@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
+from pymongo import monitoring
 
 from app.db import schema
 from app.db.client import Database
@@ -112,3 +113,22 @@ async def add_lead(
     }
     result = await db[schema.CAMPAIGN_LEADS].insert_one(doc)
     return ObjectId(result.inserted_id)
+
+
+class CommandCounter(monitoring.CommandListener):
+    """Counts the commands a client sends: `names` by command, `targets` by command and collection."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.targets: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+        target = event.command.get(event.command_name)
+        self.targets.append(f"{event.command_name} {target}" if isinstance(target, str) else event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass

@@ -174,28 +174,6 @@ async def claim_many(
     return claimed
 
 
-async def claim(
-    coll: MongoCollection, doc: Mapping[str, Any], *, owner: str, now: datetime, lease_seconds: float
-) -> Lease | None:
-    """Take the lead read as `doc` if it is still due, free and unchanged since it was read.
-
-    A compare-and-set on `progress.version` (bumped by every claim) makes sure the worker never acts on a
-    stale copy: if another dispatcher processed the lead in between, the claim fails. None when we lost.
-    """
-    progress = doc.get("progress")
-    version = progress.get("version") if isinstance(progress, Mapping) else None
-    until = now + timedelta(seconds=lease_seconds)
-    token = uuid.uuid4().hex
-    result = await coll.update_one(
-        # Stopped or completed leads that are still scheduled are claimed too, so the worker can unschedule them.
-        {"_id": doc["_id"], "progress.version": version, "progress.next_due_at": {"$lte": now}},
-        _claim_update(owner, token, until),
-    )
-    data = doc.get("lead_data")
-    count = len(data) if isinstance(data, list) else None
-    return Lease(doc["_id"], owner, token, until, count) if result.modified_count == 1 else None
-
-
 def _claim_update(owner: str, token: str, until: datetime) -> dict[str, Any]:
     """Hold the lead until `until` under `token`; it becomes due again then if the holder vanishes."""
     return {

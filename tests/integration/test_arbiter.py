@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
-from pymongo import monitoring
 from structlog.testing import capture_logs
 
 from app.db import schema
@@ -17,6 +16,7 @@ from app.db.client import Database, make_client
 from app.db.store import NotFound
 from app.domain.arbiter import USAGE_CHUNK, Arbiter, NoAccountAvailable, Reservation
 from app.domain.models import Campaign, CampaignSettings
+from tests.factories import CommandCounter
 
 NOW = datetime(2026, 3, 14, 9, 30, tzinfo=UTC)
 TOMORROW = datetime(2026, 3, 15, tzinfo=UTC)
@@ -477,22 +477,6 @@ async def test_racing_dispatchers_share_one_wait_window(db: Database, mongo_uri:
     assert sorted(w.account.id for w in wins) == sorted(accounts)
     total = sum([(await arbiters[0].usage(a, "2026-03-14"))["sent"] for a in accounts])
     assert total == 2  # a lost wait-window race never counts a send
-
-
-class CommandCounter(monitoring.CommandListener):
-    """Counts the commands a client sends, by name."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 async def test_a_reservation_costs_few_round_trips(db: Database, mongo_uri: str, db_name: str) -> None:

@@ -6,8 +6,6 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import monitoring
-
 from app.cli.dispatch_cmds import build_dispatcher
 from app.config import Settings
 from app.db import schema
@@ -16,26 +14,7 @@ from app.domain import leases, ledger
 from app.domain.dispatcher import DispatcherOptions, DispatcherStats
 from app.transport.mailbox import Fault, MailboxServer
 from app.transport.smtp import SmtpSender
-from tests.factories import add_account, add_campaign, add_lead
-
-
-class CommandCounter(monitoring.CommandListener):
-    """Counts the commands a client sends, by name."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-        self.targets: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names.append(event.command_name)
-        target = event.command.get(event.command_name)
-        self.targets.append(f"{event.command_name} {target}" if isinstance(target, str) else event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
+from tests.factories import CommandCounter, add_account, add_campaign, add_lead
 
 
 async def run_batch(db: Database, **options: Any) -> DispatcherStats:

@@ -49,8 +49,11 @@ async def test_a_recipient_imported_while_a_dispatcher_holds_the_lead_is_picked_
     await add_account(db, smtp.port, email="s@example.com")
     await import_csv(db, campaign, "email,company_name\nann@acme.example,Acme\n")
     doc = await db[schema.CAMPAIGN_LEADS].find_one({})
-    lease = await leases.claim(db[schema.CAMPAIGN_LEADS], doc, owner="stale", now=datetime.now(UTC), lease_seconds=0.5)
-    assert lease is not None
+    claimed = await leases.claim_many(
+        db[schema.CAMPAIGN_LEADS], [doc["_id"]], owner="stale", now=datetime.now(UTC), lease_seconds=0.5
+    )
+    assert len(claimed) == 1
+    lease = claimed[0][1]
 
     await import_csv(db, campaign, "email,company_name\nbob@acme.example,Acme\n")
     # The holder, working from its copy with one recipient, cannot complete the lead without the newcomer.
