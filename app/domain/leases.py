@@ -44,6 +44,9 @@ class Lease:
 EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
 
 
+DUE_FIELDS = {"_id": 1, "progress.next_due_at": 1}
+
+
 def due_range(now: datetime) -> dict[str, Any]:
     """The `progress.next_due_at` condition of a lead that is due at `now` (bounded on both sides)."""
     return {"$gte": EARLIEST, "$lte": now}
@@ -61,9 +64,7 @@ async def find_due(
     Completed and stopped leads carry no `next_due_at`, so equality plus one bounded range is the whole filter:
     extra `$ne` conditions would keep some servers from using the index at all. The claim re-checks them.
     """
-    flt = {"campaign_id": campaign_id, "progress.next_due_at": due_range(now)}
-    cursor = coll.find(flt, projection=projection, sort=[("progress.next_due_at", ASCENDING)], limit=limit)
-    return [doc async for doc in cursor]
+    return await _due(coll, campaign_id, due_range(now), limit, projection)
 
 
 @dataclass
@@ -93,13 +94,13 @@ class DueWindow:
             span = self.span
             for _ in range(self.widen_times + 1):
                 upper = min(now, self.lo + span)
-                found = await _due_ids(coll, campaign_id, {"$gte": self.lo - self.slack, "$lte": upper}, limit)
+                found = await _due(coll, campaign_id, {"$gte": self.lo - self.slack, "$lte": upper}, limit)
                 if len(found) >= limit or (found and upper >= now):
                     return self._moved(found, limit, span)
                 if upper >= now:
                     break
                 span *= 4
-        found = await _due_ids(coll, campaign_id, due_range(now), limit)
+        found = await _due(coll, campaign_id, due_range(now), limit)
         return self._moved(found, limit, self.span)
 
     def _moved(self, found: list[dict[str, Any]], limit: int, span: timedelta) -> list[dict[str, Any]]:
@@ -110,10 +111,17 @@ class DueWindow:
         return found
 
 
-async def _due_ids(coll: MongoCollection, campaign_id: str, due: Mapping[str, Any], limit: int) -> list[dict[str, Any]]:
+async def _due(
+    coll: MongoCollection,
+    campaign_id: str,
+    due: Mapping[str, Any],
+    limit: int,
+    projection: Mapping[str, Any] | None = DUE_FIELDS,
+) -> list[dict[str, Any]]:
+    """Leads of one campaign with `next_due_at` in the range `due`, oldest due first (None: whole documents)."""
     cursor = coll.find(
         {"campaign_id": campaign_id, "progress.next_due_at": dict(due)},
-        projection={"_id": 1, "progress.next_due_at": 1},
+        projection=projection,
         sort=[("progress.next_due_at", ASCENDING)],
         limit=limit,
     )
@@ -134,16 +142,10 @@ async def earliest_due(coll: MongoCollection, campaign_ids: Collection[str], hor
     One bounded index range per campaign: the dispatcher never sleeps past its poll interval anyway, so
     nothing scheduled later needs reading.
     """
-    earliest: datetime | None = None
+    times = []
     for campaign_id in campaign_ids:
-        flt = {"campaign_id": campaign_id, "progress.next_due_at": due_range(horizon)}
-        doc = await coll.find_one(
-            flt, sort=[("progress.next_due_at", ASCENDING)], projection={"_id": 0, "progress.next_due_at": 1}
-        )
-        value = doc.get("progress", {}).get("next_due_at") if doc else None
-        if isinstance(value, datetime) and (earliest is None or value < earliest):
-            earliest = value
-    return earliest
+        times += [_due_time(doc) for doc in await _due(coll, campaign_id, due_range(horizon), 1)]
+    return min((t for t in times if t is not None), default=None)
 
 
 async def claim_many(

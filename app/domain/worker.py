@@ -252,8 +252,7 @@ class Worker:
                 await asyncio.shield(leases.release(self.leads, lease, self.clock()))
             raise
         except LeaseLost:
-            log.warning("worker.lease_lost", reason="lease expired and another dispatcher took the lead")
-            return Outcome("lease_lost", lease.lead_id)
+            return _lease_lost(log, lease.lead_id)
         except PyMongoError as exc:
             return await self._db_error(lease, log, exc)
 
@@ -400,10 +399,7 @@ class Worker:
         reservation = reserved or await self._reserve(job, last_account)
         if isinstance(reservation, NoAccountAvailable):
             await leases.release(self.leads, job.lease, reservation.retry_at)
-            job.log.info(
-                "worker.waiting_for_account", retry_at=reservation.retry_at.isoformat(), reason=reservation.reason
-            )
-            return Outcome("no_account", job.lead.id, job.campaign.id, next_due_at=reservation.retry_at)
+            return _waiting_for_account(job, reservation)
         log = job.log.bind(account_id=reservation.account.id, step_order=job.step.step_order, recipient_index=index)
         try:
             prepared = await self._prepare(job, index, template, reservation, log)
@@ -474,14 +470,7 @@ class Worker:
         done: dict[int, Outcome] = {}
         for (i, plan), ok in zip(plans, landed, strict=True):
             job = plan.job
-            if not ok:
-                job.log.warning("worker.lease_lost", reason="lease expired and another dispatcher took the lead")
-                done[i] = Outcome("lease_lost", job.lead.id)
-                continue
-            job.log.info(
-                "worker.waiting_for_account", retry_at=unavailable.retry_at.isoformat(), reason=unavailable.reason
-            )
-            done[i] = Outcome("no_account", job.lead.id, job.campaign.id, next_due_at=unavailable.retry_at)
+            done[i] = _waiting_for_account(job, unavailable) if ok else _lease_lost(job.log, job.lead.id)
         return done
 
     async def _deliver_batch(self, paired: list[tuple[tuple[int, _SendPlan], Reservation]]) -> dict[int, Outcome]:
@@ -614,8 +603,7 @@ class Worker:
                 self._log_settled(d.job, d.index, result, outcome)
                 done[i] = outcome
             else:
-                d.log.warning("worker.lease_lost", reason="lease expired and another dispatcher took the lead")
-                done[i] = Outcome("lease_lost", d.job.lead.id)
+                done[i] = _lease_lost(d.log, d.job.lead.id)
         return done
 
     async def _unsent(self, job: _Job, index: int, reservation: Reservation, result: RecipientResult) -> Outcome:
@@ -991,6 +979,16 @@ async def _durably(write: Callable[[], Awaitable[T]], log: Any) -> T:
             log.warning("worker.db_error", error=str(exc), attempt=attempt, retry_in=delay)
             await asyncio.sleep(delay)
     raise AssertionError("unreachable")
+
+
+def _lease_lost(log: Any, lead_id: Any) -> Outcome:
+    log.warning("worker.lease_lost", reason="lease expired and another dispatcher took the lead")
+    return Outcome("lease_lost", lead_id)
+
+
+def _waiting_for_account(job: _Job, unavailable: NoAccountAvailable) -> Outcome:
+    job.log.info("worker.waiting_for_account", retry_at=unavailable.retry_at.isoformat(), reason=unavailable.reason)
+    return Outcome("no_account", job.lead.id, job.campaign.id, next_due_at=unavailable.retry_at)
 
 
 def _remaining(job: _Job, index: int) -> list[int]:
