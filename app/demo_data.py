@@ -15,9 +15,9 @@ from typing import Any
 from bson import ObjectId
 from pymongo import UpdateOne
 
-from app.db import schema
-from app.db.client import Database
 from app.domain import models
+from app.store import schema
+from app.store.client import Database
 
 DEMO_SMTP_HOST = "127.0.0.1"
 DEMO_SMTP_PORT = 2525

@@ -34,11 +34,11 @@ from pymongo import monitoring
 
 from app.cli.dispatch_cmds import build_dispatcher
 from app.config import Settings
-from app.db import embedded
-from app.db.client import make_client
-from app.domain.dispatcher import Dispatcher, DispatcherOptions
-from app.domain.worker import Outcome
+from app.dispatch.dispatcher import Dispatcher, DispatcherOptions
 from app.logging import configure_logging
+from app.send.worker import Outcome
+from app.store import embedded
+from app.store.client import make_client
 from app.transport.smtp import SmtpSender
 
 HOST = "127.0.0.1"

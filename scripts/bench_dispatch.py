@@ -49,9 +49,8 @@ from pymongo import MongoClient
 from pymongo.database import Database as SyncDatabase
 
 from app.config import Settings
-from app.db import schema
-from app.db.client import make_client
-from app.domain import leases
+from app.store import leases, schema
+from app.store.client import make_client
 from app.transport.base import OutgoingMessage, build_message
 
 UNLIMITED = 1_000_000_000

@@ -26,10 +26,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bson import ObjectId
 
-from app.db import embedded, schema
-from app.db.client import make_client
-from app.db.lead_import import import_leads
 from app.domain.importing import open_stream
+from app.store import embedded, schema
+from app.store.client import make_client
+from app.store.lead_import import import_leads
 
 
 def write_csv(path: Path, rows: int, group_size: int) -> None:

@@ -24,15 +24,15 @@ from rich.table import Table
 
 from app.cli.dispatch_cmds import build_dispatcher
 from app.config import Settings, load_settings
-from app.db import schema
-from app.db.client import Database, connect
-from app.db.schema import ensure_schema
-from app.domain.catalog import Catalog
-from app.domain.dispatcher import Dispatcher, DispatcherOptions
-from app.domain.preview import preview
+from app.dispatch.dispatcher import Dispatcher, DispatcherOptions
 from app.domain.templating import Renderer
-from app.domain.worker import Outcome
 from app.logging import configure_logging
+from app.send.preview import preview
+from app.send.worker import Outcome
+from app.store import schema
+from app.store.catalog import Catalog
+from app.store.client import Database, connect
+from app.store.schema import ensure_schema
 from app.transport.dryrun import DryRunSender
 from app.transport.mailbox import MailboxServer, ReceivedMessage
 from app.transport.smtp import SmtpSender

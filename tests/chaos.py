@@ -17,7 +17,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from app.db import schema
+from app.store import schema
 
 REPO = Path(__file__).resolve().parent.parent
 _MESSAGE_ID = re.compile(r"<outbound\.([0-9a-f]{24})\.(\d+)\.(\d+)@")

@@ -13,9 +13,9 @@ from pymongo import MongoClient
 from pymongo.database import Database as SyncDatabase
 from typer.testing import CliRunner
 
-from app.db import embedded
-from app.db.client import Database, make_client
-from app.db.schema import ensure_schema
+from app.store import embedded
+from app.store.client import Database, make_client
+from app.store.schema import ensure_schema
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,8 @@ from typing import Any
 from bson import ObjectId
 from pymongo import monitoring
 
-from app.db import schema
-from app.db.client import Database
+from app.store import schema
+from app.store.client import Database
 
 
 async def add_campaign(

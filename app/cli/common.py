@@ -16,11 +16,11 @@ from rich.console import Console
 from rich.table import Table
 
 from app.config import ConfigError, Settings
-from app.db.client import Database, connect
-from app.db.embedded import EmbeddedError
-from app.db.schema import ensure_schema
-from app.db.store import NotFound
 from app.domain.models import InvalidDocument
+from app.store.client import Database, connect
+from app.store.documents import NotFound
+from app.store.embedded import EmbeddedError
+from app.store.schema import ensure_schema
 
 T = TypeVar("T")
 

@@ -9,8 +9,8 @@ import typer
 
 from app.cli.common import JSON_OPTION, console, fail, print_json, settings_of
 from app.config import Settings
-from app.db import embedded, schema
-from app.db.client import make_client
+from app.store import embedded, schema
+from app.store.client import make_client
 
 db_app = typer.Typer(help="Inspect or stop the embedded local database.", no_args_is_help=True)
 

@@ -11,18 +11,18 @@ import typer
 
 from app.cli.common import JSON_OPTION, console, fail, fmt_time, print_json, print_table, run_db, settings_of
 from app.config import Settings
-from app.db import schema
-from app.db.client import Database
-from app.db.store import get_doc, id_filter
-from app.domain.arbiter import Arbiter
-from app.domain.catalog import Catalog
-from app.domain.dispatcher import Dispatcher, DispatcherOptions, DispatcherStats, default_owner
+from app.dispatch.dispatcher import Dispatcher, DispatcherOptions, DispatcherStats, default_owner
 from app.domain.health import HealthPolicy
-from app.domain.preview import PreviewRow, preview
-from app.domain.statuses import rebuild_statuses
 from app.domain.templating import Renderer
-from app.domain.worker import Outcome, Worker, WorkerConfig, utcnow
 from app.logging import configure_logging
+from app.send.preview import PreviewRow, preview
+from app.send.worker import Outcome, Worker, WorkerConfig, utcnow
+from app.store import schema
+from app.store.arbiter import Arbiter
+from app.store.catalog import Catalog
+from app.store.client import Database
+from app.store.documents import get_doc, id_filter
+from app.store.statuses import rebuild_statuses
 from app.transport.base import Sender
 from app.transport.dryrun import DryRunSender
 from app.transport.smtp import SmtpSender

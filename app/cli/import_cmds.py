@@ -9,8 +9,6 @@ from typing import IO
 import typer
 
 from app.cli.common import JSON_OPTION, console, fail, print_json, run_db, settings_of
-from app.db.client import Database
-from app.db.lead_import import DEFAULT_BATCH_SIZE, ImportConflict, import_leads
 from app.domain.importing import (
     FORMATS,
     REPORTED_REJECTIONS,
@@ -19,6 +17,8 @@ from app.domain.importing import (
     normalize_column,
     open_stream,
 )
+from app.store.client import Database
+from app.store.lead_import import DEFAULT_BATCH_SIZE, ImportConflict, import_leads
 
 
 def open_lead_file(path: Path) -> IO[str]:

@@ -31,9 +31,6 @@ from app.cli.common import (
     settings_of,
     to_jsonable,
 )
-from app.db import schema
-from app.db.client import Database
-from app.db.store import Collection, get_doc, id_filter, id_values, iter_valid
 from app.domain import reports
 from app.domain.models import (
     CAMPAIGN_STATUSES,
@@ -46,6 +43,9 @@ from app.domain.models import (
     SequenceStep,
     Template,
 )
+from app.store import lead_queries, schema
+from app.store.client import Database
+from app.store.documents import Collection, get_doc, id_filter, id_values, iter_valid
 
 ACTIVITY_LIMIT = 20
 # How long a reset holds the leads it rewrites; if the command dies midway, dispatchers take them back after this.
@@ -116,7 +116,8 @@ async def _lead_counts(db: Database, campaign_id: str, now: datetime) -> reports
     scope = _campaign_ref(campaign_id)
     total = await leads.count_documents(scope)
     counts = {
-        state: await leads.count_documents({"$and": [scope, flt]}) for state, flt in reports.state_filters(now).items()
+        state: await leads.count_documents({"$and": [scope, flt]})
+        for state, flt in lead_queries.state_filters(now).items()
     }
     counts[reports.WAITING] = max(total - sum(counts.values()), 0)
     return reports.LeadCounts.from_states(counts)
@@ -584,7 +585,7 @@ async def _due_leads(
     db: Database, campaign_id: str | None, limit: int, now: datetime, skipped: Skipped
 ) -> dict[str, Any]:
     campaigns = await _active_campaigns(db, campaign_id, skipped)
-    flt = {"campaign_id": {"$in": _any_of(list(campaigns))}, **reports.due_filter(now)}
+    flt = {"campaign_id": {"$in": _any_of(list(campaigns))}, **lead_queries.due_filter(now)}
     coll = db[schema.CAMPAIGN_LEADS]
     found = await coll.count_documents(flt)
     sort = [("progress.next_due_at", ASCENDING)]

@@ -19,10 +19,10 @@ from app.cli.common import (
     run_db,
     settings_of,
 )
-from app.db import schema
-from app.db.client import Database
-from app.db.store import NotFound, id_filter
 from app.domain.models import recipient_key
+from app.store import schema
+from app.store.client import Database
+from app.store.documents import NotFound, id_filter
 
 
 async def _uncertain(db: Database, campaign_id: str | None, limit: int) -> list[dict[str, Any]]:

@@ -10,11 +10,11 @@ import typer
 from rich.markup import escape
 
 from app.cli.common import JSON_OPTION, console, err_console, fail, print_json, run_db, settings_of
-from app.db import schema
-from app.db.client import Database
-from app.db.store import get_model, id_values, iter_valid
 from app.domain.models import Campaign, EmailAccount, GeneralSettings, Lead, SequenceStep, Template
 from app.domain.templating import RenderedEmail, Renderer, TemplateError, build_context
+from app.store import schema
+from app.store.client import Database
+from app.store.documents import get_model, id_values, iter_valid
 from app.transport.base import AccountAuthError, SendError
 from app.transport.smtp import check_account, effective_security
 

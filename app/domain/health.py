@@ -9,15 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
-
-from pymongo import DESCENDING
-
-from app.db import schema
-from app.db.client import Database
-from app.db.store import id_filter
-from app.logging import get_logger
 
 FAILURE_TYPES = ("failed", "retry", "template_error")
 ATTEMPT_TYPES = (*FAILURE_TYPES, "sent", "uncertain")
@@ -46,23 +37,3 @@ def pause_reason(kinds: Iterable[str], policy: HealthPolicy) -> str | None:
         "check the lead list, templates and accounts (show-campaign-progress, list-accounts), then set the "
         "campaign's status back to active"
     )
-
-
-async def check_campaign(db: Database, campaign_id: str, policy: HealthPolicy, now: datetime) -> str | None:
-    """Pause the campaign if its recent attempts fail too often; return the reason when it was paused."""
-    cursor = db[schema.ACTIVITIES].find(
-        {"campaign_id": campaign_id, "type": {"$in": list(ATTEMPT_TYPES)}},
-        projection={"type": 1},
-        sort=[("created_at", DESCENDING)],
-        limit=policy.window,
-    )
-    kinds = [str(doc.get("type")) async for doc in cursor]
-    reason = pause_reason(kinds, policy)
-    if reason is None:
-        return None
-    update: dict[str, Any] = {"$set": {"status": "paused", "paused_reason": reason, "paused_at": now}}
-    result = await db[schema.CAMPAIGNS].update_one({**id_filter(campaign_id), "status": "active"}, update)
-    if result.modified_count:
-        get_logger(campaign_id=campaign_id).error("dispatcher.campaign_paused", reason=reason)
-        return reason
-    return None

@@ -15,7 +15,7 @@ from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
-from app.db import schema
+from app.domain import collections as schema
 
 CAMPAIGN_STATUSES = ("active", "paused", "completed", "draft")
 ACCOUNT_STATUSES = ("active", "paused", "disabled", "auth_failed")

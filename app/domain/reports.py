@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from app.db import schema
-from app.domain.leases import due_range
+from app.domain import collections as schema
 from app.domain.models import AccountCampaignSettings, InvalidDocument, Lead, recipient_key
 from app.domain.scheduling import utc_day as utc_day  # re-exported: one definition of the day
 
@@ -55,27 +54,6 @@ def lead_state(lead: Lead, now: datetime) -> str:
     if progress.next_due_at is not None and progress.next_due_at <= now:
         return DUE
     return WAITING
-
-
-def due_filter(now: datetime) -> dict[str, Any]:
-    """The query twin of `lead_state(...) == DUE` (filters on the indexed `progress.next_due_at`)."""
-    return {
-        "progress.next_due_at": due_range(now),
-        "progress.stopped": {"$ne": True},
-        "progress.completed": {"$ne": True},
-        "$or": [{"progress.lease_until": None}, {"progress.lease_until": {"$lte": now}}],
-    }
-
-
-def state_filters(now: datetime) -> dict[str, dict[str, Any]]:
-    """Disjoint queries for each lead state except waiting (which is what the others leave)."""
-    open_lead = {"progress.completed": {"$ne": True}, "progress.stopped": {"$ne": True}}
-    return {
-        COMPLETED: {"progress.completed": True},
-        STOPPED: {"progress.completed": {"$ne": True}, "progress.stopped": True},
-        IN_PROGRESS: {**open_lead, "progress.lease_until": {"$gt": now}},
-        DUE: due_filter(now),
-    }
 
 
 def pending_recipients(lead: Lead) -> list[int]:

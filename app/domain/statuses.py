@@ -6,12 +6,7 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from pymongo import ASCENDING
-
-from app.db import schema
-from app.db.client import Database
-from app.domain.models import InvalidDocument, Lead, recipient_key
-from app.logging import get_logger
+from app.domain.models import Lead, recipient_key
 
 # Statuses people set (a reply, an unsubscribe) are facts the activity log cannot know; keep them.
 MANUAL_STATUSES = ("replied", "unsubscribed")
@@ -77,30 +72,3 @@ def _status_from(outcomes: list[Mapping[str, Any]]) -> str:
         return "uncertain"
     bounced = any(a["outcome"] == "failed" and 500 <= int(a.get("smtp_code") or 0) < 600 for a in outcomes)
     return "bounced" if bounced else "failed"
-
-
-async def rebuild_statuses(db: Database, flt: Mapping[str, Any]) -> dict[str, int]:
-    """Apply `derive_update` to every lead matching `flt` that no dispatcher holds; return counts."""
-    counts = {"examined": 0, "changed": 0, "unchanged": 0, "leased": 0, "invalid": 0}
-    leads, activities = db[schema.CAMPAIGN_LEADS], db[schema.ACTIVITIES]
-    log = get_logger()
-    async for doc in leads.find(dict(flt), sort=[("_id", ASCENDING)]):
-        counts["examined"] += 1
-        try:
-            lead = Lead.from_doc(doc)
-        except InvalidDocument as exc:
-            counts["invalid"] += 1
-            log.warning("store.invalid_document", collection=exc.collection, doc_id=str(exc.doc_id), reason=str(exc))
-            continue
-        if lead.progress.lease_token:
-            counts["leased"] += 1
-            continue
-        found = [a async for a in activities.find({"lead_id": lead.id})]
-        values = derive_update(lead, found)
-        if not values:
-            counts["unchanged"] += 1
-            continue
-        result = await leads.update_one({"_id": lead.id, "progress.lease_token": None}, {"$set": values})
-        counts["changed" if result.modified_count else "leased"] += 1
-        log.info("worker.status_updated", lead_id=str(lead.id), fields=sorted(values))
-    return counts

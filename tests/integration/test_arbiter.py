@@ -11,11 +11,11 @@ import pytest
 from bson import ObjectId
 from structlog.testing import capture_logs
 
-from app.db import schema
-from app.db.client import Database, make_client
-from app.db.store import NotFound
-from app.domain.arbiter import USAGE_CHUNK, Arbiter, NoAccountAvailable, Reservation
 from app.domain.models import Campaign, CampaignSettings
+from app.store import schema
+from app.store.arbiter import USAGE_CHUNK, Arbiter, NoAccountAvailable, Reservation
+from app.store.client import Database, make_client
+from app.store.documents import NotFound
 from tests.factories import CommandCounter
 
 NOW = datetime(2026, 3, 14, 9, 30, tzinfo=UTC)

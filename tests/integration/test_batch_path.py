@@ -8,10 +8,9 @@ from typing import Any
 
 from app.cli.dispatch_cmds import build_dispatcher
 from app.config import Settings
-from app.db import schema
-from app.db.client import Database, make_client
-from app.domain import leases, ledger
-from app.domain.dispatcher import DispatcherOptions, DispatcherStats
+from app.dispatch.dispatcher import DispatcherOptions, DispatcherStats
+from app.store import leases, ledger, schema
+from app.store.client import Database, make_client
 from app.transport.mailbox import Fault, MailboxServer
 from app.transport.smtp import SmtpSender
 from tests.factories import CommandCounter, add_account, add_campaign, add_lead

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from app.db import embedded, schema
+from app.store import embedded, schema
 
 EMBEDDED = {"MONGO_URI": ""}
 

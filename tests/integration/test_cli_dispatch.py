@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from app.db import schema
-from app.db.client import make_client
+from app.store import schema
+from app.store.client import make_client
 from app.transport.mailbox import MailboxServer, background
 from tests.factories import add_account, add_campaign, add_lead
 

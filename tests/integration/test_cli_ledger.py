@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.db import schema
+from app.store import schema
 from app.transport.mailbox import Fault, MailboxServer, background
 from tests.integration.test_cli_dispatch import seed, snapshot
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from app.db import schema
+from app.store import schema
 from app.transport.mailbox import Fault, MailboxServer, background
 from tests.chaos import (
     assert_exactly_once,

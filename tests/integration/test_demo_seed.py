@@ -6,10 +6,10 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from app.db import schema
 from app.demo_data import VALIDATORS, build_demo, validate_demo
 from app.domain import models
 from app.domain.templating import Renderer, build_context
+from app.store import schema
 
 DEMO_DOMAINS = ("example.com", "example.org", "example.net")
 

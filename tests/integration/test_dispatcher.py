@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 from app.cli.dispatch_cmds import build_dispatcher
 from app.config import Settings
-from app.db import schema
-from app.db.client import Database
-from app.domain.dispatcher import DispatcherOptions, DispatcherStats
+from app.dispatch.dispatcher import DispatcherOptions, DispatcherStats
 from app.domain.scheduling import next_day_start
+from app.store import schema
+from app.store.client import Database
 from app.transport.mailbox import Fault, MailboxServer
 from app.transport.smtp import SmtpSender
 from tests.factories import add_account, add_campaign, add_lead

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from app.db import embedded
+from app.store import embedded
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 RACER = """
 import json, sys, time
 from pathlib import Path
-from app.db import embedded
+from app.store import embedded
 home, go = Path(sys.argv[1]), Path(sys.argv[2])
 deadline = time.monotonic() + 30
 while not go.exists() and time.monotonic() < deadline:

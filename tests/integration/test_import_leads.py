@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from bson import ObjectId
 
-from app.db import schema
-from app.db.lead_import import import_leads
 from app.domain.importing import open_stream
 from app.domain.models import Lead
+from app.store import schema
+from app.store.lead_import import import_leads
 
 
 @pytest.fixture

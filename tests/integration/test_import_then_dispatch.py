@@ -8,10 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.db import schema
-from app.db.lead_import import import_leads
-from app.domain import leases
 from app.domain.importing import open_stream
+from app.store import leases, schema
+from app.store.lead_import import import_leads
 from tests.factories import add_account, add_campaign
 from tests.integration.test_dispatcher import run_once
 

@@ -10,9 +10,9 @@ import pytest
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
-from app.db import schema
-from app.db.client import Database, make_client
-from app.db.schema import ensure_schema
+from app.store import schema
+from app.store.client import Database, make_client
+from app.store.schema import ensure_schema
 
 NOW = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from app.domain.catalog import _TtlCache
+from app.store.catalog import _TtlCache
 
 
 async def test_concurrent_misses_share_one_load_and_later_calls_hit() -> None:

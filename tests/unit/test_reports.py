@@ -9,6 +9,7 @@ import pytest
 
 from app.domain import reports
 from app.domain.models import AccountCampaignSettings, InvalidDocument, Lead
+from app.store import lead_queries
 
 NOW = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 
@@ -43,7 +44,7 @@ def test_lead_state_follows_precedence_completed_stopped_leased_due_waiting(
 
 
 def test_due_filter_requires_due_time_open_lead_and_free_lease() -> None:
-    flt = reports.due_filter(NOW)
+    flt = lead_queries.due_filter(NOW)
     assert flt["progress.next_due_at"] == {"$gte": datetime(1, 1, 1, tzinfo=UTC), "$lte": NOW}  # bounded: indexed range
     assert flt["progress.stopped"] == {"$ne": True}
     assert flt["progress.completed"] == {"$ne": True}

@@ -23,9 +23,6 @@ from typing import Any
 
 from pymongo.errors import BulkWriteError
 
-from app.db import schema
-from app.db.client import Database
-from app.db.store import get_doc, id_filter, id_values
 from app.domain.importing import (
     BatchPlan,
     Candidate,
@@ -40,6 +37,9 @@ from app.domain.importing import (
     to_candidate,
 )
 from app.logging import get_logger
+from app.store import schema
+from app.store.client import Database
+from app.store.documents import get_doc, id_filter, id_values
 
 DEFAULT_BATCH_SIZE = 1000
 DUPLICATE_KEY = 11000

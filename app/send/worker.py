@@ -18,14 +18,7 @@ from typing import Any, TypeVar
 
 from pymongo.errors import PyMongoError
 
-from app.db import schema
-from app.db.client import Database
-from app.db.store import NotFound
-from app.domain import health, leases, ledger
-from app.domain.arbiter import Arbiter, NoAccountAvailable, Reservation
-from app.domain.catalog import Catalog, step_after
 from app.domain.health import HealthPolicy
-from app.domain.leases import Lease, LeaseLost
 from app.domain.models import (
     Campaign,
     EmailAccount,
@@ -39,6 +32,13 @@ from app.domain.models import (
 from app.domain.scheduling import after_minutes, backoff_seconds, next_step_due, recipient_due
 from app.domain.templating import RenderedEmail, Renderer, TemplateError, build_context
 from app.logging import get_logger
+from app.store import campaigns as campaign_store
+from app.store import leases, ledger, schema
+from app.store.arbiter import Arbiter, NoAccountAvailable, Reservation
+from app.store.catalog import Catalog, step_after
+from app.store.client import Database
+from app.store.documents import NotFound
+from app.store.leases import Lease, LeaseLost
 from app.transport.base import (
     AccountAuthError,
     InvalidHeader,
@@ -241,7 +241,9 @@ class Worker:
         try:
             outcome = await work
             if isinstance(outcome, Outcome) and outcome.kind in ("failed", "retry") and outcome.campaign_id:
-                paused = await health.check_campaign(self.db, outcome.campaign_id, self.config.health, self.clock())
+                paused = await campaign_store.check_campaign(
+                    self.db, outcome.campaign_id, self.config.health, self.clock()
+                )
                 if paused:
                     # Leads of it already claimed here are handed back untouched instead of failing too.
                     self._paused[outcome.campaign_id] = time.monotonic()

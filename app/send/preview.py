@@ -7,15 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from app.db import schema
-from app.db.client import Database
-from app.db.store import iter_valid
-from app.domain import leases
-from app.domain.catalog import Catalog
 from app.domain.models import Campaign, EmailAccount, InvalidDocument, Lead, Template
 from app.domain.scheduling import after_minutes
 from app.domain.templating import Renderer, TemplateError, build_context
-from app.domain.worker import SKIP_STATUSES, outgoing_message, pending_recipients
+from app.send.worker import SKIP_STATUSES, outgoing_message, pending_recipients
+from app.store import leases, schema
+from app.store.catalog import Catalog
+from app.store.client import Database
+from app.store.documents import iter_valid
 from app.transport.base import InvalidHeader, Sender
 
 

@@ -7,32 +7,41 @@ from typing import Any
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
-# Seed 001's collections.
-CAMPAIGNS = "campaigns"
-CAMPAIGN_LEADS = "campaign_leads"
-SEQUENCE_STEPS = "sequence_steps"
-TEMPLATES = "templates"
-EMAIL_ACCOUNTS = "email_accounts"
-EMAIL_GENERAL_SETTINGS = "email_general_settings"
-EMAIL_CAMPAIGN_SETTINGS = "email_campaign_settings"
-ACTIVITIES = "activities"
-# Ours.
-SENDS = "sends"
-ACCOUNT_USAGE = "account_usage"
-SUPPRESSIONS = "suppressions"
-
-ALL_COLLECTIONS = (
-    CAMPAIGNS,
-    CAMPAIGN_LEADS,
-    SEQUENCE_STEPS,
-    TEMPLATES,
-    EMAIL_ACCOUNTS,
-    EMAIL_GENERAL_SETTINGS,
-    EMAIL_CAMPAIGN_SETTINGS,
-    ACTIVITIES,
-    SENDS,
-    ACCOUNT_USAGE,
-    SUPPRESSIONS,
+from app.domain.collections import (
+    ACCOUNT_USAGE as ACCOUNT_USAGE,
+)
+from app.domain.collections import (
+    ACTIVITIES as ACTIVITIES,
+)
+from app.domain.collections import (
+    ALL_COLLECTIONS as ALL_COLLECTIONS,
+)
+from app.domain.collections import (
+    CAMPAIGN_LEADS as CAMPAIGN_LEADS,
+)
+from app.domain.collections import (  # re-exported: one list of names
+    CAMPAIGNS as CAMPAIGNS,
+)
+from app.domain.collections import (
+    EMAIL_ACCOUNTS as EMAIL_ACCOUNTS,
+)
+from app.domain.collections import (
+    EMAIL_CAMPAIGN_SETTINGS as EMAIL_CAMPAIGN_SETTINGS,
+)
+from app.domain.collections import (
+    EMAIL_GENERAL_SETTINGS as EMAIL_GENERAL_SETTINGS,
+)
+from app.domain.collections import (
+    SENDS as SENDS,
+)
+from app.domain.collections import (
+    SEQUENCE_STEPS as SEQUENCE_STEPS,
+)
+from app.domain.collections import (
+    SUPPRESSIONS as SUPPRESSIONS,
+)
+from app.domain.collections import (
+    TEMPLATES as TEMPLATES,
 )
 
 INDEXES: dict[str, list[IndexModel]] = {

@@ -11,7 +11,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.config import Settings
-from app.db import embedded
+from app.store import embedded
 
 Database = AsyncDatabase[dict[str, Any]]
 

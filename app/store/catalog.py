@@ -7,10 +7,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from app.db import schema
-from app.db.client import Database
-from app.db.store import id_filter, iter_valid
 from app.domain.models import Campaign, GeneralSettings, InvalidDocument, SequenceStep, Template
+from app.store import schema
+from app.store.client import Database
+from app.store.documents import id_filter, iter_valid
 
 T = TypeVar("T")
 

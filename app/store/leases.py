@@ -17,7 +17,7 @@ from typing import Any
 
 from pymongo import ASCENDING, UpdateOne
 
-from app.db.store import Collection as MongoCollection
+from app.store.documents import Collection as MongoCollection
 
 
 class LeaseLost(Exception):

@@ -28,12 +28,12 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from app.db import schema
-from app.db.client import Database
-from app.db.store import NotFound, id_filter, id_values, iter_valid
 from app.domain.models import AccountCampaignSettings, Campaign, EmailAccount, InvalidDocument, id_str
 from app.domain.scheduling import after_minutes, next_day_start, utc_day
 from app.logging import get_logger
+from app.store import schema
+from app.store.client import Database
+from app.store.documents import NotFound, id_filter, id_values, iter_valid
 
 # Why an account could not be reserved; the first three are seed 001's setting names.
 MAX_DAILY_SENDS = "max_daily_sends"

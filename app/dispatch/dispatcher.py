@@ -22,15 +22,14 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from app.db import schema
-from app.db.client import Database
-from app.domain import leases
-from app.domain.catalog import Catalog
-from app.domain.leases import Lease
 from app.domain.models import Campaign
 from app.domain.scheduling import sleep_seconds
-from app.domain.worker import Outcome, Worker, load_suppressions, utcnow
 from app.logging import get_logger
+from app.send.worker import Outcome, Worker, load_suppressions, utcnow
+from app.store import leases, schema
+from app.store.catalog import Catalog
+from app.store.client import Database
+from app.store.leases import Lease
 
 DB_RETRY_MAX_SECONDS = 30.0
 CAMPAIGN_REFRESH_SECONDS = 1.0

@@ -16,7 +16,7 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from app.db.store import Collection
+from app.store.documents import Collection
 
 SETTLED = ("sent", "failed", "uncertain")
 _MAX_RACES = 5

@@ -1,0 +1,31 @@
+"""Collection names: seed 001's, then Outbound's own (indexes live in `app/store/schema.py`)."""
+
+from __future__ import annotations
+
+# Seed 001's collections.
+CAMPAIGNS = "campaigns"
+CAMPAIGN_LEADS = "campaign_leads"
+SEQUENCE_STEPS = "sequence_steps"
+TEMPLATES = "templates"
+EMAIL_ACCOUNTS = "email_accounts"
+EMAIL_GENERAL_SETTINGS = "email_general_settings"
+EMAIL_CAMPAIGN_SETTINGS = "email_campaign_settings"
+ACTIVITIES = "activities"
+# Ours.
+SENDS = "sends"
+ACCOUNT_USAGE = "account_usage"
+SUPPRESSIONS = "suppressions"
+
+ALL_COLLECTIONS = (
+    CAMPAIGNS,
+    CAMPAIGN_LEADS,
+    SEQUENCE_STEPS,
+    TEMPLATES,
+    EMAIL_ACCOUNTS,
+    EMAIL_GENERAL_SETTINGS,
+    EMAIL_CAMPAIGN_SETTINGS,
+    ACTIVITIES,
+    SENDS,
+    ACCOUNT_USAGE,
+    SUPPRESSIONS,
+)
