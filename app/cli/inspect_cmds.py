@@ -31,7 +31,8 @@ from app.cli.common import (
     settings_of,
     to_jsonable,
 )
-from app.domain import reports
+from app.domain import reports, stop_policy
+from app.domain.limits import AccountLimits
 from app.domain.models import (
     CAMPAIGN_STATUSES,
     RECIPIENT_STATUSES,
@@ -320,7 +321,7 @@ def show_campaign_progress(
 # Accounts
 
 
-async def _limits_by_account(db: Database, skipped: Skipped) -> dict[str, reports.AccountLimits]:
+async def _limits_by_account(db: Database, skipped: Skipped) -> dict[str, AccountLimits]:
     grouped: dict[str, list[AccountCampaignSettings]] = {}
     coll = db[schema.EMAIL_CAMPAIGN_SETTINGS]
     async for item in iter_valid(coll, {}, AccountCampaignSettings.from_doc, on_invalid=skipped.add):
@@ -346,7 +347,7 @@ async def _account_rows(db: Database, day: str, skipped: Skipped) -> list[dict[s
     rows = []
     coll = db[schema.EMAIL_ACCOUNTS]
     async for account, state in iter_valid(coll, {}, _account_view, sort=[("email", 1)], on_invalid=skipped.add):
-        lim = limits.get(account.id, reports.AccountLimits())
+        lim = limits.get(account.id, AccountLimits())
         used = usage.get(account.id, reports.AccountUsage(account_id=account.id, day=day))
         rows.append(
             {
@@ -357,7 +358,8 @@ async def _account_rows(db: Database, day: str, skipped: Skipped) -> list[dict[s
                 "provider": account.provider,
                 "smtp": f"{account.smtp_host}:{account.smtp_port}",
                 "max_daily_sends": lim.max_daily_sends,
-                "min_wait_time": lim.min_wait_time,
+                "daily_limit": lim.campaign_daily_limit,
+                "min_wait_time": lim.min_wait_minutes,
                 "day": day,
                 "sent": used.sent,
                 "committed": used.committed,
@@ -764,14 +766,21 @@ def reset_campaign_progress(
 
 
 def status_update(status: str, email_filter: str | None) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
-    """(lead filter, update, array filters) setting recipients' status; replied/unsubscribed/bounced stop the lead."""
+    """(lead filter, update, array filters) setting recipients' status, stopping the lead as the stop policy says."""
     values: dict[str, Any] = {"lead_data.$[r].status": status}
-    if status in reports.STOPPING_STATUSES:
+    if _stops_leads(status, email_filter):
         values.update({"progress.stopped": True, "progress.stop_reason": status})
     if email_filter is None:
         return {}, {"$set": values}, [{"r": {"$type": "object"}}]
     pattern = {"$regex": re.escape(email_filter), "$options": "i"}
     return {"lead_data.email": pattern}, {"$set": values}, [{"r.email": pattern}]
+
+
+def _stops_leads(status: str, email_filter: str | None) -> bool:
+    """A reply stops the lead; another skipping status stops it only when every recipient gets it (no filter)."""
+    if email_filter is not None:
+        return status in stop_policy.STOP_LEAD_STATUSES
+    return stop_policy.stops_every_lead(status)
 
 
 def _writable(campaign_id: str) -> list[dict[str, Any]]:
@@ -791,7 +800,7 @@ async def _bulk_update(
     leads = db[schema.CAMPAIGN_LEADS]
     flt = {"$and": [*_writable(campaign.id), lead_match]}
     matched = await leads.count_documents(flt)
-    stopping = " and stop those leads" if status in reports.STOPPING_STATUSES else ""
+    stopping = " and stop those leads" if _stops_leads(status, email_filter) else ""
     who = f"recipients matching {email_filter!r}" if email_filter else "every recipient"
     confirm(f"Set {who} of {matched} leads of campaign {campaign.name!r} to {status}{stopping}?", yes)
     result = await leads.update_many(flt, update, array_filters=array_filters)
@@ -819,7 +828,7 @@ def bulk_update_status(
     if email_filter is not None and not email_filter.strip():
         fail("--email-filter is empty: give part of an address (e.g. @acme.com) or leave the option out", code=2)
     result = run_db(settings_of(ctx), lambda db: _bulk_update(db, campaign_id, status, email_filter, yes))
-    stopped = " and stopped them" if status in reports.STOPPING_STATUSES else ""
+    stopped = " and stopped them" if _stops_leads(status, email_filter) else ""
     console.print(
         f"Updated recipients of {result['modified']} leads (of {result['matched']} matched) to {status}{stopped}"
     )

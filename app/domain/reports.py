@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.domain import collections as schema
+from app.domain.limits import AccountLimits, limits_for, merge_settings
 from app.domain.models import AccountCampaignSettings, InvalidDocument, Lead, recipient_key
 from app.domain.scheduling import utc_day as utc_day  # re-exported: one definition of the day
 
@@ -23,8 +24,6 @@ DUE = "due"
 WAITING = "waiting"
 LEAD_STATES = (COMPLETED, STOPPED, IN_PROGRESS, DUE, WAITING)
 
-# Recipient statuses that mean "never mail this person again": they stop the lead.
-STOPPING_STATUSES = ("replied", "unsubscribed", "bounced")
 PROCESSED_OUTCOMES = ("sent", "failed", "uncertain")
 
 
@@ -147,28 +146,9 @@ def _bump(per_step: dict[int, dict[str, int]], step: int, name: str) -> None:
     counters[name] = counters.get(name, 0) + 1
 
 
-@dataclass(frozen=True)
-class AccountLimits:
-    """The limits that apply to one sending account (strictest of its `email_campaign_settings`)."""
-
-    max_daily_sends: int | None = None
-    daily_limit: int | None = None
-    min_wait_time: float = 0.0
-
-
-def _strictest(values: Iterable[int | None]) -> int | None:
-    given = [v for v in values if v is not None]
-    return min(given) if given else None
-
-
 def account_limits(settings: Iterable[AccountCampaignSettings]) -> AccountLimits:
-    """Combine an account's settings documents; when several exist the strictest value of each wins."""
-    items = list(settings)
-    return AccountLimits(
-        max_daily_sends=_strictest(s.max_daily_sends for s in items),
-        daily_limit=_strictest(s.daily_limit for s in items),
-        min_wait_time=max((s.min_wait_time for s in items), default=0.0),
-    )
+    """An account's own limits (no campaign) from its settings documents, exactly as the arbiter combines them."""
+    return limits_for(merge_settings(settings))
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ from typing import Any
 
 from app.domain.models import Campaign, EmailAccount, InvalidDocument, Lead, Template
 from app.domain.scheduling import after_minutes
+from app.domain.stop_policy import SKIP_STATUSES
 from app.domain.templating import Renderer, TemplateError, build_context
-from app.send.worker import SKIP_STATUSES, outgoing_message, pending_recipients
+from app.send.worker import outgoing_message, pending_recipients
 from app.store import leases, schema
 from app.store.catalog import Catalog
 from app.store.client import Database

@@ -30,6 +30,7 @@ from app.domain.models import (
     recipient_key,
 )
 from app.domain.scheduling import after_minutes, backoff_seconds, next_step_due, recipient_due
+from app.domain.stop_policy import SKIP_STATUSES, STOP_LEAD_STATUSES
 from app.domain.templating import RenderedEmail, Renderer, TemplateError, build_context
 from app.logging import get_logger
 from app.store import campaigns as campaign_store
@@ -51,9 +52,6 @@ from app.transport.base import (
     validate_message,
 )
 
-# A recipient with one of these statuses is never emailed again; a reply stops the whole lead.
-SKIP_STATUSES = ("unsubscribed", "bounced", "replied")
-STOP_LEAD_STATUSES = ("replied",)
 NO_STEPS_RETRY_MINUTES = 10.0
 DB_ERROR_RETRY_SECONDS = 5.0
 LEASE_MARGIN_SECONDS = 10.0

@@ -28,6 +28,20 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from app.domain.limits import (
+    INVALID_ACCOUNT,
+    INVALID_SETTINGS,
+    LIMIT_RACED,
+    TAKEN,
+    AccountLimits,
+    allocate,
+    blocked_by,
+    capacity,
+    describe_unavailable,
+    free_at,
+    limits_for,
+    merge_settings,
+)
 from app.domain.models import AccountCampaignSettings, Campaign, EmailAccount, InvalidDocument, id_str
 from app.domain.scheduling import after_minutes, next_day_start, utc_day
 from app.logging import get_logger
@@ -35,39 +49,11 @@ from app.store import schema
 from app.store.client import Database
 from app.store.documents import NotFound, id_filter, id_values, iter_valid
 
-# Why an account could not be reserved; the first three are seed 001's setting names.
-MAX_DAILY_SENDS = "max_daily_sends"
-DAILY_LIMIT = "daily_limit"
-MIN_WAIT_TIME = "min_wait_time"
-TAKEN = "taken"
-LIMIT_RACED = "limit_raced"
-INVALID_SETTINGS = "invalid_settings"
-INVALID_ACCOUNT = "invalid_account"
-
-_REASON_TEXT = {
-    MAX_DAILY_SENDS: "at max_daily_sends for today",
-    DAILY_LIMIT: "at the campaign's daily_limit for today",
-    MIN_WAIT_TIME: "inside their min_wait_time window",
-    TAKEN: "just reserved by another dispatcher",
-    LIMIT_RACED: "reached a daily limit during this attempt",
-    INVALID_SETTINGS: "skipped for malformed email_campaign_settings (see store.invalid_document)",
-    INVALID_ACCOUNT: "skipped as malformed email_accounts documents (see store.invalid_document)",
-}
-
 # How soon to look again when nothing can ever become free by itself (no account, malformed data).
 RECHECK_SECONDS = 60.0
 # Today's counters are read for this many free accounts at a time: most reservations succeed on the first.
 USAGE_CHUNK = 16
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-@dataclass(frozen=True)
-class AccountLimits:
-    """The limits that apply to one account sending for one campaign (None: unlimited)."""
-
-    max_daily_sends: int | None
-    campaign_daily_limit: int | None
-    min_wait_minutes: float
 
 
 @dataclass(frozen=True)
@@ -88,101 +74,6 @@ class NoAccountAvailable:
 
     retry_at: datetime
     reason: str
-
-
-def limits_for(settings: AccountCampaignSettings | None, campaign: Campaign) -> AccountLimits:
-    """Combine an account's `email_campaign_settings` with a campaign's settings: the stricter value wins."""
-    daily = [d for d in (campaign.settings.daily_limit, settings.daily_limit if settings else None) if d is not None]
-    return AccountLimits(
-        max_daily_sends=settings.max_daily_sends if settings else None,
-        campaign_daily_limit=min(daily) if daily else None,
-        min_wait_minutes=max(campaign.settings.min_wait_time, settings.min_wait_time if settings else 0.0),
-    )
-
-
-def limit_reached(limits: AccountLimits, sent_today: int, campaign_sent_today: int) -> str | None:
-    """Which daily limit is used up (MAX_DAILY_SENDS or DAILY_LIMIT), or None while there is room."""
-    if limits.max_daily_sends is not None and sent_today >= limits.max_daily_sends:
-        return MAX_DAILY_SENDS
-    if limits.campaign_daily_limit is not None and campaign_sent_today >= limits.campaign_daily_limit:
-        return DAILY_LIMIT
-    return None
-
-
-def has_capacity(limits: AccountLimits, sent_today: int, campaign_sent_today: int) -> bool:
-    """True while the account may send once more today, overall and for this campaign."""
-    return limit_reached(limits, sent_today, campaign_sent_today) is None
-
-
-def blocked_by(
-    limits: AccountLimits,
-    sent_today: int,
-    campaign_sent_today: int,
-    next_available_at: datetime | None,
-    now: datetime,
-) -> str | None:
-    """Why the account cannot send for this campaign at `now` (a limit or MIN_WAIT_TIME), or None if it can."""
-    reached = limit_reached(limits, sent_today, campaign_sent_today)
-    if reached is not None:
-        return reached
-    if next_available_at is not None and next_available_at > now:
-        return MIN_WAIT_TIME
-    return None
-
-
-def free_at(
-    limits: AccountLimits,
-    sent_today: int,
-    campaign_sent_today: int,
-    next_available_at: datetime | None,
-    now: datetime,
-) -> datetime:
-    """When this account could next send for this campaign: its wait window's end, or tomorrow when exhausted."""
-    earliest = now if next_available_at is None else max(now, next_available_at)
-    if has_capacity(limits, sent_today, campaign_sent_today):
-        return earliest
-    return max(next_day_start(now), earliest)
-
-
-def capacity(limits: AccountLimits, sent_today: int, campaign_sent_today: int, wanted: int) -> int:
-    """How many of `wanted` sends the account may take at once: what its limits leave, 1 with a wait window."""
-    room = [wanted]
-    if limits.max_daily_sends is not None:
-        room.append(limits.max_daily_sends - sent_today)
-    if limits.campaign_daily_limit is not None:
-        room.append(limits.campaign_daily_limit - campaign_sent_today)
-    if limits.min_wait_minutes > 0:
-        room.append(1)
-    return max(0, min(room))
-
-
-def allocate(capacities: list[tuple[str, int]], wanted: int) -> dict[str, int]:
-    """Spread `wanted` sends over accounts in the given (least recently used first) order, one per account per
-    round, never more than an account's capacity: {account id: sends}."""
-    left = dict(capacities)
-    plan: dict[str, int] = {}
-    while wanted > 0 and any(left.values()):
-        for account_id, _ in capacities:
-            if wanted == 0:
-                break
-            if left[account_id] > 0:
-                left[account_id] -= 1
-                plan[account_id] = plan.get(account_id, 0) + 1
-                wanted -= 1
-    return plan
-
-
-def describe_unavailable(blocked: Mapping[str, int], retry_at: datetime) -> str:
-    """An operator's sentence for why no account could be reserved, e.g. "2 accounts at max_daily_sends..."."""
-    if not blocked:
-        return (
-            "no active sending account for this campaign: check email_accounts.status and the campaign's "
-            "settings.account_ids"
-        )
-    parts = [f"{count} {_REASON_TEXT.get(reason, reason)}" for reason, count in sorted(blocked.items())]
-    total = sum(blocked.values())
-    noun = "account" if total == 1 else "accounts"
-    return f"no sending account is free ({total} {noun}: {'; '.join(parts)}); next try at {retry_at.isoformat()}"
 
 
 def usage_key(account_id: str, day: str) -> str:
@@ -558,11 +449,14 @@ class Arbiter:
         """
         clock = time.monotonic()
         if clock >= self._settings_expiry or not self._settings_known.issuperset(ids):
-            snapshot: dict[str, AccountCampaignSettings | InvalidDocument] = {}
+            parsed: dict[str, list[AccountCampaignSettings | InvalidDocument]] = {}
             async for doc in self._settings.find({}, sort=[("_id", 1)]):
-                key = id_str(doc.get("email_id"))
-                if not isinstance(snapshot.get(key), AccountCampaignSettings):
-                    snapshot[key] = _parse_settings(doc)
+                parsed.setdefault(id_str(doc.get("email_id")), []).append(_parse_settings(doc))
+            snapshot: dict[str, AccountCampaignSettings | InvalidDocument] = {}
+            for key, items in parsed.items():
+                # Several documents for one account: the strictest of each limit, as the reports show them.
+                valid = merge_settings(s for s in items if isinstance(s, AccountCampaignSettings))
+                snapshot[key] = valid if valid is not None else items[0]
             self._settings_snapshot = snapshot
             self._settings_known = set(snapshot) | set(ids)
             self._settings_expiry = clock + self._settings_ttl

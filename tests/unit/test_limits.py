@@ -6,8 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.domain.models import AccountCampaignSettings, Campaign, CampaignSettings
-from app.store.arbiter import (
+from app.domain.limits import (
     DAILY_LIMIT,
     MAX_DAILY_SENDS,
     MIN_WAIT_TIME,
@@ -19,8 +18,9 @@ from app.store.arbiter import (
     has_capacity,
     limit_reached,
     limits_for,
-    usage_path,
 )
+from app.domain.models import AccountCampaignSettings, Campaign, CampaignSettings
+from app.store.arbiter import usage_path
 
 NOW = datetime(2026, 3, 14, 9, 30, tzinfo=UTC)
 MIDNIGHT = datetime(2026, 3, 15, tzinfo=UTC)
@@ -150,7 +150,7 @@ def test_usage_path_keys_counters_by_campaign_id() -> None:
 
 
 def test_capacity_is_what_every_limit_leaves_and_one_with_a_wait_window() -> None:
-    from app.store.arbiter import capacity
+    from app.domain.limits import capacity
 
     unlimited = AccountLimits(max_daily_sends=None, campaign_daily_limit=None, min_wait_minutes=0.0)
     assert capacity(unlimited, 500, 500, wanted=7) == 7
@@ -164,7 +164,7 @@ def test_capacity_is_what_every_limit_leaves_and_one_with_a_wait_window() -> Non
 
 
 def test_allocate_spreads_one_per_account_per_round_in_the_given_order() -> None:
-    from app.store.arbiter import allocate
+    from app.domain.limits import allocate
 
     assert allocate([("a", 5), ("b", 5), ("c", 5)], 2) == {"a": 1, "b": 1}
     assert allocate([("a", 5), ("b", 5), ("c", 5)], 7) == {"a": 3, "b": 2, "c": 2}

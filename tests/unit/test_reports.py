@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from app.domain import reports
+from app.domain.limits import AccountLimits
 from app.domain.models import AccountCampaignSettings, InvalidDocument, Lead
 from app.store import lead_queries
 
@@ -93,8 +94,8 @@ def test_account_limits_take_the_strictest_of_several_settings_documents() -> No
             AccountCampaignSettings(email_id="A", daily_limit=None, min_wait_time=5, max_daily_sends=80),
         ]
     )
-    assert limits == reports.AccountLimits(max_daily_sends=80, daily_limit=30, min_wait_time=5)
-    assert reports.account_limits([]) == reports.AccountLimits()
+    assert limits == AccountLimits(max_daily_sends=80, campaign_daily_limit=30, min_wait_minutes=5)
+    assert reports.account_limits([]) == AccountLimits()
 
 
 def test_usage_reserved_is_sent_minus_committed() -> None:

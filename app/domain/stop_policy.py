@@ -1,0 +1,40 @@
+"""Which recipient statuses skip a recipient and which stop the whole lead: one table for every caller.
+
+The send pipeline, the dry-run preview, the CLI's bulk status update and the inbox sync all decide from here,
+so "never email a person after they replied, bounced or unsubscribed" means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+# A recipient with one of these statuses is never emailed again.
+SKIP_STATUSES = frozenset({"replied", "unsubscribed", "bounced"})
+# A recipient with one of these statuses stops the whole lead: a reply from one person at a company ends the
+# sequence for their colleagues too.
+STOP_LEAD_STATUSES = frozenset({"replied"})
+
+
+def skip_reason(status: str) -> str | None:
+    """Why a recipient with this status must not be mailed, or None when they may be."""
+    return f"recipient is {status}" if status in SKIP_STATUSES else None
+
+
+def lead_stop_reason(statuses: Iterable[str]) -> str | None:
+    """Why a lead whose recipients have these statuses must stop, or None while someone may still be mailed.
+
+    A stopping status (a reply) stops it; so does having no recipient left that may be mailed.
+    """
+    given = list(statuses)
+    for status in given:
+        if status in STOP_LEAD_STATUSES:
+            return status
+    if given and all(status in SKIP_STATUSES for status in given):
+        kinds = sorted(set(given))
+        return kinds[0] if len(kinds) == 1 else "no recipient left to mail (" + ", ".join(kinds) + ")"
+    return None
+
+
+def stops_every_lead(status: str) -> bool:
+    """True when setting every recipient of a lead to `status` stops the lead (bulk status updates)."""
+    return lead_stop_reason([status]) is not None
