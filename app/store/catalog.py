@@ -99,9 +99,9 @@ class Catalog:
         """The account's signature and sender identity, if configured."""
 
         async def load() -> GeneralSettings | None:
-            async for g in iter_valid(
-                self.db[schema.EMAIL_GENERAL_SETTINGS], {"email_id": account_id}, GeneralSettings.from_doc, limit=1
-            ):
+            # Seed 001 stores `email_id` as an ObjectId or its string form; match both, as debug-template does.
+            flt = id_filter(account_id, "email_id")
+            async for g in iter_valid(self.db[schema.EMAIL_GENERAL_SETTINGS], flt, GeneralSettings.from_doc, limit=1):
                 return g
             return None
 
