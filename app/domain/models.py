@@ -174,6 +174,7 @@ class CampaignSettings:
     min_wait_time: float = 0.0  # minutes between two sends of one account, and between recipients of a lead
     batch_size: int | None = None
     account_ids: tuple[str, ...] = ()  # empty: every active account may send for this campaign
+    uncertain_after_hours: float = 24.0  # an unresolved uncertain send counts as sent after this long
 
 
 @dataclass(frozen=True)
@@ -204,6 +205,7 @@ class Campaign:
                 min_wait_time=r.number("settings.min_wait_time", default=0.0) or 0.0,
                 batch_size=r.integer("settings.batch_size", minimum=1),
                 account_ids=tuple(id_str(a) for a in accounts),
+                uncertain_after_hours=r.number("settings.uncertain_after_hours", default=24.0) or 0.0,
             ),
             created_at=r.when("created_at"),
         )

@@ -26,9 +26,13 @@ async def check_campaign(db: Database, campaign_id: str, policy: HealthPolicy, n
     reason = pause_reason(kinds, policy)
     if reason is None:
         return None
+    return reason if await pause(db, campaign_id, reason, now) else None
+
+
+async def pause(db: Database, campaign_id: str, reason: str, now: datetime) -> bool:
+    """Pause an active campaign with the reason an operator will see; False when it was not active."""
     update: dict[str, Any] = {"$set": {"status": "paused", "paused_reason": reason, "paused_at": now}}
     result = await db[schema.CAMPAIGNS].update_one({**id_filter(campaign_id), "status": "active"}, update)
     if result.modified_count:
         get_logger(campaign_id=campaign_id).error("dispatcher.campaign_paused", reason=reason)
-        return reason
-    return None
+    return bool(result.modified_count)

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pymongo import UpdateOne
+from pymongo import DeleteOne, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from app.domain import ledger_states as lstate
+from app.domain.ledger_states import SETTLED
 from app.store.documents import Collection
 
-SETTLED = ("sent", "failed", "uncertain")
 _MAX_RACES = 5
 
 
@@ -180,29 +181,11 @@ async def start_many(coll: Collection, sends: list[NewSend], now: datetime) -> l
 async def _declare_uncertain(coll: Collection, doc: dict[str, Any], now: datetime) -> Settled:
     # The attempt that owned it died (or lost its lease) after it may have handed the message to SMTP.
     await coll.update_one(
-        {"_id": doc["_id"], "state": "sending", "token": doc.get("token")},
-        {
-            "$set": {
-                "state": "uncertain",
-                "updated_at": now,
-                "last_error": "the dispatcher stopped after handing the message to SMTP and before recording "
-                "the result; it may have been delivered",
-            }
-        },
+        {"_id": doc["_id"], "state": lstate.SENDING, "token": doc.get("token")},
+        {"$set": lstate.move(lstate.SENDING, lstate.UNCERTAIN, now, error=lstate.CRASHED)},
     )
     fresh = await coll.find_one({"_id": doc["_id"]}) or doc
     return Settled(str(doc["_id"]), str(fresh.get("state")), fresh)
-
-
-def _finish_values(state: str, now: datetime, error: str | None, smtp_code: int | None) -> dict[str, Any]:
-    values: dict[str, Any] = {"state": state, "updated_at": now}
-    if error is not None:
-        values["last_error"] = error
-    if smtp_code is not None:
-        values["smtp_code"] = smtp_code
-    if state == "sent":
-        values["sent_at"] = now
-    return values
 
 
 async def finish_sent(coll: Collection, attempts: list[Attempt], now: datetime) -> list[bool]:
@@ -212,7 +195,7 @@ async def finish_sent(coll: Collection, attempts: list[Attempt], now: datetime) 
     """
     if not attempts:
         return []
-    values = _finish_values("sent", now, None, None)
+    values = lstate.move(lstate.SENDING, lstate.SENT, now)
     ops = [UpdateOne({"_id": a.send_id, "token": a.token, "state": "sending"}, {"$set": values}) for a in attempts]
     result = await coll.bulk_write(ops, ordered=False)
     if result.modified_count == len(ops):
@@ -234,8 +217,61 @@ async def finish(
     smtp_code: int | None = None,
 ) -> bool:
     """Record our attempt's outcome (fenced on our token); False when someone declared it uncertain meanwhile."""
-    values = _finish_values(state, now, error, smtp_code)
+    values = lstate.move(lstate.SENDING, state, now, error=error, smtp_code=smtp_code)
     result = await coll.update_one(
         {"_id": attempt.send_id, "token": attempt.token, "state": "sending"}, {"$set": values}
     )
     return result.modified_count == 1
+
+
+@dataclass(frozen=True)
+class Finish:
+    """How one attempt ended: the ledger state it moves to from `sending`, with the server's words."""
+
+    attempt: Attempt
+    state: str
+    error: str | None = None
+    smtp_code: int | None = None
+
+
+async def finish_many(coll: Collection, finishes: list[Finish], now: datetime) -> list[bool]:
+    """Record several attempts' outcomes in one round trip (each fenced on its token); True where recorded.
+
+    Safe to repeat after a database error: an outcome already recorded reads back as recorded.
+    """
+    if not finishes:
+        return []
+    ops = [
+        UpdateOne(
+            {"_id": f.attempt.send_id, "token": f.attempt.token, "state": lstate.SENDING},
+            {"$set": lstate.move(lstate.SENDING, f.state, now, error=f.error, smtp_code=f.smtp_code)},
+        )
+        for f in finishes
+    ]
+    result = await coll.bulk_write(ops, ordered=False)
+    if result.modified_count == len(ops):
+        return [True] * len(ops)
+    ids = [f.attempt.send_id for f in finishes]
+    seen = {
+        doc["_id"]: (doc.get("token"), doc.get("state"))
+        async for doc in coll.find({"_id": {"$in": ids}}, projection={"token": 1, "state": 1})
+    }
+    return [seen.get(f.attempt.send_id) == (f.attempt.token, f.state) for f in finishes]
+
+
+async def abandon(coll: Collection, attempts: list[Attempt]) -> None:
+    """Undo entries we moved to `sending` but never handed to SMTP (a write error, a stop before the send).
+
+    A first attempt's entry is removed; a retry's goes back to `retry_wait`. Fenced on our token, so an entry
+    another dispatcher has since taken is left alone.
+    """
+    if not attempts:
+        return
+    ops: list[Any] = []
+    for a in attempts:
+        flt = {"_id": a.send_id, "token": a.token, "state": lstate.SENDING}
+        if a.attempts <= 1:
+            ops.append(DeleteOne(flt))
+        else:
+            ops.append(UpdateOne(flt, {"$set": {"state": lstate.RETRY_WAIT}, "$inc": {"attempts": -1}}))
+    await coll.bulk_write(ops, ordered=False)

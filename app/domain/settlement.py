@@ -1,0 +1,175 @@
+"""Settle: the lead update, activities and outcome for what a claim did. Pure: one `now`, plain values.
+
+The pipeline applies a `Settlement` in one fenced write per lead (a batch's writes go out together), so a
+lead's recipients, its step and its next due time always change together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from app.domain.models import Campaign, Lead, SequenceStep, recipient_key
+from app.domain.planning import pending_recipients
+from app.domain.scheduling import next_step_due, recipient_due
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to the lead in this claim (for the dispatcher's counters and the demo's progress view)."""
+
+    # sent, failed, uncertain, skipped, retry, no_account, waiting, completed, advanced, inactive, lease_lost,
+    # invalid, db_error, paused
+    kind: str
+    lead_id: Any
+    campaign_id: str | None = None
+    account_id: str | None = None
+    next_due_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class RecipientResult:
+    """The settled outcome of one recipient for the current step."""
+
+    status: str  # sent, failed, uncertain, skipped
+    recipient_status: str | None  # new lead_data status, None to leave it
+    account_id: str | None = None
+    message_id: str | None = None
+    error: str | None = None
+    smtp_code: int | None = None
+    activity: str | None = None  # the activity type when it is not `status` (template_error)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """One lead's write: `set` and `unset` paths, the next due time (None: unscheduled), activities, outcome."""
+
+    set: dict[str, Any]
+    unset: tuple[str, ...]
+    next_due_at: datetime | None
+    outcome: Outcome
+    activities: list[dict[str, Any]] = field(default_factory=list)
+    step_completed: bool = False
+
+
+@dataclass(frozen=True)
+class LeadContext:
+    """The claimed lead with its campaign and sequence, as settling needs them."""
+
+    lead: Lead
+    campaign: Campaign
+    steps: Mapping[int, SequenceStep]
+    step: SequenceStep
+
+
+def step_after(steps: Mapping[int, SequenceStep], step_order: int) -> SequenceStep | None:
+    """The next step in order after `step_order` (orders may have gaps)."""
+    later = sorted(order for order in steps if order > step_order)
+    return steps[later[0]] if later else None
+
+
+def activity(
+    ctx: LeadContext, index: int, kind: str, now: datetime, result: RecipientResult | None = None
+) -> dict[str, Any]:
+    """The `activities` document of one attempt or decision about one recipient."""
+    doc: dict[str, Any] = {
+        "campaign_id": ctx.campaign.id,
+        "lead_id": ctx.lead.id,
+        "step_order": ctx.step.step_order,
+        "recipient_index": index,
+        "email": ctx.lead.recipients[index].email,
+        "type": kind,
+        "created_at": now,
+    }
+    if result is not None:
+        for name in ("account_id", "message_id", "error", "smtp_code"):
+            if getattr(result, name) is not None:
+                doc[name] = getattr(result, name)
+    return doc
+
+
+def settle(ctx: LeadContext, results: Sequence[tuple[int, RecipientResult]], now: datetime) -> Settlement:
+    """Record settled recipients of the current step and release the lead for what comes next.
+
+    Next: the step's next pending recipient (`min_wait_time` after a send, at once after a skip), or the next
+    step after its delay, or completion.
+    """
+    values: dict[str, Any] = {}
+    unset: list[str] = []
+    activities = []
+    contacted = False
+    for index, result in results:
+        key = recipient_key(ctx.step.step_order, index)
+        values[f"progress.processed_recipients.{key}"] = _entry(ctx, index, result, now)
+        if result.recipient_status is not None:
+            values[f"lead_data.{index}.status"] = result.recipient_status
+        if result.status in ("sent", "uncertain"):
+            contacted = True
+            values[f"lead_data.{index}.last_contacted_at"] = now
+            values[f"lead_data.{index}.last_step"] = ctx.step.step_order
+            values["progress.last_sent_at"] = now
+        if key in ctx.lead.progress.retries:
+            unset.append(f"progress.retries.{key}")
+        activities.append(activity(ctx, index, result.activity or result.status, now, result))
+    settled = {index for index, _ in results}
+    remaining = [i for i in pending_recipients(ctx.lead, ctx.step.step_order) if i not in settled]
+    last = results[-1][1] if results else None
+    if remaining:
+        due = recipient_due(now, ctx.campaign.settings.min_wait_time if contacted else 0.0)
+        kind = last.status if last else "skipped"
+        outcome = Outcome(kind, ctx.lead.id, ctx.campaign.id, last.account_id if last else None, due)
+        return Settlement(values, tuple(unset), due, outcome, activities)
+    if any(r.status == "uncertain" for _, r in results) and ctx.campaign.settings.uncertain_after_hours > 0:
+        # The follow-up waits until the uncertain send is resolved (resolve-send makes the lead due at once).
+        due = now + timedelta(hours=ctx.campaign.settings.uncertain_after_hours)
+        kind = last.status if last else "skipped"
+        outcome = Outcome(kind, ctx.lead.id, ctx.campaign.id, last.account_id if last else None, due)
+        return Settlement(values, tuple(unset), due, outcome, activities)
+    return _advance(ctx, values, unset, activities, now, last)
+
+
+def advance(ctx: LeadContext, now: datetime) -> Settlement:
+    """Every recipient of the step is done: the next step after its delay, or completion."""
+    return _advance(ctx, {}, [], [], now, None)
+
+
+def _advance(
+    ctx: LeadContext,
+    values: dict[str, Any],
+    unset: list[str],
+    activities: list[dict[str, Any]],
+    now: datetime,
+    last: RecipientResult | None,
+) -> Settlement:
+    nxt = step_after(ctx.steps, ctx.step.step_order)
+    account = last.account_id if last else None
+    if nxt is None:
+        values.update({"progress.completed": True, "progress.completed_at": now})
+        kind = last.status if last else "completed"
+        outcome = Outcome(kind, ctx.lead.id, ctx.campaign.id, account, None)
+        return Settlement(values, tuple(unset), None, outcome, activities, step_completed=True)
+    due = next_step_due(now, nxt.delay_minutes)
+    values["progress.current_step_order"] = nxt.step_order
+    kind = last.status if last else "advanced"
+    outcome = Outcome(kind, ctx.lead.id, ctx.campaign.id, account, due)
+    return Settlement(values, tuple(unset), due, outcome, activities, step_completed=True)
+
+
+def retry_marker(account_id: str, attempts: int, error: str, now: datetime) -> dict[str, Any]:
+    """What a lead keeps about a recipient's failed attempt: the next attempt prefers another account."""
+    return {"account_id": account_id, "attempts": attempts, "error": error, "at": now}
+
+
+def _entry(ctx: LeadContext, index: int, result: RecipientResult, now: datetime) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "processed_at": now,
+        "email": ctx.lead.recipients[index].email,
+        "template_id": ctx.step.template_id,
+        "status": result.status,
+    }
+    for name in ("account_id", "message_id", "error", "smtp_code"):
+        if getattr(result, name) is not None:
+            entry[name] = getattr(result, name)
+    return entry
