@@ -48,12 +48,19 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def run_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
-    """Connect (starting the embedded server when MONGO_URI is unset), ensure the schema, run `work`."""
+def run_db(settings: Settings, work: Callable[[Database], Awaitable[T]], *, read_only: bool = False) -> T:
+    """Connect (starting the embedded server when MONGO_URI is unset), ensure the schema, run `work`.
+
+    A command that only reads passes `read_only=True`: the schema is then left as it is, so the database is not
+    created and no collection or index is built (on a production database an index build is not harmless).
+    `work` must then only read; a missing collection reads as empty, and `schema.missing_indexes` says what a
+    writing command would build.
+    """
 
     async def main() -> T:
         async with connect(settings) as db:
-            await ensure_schema(db)
+            if not read_only:
+                await ensure_schema(db)
             return await work(db)
 
     try:

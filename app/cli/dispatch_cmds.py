@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Any
 
 import typer
+from rich.markup import escape
 
-from app.cli.common import JSON_OPTION, console, fail, fmt_time, print_json, print_table, run_db, settings_of
+from app.cli.common import (
+    JSON_OPTION,
+    console,
+    err_console,
+    fail,
+    fmt_time,
+    print_json,
+    print_table,
+    run_db,
+    settings_of,
+)
 from app.config import Settings
 from app.dispatch.dispatcher import Dispatcher, DispatcherOptions, DispatcherStats, default_owner
 from app.domain.health import HealthPolicy
@@ -92,6 +104,59 @@ async def run_until_signalled(dispatcher: Dispatcher) -> DispatcherStats:
             loop.remove_signal_handler(sig)
 
 
+@dataclass(frozen=True)
+class _DryRun:
+    """What a dry run found: the emails due now, and the part of the schema a real run would create first."""
+
+    database: str
+    rows: list[PreviewRow]
+    missing_collections: list[str]
+    missing_indexes: list[schema.MissingIndex]
+
+
+async def _dry_run(db: Database, campaign_id: str | None, accounts: frozenset[str] | None, limit: int) -> _DryRun:
+    """Preview what is due now through the dry-run sender; reads only (the schema is checked, not ensured)."""
+    missing_collections = await schema.missing_collections(db)
+    missing_indexes = await schema.missing_indexes(db)
+    rows = await preview(
+        db,
+        Catalog(db),
+        Renderer(),
+        DryRunSender(),
+        now=utcnow(),
+        campaign_id=campaign_id,
+        account_filter=accounts,
+        limit=limit,
+    )
+    return _DryRun(db.name, rows, missing_collections, missing_indexes)
+
+
+def _schema_warning(
+    database: str, collections: Collection[str], indexes: Collection[schema.MissingIndex]
+) -> str | None:
+    """The dry run's warning about missing collections and indexes, or None when the schema is complete."""
+    if not collections and not indexes:
+        return None
+    lines = [f"database {database} lacks collections or indexes the dispatcher relies on (a dry run creates none):"]
+    if collections:
+        lines.append(f"  missing collections (read as empty here): {', '.join(collections)}")
+    # A missing collection lacks every index of its own: naming the collection says so.
+    lines.extend(f"  missing index {index}" for index in indexes if index.collection not in collections)
+    lines.append(
+        "`outbound run-dispatcher` without --dry-run creates them before it sends, "
+        "as does any command that writes (import-leads, demo seed)."
+    )
+    return "\n".join(lines)
+
+
+def _print_dry_run(dry: _DryRun, as_json: bool) -> None:
+    """The schema warning on stderr (stdout stays the preview alone, for --json), then the preview."""
+    warning = _schema_warning(dry.database, dry.missing_collections, dry.missing_indexes)
+    if warning is not None:
+        err_console.print(f"[bold yellow]warning:[/] {escape(warning)}")
+    _print_preview(dry.rows, as_json)
+
+
 def _print_preview(rows: list[PreviewRow], as_json: bool) -> None:
     if as_json:
         print_json([row.__dict__ for row in rows])
@@ -149,18 +214,7 @@ def register(app: typer.Typer) -> None:
         async def work(db: Database) -> Any:
             await _check_targets(db, campaign_id, accounts)
             if dry_run:
-                sender = DryRunSender()
-                rows = await preview(
-                    db,
-                    Catalog(db),
-                    Renderer(),
-                    sender,
-                    now=utcnow(),
-                    campaign_id=campaign_id,
-                    account_filter=accounts,
-                    limit=options.batch_size,
-                )
-                return rows
+                return await _dry_run(db, campaign_id, accounts, options.batch_size)
             smtp = SmtpSender(timeout=settings.smtp_timeout, default_starttls=settings.smtp_starttls)
             try:
                 dispatcher = build_dispatcher(db, settings, smtp, options, account_filter=accounts)
@@ -168,9 +222,10 @@ def register(app: typer.Typer) -> None:
             finally:
                 await smtp.close()
 
-        result = run_db(settings, work)
+        # A dry run must leave the database as it found it, so the schema is checked rather than ensured.
+        result = run_db(settings, work, read_only=dry_run)
         if dry_run:
-            _print_preview(result, json_)
+            _print_dry_run(result, json_)
             return
         stats: DispatcherStats = result
         summary = {"claimed": stats.claimed, "outcomes": dict(stats.outcomes), "db_errors": stats.db_errors}

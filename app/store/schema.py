@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pymongo import ASCENDING, IndexModel
@@ -102,3 +104,50 @@ async def ensure_schema(db: AsyncDatabase[dict[str, Any]]) -> None:
                     raise
     for name, indexes in INDEXES.items():
         await db[name].create_indexes(indexes)
+
+
+# An index's keys in order, each with its kind (1, -1, "text", ...), as `list_indexes()` reports them.
+KeyPattern = tuple[tuple[str, int | str], ...]
+
+
+@dataclass(frozen=True)
+class MissingIndex:
+    """An index of `INDEXES` that the database does not have."""
+
+    collection: str
+    name: str
+    keys: KeyPattern
+
+    def __str__(self) -> str:
+        return f"{self.collection}.{self.name} ({', '.join(field for field, _ in self.keys)})"
+
+
+def _key_pattern(keys: Mapping[str, Any]) -> KeyPattern:
+    # Servers may return 1.0 for 1; special kinds ("text", "2dsphere") stay strings.
+    return tuple((field, kind if isinstance(kind, str) else int(kind)) for field, kind in keys.items())
+
+
+async def missing_collections(db: AsyncDatabase[dict[str, Any]]) -> list[str]:
+    """The collections of `ALL_COLLECTIONS` the database does not have, in that order. Only reads."""
+    existing = set(await db.list_collection_names())
+    return [name for name in ALL_COLLECTIONS if name not in existing]
+
+
+async def missing_indexes(db: AsyncDatabase[dict[str, Any]]) -> list[MissingIndex]:
+    """The indexes of `INDEXES` the database does not have, in that order. Only reads.
+
+    Compared by key pattern, not by name: an index on the same keys under another name serves the same queries.
+    Options (unique, sparse, partial filter) are not compared. A collection that does not exist has none of its
+    indexes.
+    """
+    existing = set(await db.list_collection_names())
+    missing: list[MissingIndex] = []
+    for collection, wanted in INDEXES.items():
+        have: set[KeyPattern] = set()
+        if collection in existing:
+            have = {_key_pattern(index["key"]) async for index in await db[collection].list_indexes()}
+        for model in wanted:
+            keys = _key_pattern(model.document["key"])
+            if keys not in have:
+                missing.append(MissingIndex(collection, model.document["name"], keys))
+    return missing

@@ -42,6 +42,15 @@ def snapshot(sync_db: Any) -> dict[str, list[Any]]:
     return {name: list(sync_db[name].find(sort=[("_id", 1)])) for name in sync_db.list_collection_names()}
 
 
+def index_snapshot(sync_db: Any) -> dict[str, list[Any]]:
+    """Every collection's index list, exactly as the server reports it."""
+    return {name: list(sync_db[name].list_indexes()) for name in sync_db.list_collection_names()}
+
+
+def index_names(sync_db: Any, collection: str) -> set[str]:
+    return {index["name"] for index in sync_db[collection].list_indexes()}
+
+
 @pytest.fixture
 def mailbox(tmp_path: Path):
     with background(MailboxServer(tmp_path / "mail")) as server:
@@ -49,9 +58,9 @@ def mailbox(tmp_path: Path):
 
 
 def test_dry_run_shows_what_would_be_sent_and_changes_nothing(cli, mongo_uri, db_name, sync_db, mailbox) -> None:
+    # Seeded by the factories, not by a command: the database has documents but none of Outbound's indexes.
     seed(mongo_uri, db_name, mailbox.port)
-    cli("run-dispatcher", "--dry-run")  # first run creates indexes; the snapshot is taken after it
-    before = snapshot(sync_db)
+    documents, indexes = snapshot(sync_db), index_snapshot(sync_db)
 
     result = cli("run-dispatcher", "--dry-run", "--json")
 
@@ -60,8 +69,79 @@ def test_dry_run_shows_what_would_be_sent_and_changes_nothing(cli, mongo_uri, db
     assert sorted(r["email"] for r in rows) == ["ann@a.example", "bo@a.example", "cy@b.example"]
     assert {r["subject"] for r in rows} == {"Hi Ann", "Hi there", "Hello"}
     assert all(r["account"] == "sender@example.com" and r["problem"] is None for r in rows)
-    assert snapshot(sync_db) == before
+    assert snapshot(sync_db) == documents
+    assert index_snapshot(sync_db) == indexes
     assert mailbox.messages == []
+
+
+def test_dry_run_warns_of_the_collections_and_indexes_a_real_run_would_create(
+    cli, mongo_uri, db_name, sync_db, mailbox
+) -> None:
+    seed(mongo_uri, db_name, mailbox.port)
+
+    result = cli("run-dispatcher", "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    warning = " ".join(result.stderr.split())
+    assert f"warning: database {db_name} lacks collections or indexes" in warning
+    assert "missing collections (read as empty here): activities, sends, account_usage, suppressions" in warning
+    assert "missing index campaign_leads.due (progress.next_due_at)" in warning
+    assert "missing index sequence_steps.sequence_step (sequence_id, step_order)" in warning
+    assert "sends.send_key" not in warning  # named through its missing collection
+    assert "`outbound run-dispatcher` without --dry-run creates them" in warning
+    assert "3 emails would be sent" in result.stdout
+
+
+def test_dry_run_on_a_database_that_does_not_exist_leaves_it_absent(cli, db_name, sync_db) -> None:
+    result = cli("run-dispatcher", "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    assert db_name not in sync_db.client.list_database_names()
+    assert "0 emails would be sent" in result.stdout
+    warning = " ".join(result.stderr.split())
+    assert "missing collections (read as empty here): " + ", ".join(schema.ALL_COLLECTIONS) in warning
+    assert "`outbound run-dispatcher` without --dry-run creates them" in warning
+
+    assert json.loads(cli("run-dispatcher", "--dry-run", "--json").stdout) == []
+    assert db_name not in sync_db.client.list_database_names()
+
+
+def test_dry_run_on_a_complete_schema_warns_of_nothing_and_changes_nothing(cli, sync_db) -> None:
+    assert cli("demo", "seed").exit_code == 0
+    documents, indexes = snapshot(sync_db), index_snapshot(sync_db)
+
+    result = cli("run-dispatcher", "--dry-run", "--json")
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout), "the demo has leads due now"
+    assert "warning" not in result.stderr
+    assert snapshot(sync_db) == documents
+    assert index_snapshot(sync_db) == indexes
+
+
+def test_dry_run_names_a_dropped_index_and_does_not_rebuild_it(cli, sync_db) -> None:
+    assert cli("demo", "seed").exit_code == 0
+    sync_db[schema.SENDS].drop_index("state")
+    indexes = index_snapshot(sync_db)
+
+    result = cli("run-dispatcher", "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    warning = " ".join(result.stderr.split())
+    assert warning.count("missing index") == 1
+    assert "missing index sends.state (state, updated_at)" in warning
+    assert "missing collections" not in warning
+    assert index_snapshot(sync_db) == indexes
+
+
+def test_real_run_creates_every_collection_and_index_first(cli, db_name, sync_db) -> None:
+    result = cli("run-dispatcher", "--once", "--poll-interval", "0.05")
+
+    assert result.exit_code == 0, result.output
+    assert set(schema.ALL_COLLECTIONS) <= set(sync_db.list_collection_names())
+    for collection, indexes in schema.INDEXES.items():
+        assert {index.document["name"] for index in indexes} <= index_names(sync_db, collection), collection
+    assert "warning" not in cli("run-dispatcher", "--dry-run").stderr
 
 
 def test_run_dispatcher_once_sends_everything_due_and_exits(cli, mongo_uri, db_name, sync_db, mailbox) -> None:
