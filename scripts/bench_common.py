@@ -35,8 +35,8 @@ from pymongo import monitoring
 from app.cli.dispatch_cmds import build_dispatcher
 from app.config import Settings
 from app.dispatch.dispatcher import Dispatcher, DispatcherOptions
+from app.domain.settlement import Outcome
 from app.logging import configure_logging
-from app.send.worker import Outcome
 from app.store import embedded
 from app.store.client import make_client
 from app.transport.smtp import SmtpSender

@@ -25,10 +25,10 @@ from rich.table import Table
 from app.cli.dispatch_cmds import build_dispatcher
 from app.config import Settings, load_settings
 from app.dispatch.dispatcher import Dispatcher, DispatcherOptions
+from app.domain.settlement import Outcome
 from app.domain.templating import Renderer
 from app.logging import configure_logging
 from app.send.preview import preview
-from app.send.worker import Outcome
 from app.store import schema
 from app.store.catalog import Catalog
 from app.store.client import Database, connect

@@ -25,10 +25,12 @@ from app.cli.common import (
 from app.config import Settings
 from app.dispatch.dispatcher import Dispatcher, DispatcherOptions, DispatcherStats, default_owner
 from app.domain.health import HealthPolicy
+from app.domain.outcomes import RetryPolicy
+from app.domain.settlement import Outcome
 from app.domain.templating import Renderer
 from app.logging import configure_logging
+from app.send.pipeline import Pipeline, PipelineConfig, utcnow
 from app.send.preview import PreviewRow, preview
-from app.send.worker import Outcome, Worker, WorkerConfig, utcnow
 from app.store import schema
 from app.store.arbiter import Arbiter
 from app.store.catalog import Catalog
@@ -65,20 +67,22 @@ def build_dispatcher(
     owner: str | None = None,
     on_outcome: Callable[[Outcome], None] | None = None,
 ) -> Dispatcher:
-    """Wire a dispatcher with its worker, arbiter, catalog and renderer from settings."""
+    """Wire a dispatcher with its send pipeline, arbiter, catalog and renderer from settings."""
     owner = owner or default_owner()
     catalog = Catalog(db)
-    worker = Worker(
+    pipeline = Pipeline(
         db,
         # A send is MAIL, RCPT, DATA and maybe a connect, each bounded by the SMTP timeout.
         arbiter=Arbiter(db, owner=owner, hold_seconds=4 * settings.smtp_timeout),
         sender=sender,
         catalog=catalog,
         renderer=Renderer(),
-        config=WorkerConfig(
-            retry_base_seconds=settings.retry_base_seconds,
-            retry_cap_seconds=settings.retry_cap_seconds,
-            retry_max_attempts=settings.retry_max_attempts,
+        config=PipelineConfig(
+            retry=RetryPolicy(
+                base_seconds=settings.retry_base_seconds,
+                cap_seconds=settings.retry_cap_seconds,
+                max_attempts=settings.retry_max_attempts,
+            ),
             lease_seconds=options.lease_seconds,
             send_timeout_seconds=settings.smtp_timeout,
             account_filter=account_filter,
@@ -89,7 +93,7 @@ def build_dispatcher(
             ),
         ),
     )
-    return Dispatcher(db, worker, catalog, options, owner=owner, on_outcome=on_outcome)
+    return Dispatcher(db, pipeline, catalog, options, owner=owner, on_outcome=on_outcome)
 
 
 async def run_until_signalled(dispatcher: Dispatcher) -> DispatcherStats:

@@ -24,9 +24,10 @@ from pymongo.errors import PyMongoError
 
 from app.domain.models import Campaign
 from app.domain.scheduling import sleep_seconds
+from app.domain.settlement import Outcome
 from app.logging import get_logger
-from app.send.worker import Outcome, Worker, load_suppressions, utcnow
-from app.store import leases, schema
+from app.send.pipeline import Pipeline, utcnow
+from app.store import leases, schema, suppressions
 from app.store.catalog import Catalog
 from app.store.client import Database
 from app.store.leases import Lease
@@ -69,7 +70,7 @@ class Dispatcher:
     def __init__(
         self,
         db: Database,
-        worker: Worker,
+        pipeline: Pipeline,
         catalog: Catalog,
         options: DispatcherOptions,
         *,
@@ -79,7 +80,7 @@ class Dispatcher:
     ) -> None:
         self.leads = db[schema.CAMPAIGN_LEADS]
         self.suppressions = db[schema.SUPPRESSIONS]
-        self.worker = worker
+        self.pipeline = pipeline
         self.catalog = catalog
         self.options = options
         self.owner = owner or default_owner()
@@ -99,6 +100,7 @@ class Dispatcher:
     def stop(self) -> None:
         """Stop claiming; in-flight leads finish (or are released) within the shutdown grace period."""
         self._stopping.set()
+        self.pipeline.stop()
         self._wake.set()
 
     async def run(self) -> DispatcherStats:
@@ -138,7 +140,7 @@ class Dispatcher:
         now = time.monotonic()
         if self._campaigns is None or now - self._campaigns[0] >= CAMPAIGN_REFRESH_SECONDS:
             self._campaigns = (now, await self.catalog.active_campaigns(self.options.campaign_id))
-        return [c for c in self._campaigns[1] if not self.worker.just_paused(c.id)]
+        return [c for c in self._campaigns[1] if not self.pipeline.just_paused(c.id)]
 
     async def _scan(self) -> tuple[int, datetime | None]:
         """Claim due leads for the free workers, campaigns in rotation; return (claimed, earliest due)."""
@@ -179,7 +181,7 @@ class Dispatcher:
         if claimed:
             # One suppression lookup for the whole batch instead of one per recipient.
             emails = [r.get("email") for doc, _ in claimed for r in doc.get("lead_data") or [] if isinstance(r, dict)]
-            suppressed = await load_suppressions(self.suppressions, [e for e in emails if isinstance(e, str)])
+            suppressed = await suppressions.load(self.suppressions, [e for e in emails if isinstance(e, str)])
             self.stats.claimed += len(claimed)
             self._start(claimed, suppressed)
         return len(claimed)
@@ -199,7 +201,7 @@ class Dispatcher:
 
     async def _work(self, claimed: list[tuple[dict[str, Any], Lease]], suppressed: dict[str, str]) -> None:
         try:
-            outcomes = await self.worker.process_batch(claimed, suppressed)
+            outcomes = await self.pipeline.process_batch(claimed, suppressed)
         except PyMongoError as exc:
             # The leads stay leased and become due again when the lease expires: nothing is lost.
             self.stats.db_errors += 1

@@ -15,7 +15,7 @@ from typing import Any
 
 from app.domain.gates import DEFAULT_GATES, Defer, Gate, GateContext, Skip, judge
 from app.domain.models import Campaign, Lead, SequenceStep, recipient_key
-from app.domain.stop_policy import lead_stop_reason
+from app.domain.stop_policy import STOP_LEAD_STATUSES, lead_stop_reason
 
 # Plan actions.
 SEND = "send"
@@ -68,9 +68,9 @@ def plan(
             "add it to sequence_steps, then set the campaign active again"
         )
         return LeadPlan(CONFIG_ERROR, reason=reason)
-    stop = lead_stop_reason(r.status for r in lead.recipients)
-    if stop is not None:
-        return LeadPlan(STOP, step, reason=stop)
+    replied = next((r.status for r in lead.recipients if r.status in STOP_LEAD_STATUSES), None)
+    if replied is not None:
+        return LeadPlan(STOP, step, reason=replied)
     skips: list[tuple[int, str]] = []
     for index in pending_recipients(lead, step.step_order):
         verdict = judge(lead.recipients[index], ctx, gates)
@@ -80,6 +80,10 @@ def plan(
         if isinstance(verdict, Defer):
             return LeadPlan(WAIT, step, tuple(skips), until=verdict.until, reason=verdict.reason)
         return LeadPlan(SEND, step, tuple(skips), index=index, avoid=_last_account(lead, step.step_order, index))
+    stop = lead_stop_reason(r.status for r in lead.recipients)
+    if stop is not None:
+        # Nobody left who may be mailed: record the skips and stop instead of walking the remaining steps.
+        return LeadPlan(STOP, step, tuple(skips), reason=stop)
     held = uncertain_hold(lead, step.step_order, campaign.settings.uncertain_after_hours, ctx.now)
     if held is not None:
         reason = f"an uncertain send of step {step.step_order} awaits resolve-send (or counts as sent then)"

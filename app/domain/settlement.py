@@ -173,3 +173,50 @@ def _entry(ctx: LeadContext, index: int, result: RecipientResult, now: datetime)
         if getattr(result, name) is not None:
             entry[name] = getattr(result, name)
     return entry
+
+
+def release(
+    ctx: LeadContext,
+    skipped: Sequence[tuple[int, RecipientResult]],
+    due: datetime,
+    outcome: Outcome,
+    now: datetime,
+    extra: Mapping[str, Any] | None = None,
+    extra_activities: Sequence[dict[str, Any]] = (),
+) -> Settlement:
+    """Record the skips (if any) and give the lead back due at `due`, its step unchanged."""
+    values: dict[str, Any] = {}
+    unset: tuple[str, ...] = ()
+    activities: list[dict[str, Any]] = []
+    if skipped:
+        base = settle(ctx, skipped, now)
+        values, unset, activities = dict(base.set), base.unset, list(base.activities)
+        # Skips alone never move the step here: the lead still has this recipient to send.
+        for name in ("progress.current_step_order", "progress.completed", "progress.completed_at"):
+            values.pop(name, None)
+    values.update(extra or {})
+    return Settlement(values, unset, due, outcome, activities + list(extra_activities))
+
+
+def retry(
+    ctx: LeadContext,
+    skipped: Sequence[tuple[int, RecipientResult]],
+    index: int,
+    result: RecipientResult,
+    attempts: int,
+    due: datetime,
+    now: datetime,
+) -> Settlement:
+    """A failed attempt to be tried again at `due`, preferably on another account."""
+    key = recipient_key(ctx.step.step_order, index)
+    marker = retry_marker(result.account_id or "", attempts, result.error or "", now)
+    outcome = Outcome("retry", ctx.lead.id, ctx.campaign.id, result.account_id, due)
+    return release(
+        ctx,
+        skipped,
+        due,
+        outcome,
+        now,
+        {f"progress.retries.{key}": marker},
+        [activity(ctx, index, "retry", now, result)],
+    )

@@ -8,15 +8,16 @@ from datetime import datetime
 from typing import Any
 
 from app.domain.models import Campaign, EmailAccount, InvalidDocument, Lead, Template
+from app.domain.planning import pending_recipients
 from app.domain.scheduling import after_minutes
 from app.domain.stop_policy import SKIP_STATUSES
-from app.domain.templating import Renderer, TemplateError, build_context
-from app.send.worker import outgoing_message, pending_recipients
+from app.domain.templating import Renderer
+from app.send.compose import ComposeError, compose
 from app.store import leases, schema
 from app.store.catalog import Catalog
 from app.store.client import Database
 from app.store.documents import iter_valid
-from app.transport.base import InvalidHeader, Sender
+from app.transport.base import Sender
 
 
 @dataclass(frozen=True)
@@ -116,16 +117,17 @@ async def _render_one(
     if not isinstance(template, Template):
         return None, "template not found" if template is None else str(template)
     general = await catalog.general_settings(account.id)
-    context = build_context(
-        campaign=campaign, lead=lead, recipient_index=index, step_order=step_order, account=account, general=general
+    message = compose(
+        renderer,
+        template,
+        campaign=campaign,
+        lead=lead,
+        step_order=step_order,
+        index=index,
+        account=account,
+        general=general,
     )
-    try:
-        rendered = renderer.render(template, context)
-    except TemplateError as exc:
-        return None, f"template error: {exc}"
-    try:
-        message = outgoing_message(lead, step_order, index, account, general, rendered)
-    except (InvalidHeader, ValueError) as exc:
-        return rendered.subject, f"invalid header: {exc}"
+    if isinstance(message, ComposeError):
+        return None, message.reason
     await sender.send(account, message)
-    return rendered.subject, None
+    return message.subject, None

@@ -119,7 +119,7 @@ async def test_a_lead_whose_lease_was_taken_mid_batch_is_left_to_its_new_holder(
 
     sender = SmtpSender(timeout=10)
     try:
-        worker = build(db, Settings(), sender, DispatcherOptions(once=True)).worker
+        worker = build(db, Settings(), sender, DispatcherOptions(once=True)).pipeline
         outcomes = await worker.process_batch(claimed)
     finally:
         await sender.close()

@@ -40,7 +40,7 @@ async def run_once(db: Database, clock: Clock | None = None, **options: object) 
         dispatcher = build_dispatcher(db, settings, sender, opts)
         if clock is not None:
             dispatcher.clock = clock
-            dispatcher.worker.clock = clock
+            dispatcher.pipeline.clock = clock
         return await dispatcher.run()
     finally:
         await sender.close()
@@ -128,7 +128,7 @@ async def test_recipients_of_a_lead_are_min_wait_apart_and_steps_wait_their_dela
     assert [m.parse()["Subject"] for m in smtp.messages] == ["One", "One", "Two"]
 
 
-async def test_template_error_fails_that_recipient_and_the_loop_goes_on(db, smtp) -> None:
+async def test_template_error_pauses_the_campaign_keeps_its_leads_and_the_loop_goes_on(db, smtp) -> None:
     broken = await add_campaign(db, name="Broken", steps=[{"subject": "Hi {{ nickname }}", "body_text": "x"}])
     sandbox = await add_campaign(
         db, name="Sandbox", steps=[{"subject": "Hi", "body_text": "{{ ''.__class__.__mro__ }}"}]
@@ -139,19 +139,32 @@ async def test_template_error_fails_that_recipient_and_the_loop_goes_on(db, smtp
     sandboxed = await add_lead(db, sandbox, [{"email": "b@x.example"}])
     await add_lead(db, fine, [{"email": "c@x.example"}])
 
-    stats = await run_once(db)
+    await run_once(db)
 
     assert [m.recipients[0] for m in smtp.messages] == ["c@x.example"]
-    assert stats.outcomes["failed"] == 2
-    for lead_id, needle in ((bad_lead, "nickname"), (sandboxed, "template error")):
+    for campaign_id, lead_id, needle in ((broken, bad_lead, "nickname"), (sandbox, sandboxed, "template error")):
+        campaign = await db[schema.CAMPAIGNS].find_one({"_id": campaign_id})
+        assert campaign["status"] == "paused"
+        assert needle in campaign["paused_reason"]
         lead = await db[schema.CAMPAIGN_LEADS].find_one({"_id": lead_id})
-        entry = lead["progress"]["processed_recipients"]["step_1_recipient_0"]
-        assert entry["status"] == "failed"
-        assert needle in entry["error"]
-        assert lead["lead_data"][0]["status"] == "failed"
-        assert await db[schema.ACTIVITIES].count_documents({"lead_id": lead_id, "type": "template_error"}) == 1
+        # The operator's error, not the recipient's: the lead waits where it was.
+        assert lead["progress"].get("processed_recipients", {}) == {}
+        assert lead["lead_data"][0]["status"] == "not_contacted"
+        assert lead["progress"]["next_due_at"] is not None
+        assert "lease_token" not in lead["progress"]
     usage = [u async for u in db[schema.ACCOUNT_USAGE].find()]
     assert sum(u["sent"] for u in usage) == 1  # failed renders gave their reservation back
+
+    # Fixed and resumed, the lead continues where it was.
+    template_id = (
+        await db[schema.SEQUENCE_STEPS].find_one(
+            {"sequence_id": (await db[schema.CAMPAIGNS].find_one({"_id": broken}))["sequence_id"]}
+        )
+    )["template_id"]
+    await db[schema.TEMPLATES].update_one({"_id": template_id}, {"$set": {"subject": "Hi {{ email }}"}})
+    await db[schema.CAMPAIGNS].update_one({"_id": broken}, {"$set": {"status": "active"}})
+    await run_once(db)
+    assert sorted(m.recipients[0] for m in smtp.messages) == ["a@x.example", "c@x.example"]
 
 
 async def test_accounts_never_exceed_max_daily_sends_and_waiting_leads_resume_next_day(db, smtp) -> None:

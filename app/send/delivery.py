@@ -1,0 +1,211 @@
+"""Deliver the recipients a batch's plans chose: template -> reserve -> compose -> (rounds: ledger, SMTP) -> verdicts.
+
+Everything here takes the batch's list and returns a settlement per item; `records.py` writes them. The
+SMTP part (ledger entries, one message per open connection at a time, classification) is in `rounds.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from app.domain.models import Template
+from app.domain.settlement import LeadContext, Outcome, RecipientResult, Settlement, release, retry, settle
+from app.domain.templating import Renderer
+from app.logging import get_logger
+from app.send.compose import ComposeError, compose
+from app.send.rounds import Ready, Rounds
+from app.store import leases, schema
+from app.store.arbiter import Arbiter, NoAccountAvailable, Reservation
+from app.store.catalog import Catalog
+from app.store.client import Database
+from app.store.leases import Lease, LeaseLost
+from app.transport.base import Sender
+
+if TYPE_CHECKING:
+    from app.send.pipeline import PipelineConfig
+
+LEASE_MARGIN_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class SendItem:
+    """A claimed lead whose plan is to send one recipient now (with the skips recorded before it)."""
+
+    position: int
+    ctx: LeadContext
+    lease: Lease
+    index: int
+    avoid: str | None
+    skipped: tuple[tuple[int, RecipientResult], ...] = ()
+
+
+@dataclass
+class Delivered:
+    """Settlements to write, and outcomes already final (a lost lease)."""
+
+    settled: list[tuple[SendItem, Settlement]] = field(default_factory=list)
+    outcomes: dict[int, Outcome] = field(default_factory=dict)
+
+
+class Delivery:
+    """Reserve, compose and send a batch's chosen recipients."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        arbiter: Arbiter,
+        sender: Sender,
+        catalog: Catalog,
+        renderer: Renderer,
+        config: PipelineConfig,
+        pause: Callable[[str, str, datetime], Awaitable[None]],
+    ) -> None:
+        self.db = db
+        self.pause = pause
+        self.leads = db[schema.CAMPAIGN_LEADS]
+        self.arbiter = arbiter
+        self.catalog = catalog
+        self.renderer = renderer
+        self.config = config
+        self.stopping = asyncio.Event()
+        self.rounds = Rounds(db, arbiter=arbiter, sender=sender, config=config, stopping=self.stopping)
+
+    async def run(self, items: Sequence[SendItem], now: datetime) -> Delivered:
+        """Deliver `items`; every item ends with a settlement or a final outcome."""
+        out = Delivered()
+        if not items:
+            return out
+        if self.stopping.is_set():
+            out.settled += [(it, _back(it, "inactive", now)) for it in items]
+            return out
+        with_template: list[tuple[SendItem, Template]] = []
+        for item in items:
+            template = await self.catalog.template(item.ctx.step.template_id)
+            if isinstance(template, Template):
+                with_template.append((item, template))
+            else:
+                reason = f"template {item.ctx.step.template_id} not found" if template is None else str(template)
+                out.settled.append((item, await self._config_error(item, reason, now)))
+        reserved = await self._reserve(with_template, now, out)
+        ready = await self._compose(reserved, now, out)
+        for item, settlement in await self.rounds.run(ready, now):
+            out.settled.append((item, settlement))
+        for position, outcome in self.rounds.lost.items():
+            out.outcomes[position] = outcome
+        self.rounds.lost.clear()
+        return out
+
+    async def _config_error(self, item: SendItem, reason: str, now: datetime) -> Settlement:
+        """The operator's error: pause the campaign with the reason and hand the lead back untouched."""
+        get_logger(campaign_id=item.ctx.campaign.id, lead_id=str(item.ctx.lead.id)).error(
+            "worker.template_error", template_id=item.ctx.step.template_id, reason=reason
+        )
+        await self.pause(item.ctx.campaign.id, reason, now)
+        return _back(item, "paused", now)
+
+    async def _reserve(
+        self, items: list[tuple[SendItem, Template]], now: datetime, out: Delivered
+    ) -> list[tuple[SendItem, Template, Reservation]]:
+        """An account for each item, sharing round trips per campaign; items left over wait, with the reason."""
+        groups: dict[str, list[tuple[SendItem, Template]]] = {}
+        for pair in items:
+            groups.setdefault(pair[0].ctx.campaign.id, []).append(pair)
+        reserved: list[tuple[SendItem, Template, Reservation]] = []
+        only = self.config.account_filter
+        for group in groups.values():
+            campaign = group[0][0].ctx.campaign
+            plain = [p for p in group if p[0].avoid is None]
+            many = await self.arbiter.reserve_many(campaign, now, len(plain), only=only) if len(plain) > 1 else []
+            reserved += [(it, t, r) for (it, t), r in zip(plain, many, strict=False)]
+            rest = plain[len(many) :] + [p for p in group if p[0].avoid is not None]
+            for n, (item, template) in enumerate(rest):
+                found = await self._reserve_one(item, now)
+                if isinstance(found, Reservation):
+                    reserved.append((item, template, found))
+                    continue
+                # Nothing is free for this campaign now: the rest wait together until the arbiter's time.
+                get_logger(campaign_id=campaign.id).info(
+                    "worker.waiting_for_account", retry_at=found.retry_at.isoformat(), reason=found.reason
+                )
+                for waiting, _ in rest[n:]:
+                    outcome = Outcome("no_account", waiting.ctx.lead.id, campaign.id, next_due_at=found.retry_at)
+                    out.settled.append((waiting, release(waiting.ctx, waiting.skipped, found.retry_at, outcome, now)))
+                break
+        return reserved
+
+    async def _reserve_one(self, item: SendItem, now: datetime) -> Reservation | NoAccountAvailable:
+        only = self.config.account_filter
+        # After a failure, prefer a different account; fall back to the same one if it is the only one free.
+        exclude = (item.avoid,) if item.avoid else ()
+        found = await self.arbiter.reserve(item.ctx.campaign, now, exclude=exclude, only=only)
+        if isinstance(found, NoAccountAvailable) and exclude:
+            found = await self.arbiter.reserve(item.ctx.campaign, now, only=only)
+        return found
+
+    async def _compose(
+        self, reserved: list[tuple[SendItem, Template, Reservation]], now: datetime, out: Delivered
+    ) -> list[Ready]:
+        ready: list[Ready] = []
+        for item, template, reservation in reserved:
+            account = reservation.account
+            general = await self.catalog.general_settings(account.id)
+            ctx = item.ctx
+            message = compose(
+                self.renderer,
+                template,
+                campaign=ctx.campaign,
+                lead=ctx.lead,
+                step_order=ctx.step.step_order,
+                index=item.index,
+                account=account,
+                general=general,
+            )
+            if isinstance(message, ComposeError):
+                await self.arbiter.rollback(reservation, now, reason=message.reason)
+                out.settled.append((item, await self._unsendable(item, message, account.id, now)))
+                continue
+            lease = await self._fresh_lease(item, reservation, now, out)
+            if lease is not None:
+                ready.append(Ready(item, lease, reservation, message))
+        return ready
+
+    async def _unsendable(self, item: SendItem, error: ComposeError, account_id: str, now: datetime) -> Settlement:
+        if error.kind == "template":
+            return await self._config_error(item, error.reason, now)
+        if error.kind == "account":
+            # This account cannot send this campaign's template: the recipient goes to another account.
+            get_logger(account_id=account_id, campaign_id=item.ctx.campaign.id).error(
+                "worker.template_error", template_id=error.template_id, reason=error.reason
+            )
+            failed = RecipientResult("failed", None, account_id=account_id, error=error.reason)
+            return retry(item.ctx, item.skipped, item.index, failed, 0, now, now)
+        result = RecipientResult("failed", "failed", account_id=account_id, error=error.reason, activity="failed")
+        return settle(item.ctx, [*item.skipped, (item.index, result)], now)
+
+    async def _fresh_lease(
+        self, item: SendItem, reservation: Reservation, now: datetime, out: Delivered
+    ) -> Lease | None:
+        """The lease, extended first when it might run out during the SMTP exchange (None: it was lost)."""
+        lease = item.lease
+        if (lease.until - now).total_seconds() >= self.config.send_timeout_seconds + LEASE_MARGIN_SECONDS:
+            return lease
+        try:
+            return await leases.renew(self.leads, lease, now=now, lease_seconds=self.config.lease_seconds)
+        except LeaseLost:
+            with contextlib.suppress(Exception):
+                await self.arbiter.rollback(reservation, now, reason="lease lost before sending")
+            get_logger(lead_id=str(lease.lead_id)).warning("worker.lease_lost", reason="lost before sending")
+            out.outcomes[item.position] = Outcome("lease_lost", lease.lead_id)
+            return None
+
+
+def _back(item: SendItem, kind: str, now: datetime) -> Settlement:
+    """Hand the lead back due now, untouched but for recorded skips."""
+    outcome = Outcome(kind, item.ctx.lead.id, item.ctx.campaign.id, next_due_at=now)
+    return release(item.ctx, item.skipped, now + timedelta(0), outcome, now)

@@ -1,0 +1,262 @@
+"""The SMTP stage: ledger entries, one message per open connection at a time, classification, recording.
+
+Sends go out in rounds: each round takes at most one message per account (the transport keeps one connection
+per account), moves those to the ledger's `sending` state with one write, and hands them to SMTP together. So
+a crash can leave at most one send per open connection `sending` (later `uncertain`), and a stop between
+rounds starts nothing new: what was not begun is given back, its reservation returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pymongo.errors import PyMongoError
+
+from app.domain import ledger_states as lstate
+from app.domain.outcomes import AUTH, IN_DOUBT, PERMANENT, TRANSIENT, Failure, Verdict, classify
+from app.domain.settlement import Outcome, RecipientResult, Settlement, release, retry, settle
+from app.logging import get_logger
+from app.store import ledger, schema, suppressions
+from app.store.arbiter import Arbiter, Reservation
+from app.store.client import Database
+from app.store.documents import NotFound
+from app.store.leases import Lease
+from app.transport.base import AccountAuthError, OutgoingMessage, PermanentSendError, Sender, SendError
+
+if TYPE_CHECKING:
+    from app.send.delivery import SendItem
+    from app.send.pipeline import PipelineConfig
+
+DURABLE_WRITE_ATTEMPTS = 6
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Ready:
+    """A composed message with its reservation, ready for a round."""
+
+    item: SendItem
+    lease: Lease
+    reservation: Reservation
+    message: OutgoingMessage
+
+
+@dataclass(frozen=True)
+class _Sent:
+    ready: Ready
+    attempt: ledger.Attempt
+    verdict: Verdict
+
+
+class Rounds:
+    """Hands ready messages to SMTP, a round at a time, and turns what happened into settlements."""
+
+    def __init__(
+        self, db: Database, *, arbiter: Arbiter, sender: Sender, config: PipelineConfig, stopping: asyncio.Event
+    ) -> None:
+        self.sends = db[schema.SENDS]
+        self.suppressions = db[schema.SUPPRESSIONS]
+        self.arbiter = arbiter
+        self.sender = sender
+        self.config = config
+        self.stopping = stopping
+        self.lost: dict[int, Outcome] = {}
+
+    async def run(self, ready: list[Ready], now: datetime) -> list[tuple[SendItem, Settlement]]:
+        """Send every ready message (rounds of one per account) and settle each."""
+        by_account: dict[str, list[Ready]] = {}
+        for r in ready:
+            by_account.setdefault(r.reservation.account.id, []).append(r)
+        queues = list(by_account.values())
+        settled: list[tuple[SendItem, Settlement]] = []
+        finished: list[_Sent] = []
+        while any(queues):
+            batch = [q.pop(0) for q in queues if q]
+            if self.stopping.is_set():
+                settled += await self._give_back(batch + [r for q in queues for r in q], now)
+                break
+            sent, unsent = await self._round(batch, now)
+            finished += sent
+            settled += unsent
+        settled += await self._record(finished, now)
+        return settled
+
+    async def _give_back(self, ready: list[Ready], now: datetime) -> list[tuple[SendItem, Settlement]]:
+        """Stopping: nothing of these reached SMTP; return their reservations and hand the leads back."""
+        out = []
+        for r in ready:
+            with contextlib.suppress(Exception):
+                await self.arbiter.rollback(r.reservation, now, reason="dispatcher stopping")
+            outcome = Outcome("inactive", r.item.ctx.lead.id, r.item.ctx.campaign.id, next_due_at=now)
+            out.append((r.item, release(r.item.ctx, r.item.skipped, now, outcome, now)))
+        return out
+
+    async def _round(self, batch: list[Ready], now: datetime) -> tuple[list[_Sent], list[tuple[SendItem, Settlement]]]:
+        new = [
+            ledger.NewSend(
+                r.item.ctx.lead.id,
+                r.item.ctx.step.step_order,
+                r.item.index,
+                r.item.ctx.campaign.id,
+                r.item.ctx.lead.recipients[r.item.index].email,
+                r.message.message_id,
+                r.reservation.account.id,
+            )
+            for r in batch
+        ]
+        try:
+            attempts = await ledger.start_many(self.sends, new, now)
+        except PyMongoError:
+            for r in batch:
+                with contextlib.suppress(Exception):
+                    await self.arbiter.rollback(r.reservation, now, reason="database error before sending")
+            raise
+        unsent: list[tuple[SendItem, Settlement]] = []
+        go: list[tuple[Ready, ledger.Attempt]] = []
+        for r, attempt in zip(batch, attempts, strict=True):
+            if isinstance(attempt, ledger.Settled):
+                # Another attempt (a crash's leftover, a racing dispatcher) already has the outcome.
+                await self.arbiter.rollback(r.reservation, now, reason=f"already {attempt.state}")
+                unsent.append(
+                    (r.item, settle(r.item.ctx, [*r.item.skipped, (r.item.index, _from_ledger(attempt.doc))], now))
+                )
+                continue
+            message = r.message
+            if attempt.message_id != message.message_id:
+                # A retry keeps the Message-ID of the first attempt, whichever account sends it now.
+                message = replace(message, message_id=attempt.message_id)
+            go.append((replace(r, message=message), attempt))
+        try:
+            failures = await asyncio.gather(*(self._send(r) for r, _ in go))
+        except asyncio.CancelledError:
+            # Stopped past the grace period mid-send: these may have gone out; say so before giving up.
+            await asyncio.shield(self._interrupted(go, now))
+            raise
+        sent = [
+            _Sent(r, a, classify(f, a.attempts, now, self.config.retry)) for (r, a), f in zip(go, failures, strict=True)
+        ]
+        return sent, unsent
+
+    async def _interrupted(self, go: list[tuple[Ready, ledger.Attempt]], now: datetime) -> None:
+        error = "dispatcher stopped during the SMTP exchange"
+        with contextlib.suppress(Exception):
+            await ledger.finish_many(self.sends, [ledger.Finish(a, lstate.UNCERTAIN, error) for _, a in go], now)
+            await self.arbiter.commit_many([r.reservation for r, _ in go], now)
+
+    async def _send(self, r: Ready) -> Failure | None:
+        """Hand one message to SMTP; its failure as a plain value (None: accepted)."""
+        try:
+            await self.sender.send(r.reservation.account, r.message)
+        except asyncio.CancelledError:
+            raise
+        except AccountAuthError as exc:
+            return Failure(AUTH, exc.code, str(exc))
+        except PermanentSendError as exc:
+            return Failure(PERMANENT, exc.code, str(exc))
+        except SendError as exc:
+            return Failure(IN_DOUBT if exc.uncertain else TRANSIENT, exc.code, str(exc))
+        except Exception as exc:  # unexpected, after the message may have reached the server: never resend
+            get_logger(account_id=r.reservation.account.id).error("worker.smtp_error", error=repr(exc), exc_info=exc)
+            return Failure(IN_DOUBT, None, repr(exc))
+        get_logger(
+            lead_id=str(r.item.ctx.lead.id), campaign_id=r.item.ctx.campaign.id, account_id=r.reservation.account.id
+        ).info("worker.sent", to=r.message.to_email, message_id=r.message.message_id)
+        return None
+
+    async def _record(self, finished: list[_Sent], now: datetime) -> list[tuple[SendItem, Settlement]]:
+        """Ledger outcomes, usage and side effects for the sends of all rounds, a write per kind."""
+        if not finished:
+            return []
+        finishes = [
+            ledger.Finish(s.attempt, _ledger_state(s.verdict), s.verdict.error, s.verdict.smtp_code) for s in finished
+        ]
+        # The messages are out: recording them must survive a database blip, or they would turn "uncertain".
+        recorded = await _durably(lambda: ledger.finish_many(self.sends, finishes, now))
+        counted = [s.ready.reservation for s in finished if s.verdict.counts]
+        try:
+            await self.arbiter.commit_many(counted, now)
+        except PyMongoError as exc:
+            # A lost commit only leaves the sends counted as reserved (commit is not idempotent: no retry).
+            get_logger().warning("worker.db_error", error=str(exc), phase="commit_many")
+        for s in finished:
+            if not s.verdict.counts:
+                await self.arbiter.rollback(s.ready.reservation, now, reason=s.verdict.error or "not sent")
+        await self._side_effects(finished, now)
+        out = []
+        for s, ok in zip(finished, recorded, strict=True):
+            if not ok:
+                get_logger(lead_id=str(s.ready.lease.lead_id)).warning(
+                    "worker.lease_lost", reason="the send was declared uncertain by another dispatcher"
+                )
+                self.lost[s.ready.item.position] = Outcome("lease_lost", s.ready.lease.lead_id)
+                continue
+            out.append((s.ready.item, _settlement(s, now)))
+        return out
+
+    async def _side_effects(self, finished: list[_Sent], now: datetime) -> None:
+        for s in finished:
+            reason = s.verdict.account_out
+            if reason:
+                with contextlib.suppress(NotFound):  # deleted meanwhile: nothing left to take out of rotation
+                    await self.arbiter.disable(s.ready.reservation.account.id, reason)
+                get_logger(account_id=s.ready.reservation.account.id).error(
+                    "worker.account_error",
+                    error=s.verdict.error,
+                    action="account taken out of rotation; fix its credentials, then run reset-account-limits",
+                )
+        bounced = [
+            (s.ready.message.to_email, "hard_bounce", s.verdict.error or "") for s in finished if s.verdict.suppress
+        ]
+        await suppressions.add(self.suppressions, bounced, now)
+
+
+def _settlement(s: _Sent, now: datetime) -> Settlement:
+    item, v = s.ready.item, s.verdict
+    result = RecipientResult(
+        v.status if v.status != "retry" else "failed",
+        v.recipient_status,
+        s.ready.reservation.account.id,
+        s.ready.message.message_id,
+        error=v.error,
+        smtp_code=v.smtp_code,
+    )
+    if v.status == "retry" and v.retry_at is not None:
+        return retry(item.ctx, item.skipped, item.index, result, s.attempt.attempts, v.retry_at, now)
+    return settle(item.ctx, [*item.skipped, (item.index, result)], now)
+
+
+def _ledger_state(verdict: Verdict) -> str:
+    return lstate.RETRY_WAIT if verdict.status == "retry" else verdict.status
+
+
+def _from_ledger(doc: dict[str, Any]) -> RecipientResult:
+    """The recipient outcome a settled ledger document stands for (used after a crash or a race)."""
+    state = str(doc.get("state"))
+    recipient_status = {"sent": "contacted", "uncertain": "uncertain"}.get(state, "failed")
+    return RecipientResult(
+        state if state in ("sent", "uncertain") else "failed",
+        recipient_status,
+        str(doc.get("account_id")) if doc.get("account_id") else None,
+        str(doc.get("message_id")) if doc.get("message_id") else None,
+        error=doc.get("last_error"),
+        smtp_code=doc.get("smtp_code"),
+    )
+
+
+async def _durably(write: Callable[[], Awaitable[T]]) -> T:
+    """Run a write that records sends, retrying database errors with backoff (bounded) before giving up."""
+    for attempt in range(1, DURABLE_WRITE_ATTEMPTS + 1):
+        try:
+            return await write()
+        except PyMongoError as exc:
+            if attempt == DURABLE_WRITE_ATTEMPTS:
+                raise
+            delay = min(2.0, 0.05 * 2**attempt)
+            get_logger().warning("worker.db_error", error=str(exc), attempt=attempt, retry_in=delay)
+            await asyncio.sleep(delay)
+    raise AssertionError("unreachable")
