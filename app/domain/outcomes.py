@@ -84,6 +84,4 @@ def classify(
     if failure.kind != AUTH:
         kwargs = {"rand": rand} if rand is not None else {}
         delay = backoff_seconds(attempts, base=policy.base_seconds, cap=policy.cap_seconds, **kwargs)
-    return Verdict(
-        "retry", None, failure.text, failure.code, retry_at=now + timedelta(seconds=delay), account_out=out
-    )
+    return Verdict("retry", None, failure.text, failure.code, retry_at=now + timedelta(seconds=delay), account_out=out)
