@@ -98,8 +98,11 @@ async def test_a_batch_of_forty_emails_costs_few_round_trips(db, smtp, mongo_uri
     assert len(await smtp.wait_for(40)) == 40
     print(f"\n{len(counter.names)} commands for 40 emails: {Counter(counter.targets)}")
     # Two batches of 20, each a fixed number of round trips, plus the cold caches and the final empty scan;
-    # concurrent cache misses of one batch share one read.
-    assert len(counter.names) <= 45, Counter(counter.targets)
+    # concurrent cache misses of one batch share one read. Ledger entries are taken a round at a time (one
+    # message per account connection: 5 rounds for 20 leads on 4 accounts), so a crash can leave at most one
+    # send per connection in doubt.
+    assert len(counter.names) <= 50, Counter(counter.targets)
+    assert Counter(counter.targets)["insert sends"] <= 10
     assert Counter(counter.targets)["find campaigns"] <= 3
 
 
