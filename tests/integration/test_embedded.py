@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -31,6 +32,17 @@ deadline = time.monotonic() + 30
 while not go.exists() and time.monotonic() < deadline:
     time.sleep(0.001)
 info = embedded.ensure_running(home)
+print(json.dumps({"pid": info.pid, "port": info.port}))
+"""
+
+
+# A child process that starts the server with a small log bound, prints where it is and exits, as a command does.
+STARTER = """
+import json, sys
+from pathlib import Path
+from app.store import embedded
+embedded.LOG_MAX_BYTES, embedded.LOG_BACKUPS = int(sys.argv[2]), int(sys.argv[3])
+info = embedded.ensure_running(Path(sys.argv[1]))
 print(json.dumps({"pid": info.pid, "port": info.port}))
 """
 
@@ -248,3 +260,57 @@ def test_stop_ends_the_server_process(home: Path) -> None:
     assert not embedded._pid_is_server(info.pid)
     assert not embedded._port_open(info.host, info.port)
     assert not (home / embedded.STATE_FILE).exists()
+
+
+def _unknown_op_code(port: int, op_code: int) -> None:
+    """Send a message with an unknown op code: the server logs one WARNING line naming it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(struct.pack("<iiii", 20, 1, 0, op_code) + b"abcd")
+
+
+def _wait_for(path: Path, text: str, within: float = 20) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} never appeared in {path}")
+
+
+def test_the_log_of_a_long_running_server_stays_under_its_size_bound(home: Path) -> None:
+    bound, backups = 4096, 2
+    starter = subprocess.run(
+        [sys.executable, "-c", STARTER, str(home), str(bound), str(backups)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert starter.returncode == 0, starter.stderr
+    port = json.loads(starter.stdout.strip().splitlines()[-1])["port"]
+
+    # About 120 bytes a line: 400 lines fill the log and its backups several times over.
+    for op_code in range(10_000, 10_400):
+        _unknown_op_code(port, op_code)
+    log = home / embedded.LOG_FILE
+    _wait_for(log, "unsupported op_code 10399")
+
+    files = sorted(home.glob(embedded.LOG_FILE + "*"))
+    assert [f.name for f in files] == ["embedded.log", "embedded.log.1", "embedded.log.2"]
+    assert all(f.stat().st_size <= bound for f in files), [f.stat().st_size for f in files]
+    texts = [f.read_text() for f in files]
+    assert all(text.endswith("\n") and text[:2] == "20" for text in texts), "files are cut at line ends"
+    assert not any("op_code 10000\n" in text for text in texts), "the oldest lines were rotated away"
+    # The command that started the server has exited; the log is still written, and the server still answers.
+    with MongoClient(f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=10_000) as c:
+        assert c.admin.command("ping")["ok"] == 1
+
+
+def test_a_server_that_exits_at_start_is_reported_with_its_exit_code_and_log(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+
+    with pytest.raises(embedded.EmbeddedError, match="exited with code 2") as caught:
+        embedded.spawn_server(str(tmp_path / "data"), log, extra_args=("--no-such-flag",), detach=False)
+
+    assert str(log) in str(caught.value)
+    _wait_for(log, "--no-such-flag")
