@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -13,6 +15,11 @@ from dotenv import dotenv_values
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("auto", "console", "json")
 ENVIRONMENTS = ("development", "production", "test")
+HELO_NAME_ACCEPTS = (
+    "a host name of letters, digits, hyphens and dots (e.g. mail.example.com), "
+    "or an address literal such as [192.0.2.1] or [IPv6:2001:db8::1] (empty: this machine's name)"
+)
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 
 class ConfigError(ValueError):
@@ -37,6 +44,9 @@ class Settings:
     home: Path = field(default_factory=lambda: Path("~/.outbound").expanduser())  # OUTBOUND_HOME
     log_format: str = "auto"  # OUTBOUND_LOG_FORMAT: console on a terminal, JSON otherwise
     smtp_timeout: float = 30.0  # OUTBOUND_SMTP_TIMEOUT, seconds
+    # OUTBOUND_HELO_NAME: the EHLO/HELO name. None: this machine's name (socket.getfqdn()), looked up by the
+    # sender when it first connects, so commands that send nothing never wait on a DNS lookup.
+    helo_name: str | None = None
     lease_seconds: float = 120.0  # OUTBOUND_LEASE_SECONDS
     poll_interval: float = 5.0  # OUTBOUND_POLL_INTERVAL, seconds
     concurrency: int = 40  # OUTBOUND_CONCURRENCY, leads processed at once (two batches of 20)
@@ -128,6 +138,34 @@ def _db_name(var: str, raw: str) -> str:
     return value
 
 
+def _helo_name(var: str, raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if value.startswith("[") and value.endswith("]"):
+        literal = value[1:-1]
+        try:
+            if literal[:5].lower() == "ipv6:":
+                ipaddress.IPv6Address(literal[5:])
+            else:
+                ipaddress.IPv4Address(literal)
+        except ValueError:
+            raise ConfigError(var, raw, HELO_NAME_ACCEPTS) from None
+        return value
+    labels = value.split(".")
+    if len(value) > 253 or not all(_HOST_LABEL.match(label) for label in labels) or _is_ip_address(value):
+        raise ConfigError(var, raw, HELO_NAME_ACCEPTS)  # a bare address must be written as a literal
+    return value
+
+
+def _is_ip_address(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _path(var: str, raw: str) -> Path:
     value = raw.strip()
     if not value:
@@ -145,6 +183,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "OUTBOUND_HOME": ("home", _path),
     "OUTBOUND_LOG_FORMAT": ("log_format", _choice(LOG_FORMATS)),
     "OUTBOUND_SMTP_TIMEOUT": ("smtp_timeout", _positive_float),
+    "OUTBOUND_HELO_NAME": ("helo_name", _helo_name),
     "OUTBOUND_LEASE_SECONDS": ("lease_seconds", _positive_float),
     "OUTBOUND_POLL_INTERVAL": ("poll_interval", _positive_float),
     "OUTBOUND_CONCURRENCY": ("concurrency", _positive_int),

@@ -25,6 +25,7 @@ def test_defaults_when_nothing_is_set() -> None:
     assert settings.env == "development"
     assert settings.home == Path("~/.outbound").expanduser()
     assert settings.log_format == "auto"
+    assert settings.helo_name is None, "None: the sender greets with this machine's name"
     assert settings.retry_cap_seconds >= settings.retry_base_seconds
 
 
@@ -42,6 +43,7 @@ def test_every_variable_is_parsed_into_its_field(tmp_path: Path) -> None:
         "OUTBOUND_HOME": str(tmp_path / "home"),
         "OUTBOUND_LOG_FORMAT": "json",
         "OUTBOUND_SMTP_TIMEOUT": "12.5",
+        "OUTBOUND_HELO_NAME": "mail.sender.example",
         "OUTBOUND_LEASE_SECONDS": "90",
         "OUTBOUND_POLL_INTERVAL": "0.5",
         "OUTBOUND_CONCURRENCY": "8",
@@ -64,6 +66,7 @@ def test_every_variable_is_parsed_into_its_field(tmp_path: Path) -> None:
         home=tmp_path / "home",
         log_format="json",
         smtp_timeout=12.5,
+        helo_name="mail.sender.example",
         lease_seconds=90.0,
         poll_interval=0.5,
         concurrency=8,
@@ -197,6 +200,48 @@ def test_empty_outbound_home_is_refused() -> None:
         load({"OUTBOUND_HOME": "  "})
     assert "OUTBOUND_HOME" in str(caught.value)
     assert "directory" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["mail.example.com", "Outbound-1.Example.COM", "mx1", "localhost", "[192.0.2.1]", "[IPv6:2001:db8::1]"],
+)
+def test_helo_name_accepts_host_names_and_address_literals(raw: str) -> None:
+    assert load({"OUTBOUND_HELO_NAME": raw}).helo_name == raw
+
+
+@pytest.mark.parametrize("raw", ["", "   "])
+def test_empty_helo_name_means_this_machines_name(raw: str) -> None:
+    assert load({"OUTBOUND_HELO_NAME": raw}).helo_name is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "mail example.com",
+        "mail_1.example.com",
+        "-mail.example.com",
+        "mail-.example.com",
+        "mail..example.com",
+        "mail.example.com.",
+        "exämple.com",
+        "mail.example.com\r\nMAIL FROM:<x@y>",
+        "192.0.2.1",
+        "[192.0.2.300]",
+        "[2001:db8::1]",
+        "[IPv6:not-an-address]",
+        "a" * 64 + ".example.com",
+        ".".join(["a" * 63] * 4) + ".com",
+    ],
+)
+def test_helo_name_that_is_not_a_host_name_is_refused_saying_what_is_accepted(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"OUTBOUND_HELO_NAME": raw})
+    assert caught.value.variable == "OUTBOUND_HELO_NAME"
+    message = str(caught.value)
+    assert message.startswith("OUTBOUND_HELO_NAME=")
+    assert "letters, digits, hyphens and dots" in message
+    assert "[192.0.2.1]" in message
 
 
 NUMBER_VARIABLES = [
