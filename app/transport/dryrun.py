@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from app.domain.models import EmailAccount
 from app.logging import get_logger
-from app.transport.base import OutgoingMessage, SendResult, build_message
+from app.transport.base import OutgoingMessage, SendResult, ValidatedMessage, build_message, validated
 
 
 def _utc_now() -> datetime:
@@ -22,19 +22,21 @@ class DryRunSender:
         self.messages: list[OutgoingMessage] = []
         self.accounts: list[str] = []
 
-    async def send(self, account: EmailAccount, message: OutgoingMessage) -> SendResult:
+    async def send(self, account: EmailAccount, message: OutgoingMessage | ValidatedMessage) -> SendResult:
         """Validate and build the message exactly as a real send would (InvalidHeader), then record it."""
-        build_message(message, now=self.clock())
-        self.messages.append(message)
+        checked = validated(message)
+        build_message(checked, now=self.clock())
+        outgoing = checked.message
+        self.messages.append(outgoing)
         self.accounts.append(account.id)
         get_logger().info(
             "worker.dry_run",
             account_id=account.id,
-            to=message.to_email,
-            subject=message.subject,
-            message_id=message.message_id,
+            to=outgoing.to_email,
+            subject=outgoing.subject,
+            message_id=outgoing.message_id,
         )
-        return SendResult(message.message_id, 250, "dry run: not sent", self.clock())
+        return SendResult(outgoing.message_id, 250, "dry run: not sent", self.clock())
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -1,8 +1,9 @@
 """A local SMTP server (aiosmtpd) that keeps every message as a .eml file: for the demo and the tests.
 
 It listens on loopback only, can require or accept any credentials, speaks STARTTLS or implicit TLS when
-given a certificate, and can inject faults (a reply code or a dropped connection) at AUTH, MAIL, RCPT or
-DATA, so senders can be tested against real SMTP behaviour.
+given a certificate, records the name each client greets it with (EHLO/HELO), and can inject faults (a reply
+code or a dropped connection) at AUTH, MAIL, RCPT or DATA, so senders can be tested against real SMTP
+behaviour.
 """
 
 from __future__ import annotations
@@ -85,10 +86,22 @@ def _drop(smtp: SMTP) -> None:
 
 
 class _Handler:
-    """aiosmtpd hooks: fault injection, then storing the message."""
+    """aiosmtpd hooks: greeting names, fault injection, then storing the message."""
 
     def __init__(self, server: MailboxServer) -> None:
         self.mailbox = server
+
+    async def handle_EHLO(
+        self, smtp: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # aiosmtpd leaves this to a handler that has the hook
+        self.mailbox.helo_names.append(hostname)
+        return responses
+
+    async def handle_HELO(self, smtp: SMTP, session: Session, envelope: Envelope, hostname: str) -> str:
+        session.host_name = hostname
+        self.mailbox.helo_names.append(hostname)
+        return f"250 {smtp.hostname}"
 
     def _fault(self, smtp: SMTP, stage: str, value: str) -> str | None:
         fault = self.mailbox.fault(stage, value) if self.mailbox.fault else None
@@ -161,6 +174,7 @@ class MailboxServer:
         self.messages: list[ReceivedMessage] = []
         self.connections = 0  # TCP connections accepted since start
         self.logins: list[str] = []  # usernames that authenticated successfully
+        self.helo_names: list[str] = []  # the name of every EHLO/HELO received (STARTTLS sessions greet twice)
         self._server: asyncio.Server | None = None
         self._open: list[SMTP] = []
         self._lock = threading.Lock()

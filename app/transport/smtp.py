@@ -2,7 +2,9 @@
 
 Each account has at most one open connection, guarded by its own lock, reused while the account has work
 and dropped after `max_idle_seconds`. Any failure leaves as a base.py SendError; a transient one also
-discards the connection, because its state is unknown.
+discards the connection, because its state is unknown. A certificate that fails verification is an
+AccountConfigError naming what to fix; any other TLS failure is transient. Every connection greets the
+server (EHLO) with one name: the configured OUTBOUND_HELO_NAME, else this machine's `default_helo_name()`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,17 +24,26 @@ from app.domain.models import EmailAccount
 from app.logging import get_logger
 from app.transport.base import (
     AccountAuthError,
+    AccountConfigError,
     OutgoingMessage,
     PermanentSendError,
     SendError,
     SendResult,
     TransientSendError,
+    ValidatedMessage,
     build_message,
     classify_smtp_reply,
-    wire_address,
+    validated,
 )
 
 StepCallback = Callable[[str], None]
+
+
+def default_helo_name() -> str:
+    """The name this machine greets servers with when OUTBOUND_HELO_NAME is not set: its fully qualified name
+    (`socket.getfqdn()`). Kept even without a dot or as "localhost" (servers that mind say so, and the setting
+    fixes it), but never empty: the host name, else "localhost"."""
+    return socket.getfqdn().strip() or socket.gethostname().strip() or "localhost"
 
 
 def effective_security(account: EmailAccount, default_starttls: bool) -> str:
@@ -61,6 +73,39 @@ def _tls_cause(exc: BaseException) -> ssl.SSLError | None:
     return None
 
 
+# OpenSSL X509_V_ERR_* codes, by what the operator has to change.
+_EXPIRED, _NOT_YET_VALID = 10, 9
+_WRONG_NAME = frozenset({62, 64})  # host name mismatch, IP address mismatch
+_UNTRUSTED = frozenset({2, 18, 19, 20, 21})  # self-signed, or issued by a CA this machine does not trust
+
+
+def _certificate_fix(code: int | None, host: str) -> str:
+    if code == _EXPIRED:
+        return f"renew the certificate on {host} (or, if it is valid, correct this machine's clock)"
+    if code == _NOT_YET_VALID:
+        return f"correct this machine's clock, or install a certificate on {host} that is already valid"
+    if code in _UNTRUSTED:
+        return (
+            f"install a certificate from a trusted certificate authority on {host}, "
+            "or point smtp_host at a server that has one"
+        )
+    if code in _WRONG_NAME:
+        return f"install a certificate valid for {host}, or point smtp_host at the name on the certificate"
+    return (
+        f"install a certificate valid for {host} from a trusted certificate authority, "
+        "or point smtp_host at the name on the certificate"
+    )
+
+
+def _certificate_problem(error: ssl.SSLCertVerificationError, account: EmailAccount) -> str:
+    code = getattr(error, "verify_code", None)
+    found = getattr(error, "verify_message", None) or str(error)
+    return (
+        f"TLS certificate of {account.smtp_host}:{account.smtp_port} failed verification "
+        f"(CERTIFICATE_VERIFY_FAILED: {found.rstrip('.')}): {_certificate_fix(code, account.smtp_host)}"
+    )
+
+
 def _scrub(text: str, account: EmailAccount) -> str:
     if account.smtp_password:
         text = text.replace(account.smtp_password, "***")
@@ -87,6 +132,9 @@ def translate_error(exc: Exception, during: str, account: EmailAccount, timeout:
     if isinstance(exc, SendError):
         return exc
     tls_error = _tls_cause(exc)
+    if isinstance(tls_error, ssl.SSLCertVerificationError):
+        # The certificate is the server's configuration for this account, not the network: retrying cannot help.
+        return AccountConfigError(None, _scrub(_certificate_problem(tls_error, account), account), during="tls")
     if tls_error is not None:
         reply = f"TLS with {account.smtp_host}:{account.smtp_port} failed: {tls_error}"
         return TransientSendError(None, _scrub(reply, account), during="tls")
@@ -119,7 +167,10 @@ async def open_connection(
     local_hostname: str | None = None,
     step: StepCallback | None = None,
 ) -> aiosmtplib.SMTP:
-    """Connect, EHLO, secure (STARTTLS or implicit TLS) and log in; raise the classified SendError."""
+    """Connect, EHLO, secure (STARTTLS or implicit TLS) and log in; raise the classified SendError.
+
+    `local_hostname` is the EHLO name (None: aiosmtplib looks up this machine's name on each connection).
+    """
     report = step or (lambda _: None)
     security = effective_security(account, default_starttls)
     client = aiosmtplib.SMTP(
@@ -160,10 +211,13 @@ async def check_account(
     timeout: float,
     default_starttls: bool,
     tls_context: ssl.SSLContext | None = None,
+    local_hostname: str | None = None,
     on_step: StepCallback | None = None,
 ) -> list[str]:
     """Connect, EHLO, TLS and authenticate without sending; return the steps taken, or raise the SendError.
 
+    The same steps, EHLO name (`local_hostname`, default `default_helo_name()`) and error classes as a real
+    send, so a certificate problem is reported at the "tls" step as the same AccountConfigError.
     `on_step` sees each step as it happens, so a caller can show progress before a failure.
     """
     steps: list[str] = []
@@ -175,7 +229,12 @@ async def check_account(
 
     context = tls_context or ssl.create_default_context()
     client = await open_connection(
-        account, timeout=timeout, default_starttls=default_starttls, tls_context=context, step=step
+        account,
+        timeout=timeout,
+        default_starttls=default_starttls,
+        tls_context=context,
+        local_hostname=local_hostname or await asyncio.to_thread(default_helo_name),
+        step=step,
     )
     try:
         reply = await client.quit()
@@ -205,19 +264,24 @@ class _Connection:
 
 @dataclass(frozen=True)
 class _Envelope:
+    message_id: str
     sender: str
     recipient: str
     payload: bytes
 
 
-def _envelope(message: OutgoingMessage, now: datetime) -> _Envelope:
-    payload = build_message(message, now=now)
-    sender, recipient = wire_address(message.from_email, "From"), wire_address(message.to_email, "To")
-    return _Envelope(sender, recipient, payload)
+def _envelope(message: OutgoingMessage | ValidatedMessage, now: datetime) -> _Envelope:
+    checked = validated(message)
+    payload = build_message(checked, now=now)
+    return _Envelope(checked.message.message_id, checked.mail_from, checked.rcpt_to, payload)
 
 
 class SmtpSender:
-    """Sends through each account's SMTP server, reusing one connection per account."""
+    """Sends through each account's SMTP server, reusing one connection per account.
+
+    `local_hostname` is the EHLO/HELO name for every connection (OUTBOUND_HELO_NAME); None means
+    `default_helo_name()`, looked up once, on the first connection.
+    """
 
     def __init__(
         self,
@@ -237,8 +301,9 @@ class SmtpSender:
         self.clock = clock
         self._connections: dict[str, _Connection] = {}
 
-    async def send(self, account: EmailAccount, message: OutgoingMessage) -> SendResult:
-        """Send one message; raise TransientSendError, PermanentSendError, AccountAuthError or InvalidHeader."""
+    async def send(self, account: EmailAccount, message: OutgoingMessage | ValidatedMessage) -> SendResult:
+        """Send one message (checked first unless already validated); raise TransientSendError,
+        PermanentSendError, AccountAuthError (AccountConfigError for a certificate) or InvalidHeader."""
         envelope = _envelope(message, self.clock())  # InvalidHeader before any I/O
         conn = self._connections.setdefault(account.id, _Connection())
         async with conn.lock:
@@ -246,7 +311,7 @@ class SmtpSender:
             for attempt in (1, 2):
                 fresh = await self._ensure_open(conn, account)
                 try:
-                    return await self._transact(conn, account, message.message_id, envelope)
+                    return await self._transact(conn, account, envelope)
                 except SendError as err:
                     await self._after_error(conn, err)
                     # The server may close a reused connection while it sat idle; nothing was accepted yet.
@@ -288,6 +353,9 @@ class SmtpSender:
         if conn.client is not None and conn.client.is_connected and conn.fingerprint == fingerprint and not idle:
             return False
         conn.discard()
+        if self.local_hostname is None:
+            # Once per sender, off the event loop: the lookup may wait on DNS.
+            self.local_hostname = await asyncio.to_thread(default_helo_name)
         log = get_logger(account_id=account.id)
         log.debug("smtp.connecting", host=account.smtp_host, port=account.smtp_port, security=security)
         conn.client = await open_connection(
@@ -301,9 +369,7 @@ class SmtpSender:
         conn.last_used = self._now()
         return True
 
-    async def _transact(
-        self, conn: _Connection, account: EmailAccount, message_id: str, envelope: _Envelope
-    ) -> SendResult:
+    async def _transact(self, conn: _Connection, account: EmailAccount, envelope: _Envelope) -> SendResult:
         client = conn.client
         assert client is not None
         during = "mail"
@@ -319,7 +385,7 @@ class SmtpSender:
             conn.discard()  # cancelled mid-transaction: the session state is unknown
             raise
         conn.last_used = self._now()
-        return SendResult(message_id, response.code, response.message, self.clock())
+        return SendResult(envelope.message_id, response.code, response.message, self.clock())
 
     async def _after_error(self, conn: _Connection, err: SendError) -> None:
         if not isinstance(err, PermanentSendError) or conn.client is None or not conn.client.is_connected:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import ssl
-import subprocess
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -17,43 +16,28 @@ import pytest
 from app.domain.models import EmailAccount
 from app.transport.base import (
     AccountAuthError,
+    AccountConfigError,
     OutgoingMessage,
     PermanentSendError,
     TransientSendError,
 )
 from app.transport.mailbox import Fault, MailboxServer
-from app.transport.smtp import SmtpSender, check_account
+from app.transport.smtp import SmtpSender, check_account, default_helo_name
+from tests.certificates import TestAuthority, self_signed, server_context
 
 PASSWORD = "s3cret-app-password"
 
 
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    """A throwaway self-signed certificate for 127.0.0.1 (its own CA), made with the openssl CLI."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
-            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )  # fmt: skip
-    return cert, key
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (its own issuer)."""
+    return self_signed(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return make_certificate(tmp_path_factory.mktemp("tls"))
-
-
-def server_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(*certificate)
-    return context
+def authority(tmp_path_factory: pytest.TempPathFactory) -> TestAuthority:
+    """A private certificate authority the tests can make a client trust."""
+    return TestAuthority.create(tmp_path_factory.mktemp("ca"))
 
 
 def trusting_context(certificate: tuple[Path, Path]) -> ssl.SSLContext:
@@ -355,24 +339,106 @@ def starttls(directory: Path, certificate: tuple[Path, Path]) -> MailboxServer:
     )
 
 
-@pytest.mark.parametrize(("make_server", "security"), [(implicit_tls, "tls"), (starttls, "starttls")])
-async def test_self_signed_certificate_is_rejected_by_default(
+BOTH_TLS_MODES = pytest.mark.parametrize(("make_server", "security"), [(implicit_tls, "tls"), (starttls, "starttls")])
+
+
+async def certificate_refusal(
+    server: MailboxServer, security: str, tls_context: ssl.SSLContext | None = None
+) -> AccountAuthError:
+    """Send once through `server` and return the account error the sender raised."""
+    sender = SmtpSender(timeout=10, tls_context=tls_context, local_hostname="client.test")
+    try:
+        with pytest.raises(AccountAuthError) as caught:
+            await sender.send(account(server.port, security=security), outgoing())
+    finally:
+        await sender.close()
+    return caught.value
+
+
+@BOTH_TLS_MODES
+async def test_self_signed_certificate_takes_the_account_out_of_rotation(
     tmp_path: Path, certificate: tuple[Path, Path], make_server: TlsSetup, security: str
 ) -> None:
-    sender = SmtpSender(timeout=10, local_hostname="client.test")
     async with make_server(tmp_path / "mail", certificate) as server:
-        try:
-            with pytest.raises(TransientSendError) as caught:
-                await sender.send(account(server.port, security=security), outgoing())
-        finally:
-            await sender.close()
+        error = await certificate_refusal(server, security)
 
-    assert caught.value.during == "tls"
-    assert "CERTIFICATE_VERIFY_FAILED" in caught.value.reply
+    assert isinstance(error, AccountConfigError)
+    assert error.during == "tls"
+    assert error.code is None
+    assert f"127.0.0.1:{server.port}" in error.reply
+    assert "CERTIFICATE_VERIFY_FAILED" in error.reply
+    assert "self-signed certificate" in error.reply
+    assert "install a certificate from a trusted certificate authority on 127.0.0.1" in error.reply
     assert server.messages == []
 
 
-@pytest.mark.parametrize(("make_server", "security"), [(implicit_tls, "tls"), (starttls, "starttls")])
+@BOTH_TLS_MODES
+async def test_certificate_for_another_host_names_both_ways_to_fix_it(
+    tmp_path: Path, authority: TestAuthority, make_server: TlsSetup, security: str
+) -> None:
+    elsewhere = authority.issue("elsewhere", ["mail.elsewhere.example"])
+    async with make_server(tmp_path / "mail", elsewhere) as server:
+        error = await certificate_refusal(server, security, authority.client_context())
+
+    assert isinstance(error, AccountConfigError)
+    assert error.during == "tls"
+    assert f"127.0.0.1:{server.port}" in error.reply
+    assert "certificate is not valid for '127.0.0.1'" in error.reply
+    assert "install a certificate valid for 127.0.0.1, or point smtp_host at the name on the certificate" in error.reply
+    assert server.messages == []
+
+
+@BOTH_TLS_MODES
+async def test_expired_certificate_says_to_renew_it(
+    tmp_path: Path, authority: TestAuthority, make_server: TlsSetup, security: str
+) -> None:
+    expired = authority.issue(
+        "expired",
+        ["127.0.0.1"],
+        not_before=datetime(2020, 1, 1, tzinfo=UTC),
+        not_after=datetime(2020, 1, 2, tzinfo=UTC),
+    )
+    async with make_server(tmp_path / "mail", expired) as server:
+        error = await certificate_refusal(server, security, authority.client_context())
+
+    assert isinstance(error, AccountConfigError)
+    assert f"127.0.0.1:{server.port}" in error.reply
+    assert "certificate has expired" in error.reply
+    assert "renew the certificate on 127.0.0.1" in error.reply
+
+
+async def hang_up_on_tls(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, starttls: bool) -> None:
+    """A server that takes the TLS ClientHello and resets the connection, as a failing middlebox would."""
+    if starttls:
+        writer.write(b"220 flaky.test ESMTP\r\n")
+        await reader.readline()  # EHLO
+        writer.write(b"250-flaky.test\r\n250 STARTTLS\r\n")
+        await reader.readline()  # STARTTLS
+        writer.write(b"220 go ahead\r\n")
+    await reader.read(1)  # the first byte of the ClientHello
+    writer.transport.abort()
+
+
+@pytest.mark.parametrize("security", ["tls", "starttls"])
+async def test_connection_reset_during_the_tls_handshake_stays_transient(security: str) -> None:
+    server = await asyncio.start_server(
+        lambda r, w: hang_up_on_tls(r, w, starttls=security == "starttls"), "127.0.0.1", 0
+    )
+    port = server.sockets[0].getsockname()[1]
+    sender = SmtpSender(timeout=5, local_hostname="client.test")
+    try:
+        with pytest.raises(TransientSendError) as caught:
+            await asyncio.wait_for(sender.send(account(port, security=security), outgoing()), 20)
+    finally:
+        await sender.close()
+        server.close()
+        await server.wait_closed()
+
+    assert not isinstance(caught.value, AccountAuthError)
+    assert caught.value.code is None
+
+
+@BOTH_TLS_MODES
 async def test_certificate_from_a_trusted_ca_is_accepted(
     tmp_path: Path, certificate: tuple[Path, Path], make_server: TlsSetup, security: str
 ) -> None:
@@ -447,3 +513,78 @@ async def test_internationalised_recipient_domain_is_delivered_in_ascii(
     await sender.send(account(mailbox.port), outgoing(to="ann@exämple.com"))
 
     assert mailbox.messages[0].recipients == ("ann@xn--exmple-cua.com",)
+
+
+async def test_check_account_reports_the_certificate_problem_at_the_tls_step(
+    tmp_path: Path, authority: TestAuthority
+) -> None:
+    seen: list[str] = []
+    async with starttls(tmp_path / "mail", authority.issue("elsewhere", ["mail.elsewhere.example"])) as server:
+        with pytest.raises(AccountConfigError) as caught:
+            await check_account(
+                account(server.port, security="starttls"),
+                timeout=10,
+                default_starttls=True,
+                tls_context=authority.client_context(),
+                on_step=seen.append,
+            )
+        sent = await certificate_refusal(server, "starttls", authority.client_context())
+
+    assert caught.value.during == "tls"
+    assert str(caught.value) == str(sent), "test-smtp and the dispatcher give the same diagnosis"
+    assert [step.split(" ")[0] for step in seen] == ["connected", "EHLO"]
+
+
+async def test_sender_greets_the_server_with_its_configured_name(mailbox: MailboxServer) -> None:
+    sender = SmtpSender(timeout=10, local_hostname="mx1.sender.example")
+    try:
+        await sender.send(account(mailbox.port), outgoing(1))
+        await sender.send(account(mailbox.port), outgoing(2))
+    finally:
+        await sender.close()
+
+    assert mailbox.helo_names == ["mx1.sender.example"], "one EHLO for the one reused connection"
+
+
+async def test_sender_greets_again_with_the_same_name_after_starttls(
+    tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
+    sender = SmtpSender(timeout=10, tls_context=trusting_context(certificate), local_hostname="[192.0.2.1]")
+    async with starttls(tmp_path / "mail", certificate) as server:
+        try:
+            await sender.send(account(server.port, security="starttls"), outgoing())
+        finally:
+            await sender.close()
+
+    assert server.helo_names == ["[192.0.2.1]", "[192.0.2.1]"]
+
+
+async def test_check_account_greets_with_the_configured_name(mailbox: MailboxServer) -> None:
+    await check_account(account(mailbox.port), timeout=10, default_starttls=False, local_hostname="mx1.sender.example")
+
+    assert mailbox.helo_names == ["mx1.sender.example"]
+
+
+async def test_without_a_configured_name_the_sender_greets_with_this_machines_name(mailbox: MailboxServer) -> None:
+    sender = SmtpSender(timeout=10)
+    try:
+        await sender.send(account(mailbox.port), outgoing())
+    finally:
+        await sender.close()
+
+    assert mailbox.helo_names == [default_helo_name()]
+    assert mailbox.helo_names[0]
+
+
+async def test_mailbox_records_a_plain_helo_too(mailbox: MailboxServer) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", mailbox.port)
+    try:
+        await reader.readline()  # greeting
+        writer.write(b"HELO old-client.example\r\n")
+        reply = await reader.readline()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+    assert reply.startswith(b"250 ")
+    assert mailbox.helo_names == ["old-client.example"]

@@ -5,22 +5,29 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from email.message import EmailMessage
 
 import pytest
 from bson import ObjectId
 
 from app.domain.models import EmailAccount
+from app.transport import base
 from app.transport.base import (
     AccountAuthError,
+    AccountConfigError,
     InvalidHeader,
     OutgoingMessage,
     PermanentSendError,
     SendError,
     TransientSendError,
+    ValidatedMessage,
     build_message,
     classify_smtp_reply,
     make_message_id,
+    validate_message,
+    validated,
     wire_address,
 )
 from app.transport.dryrun import DryRunSender
@@ -256,3 +263,128 @@ def test_non_ascii_extra_header_is_encoded() -> None:
     raw = build_message(outgoing(headers={"X-Campaign": "Frühling"}), now=NOW)
     assert raw.split(b"\r\n\r\n", 1)[0].isascii()
     assert reparse(raw)["X-Campaign"] == "Frühling"
+
+
+def mime_version_count(raw: bytes) -> int:
+    return sum(1 for line in raw.split(b"\r\n") if line.lower().startswith(b"mime-version:"))
+
+
+def test_multipart_message_declares_mime_version_once_at_the_top() -> None:
+    raw = build_message(outgoing(html="<p>Hi Ann</p>"), now=NOW)
+    top, _, parts = raw.partition(b"\r\n\r\n")
+
+    assert mime_version_count(raw) == 1
+    assert mime_version_count(top + b"\r\n") == 1
+    assert mime_version_count(parts) == 0
+    msg = reparse(raw)
+    assert msg["MIME-Version"] == "1.0"
+    assert [part["MIME-Version"] for part in msg.iter_parts()] == [None, None]
+
+
+def test_single_part_message_declares_mime_version_once() -> None:
+    assert mime_version_count(build_message(outgoing(), now=NOW)) == 1
+
+
+def test_a_certificate_problem_is_an_account_error() -> None:
+    assert issubclass(AccountConfigError, AccountAuthError)
+
+
+def test_validated_message_builds_exactly_as_the_plain_one() -> None:
+    message = outgoing(headers={"List-Unsubscribe": "<mailto:u@sender.example>"}, to_email="ann@exämple.com")
+    checked = validated(message)
+
+    assert isinstance(checked, ValidatedMessage)
+    assert checked.message is message
+    assert (checked.mail_from, checked.rcpt_to) == ("bob@sender.example", "ann@xn--exmple-cua.com")
+    assert build_message(checked, now=NOW) == build_message(message, now=NOW)
+    assert validated(checked) is checked
+    assert validate_message(message) == (checked.sender, checked.recipient)
+
+
+def test_building_a_validated_message_checks_nothing_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    checked = validated(outgoing(html="<p>Hi</p>", headers={"List-Unsubscribe": "<mailto:u@sender.example>"}))
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("checked twice")
+
+    for check in ("_address", "wire_address", "_check_value", "_check_message_id", "_check_extra_headers"):
+        monkeypatch.setattr(base, check, refuse)
+    assert reparse(build_message(checked, now=NOW))["To"] == "Ann Lee <ann@example.com>"
+
+
+def test_extra_headers_changed_after_validation_are_not_sent() -> None:
+    headers = {"List-Unsubscribe": "<mailto:u@sender.example>"}
+    checked = validated(outgoing(headers=headers))
+    headers["Bcc"] = "victim@x.com"
+    headers["List-Unsubscribe"] = "<mailto:u@x.com>\r\nBcc: victim@x.com"
+
+    msg = reparse(build_message(checked, now=NOW))
+    assert msg["Bcc"] is None
+    assert msg["List-Unsubscribe"] == "<mailto:u@sender.example>"
+
+
+def test_validation_refuses_what_building_refuses() -> None:
+    with pytest.raises(InvalidHeader):
+        validated(outgoing(subject="Hi\r\nBcc: victim@x.com"))
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "ann@example.com",
+        "Ann.Lee@Example.COM",
+        "o'brien+tag@mail.example.co.uk",
+        "x!#$%&*/=?^_`{|}~-y@example.com",
+        "ann@localhost",
+        "ann@[192.0.2.1]",
+        '"ann lee"@example.com',
+        "ann(comment)@example.com",
+        "a..b@example.com",
+        ".ann@example.com",
+        "ann.@example.com",
+        "ann@example..com",
+        "ann@-example.com",
+        "ann@example.com.",
+        "a@b@example.com",
+        'a"b@example.com',
+        "a,b@example.com",
+        "a\\b@example.com",
+    ],
+)
+def test_addresses_read_as_the_full_rfc5322_parser_reads_them(address: str) -> None:
+    """The fast path for plain addresses gives the parser's answer: the same address, or a refusal."""
+    try:
+        expected: Address | None = Address(display_name="Ann Lee", addr_spec=wire_address(address, "To"))
+    except (ValueError, IndexError, HeaderParseError, InvalidHeader):
+        expected = None
+    try:
+        got: Address | None = validated(outgoing(to_email=address)).recipient
+    except InvalidHeader:
+        got = None
+
+    assert got == expected
+    if expected is not None:
+        assert got is not None
+        assert (got.username, got.domain, got.addr_spec, str(got)) == (
+            expected.username,
+            expected.domain,
+            expected.addr_spec,
+            str(expected),
+        )
+
+
+@pytest.mark.parametrize("address", ["ann@example..com", "ann@example.com.", "a@b@example.com"])
+def test_addresses_the_parser_cannot_read_are_refused_as_invalid_headers(address: str) -> None:
+    with pytest.raises(InvalidHeader, match="is not an email address"):
+        build_message(outgoing(to_email=address), now=NOW)
+
+
+@pytest.mark.parametrize("value", ["tab\there", "Zoë", "plain text", "x\x7fy", "x\x00y", "x\x1fy"])
+def test_header_values_are_checked_the_same_with_or_without_the_ascii_shortcut(value: str) -> None:
+    """Tabs and non-ASCII are allowed; DEL and other control characters are not."""
+    refused = any(ord(c) < 32 and c != "\t" for c in value) or "\x7f" in value
+    if refused:
+        with pytest.raises(InvalidHeader, match="control character"):
+            validated(outgoing(subject=value))
+    else:
+        assert reparse(build_message(outgoing(subject=value), now=NOW))["Subject"] == value
