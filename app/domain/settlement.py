@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from app.domain.models import Campaign, Lead, SequenceStep, recipient_key
-from app.domain.planning import pending_recipients
+from app.domain.planning import pending_recipients, uncertain_hold
 from app.domain.scheduling import next_step_due, recipient_due
 
 
@@ -121,13 +121,28 @@ def settle(ctx: LeadContext, results: Sequence[tuple[int, RecipientResult]], now
         kind = last.status if last else "skipped"
         outcome = Outcome(kind, ctx.lead.id, ctx.campaign.id, last.account_id if last else None, due)
         return Settlement(values, tuple(unset), due, outcome, activities)
-    if any(r.status == "uncertain" for _, r in results) and ctx.campaign.settings.uncertain_after_hours > 0:
-        # The follow-up waits until the uncertain send is resolved (resolve-send makes the lead due at once).
-        due = now + timedelta(hours=ctx.campaign.settings.uncertain_after_hours)
+    held = _uncertain_until(ctx, results, now)
+    if held is not None:
+        # The follow-up waits until every uncertain send of the step is resolved (resolve-send makes the lead
+        # due at once) or has counted as sent.
         kind = last.status if last else "skipped"
-        outcome = Outcome(kind, ctx.lead.id, ctx.campaign.id, last.account_id if last else None, due)
-        return Settlement(values, tuple(unset), due, outcome, activities)
+        outcome = Outcome(kind, ctx.lead.id, ctx.campaign.id, last.account_id if last else None, held)
+        return Settlement(values, tuple(unset), held, outcome, activities)
     return _advance(ctx, values, unset, activities, now, last)
+
+
+def _uncertain_until(
+    ctx: LeadContext, results: Sequence[tuple[int, RecipientResult]], now: datetime
+) -> datetime | None:
+    """Until when uncertain sends of this step (earlier ones and this claim's) hold the lead back."""
+    hours = ctx.campaign.settings.uncertain_after_hours
+    if hours <= 0:
+        return None
+    ends = [now + timedelta(hours=hours) for _, r in results if r.status == "uncertain"]
+    earlier = uncertain_hold(ctx.lead, ctx.step.step_order, hours, now)
+    if earlier is not None:
+        ends.append(earlier)
+    return max(ends, default=None)
 
 
 def advance(ctx: LeadContext, now: datetime) -> Settlement:

@@ -92,13 +92,11 @@ class Delivery:
             else:
                 reason = f"template {item.ctx.step.template_id} not found" if template is None else str(template)
                 out.settled.append((item, await self._config_error(item, reason, now)))
-        reserved = await self._reserve(with_template, now, out)
-        ready = await self._compose(reserved, now, out)
-        for item, settlement in await self.rounds.run(ready, now):
-            out.settled.append((item, settlement))
-        for position, outcome in self.rounds.lost.items():
-            out.outcomes[position] = outcome
-        self.rounds.lost.clear()
+        # Shared reservations first; what they left over is reserved one at a time after those sends, when
+        # their commits have moved the accounts' wait windows to where they really are.
+        reserved, rest = await self._reserve_many(with_template, now)
+        await self._send(reserved, now, out)
+        await self._send(await self._reserve_rest(rest, now, out), now, out)
         return out
 
     async def _config_error(self, item: SendItem, reason: str, now: datetime) -> Settlement:
@@ -109,34 +107,52 @@ class Delivery:
         await self.pause(item.ctx.campaign.id, reason, now)
         return _back(item, "paused", now)
 
-    async def _reserve(
-        self, items: list[tuple[SendItem, Template]], now: datetime, out: Delivered
-    ) -> list[tuple[SendItem, Template, Reservation]]:
-        """An account for each item, sharing round trips per campaign; items left over wait, with the reason."""
+    async def _send(
+        self, reserved: list[tuple[SendItem, Template, Reservation]], now: datetime, out: Delivered
+    ) -> None:
+        ready = await self._compose(reserved, now, out)
+        out.settled += await self.rounds.run(ready, now)
+        out.outcomes.update(self.rounds.lost)
+        self.rounds.lost.clear()
+
+    async def _reserve_many(
+        self, items: list[tuple[SendItem, Template]], now: datetime
+    ) -> tuple[list[tuple[SendItem, Template, Reservation]], list[tuple[SendItem, Template]]]:
+        """Accounts for the first attempts of each campaign, sharing round trips; (reserved, left over)."""
         groups: dict[str, list[tuple[SendItem, Template]]] = {}
         for pair in items:
             groups.setdefault(pair[0].ctx.campaign.id, []).append(pair)
         reserved: list[tuple[SendItem, Template, Reservation]] = []
-        only = self.config.account_filter
+        rest: list[tuple[SendItem, Template]] = []
         for group in groups.values():
-            campaign = group[0][0].ctx.campaign
             plain = [p for p in group if p[0].avoid is None]
-            many = await self.arbiter.reserve_many(campaign, now, len(plain), only=only) if len(plain) > 1 else []
+            many: list[Reservation] = []
+            if len(plain) > 1:
+                campaign = group[0][0].ctx.campaign
+                many = await self.arbiter.reserve_many(campaign, now, len(plain), only=self.config.account_filter)
             reserved += [(it, t, r) for (it, t), r in zip(plain, many, strict=False)]
-            rest = plain[len(many) :] + [p for p in group if p[0].avoid is not None]
-            for n, (item, template) in enumerate(rest):
-                found = await self._reserve_one(item, now)
-                if isinstance(found, Reservation):
-                    reserved.append((item, template, found))
-                    continue
-                # Nothing is free for this campaign now: the rest wait together until the arbiter's time.
+            rest += plain[len(many) :] + [p for p in group if p[0].avoid is not None]
+        return reserved, rest
+
+    async def _reserve_rest(
+        self, rest: list[tuple[SendItem, Template]], now: datetime, out: Delivered
+    ) -> list[tuple[SendItem, Template, Reservation]]:
+        """One at a time, until a campaign has no free account: its remaining items wait, with the reason."""
+        reserved: list[tuple[SendItem, Template, Reservation]] = []
+        exhausted: dict[str, NoAccountAvailable] = {}
+        for item, template in rest:
+            campaign = item.ctx.campaign
+            found = exhausted.get(campaign.id) or await self._reserve_one(item, now)
+            if isinstance(found, Reservation):
+                reserved.append((item, template, found))
+                continue
+            if campaign.id not in exhausted:
+                exhausted[campaign.id] = found
                 get_logger(campaign_id=campaign.id).info(
                     "worker.waiting_for_account", retry_at=found.retry_at.isoformat(), reason=found.reason
                 )
-                for waiting, _ in rest[n:]:
-                    outcome = Outcome("no_account", waiting.ctx.lead.id, campaign.id, next_due_at=found.retry_at)
-                    out.settled.append((waiting, release(waiting.ctx, waiting.skipped, found.retry_at, outcome, now)))
-                break
+            outcome = Outcome("no_account", item.ctx.lead.id, campaign.id, next_due_at=found.retry_at)
+            out.settled.append((item, release(item.ctx, item.skipped, found.retry_at, outcome, now)))
         return reserved
 
     async def _reserve_one(self, item: SendItem, now: datetime) -> Reservation | NoAccountAvailable:

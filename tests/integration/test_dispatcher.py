@@ -13,6 +13,7 @@ from app.dispatch.dispatcher import DispatcherOptions, DispatcherStats
 from app.domain.scheduling import next_day_start
 from app.store import schema
 from app.store.client import Database
+from app.store.documents import id_filter
 from app.transport.mailbox import Fault, MailboxServer
 from app.transport.smtp import SmtpSender
 from tests.factories import add_account, add_campaign, add_lead
@@ -143,7 +144,7 @@ async def test_template_error_pauses_the_campaign_keeps_its_leads_and_the_loop_g
 
     assert [m.recipients[0] for m in smtp.messages] == ["c@x.example"]
     for campaign_id, lead_id, needle in ((broken, bad_lead, "nickname"), (sandbox, sandboxed, "template error")):
-        campaign = await db[schema.CAMPAIGNS].find_one({"_id": campaign_id})
+        campaign = await db[schema.CAMPAIGNS].find_one(id_filter(campaign_id))
         assert campaign["status"] == "paused"
         assert needle in campaign["paused_reason"]
         lead = await db[schema.CAMPAIGN_LEADS].find_one({"_id": lead_id})
@@ -162,7 +163,7 @@ async def test_template_error_pauses_the_campaign_keeps_its_leads_and_the_loop_g
         )
     )["template_id"]
     await db[schema.TEMPLATES].update_one({"_id": template_id}, {"$set": {"subject": "Hi {{ email }}"}})
-    await db[schema.CAMPAIGNS].update_one({"_id": broken}, {"$set": {"status": "active"}})
+    await db[schema.CAMPAIGNS].update_one(id_filter(broken), {"$set": {"status": "active"}})
     await run_once(db)
     assert sorted(m.recipients[0] for m in smtp.messages) == ["a@x.example", "c@x.example"]
 

@@ -152,11 +152,6 @@ def test_an_uncertain_last_recipient_advances_at_once_when_the_hold_is_off() -> 
     assert result.set["progress.current_step_order"] == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settle() holds the step only for an uncertain send among this claim's results; an uncertain send of "
-    "an earlier recipient of the same step is ignored, so the lead advances although plan() would hold it",
-)
 def test_an_earlier_uncertain_recipient_of_the_step_still_holds_the_step() -> None:
     done = {"step_1_recipient_0": {"status": "uncertain", "processed_at": EARLIER}}
     result = settle(context(recipients=2, processed_recipients=done), [(1, SENT)], NOW)
