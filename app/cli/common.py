@@ -1,12 +1,13 @@
-"""What every command shares: settings from the context, running async work, errors and output."""
+"""What every command shares: settings from the context, running async work, the clock, errors and output."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, NoReturn, TypeVar
 
 import typer
@@ -31,6 +32,13 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_PIPE_
 
 JSON_OPTION = typer.Option(False, "--json", help="Print machine-readable JSON instead of a table.")
 YES_OPTION = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")
+CAMPAIGN_ARGUMENT = typer.Argument(..., help="Campaign _id.")
+LEAD_ARGUMENT = typer.Argument(..., help="Lead _id.")
+
+
+def now_utc() -> datetime:
+    """The one clock read of a command: everything it does takes `now` from here."""
+    return datetime.now(UTC)
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -118,3 +126,37 @@ def confirm(question: str, yes: bool) -> None:
         fail(f"{question} Refusing without confirmation: pass --yes to proceed.")
     if not typer.confirm(question, default=False):
         fail("aborted; nothing was changed")
+
+
+@dataclass
+class Skipped:
+    """Malformed documents met while reading: reported with the output instead of crashing the command."""
+
+    problems: list[InvalidDocument] = field(default_factory=list)
+
+    def add(self, exc: InvalidDocument) -> None:
+        """Remember one malformed document (the `on_invalid` callback of store.iter_valid)."""
+        self.problems.append(exc)
+
+    def as_json(self) -> list[dict[str, str]]:
+        """The problems as JSON objects: collection, id, field, reason."""
+        return [
+            {"collection": p.collection, "id": str(p.doc_id), "field": p.field, "reason": p.reason}
+            for p in self.problems
+        ]
+
+    def report(self) -> None:
+        """Print one warning line per malformed document on stderr."""
+        for p in self.problems:
+            err_console.print(
+                f"[yellow]skipped malformed document[/] {p.collection} {p.doc_id}: field '{p.field}' {p.reason}"
+            )
+
+
+def emit(json_: bool, payload: Mapping[str, Any], skipped: Skipped, render: Callable[[], None]) -> None:
+    """Print `payload` as JSON (with the skipped documents) or render tables and report skips on stderr."""
+    if json_:
+        print_json({**payload, "invalid_documents": skipped.as_json()})
+        return
+    render()
+    skipped.report()

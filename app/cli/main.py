@@ -6,7 +6,18 @@ from pathlib import Path
 
 import typer
 
-from app.cli import db_cmds, demo_cmds, dispatch_cmds, import_cmds, inspect_cmds, ledger_cmds, send_cmds
+from app.cli import (
+    account_cmds,
+    campaign_cmds,
+    db_cmds,
+    demo_cmds,
+    dispatch_cmds,
+    import_cmds,
+    lead_cmds,
+    lead_repair_cmds,
+    ledger_cmds,
+    send_cmds,
+)
 from app.cli.common import fail
 from app.config import LOG_FORMATS, LOG_LEVELS, ConfigError, load_settings, parse_variable
 from app.logging import configure_logging
@@ -49,7 +60,18 @@ def root(
     ctx.obj = settings
 
 
-for module in (inspect_cmds, import_cmds, demo_cmds, send_cmds, dispatch_cmds, ledger_cmds, db_cmds):
+for module in (
+    campaign_cmds,
+    account_cmds,
+    lead_cmds,
+    lead_repair_cmds,
+    import_cmds,
+    demo_cmds,
+    send_cmds,
+    dispatch_cmds,
+    ledger_cmds,
+    db_cmds,
+):
     module.register(app)
 
 

@@ -1,0 +1,219 @@
+"""`list-accounts`, `show-account-stats` and `reset-account-limits`: sending accounts, their day's sends and limits.
+
+Every document is read through its typed view; a malformed one is reported and skipped. Credentials are never
+copied into the output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import typer
+
+from app.cli.common import (
+    JSON_OPTION,
+    YES_OPTION,
+    Skipped,
+    confirm,
+    console,
+    emit,
+    fail,
+    fmt_time,
+    now_utc,
+    print_table,
+    run_db,
+    settings_of,
+    to_jsonable,
+)
+from app.domain import reports
+from app.domain.limits import AccountLimits
+from app.domain.models import AccountCampaignSettings, EmailAccount
+from app.store import schema
+from app.store.client import Database
+from app.store.documents import get_doc, id_filter, iter_valid
+
+DAY_OPTION = typer.Option(None, "--day", help="UTC day as YYYY-MM-DD (default: today).")
+
+
+def _day_option(day: str | None) -> str:
+    if day is None:
+        return reports.utc_day(now_utc())
+    try:
+        return reports.parse_day(day)
+    except ValueError as exc:
+        fail(f"--day: {exc}", code=2)
+
+
+async def _limits_by_account(db: Database, skipped: Skipped) -> dict[str, AccountLimits]:
+    grouped: dict[str, list[AccountCampaignSettings]] = {}
+    coll = db[schema.EMAIL_CAMPAIGN_SETTINGS]
+    async for item in iter_valid(coll, {}, AccountCampaignSettings.from_doc, on_invalid=skipped.add):
+        grouped.setdefault(item.email_id, []).append(item)
+    return {email_id: reports.account_limits(items) for email_id, items in grouped.items()}
+
+
+async def _usage_by_account(db: Database, day: str, skipped: Skipped) -> dict[str, reports.AccountUsage]:
+    coll = db[schema.ACCOUNT_USAGE]
+    return {
+        u.account_id: u async for u in iter_valid(coll, {"day": day}, reports.usage_from_doc, on_invalid=skipped.add)
+    }
+
+
+def _account_view(doc: Mapping[str, Any]) -> tuple[EmailAccount, reports.AccountState]:
+    return EmailAccount.from_doc(doc), reports.account_state(doc)
+
+
+async def _account_rows(db: Database, day: str, skipped: Skipped) -> list[dict[str, Any]]:
+    """One row per valid account: identity, limits and usage for `day`. Credentials are never copied."""
+    limits = await _limits_by_account(db, skipped)
+    usage = await _usage_by_account(db, day, skipped)
+    rows = []
+    coll = db[schema.EMAIL_ACCOUNTS]
+    async for account, state in iter_valid(coll, {}, _account_view, sort=[("email", 1)], on_invalid=skipped.add):
+        lim = limits.get(account.id, AccountLimits())
+        used = usage.get(account.id, reports.AccountUsage(account_id=account.id, day=day))
+        rows.append(
+            {
+                "id": account.id,
+                "email": account.email,
+                "status": account.status,
+                "disabled_reason": state.disabled_reason,
+                "provider": account.provider,
+                "smtp": f"{account.smtp_host}:{account.smtp_port}",
+                "max_daily_sends": lim.max_daily_sends,
+                "daily_limit": lim.campaign_daily_limit,
+                "min_wait_time": lim.min_wait_minutes,
+                "day": day,
+                "sent": used.sent,
+                "committed": used.committed,
+                "reserved": used.reserved,
+                "campaigns": dict(used.campaigns),
+                "limit": lim.max_daily_sends,
+                "remaining": reports.remaining_sends(used.sent, lim.max_daily_sends),
+                "next_available_at": state.next_available_at,
+                "last_used_at": state.last_used_at,
+            }
+        )
+    return rows
+
+
+def _or_dash(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _status_text(row: Mapping[str, Any]) -> str:
+    return f"{row['status']} ({row['disabled_reason']})" if row["disabled_reason"] else str(row["status"])
+
+
+_LIST_FIELDS = (
+    "id",
+    "email",
+    "status",
+    "disabled_reason",
+    "provider",
+    "smtp",
+    "max_daily_sends",
+    "min_wait_time",
+    "sent",
+    "limit",
+    "next_available_at",
+)
+
+
+def list_accounts(ctx: typer.Context, json_: bool = JSON_OPTION) -> None:
+    """List sending accounts: status, provider, SMTP server, limits and today's sends. Passwords are never shown.
+
+    Example: outbound list-accounts --json
+    """
+    today, skipped = reports.utc_day(now_utc()), Skipped()
+    rows = run_db(settings_of(ctx), lambda db: _account_rows(db, today, skipped))
+
+    def render() -> None:
+        columns = ["id", "email", "status", "provider", "smtp", "max daily", "min wait", "sent today", "next available"]
+        table = [
+            [
+                *(r["id"], r["email"], _status_text(r), r["provider"], r["smtp"], r["max_daily_sends"]),
+                *(r["min_wait_time"], f"{r['sent']}/{_or_dash(r['limit'])}", fmt_time(r["next_available_at"])),
+            ]
+            for r in rows
+        ]
+        print_table(f"Accounts ({len(rows)})", columns, table)
+
+    emit(json_, {"accounts": [{k: r[k] for k in _LIST_FIELDS} for r in rows]}, skipped, render)
+
+
+def show_account_stats(ctx: typer.Context, json_: bool = JSON_OPTION, day: str | None = DAY_OPTION) -> None:
+    """Show each account's sends for a UTC day: sent, committed, reserved, per campaign, limit and remaining.
+
+    Example: outbound show-account-stats --day 2025-01-31
+    """
+    chosen, skipped = _day_option(day), Skipped()
+    rows = run_db(settings_of(ctx), lambda db: _account_rows(db, chosen, skipped))
+
+    def render() -> None:
+        columns = ["id", "email", "sent", "committed", "reserved", "per campaign", "limit", "remaining"]
+        table = [
+            [
+                *(r["id"], r["email"], r["sent"], r["committed"], r["reserved"]),
+                *(", ".join(f"{c}: {n}" for c, n in r["campaigns"].items()) or "-", r["limit"], r["remaining"]),
+            ]
+            for r in rows
+        ]
+        print_table(f"Account usage on {chosen} (UTC)", columns, table)
+        for r in rows:
+            console.print(
+                f"{r['email']}: next available {fmt_time(r['next_available_at'])}, "
+                f"last used {fmt_time(r['last_used_at'])}"
+            )
+
+    stats = [{k: v for k, v in r.items() if k not in ("smtp", "provider")} for r in rows]
+    emit(json_, {"day": chosen, "accounts": stats}, skipped, render)
+
+
+async def _reset_account(db: Database, account_id: str, day: str, yes: bool) -> list[str]:
+    accounts = db[schema.EMAIL_ACCOUNTS]
+    doc = await get_doc(accounts, "account", account_id)
+    key = str(doc["_id"])
+    confirm(f"Reset send limits of account {doc.get('email')} ({key}) for {day}?", yes)
+    cleared: list[str] = []
+    usage = await db[schema.ACCOUNT_USAGE].find_one_and_delete({**id_filter(key, "account_id"), "day": day})
+    if usage is not None:
+        cleared.append(f"usage for {day} (sent {usage.get('sent', 0)}, committed {usage.get('committed', 0)})")
+    for name in ("next_available_at", "reservation_token"):
+        if doc.get(name) is not None:
+            cleared.append(f"{name} ({to_jsonable(doc[name]) if name != 'reservation_token' else 'held'})")
+    update: dict[str, Any] = {"$unset": {"next_available_at": "", "reservation_token": ""}}
+    if doc.get("status") == "auth_failed":
+        update["$set"] = {"status": "active"}
+        update["$unset"]["disabled_reason"] = ""
+        cleared.append(f"status auth_failed -> active (was: {doc.get('disabled_reason') or 'no reason recorded'})")
+    await accounts.update_one({"_id": doc["_id"]}, update)
+    return cleared
+
+
+def reset_account_limits(
+    ctx: typer.Context,
+    account_id: str = typer.Argument(..., help="Account _id."),
+    yes: bool = YES_OPTION,
+    day: str | None = DAY_OPTION,
+) -> None:
+    """Make an account available again: forget its usage for the day, its wait window, reservation and auth failure.
+
+    Example: outbound reset-account-limits 665f1c2e9b1e8a3d4c5b6a72 --yes
+    """
+    chosen = _day_option(day)
+    cleared = run_db(settings_of(ctx), lambda db: _reset_account(db, account_id, chosen, yes))
+    if not cleared:
+        console.print(f"Account {account_id}: nothing to clear for {chosen}")
+        return
+    console.print(f"Account {account_id}: cleared")
+    for item in cleared:
+        console.print(f"  {item}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the account commands to `app`."""
+    app.command("list-accounts")(list_accounts)
+    app.command("show-account-stats")(show_account_stats)
+    app.command("reset-account-limits")(reset_account_limits)

@@ -1,0 +1,235 @@
+"""`list-campaigns`, `show-campaign` and `show-campaign-progress`: campaigns, their steps, accounts and leads.
+
+Every document is read through its typed view; a malformed one is reported (collection, _id, field, why) and
+skipped, so one bad document never hides the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+from pymongo import ASCENDING
+
+from app.cli.common import (
+    CAMPAIGN_ARGUMENT,
+    JSON_OPTION,
+    Skipped,
+    console,
+    emit,
+    fail,
+    now_utc,
+    print_table,
+    run_db,
+    settings_of,
+)
+from app.cli.lookups import any_of, campaign_ref, load_campaign
+from app.domain import reports
+from app.domain.models import CAMPAIGN_STATUSES, Campaign, EmailAccount, Lead, SequenceStep, Template
+from app.store import lead_queries, schema
+from app.store.client import Database
+from app.store.documents import iter_valid
+
+
+async def _lead_counts(db: Database, campaign_id: str, now: datetime) -> reports.LeadCounts:
+    """Count a campaign's leads per state on the server (no lead is loaded)."""
+    leads = db[schema.CAMPAIGN_LEADS]
+    scope = campaign_ref(campaign_id)
+    total = await leads.count_documents(scope)
+    counts = {
+        state: await leads.count_documents({"$and": [scope, flt]})
+        for state, flt in lead_queries.state_filters(now).items()
+    }
+    counts[reports.WAITING] = max(total - sum(counts.values()), 0)
+    return reports.LeadCounts.from_states(counts)
+
+
+async def _steps(db: Database, campaign: Campaign, skipped: Skipped) -> list[SequenceStep]:
+    if campaign.sequence_id is None:
+        return []
+    flt = {"sequence_id": campaign.sequence_id}
+    coll = db[schema.SEQUENCE_STEPS]
+    return [
+        s async for s in iter_valid(coll, flt, SequenceStep.from_doc, sort=[("step_order", 1)], on_invalid=skipped.add)
+    ]
+
+
+def _print_campaign(info: Mapping[str, Any], tail: str) -> None:
+    console.print(f"[bold]{info['name']}[/] ({info['id']}) status {info['status']}{tail}")
+
+
+def _print_lead_counts(info: Mapping[str, Any]) -> None:
+    console.print("leads: " + ", ".join(f"{k} {v}" for k, v in info["leads"].items()))
+
+
+async def _list_campaigns(db: Database, status: str | None, now: datetime, skipped: Skipped) -> list[dict[str, Any]]:
+    flt = {"status": status} if status else {}
+    rows = []
+    async for campaign in iter_valid(
+        db[schema.CAMPAIGNS], flt, Campaign.from_doc, sort=[("created_at", ASCENDING)], on_invalid=skipped.add
+    ):
+        counts = await _lead_counts(db, campaign.id, now)
+        rows.append(
+            {
+                "id": campaign.id,
+                "name": campaign.name,
+                "status": campaign.status,
+                "sequence_id": campaign.sequence_id,
+                "daily_limit": campaign.settings.daily_limit,
+                "min_wait_time": campaign.settings.min_wait_time,
+                "leads": counts.total,
+                "completed": counts.completed,
+                "due_now": counts.due,
+            }
+        )
+    return rows
+
+
+def list_campaigns(
+    ctx: typer.Context,
+    json_: bool = JSON_OPTION,
+    status: str | None = typer.Option(
+        None, "--status", help=f"Only campaigns in this status: {', '.join(CAMPAIGN_STATUSES)}."
+    ),
+) -> None:
+    """List campaigns with their limits and lead counts ("due now" counts leads ready to send, even if paused).
+
+    Example: outbound list-campaigns --status active
+    """
+    if status is not None and status not in CAMPAIGN_STATUSES:
+        fail(f"--status {status!r} is not a campaign status: use one of {', '.join(CAMPAIGN_STATUSES)}", code=2)
+    now, skipped = now_utc(), Skipped()
+    rows = run_db(settings_of(ctx), lambda db: _list_campaigns(db, status, now, skipped))
+
+    def render() -> None:
+        columns = ["id", "name", "status", "sequence", "daily limit", "min wait (min)", "leads", "completed", "due now"]
+        print_table(f"Campaigns ({len(rows)})", columns, [list(r.values()) for r in rows])
+
+    emit(json_, {"campaigns": rows}, skipped, render)
+
+
+async def _templates_by_id(db: Database, steps: Sequence[SequenceStep], skipped: Skipped) -> dict[str, Template]:
+    flt = {"_id": {"$in": any_of([s.template_id for s in steps])}}
+    found = iter_valid(db[schema.TEMPLATES], flt, Template.from_doc, on_invalid=skipped.add)
+    return {t.id: t async for t in found}
+
+
+async def _campaign_accounts(db: Database, campaign: Campaign, skipped: Skipped) -> list[dict[str, Any]]:
+    wanted = campaign.settings.account_ids
+    flt: dict[str, Any] = {"_id": {"$in": any_of(wanted)}} if wanted else {"status": "active"}
+    found = {
+        a.id: a async for a in iter_valid(db[schema.EMAIL_ACCOUNTS], flt, EmailAccount.from_doc, on_invalid=skipped.add)
+    }
+    ids = list(wanted) if wanted else sorted(found)
+    return [
+        {"id": i, "email": found[i].email, "status": found[i].status}
+        if i in found
+        else {"id": i, "email": None, "status": "missing"}
+        for i in ids
+    ]
+
+
+async def _show_campaign(db: Database, campaign_id: str, now: datetime, skipped: Skipped) -> dict[str, Any]:
+    campaign = await load_campaign(db, campaign_id)
+    steps = await _steps(db, campaign, skipped)
+    templates = await _templates_by_id(db, steps, skipped)
+    return {
+        "id": campaign.id,
+        "name": campaign.name,
+        "status": campaign.status,
+        "sequence_id": campaign.sequence_id,
+        "created_at": campaign.created_at,
+        "settings": {**asdict(campaign.settings), "account_ids": list(campaign.settings.account_ids)},
+        "steps": [
+            {
+                "step_order": s.step_order,
+                "template_id": s.template_id,
+                "template_name": templates[s.template_id].name if s.template_id in templates else None,
+                "delay_minutes": s.delay_minutes,
+            }
+            for s in steps
+        ],
+        "accounts": await _campaign_accounts(db, campaign, skipped),
+        "account_scope": "listed" if campaign.settings.account_ids else "every active account",
+        "leads": asdict(await _lead_counts(db, campaign.id, now)),
+    }
+
+
+def show_campaign(ctx: typer.Context, campaign_id: str = CAMPAIGN_ARGUMENT, json_: bool = JSON_OPTION) -> None:
+    """Show a campaign's settings, its sequence steps, the accounts it may send from and its lead counts.
+
+    Example: outbound show-campaign 665f1c2e9b1e8a3d4c5b6a70 --json
+    """
+    now, skipped = now_utc(), Skipped()
+    info = run_db(settings_of(ctx), lambda db: _show_campaign(db, campaign_id, now, skipped))
+
+    def render() -> None:
+        _print_campaign(info, f", sequence {info['sequence_id'] or '-'}")
+        console.print("settings: " + ", ".join(f"{k}={v}" for k, v in info["settings"].items()))
+        step_rows = [
+            [s["step_order"], s["template_name"] or f"{s['template_id']} (missing)", s["delay_minutes"]]
+            for s in info["steps"]
+        ]
+        print_table("Steps", ["step", "template", "delay (min)"], step_rows)
+        account_rows = [[a["id"], a["email"], a["status"]] for a in info["accounts"]]
+        print_table(f"Accounts ({info['account_scope']})", ["id", "email", "status"], account_rows)
+        _print_lead_counts(info)
+
+    emit(json_, info, skipped, render)
+
+
+async def _sends_today(db: Database, campaign_id: str, now: datetime, skipped: Skipped) -> dict[str, int]:
+    midnight = datetime.combine(now.astimezone(UTC).date(), datetime.min.time(), tzinfo=UTC)
+    sent = await db[schema.ACTIVITIES].count_documents(
+        {"$and": [campaign_ref(campaign_id), {"type": "sent", "created_at": {"$gte": midnight}}]}
+    )
+    counted = 0
+    flt = {"day": reports.utc_day(now), f"campaigns.{campaign_id}": {"$exists": True}}
+    async for usage in iter_valid(db[schema.ACCOUNT_USAGE], flt, reports.usage_from_doc, on_invalid=skipped.add):
+        counted += usage.campaigns.get(campaign_id, 0)
+    return {"sent_today": sent, "counted_today": counted}
+
+
+async def _campaign_progress(db: Database, campaign_id: str, now: datetime, skipped: Skipped) -> dict[str, Any]:
+    campaign = await load_campaign(db, campaign_id)
+    steps = await _steps(db, campaign, skipped)
+    coll = db[schema.CAMPAIGN_LEADS]
+    leads = [lead async for lead in iter_valid(coll, campaign_ref(campaign.id), Lead.from_doc, on_invalid=skipped.add)]
+    progress = reports.campaign_progress(leads, [s.step_order for s in steps], now)
+    return {
+        "id": campaign.id,
+        "name": campaign.name,
+        "status": campaign.status,
+        "steps": [asdict(s) for s in progress.steps],
+        "leads": asdict(progress.counts),
+        "percent_complete": progress.percent_complete,
+        **await _sends_today(db, campaign.id, now, skipped),
+    }
+
+
+def show_campaign_progress(ctx: typer.Context, campaign_id: str = CAMPAIGN_ARGUMENT, json_: bool = JSON_OPTION) -> None:
+    """Show per step the leads at it and its sent/failed/uncertain recipients, lead states and sends today.
+
+    Example: outbound show-campaign-progress 665f1c2e9b1e8a3d4c5b6a70
+    """
+    now, skipped = now_utc(), Skipped()
+    info = run_db(settings_of(ctx), lambda db: _campaign_progress(db, campaign_id, now, skipped))
+
+    def render() -> None:
+        _print_campaign(info, f": {info['percent_complete']}% complete")
+        rows = [[s["step_order"], s["leads_at_step"], s["sent"], s["failed"], s["uncertain"]] for s in info["steps"]]
+        print_table("Steps", ["step", "leads at step", "sent", "failed", "uncertain"], rows)
+        _print_lead_counts(info)
+        console.print(f"today (UTC): sent {info['sent_today']}, counted against limits {info['counted_today']}")
+
+    emit(json_, info, skipped, render)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the campaign commands to `app`."""
+    app.command("list-campaigns")(list_campaigns)
+    app.command("show-campaign")(show_campaign)
+    app.command("show-campaign-progress")(show_campaign_progress)

@@ -1,0 +1,131 @@
+"""list-accounts, show-account-stats and reset-account-limits against a real database: output and changes."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+from bson import ObjectId
+
+from tests.integration.cli_documents import (
+    FUTURE,
+    PAST,
+    SECRET,
+    TODAY,
+    add_account,
+    as_json,
+    ok,
+)
+
+# --- list-accounts / show-account-stats -----------------------------------------------------------------------
+
+
+def test_list_accounts_never_prints_the_smtp_password(cli, sync_db) -> None:
+    acc = add_account(sync_db, status="auth_failed", disabled_reason="535 bad credentials")
+    sync_db.email_campaign_settings.insert_one({"email_id": acc, "max_daily_sends": 50, "min_wait_time": 3})
+    sync_db.account_usage.insert_one({"account_id": acc, "day": TODAY, "sent": 7, "committed": 7, "campaigns": {}})
+
+    json_result = ok(cli("list-accounts", "--json"))
+    table_result = ok(cli("list-accounts"))
+    for result in (json_result, table_result):
+        assert SECRET not in result.output
+        assert "smtp_password" not in result.output
+    row = json.loads(json_result.stdout)["accounts"][0]
+    assert row["status"] == "auth_failed"
+    assert row["disabled_reason"] == "535 bad credentials"
+    assert (row["smtp"], row["max_daily_sends"], row["min_wait_time"], row["sent"], row["limit"]) == (
+        "127.0.0.1:2525",
+        50,
+        3.0,
+        7,
+        50,
+    )
+    assert "7/50" in table_result.stdout
+
+
+def test_list_accounts_reports_a_malformed_account_without_its_password(cli, sync_db) -> None:
+    add_account(sync_db, "good@mail.example")
+    bad = add_account(sync_db, "bad@mail.example", smtp_port=99999)
+    result = ok(cli("list-accounts"))
+    assert "Accounts (1)" in result.stdout
+    assert [a["email"] for a in as_json(cli("list-accounts", "--json"))["accounts"]] == ["good@mail.example"]
+    assert f"email_accounts {bad}: field 'smtp_port'" in result.stderr
+    assert SECRET not in result.output
+
+
+def test_show_account_stats_splits_sent_into_committed_and_reserved_for_the_day(cli, sync_db) -> None:
+    acc = add_account(sync_db, next_available_at=FUTURE, last_used_at=PAST)
+    sync_db.email_campaign_settings.insert_one({"email_id": acc, "max_daily_sends": 10})
+    sync_db.account_usage.insert_many(
+        [
+            {"account_id": acc, "day": "2025-01-31", "sent": 6, "committed": 4, "campaigns": {"c1": 5, "c2": 1}},
+            {"account_id": acc, "day": TODAY, "sent": 1, "committed": 1, "campaigns": {"c1": 1}},
+        ]
+    )
+    data = as_json(cli("show-account-stats", "--json", "--day", "2025-01-31"))
+    row = data["accounts"][0]
+    assert data["day"] == "2025-01-31"
+    assert (row["sent"], row["committed"], row["reserved"], row["remaining"]) == (6, 4, 2, 4)
+    assert row["campaigns"] == {"c1": 5, "c2": 1}
+    # BSON keeps milliseconds.
+    assert abs(datetime.fromisoformat(row["next_available_at"]) - FUTURE) < timedelta(milliseconds=1)
+    assert abs(datetime.fromisoformat(row["last_used_at"]) - PAST) < timedelta(milliseconds=1)
+    assert SECRET not in json.dumps(data)
+
+    today = as_json(cli("show-account-stats", "--json"))
+    assert today["day"] == TODAY and today["accounts"][0]["sent"] == 1
+    table = ok(cli("show-account-stats", "--day", "2025-01-31")).stdout
+    assert "Account usage on 2025-01-31 (UTC)" in table
+    assert "sender@mail.example: next available" in table
+
+
+def test_show_account_stats_refuses_a_malformed_day(cli, sync_db) -> None:
+    result = cli("show-account-stats", "--day", "31/01/2025")
+    assert result.exit_code == 2
+    assert "YYYY-MM-DD" in result.stderr
+
+
+# --- reset-account-limits -------------------------------------------------------------------------------------
+
+
+def test_reset_account_limits_clears_the_days_usage_wait_window_and_auth_failure(cli, sync_db) -> None:
+    acc = add_account(
+        sync_db, status="auth_failed", disabled_reason="535", next_available_at=FUTURE, reservation_token="tok"
+    )
+    other = add_account(sync_db, "other@mail.example", next_available_at=FUTURE)
+    sync_db.account_usage.insert_many(
+        [
+            {"account_id": acc, "day": TODAY, "sent": 9, "committed": 8, "campaigns": {}},
+            {"account_id": acc, "day": "2025-01-31", "sent": 3, "committed": 3, "campaigns": {}},
+            {"account_id": other, "day": TODAY, "sent": 2, "committed": 2, "campaigns": {}},
+        ]
+    )
+
+    refused = cli("reset-account-limits", acc)
+    assert refused.exit_code == 1 and "pass --yes" in refused.stderr
+    assert sync_db.account_usage.count_documents({}) == 3
+
+    result = ok(cli("reset-account-limits", acc, "--yes"))
+    assert "sent 9, committed 8" in result.stdout
+    assert "auth_failed -> active" in result.stdout
+    assert SECRET not in result.output
+    doc = sync_db.email_accounts.find_one({"_id": ObjectId(acc)})
+    assert doc["status"] == "active"
+    for gone in ("next_available_at", "reservation_token", "disabled_reason"):
+        assert gone not in doc
+    assert sorted((u["account_id"], u["day"]) for u in sync_db.account_usage.find()) == sorted(
+        [(acc, "2025-01-31"), (other, TODAY)]
+    )
+    assert "next_available_at" in sync_db.email_accounts.find_one({"_id": ObjectId(other)})
+
+
+def test_reset_account_limits_for_another_day_and_unknown_account(cli, sync_db) -> None:
+    acc = add_account(sync_db)
+    sync_db.account_usage.insert_one({"account_id": acc, "day": "2025-01-31", "sent": 3, "committed": 3})
+    ok(cli("reset-account-limits", acc, "--day", "2025-01-31", "--yes"))
+    assert sync_db.account_usage.count_documents({}) == 0
+
+    missing = cli("reset-account-limits", "65f000000000000000000000", "--yes")
+    assert missing.exit_code == 1
+    assert "account 65f000000000000000000000 not found" in missing.stderr
+    assert cli("reset-account-limits", acc, "--day", "tomorrow", "--yes").exit_code == 2

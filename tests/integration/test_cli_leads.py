@@ -1,0 +1,88 @@
+"""show-lead-details and show-due-leads against a real database: what they print."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from tests.integration.cli_documents import (
+    FUTURE,
+    PAST,
+    add_campaign,
+    add_lead,
+    add_send,
+    as_json,
+    ok,
+)
+
+# --- show-lead-details ----------------------------------------------------------------------------------------
+
+
+def test_show_lead_details_shows_progress_recipients_ledger_and_last_20_activities(cli, sync_db) -> None:
+    cid = add_campaign(sync_db, "Spring")
+    processed = {"step_1_recipient_0": {"status": "sent", "email": "p0@acme.example", "processed_at": PAST}}
+    lead = add_lead(
+        sync_db, cid, next_due_at=FUTURE, processed_recipients=processed, lease_owner="vm1", lease_until=PAST
+    )
+    add_send(sync_db, lead, cid)
+    sync_db.activities.insert_many(
+        [
+            {
+                "campaign_id": cid,
+                "lead_id": lead,
+                "type": "sent",
+                "email": f"n{i}",
+                "created_at": PAST + timedelta(seconds=i),
+            }
+            for i in range(25)
+        ]
+    )
+
+    data = as_json(cli("show-lead-details", str(lead), "--json"))
+    assert data["campaign"] == {"id": cid, "name": "Spring", "status": "active"}
+    assert data["state"] == "waiting"
+    assert data["progress"]["lease"]["owner"] == "vm1" and data["progress"]["lease"]["active"] is False
+    assert [r["status"] for r in data["recipients"]] == ["contacted", "contacted"]
+    assert data["processed_recipients"]["step_1_recipient_0"]["status"] == "sent"
+    assert [s["_id"] for s in data["sends"]] == [f"{lead}:1:0"]
+    assert len(data["activities"]) == 20
+    assert data["activities"][0]["email"] == "n24"  # newest first
+    table = ok(cli("show-lead-details", str(lead))).stdout
+    assert "p1@acme.example" in table and "Send ledger" in table
+
+
+def test_show_lead_details_with_unknown_id_exits_1(cli, sync_db) -> None:
+    result = cli("show-lead-details", "not-a-lead")
+    assert result.exit_code == 1
+    assert "lead not-a-lead not found" in result.stderr
+
+
+# --- show-due-leads -------------------------------------------------------------------------------------------
+
+
+def test_show_due_leads_lists_only_due_free_open_leads_of_active_campaigns_oldest_first(cli, sync_db) -> None:
+    cid = add_campaign(sync_db, "Spring")
+    paused = add_campaign(sync_db, "Autumn", status="paused")
+    older = add_lead(sync_db, cid, next_due_at=PAST - timedelta(hours=1))
+    newer = add_lead(sync_db, cid, next_due_at=PAST, lease_until=PAST)  # an expired lease is free again
+    add_lead(sync_db, cid, next_due_at=PAST, lease_until=FUTURE)
+    add_lead(sync_db, cid, next_due_at=PAST, stopped=True)
+    add_lead(sync_db, cid, next_due_at=PAST, completed=True)
+    add_lead(sync_db, cid, next_due_at=FUTURE)
+    add_lead(sync_db, paused, next_due_at=PAST)
+
+    data = as_json(cli("show-due-leads", "--json"))
+    assert data["found"] == 2
+    assert [d["lead_id"] for d in data["leads"]] == [str(older), str(newer)]
+    assert data["leads"][0]["recipients_pending"] == 2
+    table = ok(cli("show-due-leads", "--limit", "1")).stdout
+    assert "Found 2 due leads" in table
+    assert str(older) in table and str(newer) not in table
+
+
+def test_show_due_leads_prints_found_zero_and_scopes_to_one_campaign(cli, sync_db) -> None:
+    cid = add_campaign(sync_db, "Spring")
+    other = add_campaign(sync_db, "Summer")
+    add_lead(sync_db, other, next_due_at=PAST)
+    assert "Found 0 due leads" in ok(cli("show-due-leads", "--campaign-id", cid)).stdout
+    assert as_json(cli("show-due-leads", "--json", "--campaign-id", other))["found"] == 1
+    assert cli("show-due-leads", "--limit", "0").exit_code == 2
