@@ -157,12 +157,9 @@ async def test_template_error_pauses_the_campaign_keeps_its_leads_and_the_loop_g
     assert sum(u["sent"] for u in usage) == 1  # failed renders gave their reservation back
 
     # Fixed and resumed, the lead continues where it was.
-    template_id = (
-        await db[schema.SEQUENCE_STEPS].find_one(
-            {"sequence_id": (await db[schema.CAMPAIGNS].find_one({"_id": broken}))["sequence_id"]}
-        )
-    )["template_id"]
-    await db[schema.TEMPLATES].update_one({"_id": template_id}, {"$set": {"subject": "Hi {{ email }}"}})
+    sequence_id = (await db[schema.CAMPAIGNS].find_one(id_filter(broken)))["sequence_id"]
+    template_id = (await db[schema.SEQUENCE_STEPS].find_one({"sequence_id": sequence_id}))["template_id"]
+    await db[schema.TEMPLATES].update_one(id_filter(template_id), {"$set": {"subject": "Hi {{ email }}"}})
     await db[schema.CAMPAIGNS].update_one(id_filter(broken), {"$set": {"status": "active"}})
     await run_once(db)
     assert sorted(m.recipients[0] for m in smtp.messages) == ["a@x.example", "c@x.example"]
