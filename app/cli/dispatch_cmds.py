@@ -219,7 +219,11 @@ def register(app: typer.Typer) -> None:
             await _check_targets(db, campaign_id, accounts)
             if dry_run:
                 return await _dry_run(db, campaign_id, accounts, options.batch_size)
-            smtp = SmtpSender(timeout=settings.smtp_timeout, default_starttls=settings.smtp_starttls)
+            smtp = SmtpSender(
+                timeout=settings.smtp_timeout,
+                default_starttls=settings.smtp_starttls,
+                local_hostname=settings.helo_name,
+            )
             try:
                 dispatcher = build_dispatcher(db, settings, smtp, options, account_filter=accounts)
                 return await run_until_signalled(dispatcher)

@@ -220,6 +220,7 @@ def test_smtp(
                 account,
                 timeout=timeout or settings.smtp_timeout,
                 default_starttls=settings.smtp_starttls,
+                local_hostname=settings.helo_name,
                 on_step=lambda text: console.print(f"  ok  {text}", markup=False),
             )
         )

@@ -15,7 +15,7 @@ from typing import Any
 
 from app.domain.models import Campaign, EmailAccount, GeneralSettings, Lead, Template
 from app.domain.templating import Renderer, TemplateError, build_context
-from app.transport.base import InvalidHeader, OutgoingMessage, make_message_id, validate_message
+from app.transport.base import InvalidHeader, OutgoingMessage, ValidatedMessage, make_message_id, validated
 
 # Variables that come from the sending account, not from the template's data: missing ones are the account's.
 _ACCOUNT_VARIABLE = re.compile(r"'(sender_[a-z_]+|account_signature)' is undefined")
@@ -40,8 +40,8 @@ def compose(
     index: int,
     account: EmailAccount,
     general: GeneralSettings | None,
-) -> OutgoingMessage | ComposeError:
-    """Render the step's template for one recipient and build the message, header values checked."""
+) -> ValidatedMessage | ComposeError:
+    """Render the step's template for one recipient and build the message, header values checked once."""
     context = build_context(
         campaign=campaign, lead=lead, recipient_index=index, step_order=step_order, account=account, general=general
     )
@@ -65,14 +65,14 @@ def compose(
             text=rendered.text,
             html=rendered.html,
         )
-        validate_message(message)
+        checked = validated(message)
     except (InvalidHeader, ValueError) as exc:
         text = str(exc)
         kind = "recipient" if text.startswith(("header To", "lead id")) else "template"
         if text.startswith("header From"):
             kind = "account"
         return ComposeError(kind, f"invalid header: {text}", template.id)
-    return message
+    return checked
 
 
 def display_name(fields: Mapping[str, Any]) -> str | None:

@@ -130,4 +130,4 @@ async def _render_one(
     if isinstance(message, ComposeError):
         return None, message.reason
     await sender.send(account, message)
-    return message.subject, None
+    return message.message.subject, None

@@ -26,7 +26,7 @@ from app.store.arbiter import Arbiter, Reservation
 from app.store.client import Database
 from app.store.documents import NotFound
 from app.store.leases import Lease
-from app.transport.base import AccountAuthError, OutgoingMessage, PermanentSendError, Sender, SendError
+from app.transport.base import AccountAuthError, PermanentSendError, Sender, SendError, ValidatedMessage, validated
 
 if TYPE_CHECKING:
     from app.send.delivery import SendItem
@@ -43,7 +43,7 @@ class Ready:
     item: SendItem
     lease: Lease
     reservation: Reservation
-    message: OutgoingMessage
+    message: ValidatedMessage
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,7 @@ class Rounds:
                 r.item.index,
                 r.item.ctx.campaign.id,
                 r.item.ctx.lead.recipients[r.item.index].email,
-                r.message.message_id,
+                r.message.message.message_id,
                 r.reservation.account.id,
             )
             for r in batch
@@ -127,9 +127,9 @@ class Rounds:
                 )
                 continue
             message = r.message
-            if attempt.message_id != message.message_id:
+            if attempt.message_id != message.message.message_id:
                 # A retry keeps the Message-ID of the first attempt, whichever account sends it now.
-                message = replace(message, message_id=attempt.message_id)
+                message = validated(replace(message.message, message_id=attempt.message_id))
             go.append((replace(r, message=message), attempt))
         try:
             failures = await asyncio.gather(*(self._send(r) for r, _ in go))
@@ -165,7 +165,7 @@ class Rounds:
             return Failure(IN_DOUBT, None, repr(exc))
         get_logger(
             lead_id=str(r.item.ctx.lead.id), campaign_id=r.item.ctx.campaign.id, account_id=r.reservation.account.id
-        ).info("worker.sent", to=r.message.to_email, message_id=r.message.message_id)
+        ).info("worker.sent", to=r.message.rcpt_to, message_id=r.message.message.message_id)
         return None
 
     async def _record(self, finished: list[_Sent], now: datetime) -> list[tuple[SendItem, Settlement]]:
@@ -210,7 +210,9 @@ class Rounds:
                     action="account taken out of rotation; fix its credentials, then run reset-account-limits",
                 )
         bounced = [
-            (s.ready.message.to_email, "hard_bounce", s.verdict.error or "") for s in finished if s.verdict.suppress
+            (s.ready.message.message.to_email, "hard_bounce", s.verdict.error or "")
+            for s in finished
+            if s.verdict.suppress
         ]
         await suppressions.add(self.suppressions, bounced, now)
 
@@ -221,7 +223,7 @@ def _settlement(s: _Sent, now: datetime) -> Settlement:
         v.status if v.status != "retry" else "failed",
         v.recipient_status,
         s.ready.reservation.account.id,
-        s.ready.message.message_id,
+        s.ready.message.message.message_id,
         error=v.error,
         smtp_code=v.smtp_code,
     )
