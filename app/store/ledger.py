@@ -8,13 +8,14 @@ may have been delivered (RFC 1047), so it becomes `uncertain` and is never retri
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from pymongo import DeleteOne, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from app.domain import ledger_states as lstate
 from app.domain.ledger_states import SETTLED
@@ -155,8 +156,14 @@ async def start_many(coll: Collection, sends: list[NewSend], now: datetime) -> l
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
         if any(e.get("code") != 11000 for e in errors):
+            await _forget(coll, docs)
             raise
         refused = {int(e["index"]) for e in errors}
+    except PyMongoError:
+        # The server may have applied the insert before the error reached us: those entries carry our tokens
+        # and were never handed to SMTP, so they are ours to remove (else they would turn "uncertain").
+        await _forget(coll, docs)
+        raise
     results: list[Attempt | Settled] = []
     for i, (s, doc) in enumerate(zip(sends, docs, strict=True)):
         if i not in refused:
@@ -178,6 +185,18 @@ async def start_many(coll: Collection, sends: list[NewSend], now: datetime) -> l
     return results
 
 
+async def _forget(coll: Collection, docs: list[dict[str, Any]]) -> None:
+    """Best effort: delete entries this process inserted (by token) and never handed to SMTP."""
+    with contextlib.suppress(PyMongoError):
+        await coll.delete_many(
+            {
+                "_id": {"$in": [d["_id"] for d in docs]},
+                "token": {"$in": [d["token"] for d in docs]},
+                "state": lstate.SENDING,
+            }
+        )
+
+
 async def _declare_uncertain(coll: Collection, doc: dict[str, Any], now: datetime) -> Settled:
     # The attempt that owned it died (or lost its lease) after it may have handed the message to SMTP.
     await coll.update_one(
@@ -186,42 +205,6 @@ async def _declare_uncertain(coll: Collection, doc: dict[str, Any], now: datetim
     )
     fresh = await coll.find_one({"_id": doc["_id"]}) or doc
     return Settled(str(doc["_id"]), str(fresh.get("state")), fresh)
-
-
-async def finish_sent(coll: Collection, attempts: list[Attempt], now: datetime) -> list[bool]:
-    """`finish(attempt, "sent")` for several attempts in one round trip; True where it was recorded.
-
-    Safe to repeat after a database error: an attempt already recorded reads back as recorded.
-    """
-    if not attempts:
-        return []
-    values = lstate.move(lstate.SENDING, lstate.SENT, now)
-    ops = [UpdateOne({"_id": a.send_id, "token": a.token, "state": "sending"}, {"$set": values}) for a in attempts]
-    result = await coll.bulk_write(ops, ordered=False)
-    if result.modified_count == len(ops):
-        return [True] * len(ops)
-    states = {
-        doc["_id"]: (doc.get("token"), doc.get("state"))
-        async for doc in coll.find({"_id": {"$in": [a.send_id for a in attempts]}}, projection={"token": 1, "state": 1})
-    }
-    return [states.get(a.send_id) == (a.token, "sent") for a in attempts]
-
-
-async def finish(
-    coll: Collection,
-    attempt: Attempt,
-    state: str,
-    now: datetime,
-    *,
-    error: str | None = None,
-    smtp_code: int | None = None,
-) -> bool:
-    """Record our attempt's outcome (fenced on our token); False when someone declared it uncertain meanwhile."""
-    values = lstate.move(lstate.SENDING, state, now, error=error, smtp_code=smtp_code)
-    result = await coll.update_one(
-        {"_id": attempt.send_id, "token": attempt.token, "state": "sending"}, {"$set": values}
-    )
-    return result.modified_count == 1
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,9 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+from pymongo.errors import AutoReconnect
+
 from app.cli.dispatch_cmds import build_dispatcher
 from app.config import Settings
 from app.dispatch.dispatcher import DispatcherOptions, DispatcherStats
@@ -157,7 +160,7 @@ async def test_claim_many_takes_only_due_free_leads_and_returns_them_as_claimed(
     assert len(after_expiry) == 3
 
 
-async def test_finish_sent_reads_back_which_attempts_were_recorded(db) -> None:
+async def test_finish_many_reads_back_which_attempts_were_recorded(db) -> None:
     coll = db[schema.SENDS]
     now = datetime.now(UTC)
     new = [ledger.NewSend(f"lead{i}", 1, 0, "c", f"p{i}@x.example", f"<m{i}@x>", "acct") for i in range(3)]
@@ -166,10 +169,11 @@ async def test_finish_sent_reads_back_which_attempts_were_recorded(db) -> None:
     # Another dispatcher declared the second one uncertain meanwhile.
     await coll.update_one({"_id": "lead1:1:0"}, {"$set": {"state": "uncertain"}})
 
-    recorded = await ledger.finish_sent(coll, [a for a in attempts if isinstance(a, ledger.Attempt)], now)
+    sent = [ledger.Finish(a, "sent") for a in attempts if isinstance(a, ledger.Attempt)]
+    recorded = await ledger.finish_many(coll, sent, now)
     assert recorded == [True, False, True]
     # Repeating it (as after a database error) gives the same answer and changes nothing.
-    assert await ledger.finish_sent(coll, [a for a in attempts if isinstance(a, ledger.Attempt)], now) == recorded
+    assert await ledger.finish_many(coll, sent, now) == recorded
     assert (await coll.find_one({"_id": "lead1:1:0"}))["state"] == "uncertain"
     again = await ledger.start_many(coll, new[:1], now)
     assert isinstance(again[0], ledger.Settled) and again[0].state == "sent"
@@ -267,3 +271,30 @@ async def test_a_lead_written_below_the_window_is_found_by_the_periodic_full_sca
         seen.append(straggler in [d["_id"] for d in await window.find(coll, now, campaign, 3)])
     assert seen[-1] and not seen[0]  # missed while the window is narrow, found by the full scan
     assert ids
+
+
+class _AppliedThenDropped:
+    """A `sends` collection whose insert reaches the server and then loses its reply (a network error)."""
+
+    def __init__(self, coll: Any) -> None:
+        self._coll = coll
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._coll, name)
+
+    async def insert_many(self, docs: Any, **kwargs: Any) -> Any:
+        await self._coll.insert_many(docs, **kwargs)
+        raise AutoReconnect("connection closed after the insert was applied")
+
+
+async def test_ledger_entries_whose_insert_reply_was_lost_are_removed_not_left_to_turn_uncertain(db) -> None:
+    coll = db[schema.SENDS]
+    now = datetime.now(UTC)
+    new = [ledger.NewSend(f"lead{i}", 1, 0, "c", f"p{i}@x.example", f"<m{i}@x>", "acct") for i in range(3)]
+    with pytest.raises(AutoReconnect):
+        await ledger.start_many(_AppliedThenDropped(coll), new, now)  # type: ignore[arg-type]
+
+    # Nothing was handed to SMTP: the entries are gone, so the next attempt sends instead of declaring doubt.
+    assert await coll.count_documents({}) == 0
+    again = await ledger.start_many(coll, new, now)
+    assert all(isinstance(a, ledger.Attempt) for a in again)
