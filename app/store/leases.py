@@ -270,5 +270,7 @@ async def release(
     extra_set: Mapping[str, Any] | None = None,
     extra_unset: Collection[str] = (),
 ) -> None:
-    """Give the lead back (fenced), due again at `next_due_at`, with `extra_set` applied in the same write."""
-    await fenced_update(coll, lease, release_update(next_due_at, extra_set, extra_unset))
+    """Give one lead back (a batch of one of `release_many`); raise LeaseLost when it is no longer ours."""
+    landed = await release_many(coll, [(lease, release_update(next_due_at, extra_set, extra_unset))])
+    if not landed[0]:
+        raise LeaseLost(lease.lead_id)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pymongo import DeleteOne, UpdateOne
+from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from app.domain import ledger_states as lstate
@@ -240,21 +240,3 @@ async def finish_many(coll: Collection, finishes: list[Finish], now: datetime) -
         async for doc in coll.find({"_id": {"$in": ids}}, projection={"token": 1, "state": 1})
     }
     return [seen.get(f.attempt.send_id) == (f.attempt.token, f.state) for f in finishes]
-
-
-async def abandon(coll: Collection, attempts: list[Attempt]) -> None:
-    """Undo entries we moved to `sending` but never handed to SMTP (a write error, a stop before the send).
-
-    A first attempt's entry is removed; a retry's goes back to `retry_wait`. Fenced on our token, so an entry
-    another dispatcher has since taken is left alone.
-    """
-    if not attempts:
-        return
-    ops: list[Any] = []
-    for a in attempts:
-        flt = {"_id": a.send_id, "token": a.token, "state": lstate.SENDING}
-        if a.attempts <= 1:
-            ops.append(DeleteOne(flt))
-        else:
-            ops.append(UpdateOne(flt, {"$set": {"state": lstate.RETRY_WAIT}, "$inc": {"attempts": -1}}))
-    await coll.bulk_write(ops, ordered=False)
