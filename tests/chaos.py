@@ -40,7 +40,9 @@ def seed_bulk(
     """One active campaign with `steps` steps (no delays), `accounts` accounts and `leads` leads due now."""
     now = datetime.now(UTC)
     sequence_id = "seq-chaos"
-    settings: dict[str, Any] = {"min_wait_time": campaign_wait, "batch_size": 20}
+    # An uncertain send counts as sent at once, so a killed dispatcher's leads go on to their next step and the
+    # run finishes (the follow-up hold itself is tested on its own).
+    settings: dict[str, Any] = {"min_wait_time": campaign_wait, "batch_size": 20, "uncertain_after_hours": 0}
     if daily_limit is not None:
         settings["daily_limit"] = daily_limit
     campaign_id = str(
@@ -207,3 +209,10 @@ def usage_totals(sync_db: Any) -> dict[str, dict[str, int]]:
         totals[usage["account_id"]]["sent"] += usage.get("sent", 0)
         totals[usage["account_id"]]["committed"] += usage.get("committed", 0)
     return dict(totals)
+
+
+def holds_reservation(sync_db: Any, pid: int) -> bool:
+    """True while the dispatcher process `pid` holds an account's wait window (reservation tokens start with
+    its owner name, `<host>:<pid>:<suffix>`)."""
+    tokens = sync_db[schema.EMAIL_ACCOUNTS].distinct("reservation_token")
+    return any(isinstance(t, str) and t.split(":")[1:2] == [str(pid)] for t in tokens)
