@@ -19,6 +19,7 @@ from app.cli.common import (
     run_db,
     settings_of,
 )
+from app.domain import ledger_states as lstate
 from app.domain.models import recipient_key
 from app.store import schema
 from app.store.client import Database
@@ -55,7 +56,11 @@ async def _resolve(db: Database, send_id: str, sent: bool) -> dict[str, Any]:
     key = f"progress.processed_recipients.{recipient_key(step, index)}"
     version = (lead.get("progress") or {}).get("version")
     if sent:
-        lead_update: dict[str, Any] = {"$set": {f"{key}.status": "sent", f"lead_data.{index}.status": "contacted"}}
+        values: dict[str, Any] = {f"{key}.status": "sent", f"lead_data.{index}.status": "contacted"}
+        if not (lead.get("progress") or {}).get("completed") and not (lead.get("progress") or {}).get("stopped"):
+            # A step held back by this uncertain send may go on now.
+            values["progress.next_due_at"] = now
+        lead_update: dict[str, Any] = {"$set": values}
     else:
         lead_update = {
             "$set": {"progress.current_step_order": step, "progress.next_due_at": now},
@@ -65,10 +70,10 @@ async def _resolve(db: Database, send_id: str, sent: bool) -> dict[str, Any]:
     result = await leads.update_one({"_id": lead["_id"], "progress.version": version}, lead_update)
     if result.modified_count != 1:
         fail(f"lead {lead['_id']} changed while resolving; nothing was changed, run the command again")
-    state = "sent" if sent else "retry_wait"
+    state = lstate.SENT if sent else lstate.RETRY_WAIT
     await sends.update_one(
-        {"_id": send_id, "state": "uncertain"},
-        {"$set": {"state": state, "updated_at": now, "resolved_by_operator": True, "resolved_at": now}},
+        {"_id": send_id, "state": lstate.UNCERTAIN},
+        {"$set": {**lstate.move(lstate.UNCERTAIN, state, now), "resolved_by_operator": True, "resolved_at": now}},
     )
     await db[schema.ACTIVITIES].insert_one(
         {

@@ -67,3 +67,21 @@ def test_resolve_send_refuses_bad_requests_and_changes_nothing(cli, sync_db, unc
     assert cli("resolve-send", uncertain[0], "--sent", "--yes").exit_code == 0
     again = cli("resolve-send", uncertain[0], "--resend", "--yes")
     assert again.exit_code == 1 and "is sent, not uncertain" in again.stderr
+
+
+def test_an_uncertain_send_holds_its_lead_until_resolve_send_settles_it(cli, sync_db, uncertain, tmp_path) -> None:
+    # "cy" is the only recipient of its lead: its step ended uncertain, so the lead waits instead of going on.
+    send = sync_db[schema.SENDS].find_one({"email": "cy@b.example"})
+    lead = sync_db[schema.CAMPAIGN_LEADS].find_one({"_id": send["lead_id"]})
+    assert lead["progress"].get("completed") is not True
+    held = lead["progress"]["next_due_at"] - send["updated_at"]
+    assert held.total_seconds() > 23 * 3600  # settings.uncertain_after_hours, default 24
+
+    assert cli("resolve-send", send["_id"], "--sent", "--yes").exit_code == 0
+    with background(MailboxServer(tmp_path / "again")) as server:
+        sync_db[schema.EMAIL_ACCOUNTS].update_many({}, {"$set": {"smtp_port": server.port}})
+        assert cli("run-dispatcher", "--once", "--poll-interval", "0.05").exit_code == 0
+        received = list(server.messages)
+    assert received == []  # settled as delivered: nothing is sent again
+    lead = sync_db[schema.CAMPAIGN_LEADS].find_one({"_id": send["lead_id"]})
+    assert lead["progress"]["completed"] is True
