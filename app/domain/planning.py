@@ -71,6 +71,11 @@ def plan(
     replied = next((r.status for r in lead.recipients if r.status in STOP_LEAD_STATUSES), None)
     if replied is not None:
         return LeadPlan(STOP, step, reason=replied)
+    return _plan_step(lead, campaign, step, ctx, gates)
+
+
+def _plan_step(lead: Lead, campaign: Campaign, step: SequenceStep, ctx: GateContext, gates: Sequence[Gate]) -> LeadPlan:
+    """The current step's next move: the first recipient every gate admits, after recording those skipped."""
     skips: list[tuple[int, str]] = []
     for index in pending_recipients(lead, step.step_order):
         verdict = judge(lead.recipients[index], ctx, gates)
