@@ -1,0 +1,34 @@
+"""Email addresses as Outbound accepts them: valid syntax, no line breaks, an ASCII local part."""
+
+from __future__ import annotations
+
+import re
+
+from email_validator import EmailNotValidError, validate_email
+
+_LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+class InvalidAddress(ValueError):
+    """An email address that cannot be mailed."""
+
+
+def has_line_break(value: str) -> bool:
+    """True when `value` contains CR, LF or any other line break (header injection)."""
+    return bool(_LINE_BREAKS.search(value))
+
+
+def normalize_email(raw: object) -> str:
+    """Validate an address's syntax and return it normalised (domain lower-cased); raise InvalidAddress."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise InvalidAddress("address is empty")
+    text = raw.strip()
+    if has_line_break(text):
+        raise InvalidAddress(f"address {text!r} contains a line break")
+    try:
+        # Outbound does not speak SMTPUTF8, so a non-ASCII local part could never be delivered: refuse it here.
+        result = validate_email(text, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise InvalidAddress(f"{text!r} is not a valid address: {exc}") from None
+    local, _, domain = result.normalized.rpartition("@")
+    return f"{local}@{domain.lower()}"

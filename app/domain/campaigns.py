@@ -1,0 +1,231 @@
+"""Typed views of what is sent: campaigns, their leads and recipients, sequence steps and templates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from app.domain import collections as schema
+from app.domain.addresses import InvalidAddress, normalize_email
+from app.domain.document_reader import DocumentReader, id_str
+
+CAMPAIGN_STATUSES = ("active", "paused", "completed", "draft")
+RECIPIENT_STATUSES = (
+    "not_contacted",
+    "contacted",
+    "failed",
+    "replied",
+    "unsubscribed",
+    "bounced",
+    "uncertain",
+)
+
+
+@dataclass(frozen=True)
+class CampaignSettings:
+    """`campaigns.settings`: limits per sending account for this campaign."""
+
+    daily_limit: int | None = None  # sends per account per day for this campaign
+    min_wait_time: float = 0.0  # minutes between two sends of one account, and between recipients of a lead
+    batch_size: int | None = None
+    account_ids: tuple[str, ...] = ()  # empty: every active account may send for this campaign
+    uncertain_after_hours: float = 24.0  # an unresolved uncertain send counts as sent after this long
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A campaign (seed 001)."""
+
+    id: str
+    name: str
+    status: str
+    sequence_id: str | None
+    settings: CampaignSettings
+    created_at: datetime | None = None
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Campaign:
+        r = DocumentReader(schema.CAMPAIGNS, doc)
+        accounts = r.get("settings.account_ids") or []
+        if not isinstance(accounts, list):
+            raise r.fail("settings.account_ids", "must be a list of account ids")
+        r.mapping("settings")
+        return cls(
+            id=id_str(r.id),
+            name=r.req_string("name"),
+            status=r.choice("status", CAMPAIGN_STATUSES),
+            sequence_id=r.string("sequence_id", required=False),
+            settings=CampaignSettings(
+                daily_limit=r.integer("settings.daily_limit", minimum=0),
+                min_wait_time=r.number("settings.min_wait_time", default=0.0) or 0.0,
+                batch_size=r.integer("settings.batch_size", minimum=1),
+                account_ids=tuple(id_str(a) for a in accounts),
+                uncertain_after_hours=r.number("settings.uncertain_after_hours", default=24.0) or 0.0,
+            ),
+            created_at=r.when("created_at"),
+        )
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One entry of `campaign_leads.lead_data`: a person at the lead's company."""
+
+    email: str
+    status: str = "not_contacted"
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    last_contacted_at: datetime | None = None
+    last_step: int | None = None
+
+
+@dataclass(frozen=True)
+class LeadProgress:
+    """`campaign_leads.progress`, with our lease fields."""
+
+    current_step_order: int = 1
+    stopped: bool = False
+    completed: bool = False
+    last_sent_at: datetime | None = None
+    next_due_at: datetime | None = None
+    processed_recipients: Mapping[str, Any] = field(default_factory=dict)
+    lease_owner: str | None = None
+    lease_token: str | None = None
+    lease_until: datetime | None = None
+    stop_reason: str | None = None
+    retries: Mapping[str, Any] = field(default_factory=dict)  # recipient key -> last failed attempt (account_id)
+
+
+def recipient_key(step_order: int, index: int) -> str:
+    """Seed 001's key in `progress.processed_recipients`."""
+    return f"step_{step_order}_recipient_{index}"
+
+
+@dataclass(frozen=True)
+class Lead:
+    """A lead (seed 001): a company with one or more recipients, moving through a sequence."""
+
+    id: Any
+    campaign_id: str
+    recipients: tuple[Recipient, ...]
+    progress: LeadProgress
+    lead_key: str | None = None
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Lead:
+        r = DocumentReader(schema.CAMPAIGN_LEADS, doc)
+        data = r.get("lead_data")
+        if not isinstance(data, list) or not data:
+            raise r.fail("lead_data", "must be a non-empty list of recipients")
+        recipients = tuple(_recipient(r, i, item) for i, item in enumerate(data))
+        r.mapping("progress")
+        processed = r.mapping("progress.processed_recipients")
+        return cls(
+            id=r.id,
+            campaign_id=r.req_string("campaign_id"),
+            recipients=recipients,
+            lead_key=r.string("lead_key", required=False),
+            progress=LeadProgress(
+                current_step_order=r.integer("progress.current_step_order", default=1, minimum=1) or 1,
+                stopped=r.boolean("progress.stopped"),
+                completed=r.boolean("progress.completed"),
+                last_sent_at=r.when("progress.last_sent_at"),
+                next_due_at=r.when("progress.next_due_at"),
+                processed_recipients=dict(processed),
+                lease_owner=r.string("progress.lease_owner", required=False),
+                lease_token=r.string("progress.lease_token", required=False),
+                lease_until=r.when("progress.lease_until"),
+                stop_reason=r.string("progress.stop_reason", required=False),
+                retries=dict(r.mapping("progress.retries")),
+            ),
+        )
+
+
+def _recipient(r: DocumentReader, index: int, item: Any) -> Recipient:
+    name = f"lead_data.{index}"
+    if not isinstance(item, Mapping):
+        raise r.fail(name, "must be an object with an email")
+    try:
+        email = normalize_email(item.get("email"))
+    except InvalidAddress as exc:
+        raise r.fail(f"{name}.email", str(exc)) from None
+    status = item.get("status") or "not_contacted"
+    if status not in RECIPIENT_STATUSES:
+        raise r.fail(f"{name}.status", f"must be one of {', '.join(RECIPIENT_STATUSES)}, got {status!r}")
+    last = item.get("last_contacted_at")
+    if last is not None and not isinstance(last, datetime):
+        raise r.fail(f"{name}.last_contacted_at", f"must be a date, got {last!r}")
+    step = item.get("last_step")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+        raise r.fail(f"{name}.last_step", f"must be a whole number, got {step!r}")
+    return Recipient(
+        email=email,
+        status=status,
+        fields=dict(item),
+        last_contacted_at=last if last is None or last.tzinfo else last.replace(tzinfo=UTC),
+        last_step=step,
+    )
+
+
+@dataclass(frozen=True)
+class SequenceStep:
+    """One step of a sequence: which template, and how long after the previous step finished."""
+
+    id: str
+    sequence_id: str
+    step_order: int
+    template_id: str
+    delay_minutes: float
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> SequenceStep:
+        r = DocumentReader(schema.SEQUENCE_STEPS, doc)
+        return cls(
+            id=id_str(r.id),
+            sequence_id=r.req_string("sequence_id"),
+            step_order=r.integer("step_order", minimum=1) or _missing(r, "step_order"),
+            template_id=r.req_string("template_id"),
+            delay_minutes=r.number("delay_minutes", default=0.0) or 0.0,
+        )
+
+
+def _missing(r: DocumentReader, name: str) -> Any:
+    raise r.fail(name, "is required")
+
+
+def split_subject_line(body: str) -> tuple[str | None, str]:
+    """Seed 001's template form: a body whose first line is `Subject: ...` carries its subject."""
+    first, _sep, rest = body.lstrip("\ufeff").partition("\n")
+    if first.lower().startswith("subject:"):
+        return first[len("subject:") :].strip(), rest.lstrip("\r\n")
+    return None, body
+
+
+@dataclass(frozen=True)
+class Template:
+    """An email template: subject, text body and optional HTML body (Jinja2 sources)."""
+
+    id: str
+    name: str
+    subject: str
+    body_text: str
+    body_html: str | None = None
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Template:
+        r = DocumentReader(schema.TEMPLATES, doc)
+        body_text = r.string("body_text", required=False)
+        body_html = r.string("body_html", required=False)
+        if body_text is None and body_html is None:
+            raise r.fail("body_text", "is required (or body_html)")
+        line_subject, body_text = split_subject_line(body_text) if body_text else (None, body_text)
+        subject = r.string("subject", required=False) or line_subject
+        if not subject:
+            raise r.fail("subject", "is required (or a first body line 'Subject: ...')")
+        return cls(
+            id=id_str(r.id),
+            name=r.string("name", required=False) or id_str(r.id),
+            subject=subject,
+            body_text=body_text or "",
+            body_html=body_html,
+        )
