@@ -13,7 +13,7 @@ import pytest
 from bson import ObjectId
 
 from app.domain.models import EmailAccount
-from app.transport import base
+from app.transport import outgoing_message
 from app.transport.base import (
     AccountAuthError,
     AccountConfigError,
@@ -308,7 +308,7 @@ def test_building_a_validated_message_checks_nothing_again(monkeypatch: pytest.M
         raise AssertionError("checked twice")
 
     for check in ("_address", "wire_address", "_check_value", "_check_message_id", "_check_extra_headers"):
-        monkeypatch.setattr(base, check, refuse)
+        monkeypatch.setattr(outgoing_message, check, refuse)
     assert reparse(build_message(checked, now=NOW))["To"] == "Ann Lee <ann@example.com>"
 
 
