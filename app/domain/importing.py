@@ -79,15 +79,15 @@ class RowStream:
 
 @dataclass
 class BatchPlan:
-    """What one batch adds: new recipients grouped by lead key, and the rows skipped as duplicates."""
+    """What one batch adds: new recipients (their rows) grouped by lead key, and the rows skipped as duplicates."""
 
-    groups: dict[str, list[Mapping[str, Any]]] = field(default_factory=dict)
+    groups: dict[str, list[Candidate]] = field(default_factory=dict)
     duplicates: int = 0
 
     @property
     def emails(self) -> list[str]:
         """Every address this plan adds."""
-        return [r["email"] for recipients in self.groups.values() for r in recipients]
+        return [c.email for candidates in self.groups.values() for c in candidates]
 
 
 @dataclass
@@ -417,7 +417,7 @@ def ignored_fields(raw: RawRow) -> set[str]:
     return set(RESERVED_FIELDS.intersection(raw.fields))
 
 
-def plan_batch(candidates: Iterable[Candidate], existing: set[str]) -> BatchPlan:
+def plan_batch(candidates: Iterable[Candidate], existing: Iterable[str]) -> BatchPlan:
     """Group a batch's new recipients by lead key; an address already stored or seen earlier is a duplicate."""
     plan = BatchPlan()
     seen = set(existing)
@@ -426,8 +426,24 @@ def plan_batch(candidates: Iterable[Candidate], existing: set[str]) -> BatchPlan
             plan.duplicates += 1
             continue
         seen.add(candidate.email)
-        plan.groups.setdefault(candidate.lead_key, []).append(candidate.recipient)
+        plan.groups.setdefault(candidate.lead_key, []).append(candidate)
     return plan
+
+
+def lost_race(candidate: Candidate, stored_in: str | None) -> Rejection | None:
+    """A row whose address another import stored while this one ran, in the lead keyed `stored_in`.
+
+    None when that is the lead this row was going to (the same row imported twice: a duplicate, as on a re-run);
+    otherwise the row is rejected, naming the lead that has the address, because a person is in one lead only.
+    """
+    if stored_in == candidate.lead_key:
+        return None
+    where = f"lead {stored_in!r}" if stored_in else "another lead"
+    return Rejection(
+        candidate.row,
+        f"{candidate.email} was added to {where} of this campaign by another import while this one ran; "
+        f"not added to lead {candidate.lead_key!r}",
+    )
 
 
 def new_lead_fields(now: datetime, next_due_at: datetime) -> dict[str, Any]:

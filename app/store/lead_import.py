@@ -1,14 +1,25 @@
 """Write imported leads in bounded batches: a duplicate check and one bulk insert per batch, plus an append per
 lead that already exists.
 
-How a batch is written, and why it is safe to repeat:
+How a batch is written, and why it is safe to repeat and to race:
 - one `find` on the recipient_email index returns which of the batch's addresses the campaign already has;
   those rows are duplicates, so importing the same file twice adds nothing;
 - the remaining recipients are grouped by lead key and inserted as new leads with one unordered insert; the
   unique (campaign_id, lead_key) index refuses a key that already exists (an earlier batch, an earlier import
   or a concurrent one), and those groups are appended to the existing lead with `update_one` by `_id`;
-- each append also requires that none of its addresses is already in the lead (`$nin`), so a concurrent import
-  of the same rows cannot push a recipient twice: the filter stops matching and the group is re-checked.
+- the unique (campaign_id, lead_data.email) index refuses a lead, new or extended, that would give an address
+  the campaign already has to a second lead: a concurrent import (say with another --group-by) stored it
+  first. Those groups are re-checked: a row whose address is now in the lead it was going to is a duplicate,
+  one whose address went to another lead is rejected, by row number, naming that lead; the rest are retried;
+- each append also requires that none of its addresses is already in the lead (`$nin`; a unique index does not
+  look inside one document), so a concurrent import of the same rows cannot push a recipient twice: the
+  filter stops matching and the group is re-checked the same way.
+
+Where that index could not be built (stored leads already share an address; `ensure_schema` reports them), the
+first check still keeps one import after another apart, but two imports racing are no longer caught.
+
+The next batch is read and validated while one is being written, so the file's parsing overlaps the server's
+work; its duplicate check waits for that write, so it sees everything the batch before stored.
 
 Queries filter on one indexed field (`lead_data.email`, `lead_key`) and check the campaign in the results:
 SecantusDB scans the whole collection for compound filters, which made each batch slower than the last.
@@ -18,10 +29,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from app.domain.importing import (
     BatchPlan,
@@ -32,6 +44,7 @@ from app.domain.importing import (
     RowStream,
     batched,
     ignored_fields,
+    lost_race,
     new_lead_fields,
     plan_batch,
     to_candidate,
@@ -44,6 +57,8 @@ from app.store.documents import get_doc, id_filter, id_values
 DEFAULT_BATCH_SIZE = 1000
 DUPLICATE_KEY = 11000
 MAX_CONFLICT_RETRIES = 5
+
+Groups = dict[str, list[Candidate]]
 
 
 class ImportConflict(RuntimeError):
@@ -78,28 +93,59 @@ async def import_leads(
     writer = _Writer(db, str(campaign["_id"]), now, await first_step_due(db, campaign, now), dry_run)
     report = ImportReport(writer.campaign_id, stream.format, dry_run, keep_rejections=keep_rejections)
     log = get_logger(campaign_id=writer.campaign_id)
-    for number, rows in enumerate(batched(stream.rows, batch_size), start=1):
-        candidates = _validate(rows, group_by, report)
-        plan = plan_batch(candidates, await writer.existing_emails(c.email for c in candidates))
-        report.duplicates_skipped += plan.duplicates
-        await writer.write(plan, report)
-        log.debug("import.batch", batch=number, rows_read=report.rows_read, leads_created=report.leads_created)
+    writing: asyncio.Future[None] | None = None
+    try:
+        for number, rows in enumerate(batched(stream.rows, batch_size), start=1):
+            # This batch is read and validated while the previous one is written: the server works meanwhile.
+            checked = _validate(rows, group_by)
+            if writing is not None:
+                await writing
+            checked.count(report)
+            plan = plan_batch(checked.candidates, await writer.stored_in(c.email for c in checked.candidates))
+            report.duplicates_skipped += plan.duplicates
+            writing = asyncio.ensure_future(_write(writer, plan, report, log.bind(batch=number)))
+            await asyncio.sleep(0)  # the write sends its first request before the next batch is read
+        if writing is not None:
+            await writing
+    finally:
+        if writing is not None and not writing.done():
+            await asyncio.wait({writing})  # a failure reading the next batch must not cut a write short
     log.info("import.finished", **{k: v for k, v in report.to_dict().items() if k != "rejections"})
     return report
 
 
-def _validate(rows: list[RawRow | Rejection], group_by: str | None, report: ImportReport) -> list[Candidate]:
-    candidates: list[Candidate] = []
+async def _write(writer: _Writer, plan: BatchPlan, report: ImportReport, log: Any) -> None:
+    await writer.write(plan, report)
+    log.debug("import.batch", rows_read=report.rows_read, leads_created=report.leads_created)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """One batch validated: its rows as candidates, and what the report learns from it."""
+
+    rows: int
+    candidates: list[Candidate]
+    rejections: list[Rejection]
+    ignored_columns: set[str]
+
+    def count(self, report: ImportReport) -> None:
+        report.rows_read += self.rows
+        for rejection in self.rejections:
+            report.reject(rejection)
+        report.ignored_columns |= self.ignored_columns
+
+
+def _validate(rows: list[RawRow | Rejection], group_by: str | None) -> _Checked:
+    checked = _Checked(len(rows), [], [], set())
     for row in rows:
-        report.rows_read += 1
         outcome = row if isinstance(row, Rejection) else to_candidate(row, group_by)
         if isinstance(outcome, Rejection):
-            report.reject(outcome)
+            checked.rejections.append(outcome)
             continue
         if isinstance(row, RawRow):
-            report.ignored_columns |= ignored_fields(row)
-        candidates.append(outcome)
-    return candidates
+            checked.ignored_columns.update(ignored_fields(row))
+        checked.candidates.append(outcome)
+    return checked
 
 
 class _Writer:
@@ -120,17 +166,19 @@ class _Writer:
     def _ours(self, lead: Mapping[str, Any]) -> bool:
         return str(lead.get("campaign_id")) in self.campaign_ids
 
-    async def existing_emails(self, emails: Iterable[str]) -> set[str]:
-        """Which of `emails` the campaign already has (or, in a dry run, would have by now)."""
+    async def stored_in(self, emails: Iterable[str]) -> dict[str, str | None]:
+        """Which of `emails` the campaign already has (or, in a dry run, would have by now), each with the key of
+        the lead that has it (None for a lead without one)."""
         wanted = set(emails)
         if not wanted:
-            return set()
-        found: set[str] = set()
-        projection = {"campaign_id": 1, "lead_data.email": 1, "_id": 0}
+            return {}
+        found: dict[str, str | None] = {}
+        projection = {"campaign_id": 1, "lead_key": 1, "lead_data.email": 1, "_id": 0}
         async for lead in self.leads.find({"lead_data.email": {"$in": sorted(wanted)}}, projection):
             if self._ours(lead):
-                found.update(_emails_of(lead) & wanted)
-        return found | (self.dry_emails & wanted)
+                key = lead.get("lead_key")
+                found.update(dict.fromkeys(_emails_of(lead) & wanted, key if isinstance(key, str) else None))
+        return {**dict.fromkeys(self.dry_emails & wanted), **found}
 
     async def lead_ids(self, keys: Iterable[str]) -> dict[str, Any]:
         """The `_id` of this campaign's lead for each of `keys` that exists."""
@@ -142,7 +190,8 @@ class _Writer:
         return found
 
     async def write(self, plan: BatchPlan, report: ImportReport) -> None:
-        """Insert or extend the plan's leads, counting created and updated leads and added recipients."""
+        """Insert or extend the plan's leads, counting created and updated leads, added recipients, duplicates
+        and the rows another import's leads took first."""
         if not plan.groups:
             return
         if self.dry_run:
@@ -150,37 +199,36 @@ class _Writer:
             return
         pending = dict(plan.groups)
         for _attempt in range(MAX_CONFLICT_RETRIES):
-            existing = await self._insert(pending, report)
-            if not existing:
-                return
-            pending = await self._append(existing, report)
+            existing, collided = await self._insert(pending, report)
+            missing, refused = await self._append(existing, report)
+            pending = {**missing, **await self._recheck({**collided, **refused}, report)}
             if not pending:
                 return
         raise ImportConflict(
             f"leads {sorted(pending)[:5]} kept changing while importing; rerun the import (it is idempotent)"
         )
 
-    async def _insert(
-        self, groups: dict[str, list[Mapping[str, Any]]], report: ImportReport
-    ) -> dict[str, list[Mapping[str, Any]]]:
-        """Insert every group as a new lead; return the groups whose lead already exists."""
+    async def _insert(self, groups: Groups, report: ImportReport) -> tuple[Groups, Groups]:
+        """Insert every group as a new lead; return the groups whose lead already exists, and those refused
+        because one of their addresses is already in another lead."""
         keys = list(groups)
         docs = [self._new_lead(key, groups[key]) for key in keys]
-        taken: set[int] = set()
+        refused: dict[int, str | None] = {}
         try:
             await self.leads.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+            refused = {e["index"]: _refused_by(e) for e in exc.details.get("writeErrors", [])}
+            if None in refused.values():
                 raise
-            taken = {e["index"] for e in errors}
         for index, key in enumerate(keys):
-            if index not in taken:
+            if index not in refused:
                 report.leads_created += 1
                 report.recipients_added += len(groups[key])
-        return {keys[i]: groups[keys[i]] for i in sorted(taken)}
+        existing = {keys[i]: groups[keys[i]] for i, why in sorted(refused.items()) if why == "lead_key"}
+        collided = {keys[i]: groups[keys[i]] for i, why in sorted(refused.items()) if why == "recipient"}
+        return existing, collided
 
-    def _new_lead(self, key: str, recipients: list[Mapping[str, Any]]) -> dict[str, Any]:
+    def _new_lead(self, key: str, candidates: list[Candidate]) -> dict[str, Any]:
         # Spread in file order, a millisecond apart (100,000 leads over 100 s): leads sharing one due time cannot
         # be split by the dispatcher's due window, so on servers without a limit push-down (SecantusDB) every
         # scan would read them all.
@@ -190,32 +238,34 @@ class _Writer:
             "campaign_id": self.campaign_id,
             "lead_key": key,
             **new_lead_fields(self.now, due),
-            "lead_data": [dict(r) for r in recipients],
+            "lead_data": [dict(c.recipient) for c in candidates],
         }
 
-    async def _append(
-        self, groups: dict[str, list[Mapping[str, Any]]], report: ImportReport
-    ) -> dict[str, list[Mapping[str, Any]]]:
-        """Append groups to their existing leads; return those to retry (lead gone, or an address arrived)."""
+    async def _append(self, groups: Groups, report: ImportReport) -> tuple[Groups, Groups]:
+        """Append groups to their existing leads; return those whose lead is gone (to insert again), and those
+        that could not be appended because one of their addresses arrived meanwhile (to re-check)."""
+        if not groups:
+            return {}, {}
         ids = await self.lead_ids(groups)
         keys = [key for key in groups if key in ids]
-        retry = {key: groups[key] for key in groups if key not in ids}
-        if not keys:
-            return retry
+        missing = {key: groups[key] for key in groups if key not in ids}
         # One update per lead (not one bulk write) so each result says whether that lead took its recipients.
         results = await asyncio.gather(*(self._append_one(ids[key], groups[key]) for key in keys))
-        collided: dict[str, list[Mapping[str, Any]]] = {}
+        refused: Groups = {}
         for key, appended in zip(keys, results, strict=True):
             if appended:
                 report.leads_updated += 1
                 report.recipients_added += len(groups[key])
             else:
-                collided[key] = groups[key]
-        return {**retry, **await self._recheck(collided, report)}
+                refused[key] = groups[key]
+        return missing, refused
 
-    async def _append_one(self, lead_id: Any, recipients: list[Mapping[str, Any]]) -> bool:
-        emails = [r["email"] for r in recipients]
-        push = {"$push": {"lead_data": {"$each": [dict(r) for r in recipients]}}, "$inc": {"progress.version": 1}}
+    async def _append_one(self, lead_id: Any, candidates: list[Candidate]) -> bool:
+        emails = [c.email for c in candidates]
+        push = {
+            "$push": {"lead_data": {"$each": [dict(c.recipient) for c in candidates]}},
+            "$inc": {"progress.version": 1},
+        }
         # A lead nobody holds is rescheduled from step 1 (steps track each recipient, so only the newcomers
         # are pending there) and reopened if it had completed; a stopped lead (a reply) is not.
         reschedule = {
@@ -225,39 +275,65 @@ class _Writer:
             "$unset": {"progress.completed": "", "progress.completed_at": ""},
         }
         free = {"progress.lease_token": None, "progress.stopped": {"$ne": True}}
-        result = await self.leads.update_one({"_id": lead_id, "lead_data.email": {"$nin": emails}, **free}, reschedule)
-        if result.modified_count == 1:
-            return True
-        # Held by a dispatcher (its fenced write will fail on the new recipient count and it will come back
-        # with the newcomers) or stopped: just add them.
-        result = await self.leads.update_one({"_id": lead_id, "lead_data.email": {"$nin": emails}}, push)
+        try:
+            result = await self.leads.update_one(
+                {"_id": lead_id, "lead_data.email": {"$nin": emails}, **free}, reschedule
+            )
+            if result.modified_count == 1:
+                return True
+            # Held by a dispatcher (its fenced write will fail on the new recipient count and it will come back
+            # with the newcomers) or stopped: just add them.
+            result = await self.leads.update_one({"_id": lead_id, "lead_data.email": {"$nin": emails}}, push)
+        except DuplicateKeyError as exc:
+            if _refused_by({"code": exc.code, "errmsg": str(exc), **(exc.details or {})}) != "recipient":
+                raise
+            return False  # another lead of the campaign has one of these addresses
         return result.modified_count == 1
 
-    async def _recheck(
-        self, groups: dict[str, list[Mapping[str, Any]]], report: ImportReport
-    ) -> dict[str, list[Mapping[str, Any]]]:
-        """Groups another writer got to first: its addresses are duplicates, the rest are retried."""
+    async def _recheck(self, groups: Groups, report: ImportReport) -> Groups:
+        """Groups whose addresses another writer stored first: a row whose address went to the lead it was going
+        to is a duplicate, one whose address went to another lead is rejected; the rest are returned to retry."""
         if not groups:
             return {}
-        stored = await self.existing_emails(r["email"] for recipients in groups.values() for r in recipients)
-        retry: dict[str, list[Mapping[str, Any]]] = {}
-        for key, recipients in groups.items():
-            fresh = [r for r in recipients if r["email"] not in stored]
-            report.duplicates_skipped += len(recipients) - len(fresh)
-            if fresh:
-                retry[key] = fresh
+        stored = await self.stored_in(c.email for candidates in groups.values() for c in candidates)
+        retry: Groups = {}
+        for key, candidates in groups.items():
+            for candidate in candidates:
+                if candidate.email not in stored:
+                    retry.setdefault(key, []).append(candidate)
+                    continue
+                rejection = lost_race(candidate, stored[candidate.email])
+                if rejection is None:
+                    report.duplicates_skipped += 1
+                else:
+                    report.reject(rejection)
         return retry
 
     async def _pretend(self, plan: BatchPlan, report: ImportReport) -> None:
         known = set(await self.lead_ids(plan.groups)) | (self.dry_keys & set(plan.groups))
-        for key, recipients in plan.groups.items():
-            report.recipients_added += len(recipients)
+        for key, candidates in plan.groups.items():
+            report.recipients_added += len(candidates)
             if key in known:
                 report.leads_updated += 1
             else:
                 report.leads_created += 1
         self.dry_keys.update(plan.groups)
         self.dry_emails.update(plan.emails)
+
+
+def _refused_by(error: Mapping[str, Any]) -> str | None:
+    """Which unique index refused a write: `lead_key` (the lead exists), `recipient` (an address is taken in
+    another lead), or None when the error is not one of these conflicts."""
+    if error.get("code") != DUPLICATE_KEY:
+        return None
+    pattern = error.get("keyPattern")
+    # The key pattern names the index's fields; servers that omit it still print them in the message.
+    fields = " ".join(pattern) if isinstance(pattern, Mapping) else str(error.get("errmsg", ""))
+    if "lead_data.email" in fields:
+        return "recipient"
+    if "lead_key" in fields:
+        return "lead_key"
+    return None
 
 
 def _emails_of(lead: Mapping[str, Any]) -> set[str]:

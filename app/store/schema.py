@@ -8,6 +8,7 @@ from typing import Any
 
 from pymongo import ASCENDING, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import OperationFailure
 
 from app.domain.collections import (
     ACCOUNT_USAGE as ACCOUNT_USAGE,
@@ -45,6 +46,16 @@ from app.domain.collections import (
 from app.domain.collections import (
     TEMPLATES as TEMPLATES,
 )
+from app.logging import get_logger
+
+CAMPAIGN_RECIPIENT_INDEX = "campaign_recipient"
+DUPLICATE_KEY = 11000
+DUPLICATES_REPORTED = 20
+# What an operator does about a unique index the stored data breaks.
+_FIXES = {
+    CAMPAIGN_RECIPIENT_INDEX: "each address listed is in several leads of one campaign: remove it from all but "
+    "one of them, then run any command again; until then imports racing on that campaign can repeat an address"
+}
 
 INDEXES: dict[str, list[IndexModel]] = {
     CAMPAIGN_LEADS: [
@@ -61,6 +72,14 @@ INDEXES: dict[str, list[IndexModel]] = {
             partialFilterExpression={"lead_key": {"$type": "string"}},
         ),
         IndexModel([("lead_data.email", ASCENDING)], name="recipient_email"),
+        # One address in at most one lead per campaign, so two imports racing with different groupings cannot
+        # both add it (the second write is refused; see lead_import). Leads without addresses are not indexed.
+        IndexModel(
+            [("campaign_id", ASCENDING), ("lead_data.email", ASCENDING)],
+            name=CAMPAIGN_RECIPIENT_INDEX,
+            unique=True,
+            partialFilterExpression={"lead_data.email": {"$type": "string"}},
+        ),
         # Import finds a batch's existing leads by key alone: SecantusDB scans the collection for the compound
         # filter above, so the import filters on this single field and checks the campaign in the results.
         IndexModel([("lead_key", ASCENDING)], name="lead_key", sparse=True),
@@ -92,8 +111,26 @@ INDEXES: dict[str, list[IndexModel]] = {
 }
 
 
-async def ensure_schema(db: AsyncDatabase[dict[str, Any]]) -> None:
-    """Create every collection and index Outbound needs. Safe to run any number of times, concurrently."""
+@dataclass(frozen=True)
+class UnbuiltIndex:
+    """A unique index `ensure_schema` could not build because stored documents already break it."""
+
+    collection: str
+    name: str
+    duplicates: tuple[Mapping[str, Any], ...]  # examples: the duplicated key and the `_id`s that share it
+
+    def __str__(self) -> str:
+        return f"{self.collection}.{self.name}: {len(self.duplicates)} duplicated keys, e.g. {self.duplicates[:3]}"
+
+
+async def ensure_schema(db: AsyncDatabase[dict[str, Any]]) -> list[UnbuiltIndex]:
+    """Create every collection and index Outbound needs. Safe to run any number of times, concurrently.
+
+    A unique index that existing documents break (say one address in two leads of a campaign, from before the
+    campaign_recipient index) is not built, and everything else is: the command goes on, a warning names the
+    duplicates and what to do, and the index is tried again by every later run until the data allows it. The
+    indexes not built are returned.
+    """
     existing = set(await db.list_collection_names())
     for name in ALL_COLLECTIONS:
         if name not in existing:
@@ -102,8 +139,68 @@ async def ensure_schema(db: AsyncDatabase[dict[str, Any]]) -> None:
             except Exception as exc:  # another process created it first
                 if "already exists" not in str(exc).lower() and getattr(exc, "code", None) != 48:
                     raise
+    unbuilt: list[UnbuiltIndex] = []
     for name, indexes in INDEXES.items():
-        await db[name].create_indexes(indexes)
+        try:
+            await db[name].create_indexes(indexes)
+        except OperationFailure as exc:
+            if exc.code != DUPLICATE_KEY:
+                raise
+            unbuilt += await _create_one_by_one(db, name, indexes)
+    return unbuilt
+
+
+async def _create_one_by_one(
+    db: AsyncDatabase[dict[str, Any]], collection: str, indexes: list[IndexModel]
+) -> list[UnbuiltIndex]:
+    """Create each index on its own (one refused by the data must not hold back the others); report the refused."""
+    unbuilt: list[UnbuiltIndex] = []
+    for index in indexes:
+        try:
+            await db[collection].create_indexes([index])
+        except OperationFailure as exc:
+            if exc.code != DUPLICATE_KEY:
+                raise
+            name = index.document["name"]
+            found = await _duplicates(db, collection, name, exc)
+            unbuilt.append(UnbuiltIndex(collection, name, found))
+            get_logger().warning(
+                "schema.unique_index_not_built",
+                collection=collection,
+                index=name,
+                duplicates=[_printable(d) for d in found],
+                action=_FIXES.get(name, "remove the duplicates listed, then run any command again"),
+            )
+    return unbuilt
+
+
+def _printable(duplicate: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: [str(i) for i in v] if isinstance(v, list) else str(v) for k, v in duplicate.items()}
+
+
+async def _duplicates(
+    db: AsyncDatabase[dict[str, Any]], collection: str, name: str, exc: OperationFailure
+) -> tuple[Mapping[str, Any], ...]:
+    """Examples of what breaks the index: for campaign_recipient every duplicated (campaign, address) up to
+    DUPLICATES_REPORTED with its leads; for another index the key the server named."""
+    if name != CAMPAIGN_RECIPIENT_INDEX:
+        key = (exc.details or {}).get("keyValue")
+        return (dict(key),) if isinstance(key, Mapping) else ()
+    pipeline: list[dict[str, Any]] = [
+        {"$match": {"lead_data.email": {"$type": "string"}}},
+        {"$unwind": "$lead_data"},
+        {"$match": {"lead_data.email": {"$type": "string"}}},
+        {
+            "$group": {
+                "_id": {"campaign_id": "$campaign_id", "email": "$lead_data.email"},
+                "leads": {"$addToSet": "$_id"},
+            }
+        },
+        {"$match": {"leads.1": {"$exists": True}}},
+        {"$limit": DUPLICATES_REPORTED},
+    ]
+    found = await (await db[collection].aggregate(pipeline)).to_list()
+    return tuple({**doc["_id"], "leads": sorted(doc["leads"], key=str)} for doc in found)
 
 
 # An index's keys in order, each with its kind (1, -1, "text", ...), as `list_indexes()` reports them.

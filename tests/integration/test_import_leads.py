@@ -15,7 +15,7 @@ from bson import ObjectId
 
 from app.domain.importing import open_stream
 from app.domain.models import Lead
-from app.store import schema
+from app.store import lead_import, schema
 from app.store.lead_import import import_leads
 
 
@@ -308,3 +308,91 @@ async def test_two_imports_racing_on_the_same_rows_never_store_an_address_twice(
     assert sum(r.leads_created for r in reports) == 100
     assert sum(r.recipients_added for r in reports) == 400
     assert sum(r.duplicates_skipped for r in reports) == 2 * 400
+
+
+async def test_imports_grouping_differently_racing_on_one_campaign_put_each_address_in_one_lead(db, tmp_path):
+    campaign = {"_id": ObjectId(), "name": "Race", "status": "active", "sequence_id": "none", "settings": {}}
+    await db[schema.CAMPAIGNS].insert_one(campaign)
+    campaign_id = str(campaign["_id"])
+    rows = 300
+    text = "email,website,company_name\n" + "".join(
+        f"p{i}@example.com,w{i // 2}.example.com,Company {i // 3}\n" for i in range(rows)
+    )
+    now = datetime.now(UTC)
+
+    async def one_import(group_by: str) -> Any:
+        stream = open_stream(io.StringIO(text), "csv")
+        return await import_leads(
+            db, campaign_id, stream, now=now, group_by=group_by, batch_size=7, keep_rejections=None
+        )
+
+    by_website, by_company = await asyncio.gather(one_import("website"), one_import("company_name"))
+
+    leads = [doc async for doc in db[schema.CAMPAIGN_LEADS].find({"campaign_id": campaign_id})]
+    emails = all_emails(leads)
+    assert sorted(emails) == sorted(f"p{i}@example.com" for i in range(rows)), "each address once, none lost"
+    for report in (by_website, by_company):
+        assert report.recipients_added + report.duplicates_skipped + report.rejected == report.rows_read == rows
+    assert by_website.recipients_added + by_company.recipients_added == rows
+    # The import that lost a row's race rejects it by row number, naming the lead the other import put it in.
+    assert by_website.rejected + by_company.rejected > 0, "the imports' writes interleave batch by batch"
+    lead_of = {r["email"]: lead["lead_key"] for lead in leads for r in lead["lead_data"]}
+    for report, winner in ((by_website, "company_name:"), (by_company, "website:")):
+        for rejection in report.rejections:
+            email = f"p{rejection.row - 2}@example.com"
+            assert lead_of[email].startswith(winner)
+            assert email in rejection.reason
+            assert f"lead {lead_of[email]!r}" in rejection.reason
+            assert "another import" in rejection.reason
+
+    again = await one_import("website")
+    assert (again.recipients_added, again.duplicates_skipped, again.rejected) == (0, rows, 0)
+
+
+async def test_rows_whose_address_another_lead_took_after_the_duplicate_check_are_rejected_by_row(db, monkeypatch):
+    campaign = {"_id": ObjectId(), "name": "Race", "status": "active", "sequence_id": "none", "settings": {}}
+    await db[schema.CAMPAIGNS].insert_one(campaign)
+    campaign_id = str(campaign["_id"])
+    progress = {"current_step_order": 1, "stopped": False, "processed_recipients": {}}
+    # Another import, grouping by company, stored ann and dee between this import's check and its write.
+    await db[schema.CAMPAIGN_LEADS].insert_many(
+        [
+            {
+                "campaign_id": campaign_id,
+                "lead_key": "company_name:acme",
+                "lead_data": [{"email": "ann@acme.example.com"}, {"email": "dee@acme.example.com"}],
+                "progress": progress,
+            },
+            {
+                "campaign_id": campaign_id,
+                "lead_key": "website:globex.example.org",
+                "lead_data": [{"email": "old@globex.example.org"}],
+                "progress": progress,
+            },
+        ]
+    )
+    checked = lead_import._Writer.stored_in
+    calls = 0
+
+    async def blind_first_check(self: Any, emails: Any) -> dict[str, str | None]:
+        nonlocal calls
+        calls += 1
+        return {} if calls == 1 else await checked(self, emails)
+
+    monkeypatch.setattr(lead_import._Writer, "stored_in", blind_first_check)
+    text = (
+        "email,website\n"
+        "ann@acme.example.com,acme.example.com\n"  # a new lead: refused, ann is taken
+        "bo@acme.example.com,acme.example.com\n"
+        "dee@acme.example.com,globex.example.org\n"  # appended to an existing lead: refused, dee is taken
+    )
+
+    report = await import_leads(db, campaign_id, open_stream(io.StringIO(text), "csv"), now=datetime.now(UTC))
+
+    assert [r.row for r in report.rejections] == [2, 4]
+    assert all("lead 'company_name:acme'" in r.reason and "another import" in r.reason for r in report.rejections)
+    assert (report.leads_created, report.recipients_added, report.rejected) == (1, 1, 2)
+    leads = {doc["lead_key"]: doc async for doc in db[schema.CAMPAIGN_LEADS].find({"campaign_id": campaign_id})}
+    assert [r["email"] for r in leads["website:acme.example.com"]["lead_data"]] == ["bo@acme.example.com"]
+    assert [r["email"] for r in leads["website:globex.example.org"]["lead_data"]] == ["old@globex.example.org"]
+    assert sorted(all_emails(list(leads.values()))) == sorted(set(all_emails(list(leads.values()))))

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
+from structlog.testing import capture_logs
 
 from app.store import schema
 from app.store.client import Database, make_client
@@ -165,3 +166,70 @@ async def test_sequence_steps_are_unique_per_sequence_and_order(db: Database) ->
     await db.sequence_steps.insert_one({"sequence_id": "s1", "step_order": 1, "template_id": "t1"})
     with pytest.raises(DuplicateKeyError):
         await db.sequence_steps.insert_one({"sequence_id": "s1", "step_order": 1, "template_id": "t2"})
+
+
+async def test_an_address_is_in_at_most_one_lead_of_a_campaign(db: Database) -> None:
+    await db.campaign_leads.insert_one(
+        {"campaign_id": "c1", "lead_key": "website:a.com", "lead_data": [{"email": "a@x.com"}]}
+    )
+    with pytest.raises(DuplicateKeyError) as caught:
+        await db.campaign_leads.insert_one(
+            {
+                "campaign_id": "c1",
+                "lead_key": "company_name:a",
+                "lead_data": [{"email": "b@x.com"}, {"email": "a@x.com"}],
+            }
+        )
+    assert schema.CAMPAIGN_RECIPIENT_INDEX in str(caught.value)
+    # Another campaign may have the address; leads without addresses are not indexed.
+    await db.campaign_leads.insert_one({"campaign_id": "c2", "lead_data": [{"email": "a@x.com"}]})
+    await db.campaign_leads.insert_many([{"campaign_id": "c1", "lead_data": []} for _ in range(2)])
+    assert await db.campaign_leads.count_documents({}) == 4
+
+
+async def test_pushing_an_address_another_lead_of_the_campaign_has_is_refused(db: Database) -> None:
+    await db.campaign_leads.insert_many(
+        [
+            {"campaign_id": "c1", "lead_key": "k1", "lead_data": [{"email": "a@x.com"}]},
+            {"campaign_id": "c1", "lead_key": "k2", "lead_data": [{"email": "b@x.com"}]},
+        ]
+    )
+    with pytest.raises(DuplicateKeyError):
+        await db.campaign_leads.update_one({"lead_key": "k2"}, {"$push": {"lead_data": {"email": "a@x.com"}}})
+    assert (await db.campaign_leads.find_one({"lead_key": "k2"}) or {})["lead_data"] == [{"email": "b@x.com"}]
+
+
+async def test_existing_duplicates_are_reported_and_every_other_index_is_built(empty_db: Database) -> None:
+    first, second = ObjectId(), ObjectId()
+    await empty_db.campaign_leads.insert_many(
+        [
+            {"_id": first, "campaign_id": "c1", "lead_data": [{"email": "a@x.com"}, {"email": "b@x.com"}]},
+            {"_id": second, "campaign_id": "c1", "lead_data": [{"email": "a@x.com"}]},
+            {"campaign_id": "c2", "lead_data": [{"email": "a@x.com"}]},
+        ]
+    )
+
+    with capture_logs() as logs:
+        unbuilt = await ensure_schema(empty_db)
+
+    assert [(u.collection, u.name) for u in unbuilt] == [("campaign_leads", schema.CAMPAIGN_RECIPIENT_INDEX)]
+    assert unbuilt[0].duplicates == (
+        {"campaign_id": "c1", "email": "a@x.com", "leads": sorted([first, second], key=str)},
+    )
+    (warning,) = [log for log in logs if log["event"] == "schema.unique_index_not_built"]
+    assert warning["log_level"] == "warning"
+    assert warning["duplicates"] == [
+        {"campaign_id": "c1", "email": "a@x.com", "leads": sorted([str(first), str(second)])}
+    ]
+    assert "remove it from all but one" in warning["action"]
+    built = await _index_names(empty_db, "campaign_leads")
+    wanted = {index.document["name"] for index in schema.INDEXES["campaign_leads"]}
+    assert built >= wanted - {schema.CAMPAIGN_RECIPIENT_INDEX}
+    assert schema.CAMPAIGN_RECIPIENT_INDEX not in built
+    for collection in set(schema.INDEXES) - {"campaign_leads"}:
+        assert {i.document["name"] for i in schema.INDEXES[collection]} <= await _index_names(empty_db, collection)
+
+    # Once the operator removes the address from one of the leads, the next run builds the index.
+    await empty_db.campaign_leads.update_one({"_id": second}, {"$pull": {"lead_data": {"email": "a@x.com"}}})
+    assert await ensure_schema(empty_db) == []
+    await _assert_full_schema(empty_db)

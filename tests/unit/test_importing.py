@@ -18,6 +18,7 @@ from app.domain.importing import (
     batched,
     detect_format,
     lead_key_for,
+    lost_race,
     new_lead_fields,
     normalize_column,
     normalize_group_value,
@@ -273,12 +274,36 @@ def test_a_batch_groups_recipients_by_lead_and_never_repeats_an_address():
 
     plan = plan_batch(batch, existing={"old@acme.com"})
 
-    assert {key: [r["email"] for r in rs] for key, rs in plan.groups.items()} == {
+    assert {key: [c.email for c in cs] for key, cs in plan.groups.items()} == {
         "website:acme.com": ["a@acme.com", "b@acme.com"],
         "website:globex.com": ["c@globex.com"],
     }
     assert plan.duplicates == 2
     assert plan.emails == ["a@acme.com", "b@acme.com", "c@globex.com"]
+
+
+@pytest.mark.parametrize(
+    ("stored_in", "reason"),
+    [
+        ("website:acme.com", None),  # the same row imported twice at once: a duplicate, as on a re-run
+        (
+            "company_name:acme",
+            "a@acme.com was added to lead 'company_name:acme' of this campaign by another import while this one "
+            "ran; not added to lead 'website:acme.com'",
+        ),
+        (
+            None,
+            "a@acme.com was added to another lead of this campaign by another import while this one ran; "
+            "not added to lead 'website:acme.com'",
+        ),
+    ],
+)
+def test_a_row_that_lost_a_race_is_a_duplicate_in_its_own_lead_and_rejected_elsewhere(stored_in, reason):
+    row = Candidate(7, "a@acme.com", "website:acme.com", {"email": "a@acme.com"})
+
+    rejection = lost_race(row, stored_in)
+
+    assert rejection == (None if reason is None else Rejection(7, reason))
 
 
 def test_a_new_lead_starts_at_step_one_due_when_given():
