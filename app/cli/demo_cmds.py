@@ -8,7 +8,8 @@ from typing import Any
 import typer
 
 from app.cli.common import JSON_OPTION, console, print_json, print_table, run_db, settings_of
-from app.demo_data import DEMO_SMTP_PORT, seed_demo
+from app.demo_data import DEMO_SMTP_PORT
+from app.demo_seed import seed_demo
 from app.store.client import Database
 
 demo_app = typer.Typer(help="Demo data for trying Outbound locally.", no_args_is_help=True)

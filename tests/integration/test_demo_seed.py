@@ -6,7 +6,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from app.demo_data import VALIDATORS, build_demo, validate_demo
+from app.demo_data import build_demo
+from app.demo_seed import VALIDATORS, validate_demo
 from app.domain import models
 from app.domain.templating import Renderer, build_context
 from app.store import schema
