@@ -30,7 +30,7 @@ from app.domain.settlement import Outcome
 from app.domain.templating import Renderer
 from app.logging import configure_logging
 from app.send.pipeline import Pipeline, PipelineConfig, utcnow
-from app.send.preview import PreviewRow, preview
+from app.send.preview import SEND, SKIP, WAIT, Preview, PreviewRow, dry_run
 from app.store import schema
 from app.store.arbiter import Arbiter
 from app.store.catalog import Catalog
@@ -110,29 +110,30 @@ async def run_until_signalled(dispatcher: Dispatcher) -> DispatcherStats:
 
 @dataclass(frozen=True)
 class _DryRun:
-    """What a dry run found: the emails due now, and the part of the schema a real run would create first."""
+    """What a dry run found: what a real run would do now, and the part of the schema it would create first."""
 
     database: str
-    rows: list[PreviewRow]
+    preview: Preview
     missing_collections: list[str]
     missing_indexes: list[schema.MissingIndex]
 
 
-async def _dry_run(db: Database, campaign_id: str | None, accounts: frozenset[str] | None, limit: int) -> _DryRun:
-    """Preview what is due now through the dry-run sender; reads only (the schema is checked, not ensured)."""
+async def _dry_run(db: Database, options: DispatcherOptions, accounts: frozenset[str] | None, limit: int) -> _DryRun:
+    """Preview what a real run would do now, through the dry-run sender; reads only (the schema is checked)."""
     missing_collections = await schema.missing_collections(db)
     missing_indexes = await schema.missing_indexes(db)
-    rows = await preview(
+    found = await dry_run(
         db,
         Catalog(db),
         Renderer(),
         DryRunSender(),
         now=utcnow(),
-        campaign_id=campaign_id,
+        campaign_id=options.campaign_id,
         account_filter=accounts,
         limit=limit,
+        batch_size=options.batch_size,
     )
-    return _DryRun(db.name, rows, missing_collections, missing_indexes)
+    return _DryRun(db.name, found, missing_collections, missing_indexes)
 
 
 def _schema_warning(
@@ -158,21 +159,45 @@ def _print_dry_run(dry: _DryRun, as_json: bool) -> None:
     warning = _schema_warning(dry.database, dry.missing_collections, dry.missing_indexes)
     if warning is not None:
         err_console.print(f"[bold yellow]warning:[/] {escape(warning)}")
-    _print_preview(dry.rows, as_json)
+    _print_preview(dry.preview, as_json)
 
 
-def _print_preview(rows: list[PreviewRow], as_json: bool) -> None:
-    if as_json:
-        print_json([row.__dict__ for row in rows])
-        return
-    print_table(
-        f"Dry run: {len(rows)} emails would be sent (nothing was sent or changed)",
-        ["campaign", "lead", "step", "to", "from", "subject", "send at (UTC)", "problem"],
-        [
-            (r.campaign, r.lead_id, r.step_order, r.email, r.account, r.subject, fmt_time(r.send_at), r.problem)
-            for r in rows
-        ],
+def _cells(r: PreviewRow) -> tuple[Any, ...]:
+    return (
+        r.campaign,
+        r.lead_id,
+        r.step_order,
+        r.action,
+        r.email,
+        r.account,
+        r.subject,
+        fmt_time(r.send_at),
+        r.problem,
     )
+
+
+def _print_preview(found: Preview, as_json: bool) -> None:
+    """The rows (a table, or a JSON list), then the summary and what was left out (on stderr with --json)."""
+    if as_json:
+        print_json([row.__dict__ for row in found.rows])
+    else:
+        print_table(
+            f"Dry run: {found.count(SEND)} emails would be sent now (nothing was sent or changed)",
+            ["campaign", "lead", "step", "action", "to", "from", "subject", "at (UTC)", "reason"],
+            [_cells(r) for r in found.rows],
+        )
+    notes = [
+        f"Would be sent now: {found.count(SEND)}; skipped: {found.count(SKIP)}; waiting: {found.count(WAIT)}; "
+        f"campaigns that would pause: {len(found.paused)}.",
+        *(f"campaign {name} would pause: {reason}" for name, reason in found.paused.items()),
+        *(
+            f"campaign {name}: showing {shown} of {due} due leads (raise --limit to see more)"
+            for name, shown, due in found.capped
+        ),
+    ]
+    out = err_console if as_json else console
+    for note in notes:
+        out.print(escape(note))
 
 
 def register(app: typer.Typer) -> None:
@@ -183,10 +208,15 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         verbose: bool = typer.Option(False, "--verbose", "-v", help="Readable DEBUG logs on the console."),
         dry_run: bool = typer.Option(
-            False, "--dry-run", help="Render and log what is due now; send nothing, change nothing, then exit."
+            False,
+            "--dry-run",
+            help="Show what a real run would do now (sends, skips, waits, pauses); send and change nothing, then exit.",
         ),
         campaign_id: str | None = typer.Option(None, "--campaign-id", help="Only this campaign."),
         batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Leads fetched per query."),
+        limit: int = typer.Option(
+            1000, "--limit", min=1, help="With --dry-run: show at most N due leads per campaign (oldest due first)."
+        ),
         account_filter: list[str] | None = typer.Option(
             None, "--account-filter", help="Only send from these account ids (repeat or comma-separate)."
         ),
@@ -218,7 +248,7 @@ def register(app: typer.Typer) -> None:
         async def work(db: Database) -> Any:
             await _check_targets(db, campaign_id, accounts)
             if dry_run:
-                return await _dry_run(db, campaign_id, accounts, options.batch_size)
+                return await _dry_run(db, options, accounts, limit)
             smtp = SmtpSender(
                 timeout=settings.smtp_timeout,
                 default_starttls=settings.smtp_starttls,

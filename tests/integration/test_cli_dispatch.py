@@ -66,9 +66,11 @@ def test_dry_run_shows_what_would_be_sent_and_changes_nothing(cli, mongo_uri, db
 
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
-    assert sorted(r["email"] for r in rows) == ["ann@a.example", "bo@a.example", "cy@b.example"]
-    assert {r["subject"] for r in rows} == {"Hi Ann", "Hi there", "Hello"}
-    assert all(r["account"] == "sender@example.com" and r["problem"] is None for r in rows)
+    sends = [r for r in rows if r["action"] == "send"]
+    assert sorted(r["email"] for r in sends) == ["ann@a.example", "bo@a.example", "cy@b.example"]
+    assert {r["subject"] for r in sends} == {"Hi Ann", "Hi there", "Hello"}
+    assert all(r["account"] == "sender@example.com" and r["problem"] is None for r in sends)
+    assert [r["action"] for r in rows if r["action"] != "send"] == ["complete", "complete"]
     assert snapshot(sync_db) == documents
     assert index_snapshot(sync_db) == indexes
     assert mailbox.messages == []
