@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from app.domain.models import Template
+from app.domain.models import Template, recipient_key
 from app.domain.settlement import LeadContext, Outcome, RecipientResult, Settlement, release, retry, settle
 from app.domain.templating import Renderer
 from app.logging import get_logger
@@ -65,6 +65,7 @@ class Delivery:
         renderer: Renderer,
         config: PipelineConfig,
         pause: Callable[[str, str, datetime], Awaitable[None]],
+        clock: Callable[[], datetime],
     ) -> None:
         self.db = db
         self.pause = pause
@@ -74,7 +75,7 @@ class Delivery:
         self.renderer = renderer
         self.config = config
         self.stopping = asyncio.Event()
-        self.rounds = Rounds(db, arbiter=arbiter, sender=sender, config=config, stopping=self.stopping)
+        self.rounds = Rounds(db, arbiter=arbiter, sender=sender, config=config, stopping=self.stopping, clock=clock)
 
     async def run(self, items: Sequence[SendItem], now: datetime) -> Delivered:
         """Deliver `items`; every item ends with a settlement or a final outcome."""
@@ -199,8 +200,15 @@ class Delivery:
             get_logger(account_id=account_id, campaign_id=item.ctx.campaign.id).error(
                 "worker.template_error", template_id=error.template_id, reason=error.reason
             )
+            key = recipient_key(item.ctx.step.step_order, item.index)
+            previous = item.ctx.lead.progress.retries.get(key)
+            tries = int(previous.get("attempts", 0)) + 1 if isinstance(previous, Mapping) else 1
+            if tries >= self.config.retry.max_attempts:
+                reason = f"no sending account of this campaign can render its template: {error.reason}"
+                return await self._config_error(item, reason, now)
             failed = RecipientResult("failed", None, account_id=account_id, error=error.reason)
-            return retry(item.ctx, item.skipped, item.index, failed, 0, now, now)
+            due = now + timedelta(seconds=self.config.retry.base_seconds * tries / 2)
+            return retry(item.ctx, item.skipped, item.index, failed, tries, due, now)
         result = RecipientResult("failed", "failed", account_id=account_id, error=error.reason, activity="failed")
         return settle(item.ctx, [*item.skipped, (item.index, result)], now)
 

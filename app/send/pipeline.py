@@ -100,6 +100,7 @@ class Pipeline:
             renderer=renderer,
             config=config,
             pause=self.records.pause,
+            clock=lambda: self.clock(),
         )
 
     def stop(self) -> None:

@@ -51,13 +51,58 @@ class _Sent:
     ready: Ready
     attempt: ledger.Attempt
     verdict: Verdict
+    ended: datetime  # when its round's SMTP exchanges were over
+
+
+class _Held:
+    """Connection locks one round holds; each is released once, when its send is over."""
+
+    def __init__(self, locks: dict[str, asyncio.Lock]) -> None:
+        self._locks = locks
+
+    def release(self, account_id: str) -> None:
+        lock = self._locks.pop(account_id, None)
+        if lock is not None:
+            lock.release()
+
+    def release_all(self) -> None:
+        for account_id in list(self._locks):
+            self.release(account_id)
+
+
+class _Connections:
+    """One lock per account, shared by the dispatcher's batches: a send is in the SMTP exchange only while its
+    round holds the account's lock (the transport keeps one connection per account)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def take(self, account_ids: list[str]) -> _Held:
+        """Acquire the accounts' locks in sorted order (so two rounds never wait for each other in a cycle)."""
+        taken: dict[str, asyncio.Lock] = {}
+        try:
+            for account_id in sorted(account_ids):
+                lock = self._locks.setdefault(account_id, asyncio.Lock())
+                await lock.acquire()
+                taken[account_id] = lock
+        except BaseException:
+            _Held(taken).release_all()
+            raise
+        return _Held(taken)
 
 
 class Rounds:
     """Hands ready messages to SMTP, a round at a time, and turns what happened into settlements."""
 
     def __init__(
-        self, db: Database, *, arbiter: Arbiter, sender: Sender, config: PipelineConfig, stopping: asyncio.Event
+        self,
+        db: Database,
+        *,
+        arbiter: Arbiter,
+        sender: Sender,
+        config: PipelineConfig,
+        stopping: asyncio.Event,
+        clock: Callable[[], datetime],
     ) -> None:
         self.sends = db[schema.SENDS]
         self.suppressions = db[schema.SUPPRESSIONS]
@@ -66,6 +111,8 @@ class Rounds:
         self.config = config
         self.stopping = stopping
         self.lost: dict[int, Outcome] = {}
+        self.clock = clock
+        self._connections = _Connections()
 
     async def run(self, ready: list[Ready], now: datetime) -> list[tuple[SendItem, Settlement]]:
         """Send every ready message (rounds of one per account) and settle each."""
@@ -97,6 +144,18 @@ class Rounds:
         return out
 
     async def _round(self, batch: list[Ready], now: datetime) -> tuple[list[_Sent], list[tuple[SendItem, Settlement]]]:
+        # The account's connection first (another batch may be using it): only then is a send in the exchange.
+        held = await self._connections.take(sorted({r.reservation.account.id for r in batch}))
+        try:
+            if self.stopping.is_set():
+                return [], await self._give_back(batch, now)
+            return await self._start_and_send(batch, now, held)
+        finally:
+            held.release_all()
+
+    async def _start_and_send(
+        self, batch: list[Ready], now: datetime, held: _Held
+    ) -> tuple[list[_Sent], list[tuple[SendItem, Settlement]]]:
         new = [
             ledger.NewSend(
                 r.item.ctx.lead.id,
@@ -121,10 +180,10 @@ class Rounds:
         for r, attempt in zip(batch, attempts, strict=True):
             if isinstance(attempt, ledger.Settled):
                 # Another attempt (a crash's leftover, a racing dispatcher) already has the outcome.
+                held.release(r.reservation.account.id)
                 await self.arbiter.rollback(r.reservation, now, reason=f"already {attempt.state}")
-                unsent.append(
-                    (r.item, settle(r.item.ctx, [*r.item.skipped, (r.item.index, _from_ledger(attempt.doc))], now))
-                )
+                known = _from_ledger(attempt.doc)
+                unsent.append((r.item, settle(r.item.ctx, [*r.item.skipped, (r.item.index, known)], now)))
                 continue
             message = r.message
             if attempt.message_id != message.message.message_id:
@@ -132,13 +191,16 @@ class Rounds:
                 message = validated(replace(message.message, message_id=attempt.message_id))
             go.append((replace(r, message=message), attempt))
         try:
-            failures = await asyncio.gather(*(self._send(r) for r, _ in go))
+            failures = await asyncio.gather(*(self._send(r, held) for r, _ in go))
         except asyncio.CancelledError:
             # Stopped past the grace period mid-send: these may have gone out; say so before giving up.
             await asyncio.shield(self._interrupted(go, now))
             raise
+        # The accounts' wait windows run from when the messages were handed over, not from the batch's start.
+        ended = max(now, self.clock())
         sent = [
-            _Sent(r, a, classify(f, a.attempts, now, self.config.retry)) for (r, a), f in zip(go, failures, strict=True)
+            _Sent(r, a, classify(f, a.attempts, now, self.config.retry), ended)
+            for (r, a), f in zip(go, failures, strict=True)
         ]
         return sent, unsent
 
@@ -148,8 +210,14 @@ class Rounds:
             await ledger.finish_many(self.sends, [ledger.Finish(a, lstate.UNCERTAIN, error) for _, a in go], now)
             await self.arbiter.commit_many([r.reservation for r, _ in go], now)
 
-    async def _send(self, r: Ready) -> Failure | None:
+    async def _send(self, r: Ready, held: _Held) -> Failure | None:
         """Hand one message to SMTP; its failure as a plain value (None: accepted)."""
+        try:
+            return await self._exchange(r)
+        finally:
+            held.release(r.reservation.account.id)
+
+    async def _exchange(self, r: Ready) -> Failure | None:
         try:
             await self.sender.send(r.reservation.account, r.message)
         except asyncio.CancelledError:
@@ -178,8 +246,10 @@ class Rounds:
         # The messages are out: recording them must survive a database blip, or they would turn "uncertain".
         recorded = await _durably(lambda: ledger.finish_many(self.sends, finishes, now))
         counted = [s.ready.reservation for s in finished if s.verdict.counts]
+        # Wait windows run from when the messages were handed over: the end of the last round is never earlier.
+        ended = max(s.ended for s in finished)
         try:
-            await self.arbiter.commit_many(counted, now)
+            await self.arbiter.commit_many(counted, ended)
         except PyMongoError as exc:
             # A lost commit only leaves the sends counted as reserved (commit is not idempotent: no retry).
             get_logger().warning("worker.db_error", error=str(exc), phase="commit_many")
