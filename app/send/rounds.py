@@ -52,6 +52,7 @@ class _Sent:
     attempt: ledger.Attempt
     verdict: Verdict
     ended: datetime  # when its round's SMTP exchanges were over
+    recorded: bool = True  # False: another dispatcher declared it uncertain meanwhile
 
 
 class _Held:
@@ -191,17 +192,20 @@ class Rounds:
                 message = validated(replace(message.message, message_id=attempt.message_id))
             go.append((replace(r, message=message), attempt))
         try:
-            failures = await asyncio.gather(*(self._send(r, held) for r, _ in go))
+            failures = await asyncio.gather(*(self._exchange(r) for r, _ in go))
         except asyncio.CancelledError:
             # Stopped past the grace period mid-send: these may have gone out; say so before giving up.
             await asyncio.shield(self._interrupted(go, now))
             raise
         # The accounts' wait windows run from when the messages were handed over, not from the batch's start.
         ended = max(now, self.clock())
-        sent = [
-            _Sent(r, a, classify(f, a.attempts, now, self.config.retry), ended)
-            for (r, a), f in zip(go, failures, strict=True)
+        verdicts = [classify(f, a.attempts, now, self.config.retry) for (_, a), f in zip(go, failures, strict=True)]
+        # Recorded before the connections are given up, so only sends really in the exchange are ever `sending`.
+        finishes = [
+            ledger.Finish(a, _ledger_state(v), v.error, v.smtp_code) for (_, a), v in zip(go, verdicts, strict=True)
         ]
+        recorded = await _durably(lambda: ledger.finish_many(self.sends, finishes, now)) if finishes else []
+        sent = [_Sent(r, a, v, ended, ok) for ((r, a), v, ok) in zip(go, verdicts, recorded, strict=True)]
         return sent, unsent
 
     async def _interrupted(self, go: list[tuple[Ready, ledger.Attempt]], now: datetime) -> None:
@@ -210,14 +214,8 @@ class Rounds:
             await ledger.finish_many(self.sends, [ledger.Finish(a, lstate.UNCERTAIN, error) for _, a in go], now)
             await self.arbiter.commit_many([r.reservation for r, _ in go], now)
 
-    async def _send(self, r: Ready, held: _Held) -> Failure | None:
-        """Hand one message to SMTP; its failure as a plain value (None: accepted)."""
-        try:
-            return await self._exchange(r)
-        finally:
-            held.release(r.reservation.account.id)
-
     async def _exchange(self, r: Ready) -> Failure | None:
+        """Hand one message to SMTP; its failure as a plain value (None: accepted)."""
         try:
             await self.sender.send(r.reservation.account, r.message)
         except asyncio.CancelledError:
@@ -237,14 +235,9 @@ class Rounds:
         return None
 
     async def _record(self, finished: list[_Sent], now: datetime) -> list[tuple[SendItem, Settlement]]:
-        """Ledger outcomes, usage and side effects for the sends of all rounds, a write per kind."""
+        """Usage and side effects for the sends of all rounds (their ledger outcomes are recorded), a write per kind."""
         if not finished:
             return []
-        finishes = [
-            ledger.Finish(s.attempt, _ledger_state(s.verdict), s.verdict.error, s.verdict.smtp_code) for s in finished
-        ]
-        # The messages are out: recording them must survive a database blip, or they would turn "uncertain".
-        recorded = await _durably(lambda: ledger.finish_many(self.sends, finishes, now))
         counted = [s.ready.reservation for s in finished if s.verdict.counts]
         # Wait windows run from when the messages were handed over: the end of the last round is never earlier.
         ended = max(s.ended for s in finished)
@@ -258,8 +251,8 @@ class Rounds:
                 await self.arbiter.rollback(s.ready.reservation, now, reason=s.verdict.error or "not sent")
         await self._side_effects(finished, now)
         out = []
-        for s, ok in zip(finished, recorded, strict=True):
-            if not ok:
+        for s in finished:
+            if not s.recorded:
                 get_logger(lead_id=str(s.ready.lease.lead_id)).warning(
                     "worker.lease_lost", reason="the send was declared uncertain by another dispatcher"
                 )

@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from app.domain.models import Campaign, GeneralSettings, InvalidDocument, SequenceStep, Template
+from app.domain.models import Campaign, GeneralSettings, InvalidDocument, SequenceStep, Template, id_str
 from app.store import schema
 from app.store.client import Database
 from app.store.documents import id_filter, iter_valid
@@ -50,7 +50,7 @@ class Catalog:
         self._campaigns: _TtlCache[Campaign | None] = _TtlCache(min(ttl, 5.0))
         self._steps: _TtlCache[dict[int, SequenceStep]] = _TtlCache(ttl)
         self._templates: _TtlCache[Template | InvalidDocument | None] = _TtlCache(ttl)
-        self._general: _TtlCache[GeneralSettings | None] = _TtlCache(ttl)
+        self._general: _TtlCache[dict[str, GeneralSettings]] = _TtlCache(ttl)
 
     async def active_campaigns(self, only: str | None = None) -> list[Campaign]:
         """Active campaigns (optionally just one), read fresh: pausing a campaign takes effect at once."""
@@ -96,16 +96,19 @@ class Catalog:
         return await self._templates.get(template_id, load)
 
     async def general_settings(self, account_id: str) -> GeneralSettings | None:
-        """The account's signature and sender identity, if configured."""
+        """The account's signature and sender identity, if configured.
 
-        async def load() -> GeneralSettings | None:
-            # Seed 001 stores `email_id` as an ObjectId or its string form; match both, as debug-template does.
-            flt = id_filter(account_id, "email_id")
-            async for g in iter_valid(self.db[schema.EMAIL_GENERAL_SETTINGS], flt, GeneralSettings.from_doc, limit=1):
-                return g
-            return None
+        Read as one snapshot of the (small) collection, so a batch spread over many accounts costs one query.
+        Seed 001 stores `email_id` as an ObjectId or its string form: both find the account.
+        """
 
-        return await self._general.get(account_id, load)
+        async def load() -> dict[str, GeneralSettings]:
+            found: dict[str, GeneralSettings] = {}
+            async for g in iter_valid(self.db[schema.EMAIL_GENERAL_SETTINGS], {}, GeneralSettings.from_doc):
+                found.setdefault(id_str(g.email_id), g)
+            return found
+
+        return (await self._general.get("all", load)).get(id_str(account_id))
 
 
 def step_after(steps: Mapping[int, SequenceStep], step_order: int) -> SequenceStep | None:
