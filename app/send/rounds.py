@@ -19,6 +19,7 @@ from pymongo.errors import PyMongoError
 
 from app.domain import ledger_states as lstate
 from app.domain.outcomes import AUTH, IN_DOUBT, PERMANENT, TRANSIENT, Failure, Verdict, classify
+from app.domain.recipient_status import recipient_status
 from app.domain.settlement import Outcome, RecipientResult, Settlement, release, retry, settle
 from app.logging import get_logger
 from app.store import ledger, schema, suppressions
@@ -302,14 +303,15 @@ def _ledger_state(verdict: Verdict) -> str:
 def _from_ledger(doc: dict[str, Any]) -> RecipientResult:
     """The recipient outcome a settled ledger document stands for (used after a crash or a race)."""
     state = str(doc.get("state"))
-    recipient_status = {"sent": "contacted", "uncertain": "uncertain"}.get(state, "failed")
+    outcome = state if state in ("sent", "uncertain") else "failed"
+    code = doc.get("smtp_code") if isinstance(doc.get("smtp_code"), int) else None
     return RecipientResult(
-        state if state in ("sent", "uncertain") else "failed",
-        recipient_status,
+        outcome,
+        recipient_status(outcome, code),
         str(doc.get("account_id")) if doc.get("account_id") else None,
         str(doc.get("message_id")) if doc.get("message_id") else None,
         error=doc.get("last_error"),
-        smtp_code=doc.get("smtp_code"),
+        smtp_code=code,
     )
 
 
