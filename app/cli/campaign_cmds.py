@@ -1,5 +1,8 @@
 """`list-campaigns`, `show-campaign` and `show-campaign-progress`: campaigns, their steps, accounts and leads.
 
+`show-campaign` also names the accounts that cannot render the campaign's templates (a variable such as
+sender_name they do not supply) and where to set what is missing.
+
 Every document is read through its typed view; a malformed one is reported (collection, _id, field, why) and
 skipped, so one bad document never hides the rest.
 """
@@ -27,8 +30,17 @@ from app.cli.common import (
     settings_of,
 )
 from app.cli.lookups import any_of, campaign_ref, load_campaign
-from app.domain import reports
-from app.domain.models import CAMPAIGN_STATUSES, Campaign, EmailAccount, Lead, SequenceStep, Template
+from app.domain import eligibility, reports
+from app.domain.models import (
+    CAMPAIGN_STATUSES,
+    Campaign,
+    EmailAccount,
+    GeneralSettings,
+    Lead,
+    SequenceStep,
+    Template,
+    id_str,
+)
 from app.store import lead_queries, schema
 from app.store.client import Database
 from app.store.documents import iter_valid
@@ -117,13 +129,34 @@ async def _templates_by_id(db: Database, steps: Sequence[SequenceStep], skipped:
     return {t.id: t async for t in found}
 
 
-async def _campaign_accounts(db: Database, campaign: Campaign, skipped: Skipped) -> list[dict[str, Any]]:
+async def campaign_templates(db: Database, campaign: Campaign, skipped: Skipped) -> list[Template]:
+    """The valid templates the campaign's sequence steps use (a missing one is left out)."""
+    steps = await _steps(db, campaign, skipped)
+    return list((await _templates_by_id(db, steps, skipped)).values())
+
+
+async def general_settings_by_account(db: Database, skipped: Skipped) -> dict[str, GeneralSettings]:
+    """Each account's `email_general_settings` by account id (its first valid one, as the send pipeline reads)."""
+    found: dict[str, GeneralSettings] = {}
+    coll = db[schema.EMAIL_GENERAL_SETTINGS]
+    async for general in iter_valid(coll, {}, GeneralSettings.from_doc, on_invalid=skipped.add):
+        found.setdefault(id_str(general.email_id), general)
+    return found
+
+
+async def _scope_accounts(
+    db: Database, campaign: Campaign, skipped: Skipped
+) -> tuple[list[str], dict[str, EmailAccount]]:
+    """The ids of the accounts the campaign may send from (listed, else every active one) and those found."""
     wanted = campaign.settings.account_ids
     flt: dict[str, Any] = {"_id": {"$in": any_of(wanted)}} if wanted else {"status": "active"}
     found = {
         a.id: a async for a in iter_valid(db[schema.EMAIL_ACCOUNTS], flt, EmailAccount.from_doc, on_invalid=skipped.add)
     }
-    ids = list(wanted) if wanted else sorted(found)
+    return (list(wanted) if wanted else sorted(found)), found
+
+
+def _account_rows(ids: Sequence[str], found: Mapping[str, EmailAccount]) -> list[dict[str, Any]]:
     return [
         {"id": i, "email": found[i].email, "status": found[i].status}
         if i in found
@@ -132,10 +165,20 @@ async def _campaign_accounts(db: Database, campaign: Campaign, skipped: Skipped)
     ]
 
 
+async def _ineligible(
+    db: Database, templates: Mapping[str, Template], accounts: Sequence[EmailAccount], skipped: Skipped
+) -> list[dict[str, Any]]:
+    general = await general_settings_by_account(db, skipped)
+    found = eligibility.ineligible_accounts(templates.values(), accounts, general)
+    return [{"id": i.account.id, "email": i.account.email, "missing": list(i.missing)} for i in found]
+
+
 async def _show_campaign(db: Database, campaign_id: str, now: datetime, skipped: Skipped) -> dict[str, Any]:
     campaign = await load_campaign(db, campaign_id)
     steps = await _steps(db, campaign, skipped)
     templates = await _templates_by_id(db, steps, skipped)
+    ids, found = await _scope_accounts(db, campaign, skipped)
+    in_scope = [found[i] for i in dict.fromkeys(ids) if i in found]
     return {
         "id": campaign.id,
         "name": campaign.name,
@@ -152,14 +195,26 @@ async def _show_campaign(db: Database, campaign_id: str, now: datetime, skipped:
             }
             for s in steps
         ],
-        "accounts": await _campaign_accounts(db, campaign, skipped),
+        "accounts": _account_rows(ids, found),
         "account_scope": "listed" if campaign.settings.account_ids else "every active account",
         "leads": asdict(await _lead_counts(db, campaign.id, now)),
+        "ineligible_accounts": await _ineligible(db, templates, in_scope, skipped),
     }
 
 
+def _print_ineligible(rows: Sequence[Mapping[str, Any]]) -> None:
+    if not rows:
+        return
+    console.print(f"not eligible: {len(rows)} account(s) cannot render this campaign's templates")
+    for row in rows:
+        console.print(f"  {row['email']} ({row['id']}): missing {', '.join(row['missing'])}")
+        for variable in row["missing"]:
+            console.print(f"    {eligibility.fix_hint(variable, row['email'])}")
+
+
 def show_campaign(ctx: typer.Context, campaign_id: str = CAMPAIGN_ARGUMENT, json_: bool = JSON_OPTION) -> None:
-    """Show a campaign's settings, its sequence steps, the accounts it may send from and its lead counts.
+    """Show a campaign's settings, its sequence steps, the accounts it may send from and its lead counts, then
+    the accounts that cannot render its templates (the variables they lack and where to set them).
 
     Example: outbound show-campaign 665f1c2e9b1e8a3d4c5b6a70 --json
     """
@@ -177,6 +232,7 @@ def show_campaign(ctx: typer.Context, campaign_id: str = CAMPAIGN_ARGUMENT, json
         account_rows = [[a["id"], a["email"], a["status"]] for a in info["accounts"]]
         print_table(f"Accounts ({info['account_scope']})", ["id", "email", "status"], account_rows)
         _print_lead_counts(info)
+        _print_ineligible(info["ineligible_accounts"])
 
     emit(json_, info, skipped, render)
 

@@ -109,6 +109,11 @@ def _sender_context(account: EmailAccount, general: GeneralSettings | None) -> d
     return context
 
 
+def sender_variables(account: EmailAccount, general: GeneralSettings | None) -> frozenset[str]:
+    """The account-provided variables (sender_*, account_signature) this account gives every template it renders."""
+    return frozenset(_sender_context(account, general))
+
+
 def build_context(
     *,
     campaign: Campaign,
