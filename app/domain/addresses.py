@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from email_validator import EmailNotValidError, validate_email
@@ -22,7 +23,13 @@ def normalize_email(raw: object) -> str:
     """Validate an address's syntax and return it normalised (domain lower-cased); raise InvalidAddress."""
     if not isinstance(raw, str) or not raw.strip():
         raise InvalidAddress("address is empty")
-    text = raw.strip()
+    return _normalized(raw.strip())
+
+
+# Documents are parsed again on every read (the arbiter reads the same accounts for every reservation), and
+# validation is pure: remember recent answers instead of validating the same address again.
+@functools.lru_cache(maxsize=65536)
+def _normalized(text: str) -> str:
     if has_line_break(text):
         raise InvalidAddress(f"address {text!r} contains a line break")
     try:
