@@ -31,7 +31,7 @@ class Defer:
 
 @dataclass(frozen=True)
 class GateContext:
-    """What gates may look at besides the recipient: suppressed values (address or @domain) and the time."""
+    """What gates may look at besides the recipient: suppressed values (an address or a bare domain) and the time."""
 
     now: datetime
     suppressed: Mapping[str, str] = field(default_factory=dict)
