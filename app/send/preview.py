@@ -1,77 +1,40 @@
 """`run-dispatcher --dry-run`: what a real run would do now, decided as the real run decides, writing nothing.
 
-Each active campaign's due leads are read oldest first, as the dispatcher claims them, in batches of its batch
-size, and planned with the pipeline's `GateContext` and gates (`planning.plan`). Sends go to the accounts the
-arbiter would reserve, read without writing (`store/capacity.py`), and are composed as `send/delivery.py`
-composes them; a recipient the ledger already settled is recorded, never sent. A claim's settlement is applied
-to an in-memory copy of the lead, and leads it leaves due at once (the next recipient without a wait, the next
-step without a delay) are claimed again after the others, until every lead is sent, waiting or done for now.
+Each active campaign's due leads are read oldest first, as the dispatcher claims them, with what planning them
+needs: the campaign's sequence, its accounts as the arbiter would see them (`store/capacity.py`, read without
+writing), the suppressions of their addresses and the ledger entries they may reach. `campaign_dry_run.py`
+claims them; `preview_rows.py` holds the rows it reports.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from app.domain import ledger_states as lstate
-from app.domain import planning
 from app.domain.gates import GateContext
-from app.domain.limits import allocate
-from app.domain.models import Campaign, InvalidDocument, Lead, SequenceStep, Template
-from app.domain.planning import LeadPlan
-from app.domain.settlement import LeadContext, RecipientResult, Settlement, advance, retry, settle
+from app.domain.models import SequenceStep
 from app.domain.templating import Renderer
-from app.send.compose import ComposeError, compose
+from app.send.campaign_dry_run import CampaignDryRun
+from app.send.preview_rows import ADVANCE as ADVANCE
+from app.send.preview_rows import COMPLETE as COMPLETE
+from app.send.preview_rows import FAIL as FAIL
+from app.send.preview_rows import PAUSE as PAUSE
+from app.send.preview_rows import RECORDED as RECORDED
+from app.send.preview_rows import RETRY as RETRY
+from app.send.preview_rows import SEND as SEND
+from app.send.preview_rows import SKIP as SKIP
+from app.send.preview_rows import STOP as STOP
+from app.send.preview_rows import UNSCHEDULE as UNSCHEDULE
+from app.send.preview_rows import WAIT as WAIT
+from app.send.preview_rows import Preview as Preview
+from app.send.preview_rows import PreviewRow as PreviewRow
 from app.store import leases, schema, suppressions
-from app.store.capacity import CampaignAccounts, Planned, read_accounts
+from app.store.capacity import Planned, read_accounts
 from app.store.catalog import Catalog
 from app.store.client import Database
 from app.store.ledger import send_id
 from app.transport.base import Sender
-
-# Row actions.
-SEND = "send"  # sent now, from `account`
-SKIP = "skip"  # this recipient is skipped for good (the reason is recorded)
-WAIT = "wait"  # the lead is looked at again at `send_at`
-ADVANCE = "advance"  # the step is done: the lead moves to step `step_order`, due at `send_at`
-COMPLETE = "complete"
-STOP = "stop"
-UNSCHEDULE = "unschedule"  # already stopped or completed: only its due time is removed
-PAUSE = "pause"  # the campaign pauses (template or sequence error); the lead keeps waiting
-FAIL = "fail"  # this recipient cannot be sent to and fails alone
-RETRY = "retry"  # this account cannot send the template: the recipient goes to another account
-RECORDED = "recorded"  # the ledger already has the outcome: it is recorded, not sent again
-_UNSET = object()
-
-
-@dataclass(frozen=True)
-class PreviewRow:
-    """What the real run would do now with one lead, or one of its recipients."""
-
-    campaign: str
-    lead_id: str
-    step_order: int | None = None
-    email: str | None = None
-    account: str | None = None
-    subject: str | None = None
-    send_at: datetime | None = None  # SEND: now; WAIT, ADVANCE: when the lead is looked at again
-    problem: str | None = None  # why it is not sent: the skip, wait, stop or pause reason
-    action: str = SEND
-
-
-@dataclass
-class Preview:
-    """A dry run's rows, the campaigns whose due leads were not all shown, and the campaigns that would pause."""
-
-    rows: list[PreviewRow] = field(default_factory=list)
-    capped: list[tuple[str, int, int]] = field(default_factory=list)  # (campaign, leads shown, leads due)
-    paused: dict[str, str] = field(default_factory=dict)  # campaign -> reason
-
-    def count(self, action: str) -> int:
-        """How many rows have this action."""
-        return sum(1 for row in self.rows if row.action == action)
 
 
 async def dry_run(
@@ -102,7 +65,7 @@ async def dry_run(
             if due > len(docs):
                 out.capped.append((campaign.name, len(docs), due))
         steps = await catalog.steps(campaign.sequence_id)
-        run = _CampaignRun(
+        run = CampaignDryRun(
             catalog,
             renderer,
             sender,
@@ -133,255 +96,6 @@ async def preview(
     """Only the emails `dry_run` says would be sent now (every active campaign's, or `campaign_id`'s)."""
     found = await dry_run(db, catalog, renderer, sender, now=now, campaign_id=campaign_id, limit=limit)
     return [row for row in found.rows if row.action == SEND]
-
-
-@dataclass
-class _Lead:
-    position: int
-    doc: dict[str, Any]
-    lead: Lead
-
-
-@dataclass(frozen=True)
-class _Claim:
-    sim: _Lead
-    plan: LeadPlan
-    ctx: LeadContext
-
-    @property
-    def index(self) -> int:
-        assert self.plan.index is not None, "a send plan names its recipient"
-        return self.plan.index
-
-    @property
-    def skipped(self) -> list[tuple[int, RecipientResult]]:
-        return [(i, RecipientResult("skipped", None, error=reason)) for i, reason in self.plan.skips]
-
-
-@dataclass
-class _CampaignRun:
-    """One campaign's due leads, claimed in rounds and batches as the dispatcher would claim them."""
-
-    catalog: Catalog
-    renderer: Renderer
-    sender: Sender | None
-    campaign: Campaign
-    steps: Mapping[int, SequenceStep]
-    accounts: CampaignAccounts
-    planned: Planned
-    gates: GateContext
-    ledger: Mapping[str, Mapping[str, Any]]
-    batch_size: int
-    out: Preview
-    held: tuple[str, datetime | None] | None = None  # why, and until when, no more leads are claimed
-    rows: dict[int, list[PreviewRow]] = field(default_factory=dict)  # by lead, in due order
-
-    def flush(self) -> None:
-        """Add the rows to the preview, lead by lead (each lead's in the order they happen)."""
-        self.out.rows += [row for position in sorted(self.rows) for row in self.rows[position]]
-
-    async def run(self, docs: list[dict[str, Any]]) -> None:
-        active: list[_Lead] = []
-        for position, doc in enumerate(docs):
-            try:
-                active.append(_Lead(position, doc, Lead.from_doc(doc)))
-            except InvalidDocument as exc:
-                problem = f"invalid lead: {exc}"
-                self.rows[position] = [
-                    PreviewRow(self.campaign.name, str(doc.get("_id")), action=STOP, problem=problem)
-                ]
-        while active:
-            again: list[_Lead] = []
-            for start in range(0, len(active), self.batch_size):
-                if self.held is not None:
-                    # The dispatcher claims no more of the campaign's leads: those not yet claimed keep waiting.
-                    for sim in [*active[start:], *again]:
-                        self._row(sim, WAIT, send_at=self.held[1], problem=self.held[0])
-                    return
-                again += await self._batch(active[start : start + self.batch_size])
-            active = sorted(again, key=lambda sim: sim.position)
-
-    async def _batch(self, leads: list[_Lead]) -> list[_Lead]:
-        """Plan each lead as the pipeline does; the leads a claim leaves due now are returned for another."""
-        again: list[_Lead] = []
-        claims: list[_Claim] = []
-        for sim in leads:
-            plan = planning.plan(sim.lead, self.campaign, self.steps, self.gates)
-            for index, reason in plan.skips:
-                self._row(sim, SKIP, index=index, problem=reason)
-            if plan.action == planning.SEND:
-                assert plan.step is not None
-                claims.append(_Claim(sim, plan, LeadContext(sim.lead, self.campaign, self.steps, plan.step)))
-            elif self._decided(sim, plan):
-                again.append(sim)
-        return again + await self._deliver(claims)
-
-    def _decided(self, sim: _Lead, plan: LeadPlan) -> bool:
-        """Report a plan that sends nothing; True when the lead is due again at once."""
-        action = plan.action
-        if action == planning.UNSCHEDULE:
-            state = "stopped" if sim.lead.progress.stopped else "completed"
-            self._row(sim, UNSCHEDULE, problem=f"already {state}: only unscheduled")
-        elif action in (planning.COMPLETE, planning.STOP):
-            self._row(sim, COMPLETE if action == planning.COMPLETE else STOP, problem=plan.reason)
-        elif action == planning.CONFIG_ERROR:
-            self._pause(sim, plan.reason or "configuration error")
-        elif action in (planning.WAIT, planning.INACTIVE):
-            self._row(sim, WAIT, send_at=plan.until, problem=plan.reason or "the campaign is not active")
-        else:  # STEP_DONE
-            assert plan.step is not None
-            claim = _Claim(sim, plan, LeadContext(sim.lead, self.campaign, self.steps, plan.step))
-            return self._settled(
-                claim, settle(claim.ctx, claim.skipped, self.now) if plan.skips else advance(claim.ctx, self.now)
-            )
-        return False
-
-    async def _deliver(self, claims: list[_Claim]) -> list[_Lead]:
-        """Template, account, compose and ledger, in the order `Delivery.run` takes them."""
-        ready: list[tuple[_Claim, Template]] = []
-        for claim in claims:
-            template = await self.catalog.template(claim.ctx.step.template_id)
-            if isinstance(template, Template):
-                ready.append((claim, template))
-            else:
-                missing = f"template {claim.ctx.step.template_id} not found"
-                self._pause(claim.sim, missing if template is None else str(template), claim.index)
-        wanted = len(ready)
-        shares = allocate(self.accounts.capacities(self.now, wanted, self.planned), wanted)
-        slots = [account_id for account_id, k in shares.items() for _ in range(k)]
-        return [claim.sim for claim, template in ready if await self._send(claim, template, slots)]
-
-    async def _send(self, claim: _Claim, template: Template, slots: list[str]) -> bool:
-        """One recipient: True when the lead is due again at once."""
-        account_id = _take(slots, claim.plan.avoid)
-        if account_id is None:
-            none = self.accounts.unavailable(self.now, self.planned)
-            problem = f"waits for an account: {none.reason}"
-            self._row(claim.sim, WAIT, index=claim.index, send_at=none.retry_at, problem=problem)
-            # The dispatcher claims none of the campaign's leads before then (`Dispatcher._blocked`).
-            self.held = self.held or (problem, none.retry_at)
-            return False
-        state = self.accounts.state(account_id)
-        assert state.limits is not None, "only accounts with valid limits have capacity"
-        message = compose(
-            self.renderer,
-            template,
-            campaign=self.campaign,
-            lead=claim.sim.lead,
-            step_order=claim.ctx.step.step_order,
-            index=claim.index,
-            account=state.account,
-            general=await self.catalog.general_settings(account_id),
-        )
-        if isinstance(message, ComposeError):
-            slots.insert(0, account_id)  # the reservation is rolled back
-            return self._unsendable(claim, message, account_id, state.account.email)
-        entry = self.ledger.get(send_id(claim.sim.lead.id, claim.ctx.step.step_order, claim.index))
-        if entry is not None and entry.get("state") in (*lstate.SETTLED, lstate.SENDING):
-            slots.insert(0, account_id)
-            return self._recorded(claim, entry)
-        self.planned.record(account_id, self.campaign.id, state.limits, self.now)
-        if self.sender is not None:
-            await self.sender.send(state.account, message)
-        sent = RecipientResult("sent", "contacted", account_id, message.message.message_id)
-        return self._done(claim, sent, SEND, account=state.account.email, subject=message.message.subject)
-
-    def _unsendable(self, claim: _Claim, error: ComposeError, account_id: str, email: str) -> bool:
-        """A compose error as the pipeline treats it: the template's pauses, the account's retries elsewhere."""
-        if error.kind == "template":
-            self._pause(claim.sim, error.reason, claim.index)
-            return False
-        if error.kind == "account":
-            fallback = claim.plan.avoid == account_id
-            rest = "and no other account can take it now" if fallback else "it goes to another account"
-            self._row(claim.sim, RETRY, index=claim.index, account=email, problem=f"{error.reason}; {rest}")
-            failed = RecipientResult("failed", None, account_id=account_id, error=error.reason)
-            later = retry(claim.ctx, claim.skipped, claim.index, failed, 0, self.now, self.now)
-            return not fallback and self._settled(claim, later)
-        failed = RecipientResult("failed", "failed", account_id=account_id, error=error.reason, activity="failed")
-        return self._done(claim, failed, FAIL, problem=error.reason)
-
-    def _recorded(self, claim: _Claim, entry: Mapping[str, Any]) -> bool:
-        """A recipient the ledger already has: the real run records the outcome and sends nothing."""
-        state = str(entry.get("state"))
-        problem = f"already {state}: recorded, not sent"
-        if state == lstate.SENDING:
-            # An attempt that stopped mid-send: it may have been delivered, so it is declared uncertain.
-            problem, state = "already sending (an interrupted attempt): declared uncertain, not sent", lstate.UNCERTAIN
-        status = {lstate.SENT: "contacted", lstate.UNCERTAIN: "uncertain"}.get(state, "failed")
-        result = RecipientResult(state if state in (lstate.SENT, lstate.UNCERTAIN) else "failed", status)
-        return self._done(claim, result, RECORDED, problem=problem)
-
-    def _done(self, claim: _Claim, result: RecipientResult, action: str, **values: Any) -> bool:
-        """Report the claimed recipient's outcome and settle the lead with it (the skips before it too)."""
-        self._row(claim.sim, action, index=claim.index, **values)
-        return self._settled(claim, settle(claim.ctx, [*claim.skipped, (claim.index, result)], self.now))
-
-    def _settled(self, claim: _Claim, settlement: Settlement) -> bool:
-        """Apply a claim's settlement to the lead's copy; report where it leaves the lead; True when due now."""
-        sim = claim.sim
-        _apply(sim.doc, settlement)
-        sim.lead = Lead.from_doc(sim.doc)
-        due = settlement.next_due_at
-        if settlement.step_completed and due is None:
-            self._row(sim, COMPLETE)
-            return False
-        if settlement.step_completed:
-            self._row(sim, ADVANCE, send_at=due)
-        if due is not None and due <= self.now:
-            return True
-        if not settlement.step_completed:
-            self._row(sim, WAIT, send_at=due, problem=_why_later(sim.lead, claim.ctx.step, self.campaign))
-        return False
-
-    def _pause(self, sim: _Lead, reason: str, index: int | None = None) -> None:
-        if self.held is None or self.held[1] is not None:  # a pause outlasts a wait for an account
-            self.held = (f"held while the campaign is paused: {reason}", None)
-        self.out.paused.setdefault(self.campaign.name, reason)
-        self._row(sim, PAUSE, index=index, problem=f"campaign would pause: {reason}")
-
-    @property
-    def now(self) -> datetime:
-        return self.gates.now
-
-    def _row(self, sim: _Lead, action: str, *, index: int | None = None, **values: Any) -> None:
-        """Add a row; `values` are PreviewRow fields (account, subject, send_at, problem)."""
-        email = sim.lead.recipients[index].email if index is not None else None
-        if action == SEND:
-            values["send_at"] = self.now
-        step = sim.lead.progress.current_step_order
-        row = PreviewRow(self.campaign.name, str(sim.lead.id), step, email, action=action, **values)
-        self.rows.setdefault(sim.position, []).append(row)
-
-
-def _take(slots: list[str], avoid: str | None) -> str | None:
-    """The next reserved account, another than `avoid` when there is one (as `Delivery._reserve_one`)."""
-    for i, account_id in enumerate(slots):
-        if account_id != avoid:
-            return slots.pop(i)
-    return slots.pop(0) if slots else None
-
-
-def _why_later(lead: Lead, step: SequenceStep, campaign: Campaign) -> str:
-    if planning.pending_recipients(lead, step.step_order):
-        return f"the next recipient follows the campaign's min_wait_time ({campaign.settings.min_wait_time:g} min)"
-    return f"an uncertain send of step {step.step_order} awaits resolve-send (or counts as sent then)"
-
-
-def _apply(doc: dict[str, Any], settlement: Settlement) -> None:
-    """Apply a settlement's `$set` and `$unset` paths and its next due time to a lead document, in memory."""
-    changes = [*settlement.set.items(), *((p, _UNSET) for p in settlement.unset)]
-    for path, value in [*changes, ("progress.next_due_at", settlement.next_due_at)]:
-        *parents, last = path.split(".")
-        node: Any = doc
-        for key in parents:
-            node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
-        if value is _UNSET:
-            node.pop(last, None)
-        elif isinstance(node, list):
-            node[int(last)] = value
-        else:
-            node[last] = value
 
 
 def _emails(docs: Sequence[Mapping[str, Any]]) -> list[str]:
