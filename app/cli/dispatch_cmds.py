@@ -1,45 +1,26 @@
-"""`run-dispatcher` (seed 001) and `update-lead-statuses`."""
+"""`run-dispatcher` (seed 001) and `update-lead-statuses`.
+
+The run wiring lives in `dispatcher_wiring.py`, the dry run's reading and printing in `dispatch_dry_run.py`.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import signal
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from typing import Any
 
 import typer
-from rich.markup import escape
 
-from app.cli.common import (
-    JSON_OPTION,
-    console,
-    err_console,
-    fail,
-    fmt_time,
-    print_json,
-    print_table,
-    run_db,
-    settings_of,
-)
+from app.cli.common import JSON_OPTION, console, fail, print_json, run_db, settings_of
+from app.cli.dispatch_dry_run import DryRunFindings, print_dry_run, read_dry_run
+from app.cli.dispatcher_wiring import build_dispatcher as build_dispatcher
+from app.cli.dispatcher_wiring import dispatcher_options, run_over_smtp
+from app.cli.dispatcher_wiring import run_until_signalled as run_until_signalled
 from app.config import Settings
-from app.dispatch.dispatcher import Dispatcher, DispatcherOptions, DispatcherStats, default_owner
-from app.domain.health import HealthPolicy
-from app.domain.outcomes import RetryPolicy
-from app.domain.settlement import Outcome
-from app.domain.templating import Renderer
+from app.dispatch.dispatcher import DispatcherOptions, DispatcherStats
 from app.logging import configure_logging
-from app.send.pipeline import Pipeline, PipelineConfig, utcnow
-from app.send.preview import SEND, SKIP, WAIT, Preview, PreviewRow, dry_run
 from app.store import schema
-from app.store.arbiter import Arbiter
-from app.store.catalog import Catalog
 from app.store.client import Database
 from app.store.documents import get_doc, id_filter
 from app.store.statuses import rebuild_statuses
-from app.transport.base import Sender
-from app.transport.dryrun import DryRunSender
-from app.transport.smtp import SmtpSender
 
 
 def _split_ids(values: list[str] | None) -> frozenset[str] | None:
@@ -57,147 +38,56 @@ async def _check_targets(db: Database, campaign_id: str | None, accounts: frozen
         await get_doc(db[schema.EMAIL_ACCOUNTS], "account", account_id)
 
 
-def build_dispatcher(
-    db: Database,
-    settings: Settings,
-    sender: Sender,
-    options: DispatcherOptions,
-    *,
-    account_filter: frozenset[str] | None = None,
-    owner: str | None = None,
-    on_outcome: Callable[[Outcome], None] | None = None,
-) -> Dispatcher:
-    """Wire a dispatcher with its send pipeline, arbiter, catalog and renderer from settings."""
-    owner = owner or default_owner()
-    catalog = Catalog(db)
-    pipeline = Pipeline(
-        db,
-        # A send is MAIL, RCPT, DATA and maybe a connect, each bounded by the SMTP timeout.
-        arbiter=Arbiter(db, owner=owner, hold_seconds=4 * settings.smtp_timeout),
-        sender=sender,
-        catalog=catalog,
-        renderer=Renderer(),
-        config=PipelineConfig(
-            retry=RetryPolicy(
-                base_seconds=settings.retry_base_seconds,
-                cap_seconds=settings.retry_cap_seconds,
-                max_attempts=settings.retry_max_attempts,
-            ),
-            lease_seconds=options.lease_seconds,
-            send_timeout_seconds=settings.smtp_timeout,
-            account_filter=account_filter,
-            health=HealthPolicy(
-                max_error_rate=settings.pause_error_rate,
-                min_attempts=settings.pause_min_attempts,
-                window=max(50, settings.pause_min_attempts),
-            ),
-        ),
-    )
-    return Dispatcher(db, pipeline, catalog, options, owner=owner, on_outcome=on_outcome)
+def _dispatch(settings: Settings, options: DispatcherOptions, accounts: frozenset[str] | None) -> DispatcherStats:
+    """Check the targets, then send until signalled."""
+
+    async def work(db: Database) -> DispatcherStats:
+        await _check_targets(db, options.campaign_id, accounts)
+        return await run_over_smtp(db, settings, options, accounts)
+
+    return run_db(settings, work)
 
 
-async def run_until_signalled(dispatcher: Dispatcher) -> DispatcherStats:
-    """Run the loop; SIGTERM or SIGINT stops claiming and drains in-flight work."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, dispatcher.stop)
-    try:
-        return await dispatcher.run()
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+def _dry_run_findings(
+    settings: Settings, options: DispatcherOptions, accounts: frozenset[str] | None, limit: int
+) -> DryRunFindings:
+    """Check the targets, then read what a real run would do now."""
+
+    async def work(db: Database) -> DryRunFindings:
+        await _check_targets(db, options.campaign_id, accounts)
+        return await read_dry_run(db, options, accounts, limit)
+
+    # A dry run must leave the database as it found it, so the schema is checked rather than ensured.
+    return run_db(settings, work, read_only=True)
 
 
-@dataclass(frozen=True)
-class _DryRun:
-    """What a dry run found: what a real run would do now, and the part of the schema it would create first."""
-
-    database: str
-    preview: Preview
-    missing_collections: list[str]
-    missing_indexes: list[schema.MissingIndex]
-
-
-async def _dry_run(db: Database, options: DispatcherOptions, accounts: frozenset[str] | None, limit: int) -> _DryRun:
-    """Preview what a real run would do now, through the dry-run sender; reads only (the schema is checked)."""
-    missing_collections = await schema.missing_collections(db)
-    missing_indexes = await schema.missing_indexes(db)
-    found = await dry_run(
-        db,
-        Catalog(db),
-        Renderer(),
-        DryRunSender(),
-        now=utcnow(),
-        campaign_id=options.campaign_id,
-        account_filter=accounts,
-        limit=limit,
-        batch_size=options.batch_size,
-    )
-    return _DryRun(db.name, found, missing_collections, missing_indexes)
-
-
-def _schema_warning(
-    database: str, collections: Collection[str], indexes: Collection[schema.MissingIndex]
-) -> str | None:
-    """The dry run's warning about missing collections and indexes, or None when the schema is complete."""
-    if not collections and not indexes:
-        return None
-    lines = [f"database {database} lacks collections or indexes the dispatcher relies on (a dry run creates none):"]
-    if collections:
-        lines.append(f"  missing collections (read as empty here): {', '.join(collections)}")
-    # A missing collection lacks every index of its own: naming the collection says so.
-    lines.extend(f"  missing index {index}" for index in indexes if index.collection not in collections)
-    lines.append(
-        "`outbound run-dispatcher` without --dry-run creates them before it sends, "
-        "as does any command that writes (import-leads, demo seed)."
-    )
-    return "\n".join(lines)
-
-
-def _print_dry_run(dry: _DryRun, as_json: bool) -> None:
-    """The schema warning on stderr (stdout stays the preview alone, for --json), then the preview."""
-    warning = _schema_warning(dry.database, dry.missing_collections, dry.missing_indexes)
-    if warning is not None:
-        err_console.print(f"[bold yellow]warning:[/] {escape(warning)}")
-    _print_preview(dry.preview, as_json)
-
-
-def _cells(r: PreviewRow) -> tuple[Any, ...]:
-    return (
-        r.campaign,
-        r.lead_id,
-        r.step_order,
-        r.action,
-        r.email,
-        r.account,
-        r.subject,
-        fmt_time(r.send_at),
-        r.problem,
-    )
-
-
-def _print_preview(found: Preview, as_json: bool) -> None:
-    """The rows (a table, or a JSON list), then the summary and what was left out (on stderr with --json)."""
+def _print_stats(stats: DispatcherStats, as_json: bool) -> None:
+    summary = {"claimed": stats.claimed, "outcomes": dict(stats.outcomes), "db_errors": stats.db_errors}
     if as_json:
-        print_json([row.__dict__ for row in found.rows])
+        print_json(summary)
     else:
-        print_table(
-            f"Dry run: {found.count(SEND)} emails would be sent now (nothing was sent or changed)",
-            ["campaign", "lead", "step", "action", "to", "from", "subject", "at (UTC)", "reason"],
-            [_cells(r) for r in found.rows],
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(stats.outcomes.items())) or "nothing"
+        console.print(f"Dispatcher stopped: {stats.claimed} leads processed ({outcomes}).")
+
+
+async def _rebuild(db: Database, campaign_id: str | None) -> dict[str, int]:
+    """Rebuild statuses of every lead, or of the campaign's (NotFound when it does not exist)."""
+    flt: dict[str, Any] = {}
+    if campaign_id is not None:
+        campaign = await get_doc(db[schema.CAMPAIGNS], "campaign", campaign_id)
+        flt = id_filter(str(campaign["_id"]), "campaign_id")
+    return await rebuild_statuses(db, flt)
+
+
+def _print_counts(counts: dict[str, int], as_json: bool) -> None:
+    if as_json:
+        print_json(counts)
+    else:
+        console.print(
+            f"Examined {counts['examined']} leads: {counts['changed']} updated, "
+            f"{counts['unchanged']} already right, {counts['leased']} skipped (held by a dispatcher), "
+            f"{counts['invalid']} malformed."
         )
-    notes = [
-        f"Would be sent now: {found.count(SEND)}; skipped: {found.count(SKIP)}; waiting: {found.count(WAIT)}; "
-        f"campaigns that would pause: {len(found.paused)}.",
-        *(f"campaign {name} would pause: {reason}" for name, reason in found.paused.items()),
-        *(
-            f"campaign {name}: showing {shown} of {due} due leads (raise --limit to see more)"
-            for name, shown, due in found.capped
-        ),
-    ]
-    out = err_console if as_json else console
-    for note in notes:
-        out.print(escape(note))
 
 
 def register(app: typer.Typer) -> None:
@@ -235,43 +125,18 @@ def register(app: typer.Typer) -> None:
         if verbose:
             configure_logging("DEBUG", "console")
         accounts = _split_ids(account_filter)
-        options = DispatcherOptions(
+        options = dispatcher_options(
+            settings,
             campaign_id=campaign_id,
-            batch_size=batch_size or settings.batch_size,
-            concurrency=concurrency or settings.concurrency,
-            poll_interval=poll_interval or settings.poll_interval,
-            lease_seconds=settings.lease_seconds,
-            shutdown_grace_seconds=settings.shutdown_grace_seconds,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            poll_interval=poll_interval,
             once=once,
         )
-
-        async def work(db: Database) -> Any:
-            await _check_targets(db, campaign_id, accounts)
-            if dry_run:
-                return await _dry_run(db, options, accounts, limit)
-            smtp = SmtpSender(
-                timeout=settings.smtp_timeout,
-                default_starttls=settings.smtp_starttls,
-                local_hostname=settings.helo_name,
-            )
-            try:
-                dispatcher = build_dispatcher(db, settings, smtp, options, account_filter=accounts)
-                return await run_until_signalled(dispatcher)
-            finally:
-                await smtp.close()
-
-        # A dry run must leave the database as it found it, so the schema is checked rather than ensured.
-        result = run_db(settings, work, read_only=dry_run)
         if dry_run:
-            _print_dry_run(result, json_)
+            print_dry_run(_dry_run_findings(settings, options, accounts, limit), json_)
             return
-        stats: DispatcherStats = result
-        summary = {"claimed": stats.claimed, "outcomes": dict(stats.outcomes), "db_errors": stats.db_errors}
-        if json_:
-            print_json(summary)
-        else:
-            outcomes = ", ".join(f"{k} {v}" for k, v in sorted(stats.outcomes.items())) or "nothing"
-            console.print(f"Dispatcher stopped: {stats.claimed} leads processed ({outcomes}).")
+        _print_stats(_dispatch(settings, options, accounts), json_)
 
     @app.command("update-lead-statuses")
     def update_lead_statuses(
@@ -289,20 +154,9 @@ def register(app: typer.Typer) -> None:
         settings = settings_of(ctx)
 
         async def work(db: Database) -> dict[str, int]:
-            flt: dict[str, Any] = {}
-            if campaign_id is not None:
-                campaign = await get_doc(db[schema.CAMPAIGNS], "campaign", campaign_id)
-                flt = id_filter(str(campaign["_id"]), "campaign_id")
-            return await rebuild_statuses(db, flt)
+            return await _rebuild(db, campaign_id)
 
         counts = run_db(settings, work)
-        if json_:
-            print_json(counts)
-        else:
-            console.print(
-                f"Examined {counts['examined']} leads: {counts['changed']} updated, "
-                f"{counts['unchanged']} already right, {counts['leased']} skipped (held by a dispatcher), "
-                f"{counts['invalid']} malformed."
-            )
+        _print_counts(counts, json_)
         if counts["invalid"]:
             fail(f"{counts['invalid']} malformed leads were skipped; see the log for which and why")

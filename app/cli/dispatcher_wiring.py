@@ -1,0 +1,108 @@
+"""The run wiring of `run-dispatcher`: options from settings, a dispatcher with its pipeline, SMTP, and signals."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+
+from app.config import Settings
+from app.dispatch.dispatcher import Dispatcher, DispatcherOptions, DispatcherStats, default_owner
+from app.domain.health import HealthPolicy
+from app.domain.outcomes import RetryPolicy
+from app.domain.settlement import Outcome
+from app.domain.templating import Renderer
+from app.send.pipeline import Pipeline, PipelineConfig
+from app.store.arbiter import Arbiter
+from app.store.catalog import Catalog
+from app.store.client import Database
+from app.transport.base import Sender
+from app.transport.smtp import SmtpSender
+
+
+def dispatcher_options(
+    settings: Settings,
+    *,
+    campaign_id: str | None,
+    batch_size: int | None,
+    concurrency: int | None,
+    poll_interval: float | None,
+    once: bool,
+) -> DispatcherOptions:
+    """The loop's options: the command's, where given, else the settings'."""
+    return DispatcherOptions(
+        campaign_id=campaign_id,
+        batch_size=batch_size or settings.batch_size,
+        concurrency=concurrency or settings.concurrency,
+        poll_interval=poll_interval or settings.poll_interval,
+        lease_seconds=settings.lease_seconds,
+        shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        once=once,
+    )
+
+
+def build_dispatcher(
+    db: Database,
+    settings: Settings,
+    sender: Sender,
+    options: DispatcherOptions,
+    *,
+    account_filter: frozenset[str] | None = None,
+    owner: str | None = None,
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> Dispatcher:
+    """Wire a dispatcher with its send pipeline, arbiter, catalog and renderer from settings."""
+    owner = owner or default_owner()
+    catalog = Catalog(db)
+    pipeline = Pipeline(
+        db,
+        # A send is MAIL, RCPT, DATA and maybe a connect, each bounded by the SMTP timeout.
+        arbiter=Arbiter(db, owner=owner, hold_seconds=4 * settings.smtp_timeout),
+        sender=sender,
+        catalog=catalog,
+        renderer=Renderer(),
+        config=PipelineConfig(
+            retry=RetryPolicy(
+                base_seconds=settings.retry_base_seconds,
+                cap_seconds=settings.retry_cap_seconds,
+                max_attempts=settings.retry_max_attempts,
+            ),
+            lease_seconds=options.lease_seconds,
+            send_timeout_seconds=settings.smtp_timeout,
+            account_filter=account_filter,
+            health=HealthPolicy(
+                max_error_rate=settings.pause_error_rate,
+                min_attempts=settings.pause_min_attempts,
+                window=max(50, settings.pause_min_attempts),
+            ),
+        ),
+    )
+    return Dispatcher(db, pipeline, catalog, options, owner=owner, on_outcome=on_outcome)
+
+
+async def run_until_signalled(dispatcher: Dispatcher) -> DispatcherStats:
+    """Run the loop; SIGTERM or SIGINT stops claiming and drains in-flight work."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, dispatcher.stop)
+    try:
+        return await dispatcher.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def run_over_smtp(
+    db: Database, settings: Settings, options: DispatcherOptions, accounts: frozenset[str] | None
+) -> DispatcherStats:
+    """Send over SMTP until signalled (or, with --once, until nothing is due); the connections are closed after."""
+    smtp = SmtpSender(
+        timeout=settings.smtp_timeout,
+        default_starttls=settings.smtp_starttls,
+        local_hostname=settings.helo_name,
+    )
+    try:
+        dispatcher = build_dispatcher(db, settings, smtp, options, account_filter=accounts)
+        return await run_until_signalled(dispatcher)
+    finally:
+        await smtp.close()
