@@ -22,6 +22,7 @@ from app.domain.outcomes import AUTH, IN_DOUBT, PERMANENT, TRANSIENT, Failure, V
 from app.domain.recipient_status import recipient_status
 from app.domain.settlement import Outcome, RecipientResult, Settlement, release, retry, settle
 from app.logging import get_logger
+from app.send.connections import ConnectionLocks, HeldConnections
 from app.store import ledger, schema, suppressions
 from app.store.arbiter import Arbiter, Reservation
 from app.store.client import Database
@@ -56,43 +57,6 @@ class _Sent:
     recorded: bool = True  # False: another dispatcher declared it uncertain meanwhile
 
 
-class _Held:
-    """Connection locks one round holds; each is released once, when its send is over."""
-
-    def __init__(self, locks: dict[str, asyncio.Lock]) -> None:
-        self._locks = locks
-
-    def release(self, account_id: str) -> None:
-        lock = self._locks.pop(account_id, None)
-        if lock is not None:
-            lock.release()
-
-    def release_all(self) -> None:
-        for account_id in list(self._locks):
-            self.release(account_id)
-
-
-class _Connections:
-    """One lock per account, shared by the dispatcher's batches: a send is in the SMTP exchange only while its
-    round holds the account's lock (the transport keeps one connection per account)."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    async def take(self, account_ids: list[str]) -> _Held:
-        """Acquire the accounts' locks in sorted order (so two rounds never wait for each other in a cycle)."""
-        taken: dict[str, asyncio.Lock] = {}
-        try:
-            for account_id in sorted(account_ids):
-                lock = self._locks.setdefault(account_id, asyncio.Lock())
-                await lock.acquire()
-                taken[account_id] = lock
-        except BaseException:
-            _Held(taken).release_all()
-            raise
-        return _Held(taken)
-
-
 class Rounds:
     """Hands ready messages to SMTP, a round at a time, and turns what happened into settlements."""
 
@@ -114,7 +78,7 @@ class Rounds:
         self.stopping = stopping
         self.lost: dict[int, Outcome] = {}
         self.clock = clock
-        self._connections = _Connections()
+        self._connections = ConnectionLocks()
 
     async def run(self, ready: list[Ready], now: datetime) -> list[tuple[SendItem, Settlement]]:
         """Send every ready message (rounds of one per account) and settle each."""
@@ -156,7 +120,7 @@ class Rounds:
             held.release_all()
 
     async def _start_and_send(
-        self, batch: list[Ready], now: datetime, held: _Held
+        self, batch: list[Ready], now: datetime, held: HeldConnections
     ) -> tuple[list[_Sent], list[tuple[SendItem, Settlement]]]:
         new = [
             ledger.NewSend(
