@@ -211,8 +211,16 @@ def usage_totals(sync_db: Any) -> dict[str, dict[str, int]]:
     return dict(totals)
 
 
-def holds_reservation(sync_db: Any, pid: int) -> bool:
-    """True while the dispatcher process `pid` holds an account's wait window (reservation tokens start with
-    its owner name, `<host>:<pid>:<suffix>`)."""
-    tokens = sync_db[schema.EMAIL_ACCOUNTS].distinct("reservation_token")
-    return any(isinstance(t, str) and t.split(":")[1:2] == [str(pid)] for t in tokens)
+def holds_unsent_reservation(sync_db: Any, pid: int) -> bool:
+    """True while the dispatcher process `pid` holds an account's wait window and none of that account's sends
+    is in the ledger's `sending` state: it reserved and has not begun the SMTP exchange. Reservation tokens
+    start with the owner name, `<host>:<pid>:<suffix>`."""
+    held = [
+        doc["_id"]
+        for doc in sync_db[schema.EMAIL_ACCOUNTS].find(
+            {"reservation_token": {"$type": "string"}}, {"reservation_token": 1}
+        )
+        if doc["reservation_token"].split(":")[1:2] == [str(pid)]
+    ]
+    ids = [str(i) for i in held]
+    return bool(ids) and sync_db[schema.SENDS].count_documents({"state": "sending", "account_id": {"$in": ids}}) == 0

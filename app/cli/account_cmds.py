@@ -88,6 +88,8 @@ async def _account_rows(db: Database, day: str, skipped: Skipped) -> list[dict[s
                 "sent": used.sent,
                 "committed": used.committed,
                 "reserved": used.reserved,
+                # Of those, not yet handed to SMTP: given back within a lease period if their dispatcher died.
+                "reserved_unsent": used.reserved_unsent,
                 "campaigns": dict(used.campaigns),
                 "limit": lim.max_daily_sends,
                 "remaining": reports.remaining_sends(used.sent, lim.max_daily_sends),
@@ -144,7 +146,8 @@ def list_accounts(ctx: typer.Context, json_: bool = JSON_OPTION) -> None:
 
 
 def show_account_stats(ctx: typer.Context, json_: bool = JSON_OPTION, day: str | None = DAY_OPTION) -> None:
-    """Show each account's sends for a UTC day: sent, committed, reserved, per campaign, limit and remaining.
+    """Show each account's sends for a UTC day: sent, committed, reserved (and of those, reserved but not yet
+    handed to SMTP), per campaign, limit and remaining.
 
     Example: outbound show-account-stats --day 2025-01-31
     """
@@ -152,10 +155,13 @@ def show_account_stats(ctx: typer.Context, json_: bool = JSON_OPTION, day: str |
     rows = run_db(settings_of(ctx), lambda db: _account_rows(db, chosen, skipped))
 
     def render() -> None:
-        columns = ["id", "email", "sent", "committed", "reserved", "per campaign", "limit", "remaining"]
+        columns = [
+            *("id", "email", "sent", "committed", "reserved", "reserved-but-unsent"),
+            *("per campaign", "limit", "remaining"),
+        ]
         table = [
             [
-                *(r["id"], r["email"], r["sent"], r["committed"], r["reserved"]),
+                *(r["id"], r["email"], r["sent"], r["committed"], r["reserved"], r["reserved_unsent"]),
                 *(", ".join(f"{c}: {n}" for c, n in r["campaigns"].items()) or "-", r["limit"], r["remaining"]),
             ]
             for r in rows

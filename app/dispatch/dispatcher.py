@@ -3,6 +3,9 @@
 A scan never blocks on a full pool: it claims only as many leads as there are free workers, and whatever it
 leaves behind is found again by the next scan. Between scans it sleeps until the earliest next due time or the
 poll interval, whichever comes first, and wakes early when a worker finishes.
+
+Beside the loop, a heartbeat task writes `dispatchers.beat_at` every `beat_seconds(lease_seconds)` and, on each
+beat, gives back what gone dispatchers reserved but never handed to SMTP (`Arbiter.reclaim`).
 """
 
 from __future__ import annotations
@@ -22,12 +25,15 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
+from app.domain.collections import DISPATCHERS
+from app.domain.liveness import beat_seconds
 from app.domain.models import Campaign
 from app.domain.scheduling import sleep_seconds
 from app.domain.settlement import Outcome
 from app.logging import get_logger
 from app.send.pipeline import Pipeline, utcnow
-from app.store import leases, schema, suppressions
+from app.store import dispatchers, leases, schema, suppressions
+from app.store.arbiter import Arbiter
 from app.store.catalog import Catalog
 from app.store.client import Database
 from app.store.leases import Lease
@@ -96,6 +102,9 @@ class Dispatcher:
         self._windows: dict[str, leases.DueWindow] = {}  # campaign id -> where its oldest due leads are
         self._blocked: dict[str, datetime] = {}  # campaign id -> when an account may next send for it
         self.log = get_logger(dispatcher=self.owner)
+        self._heartbeats = db[DISPATCHERS]
+        self._beat_seconds = beat_seconds(options.lease_seconds)
+        self._reclaimer = Arbiter(db, owner=self.owner)  # only reclaims: reservations are the pipeline's
 
     def stop(self) -> None:
         """Stop claiming; in-flight leads finish (or are released) within the shutdown grace period."""
@@ -107,6 +116,9 @@ class Dispatcher:
         """The loop. Database errors are logged and retried with backoff; they never end the loop."""
         self.log.info("dispatcher.started", concurrency=self.options.concurrency, once=self.options.once)
         failures = 0
+        # The first beat comes before any reservation, so whatever this process holds has an owner to judge.
+        await self._beat()
+        heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
         try:
             while not self._stopping.is_set():
                 if self._tasks and self.options.concurrency - self._in_flight < self._refill_at:
@@ -129,8 +141,61 @@ class Dispatcher:
                     await self._sleep(sleep_seconds(self.clock(), earliest, self.options.poll_interval))
         finally:
             await self._drain()
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            await self._mark_stopped()
         self.log.info("dispatcher.stopped", claimed=self.stats.claimed, outcomes=dict(self.stats.outcomes))
         return self.stats
+
+    async def _heartbeat(self) -> None:
+        """Beat every `beat_seconds`, then reclaim what gone dispatchers left open. Never ends the loop."""
+        while True:
+            await asyncio.sleep(self._beat_seconds)
+            if await self._beat():
+                await self._reclaim()
+
+    async def _beat(self) -> bool:
+        try:
+            await dispatchers.beat(
+                self._heartbeats,
+                self.owner,
+                self.clock(),
+                beat_seconds=self._beat_seconds,
+                host=socket.gethostname(),
+                pid=os.getpid(),
+            )
+            return True
+        except PyMongoError as exc:
+            # Missed beats only make peers take this dispatcher for gone: its unsent reservations are then
+            # returned and mark_in_flight refuses their sends, so nothing is doubled.
+            self.stats.db_errors += 1
+            self.log.warning("dispatcher.db_error", error=str(exc), phase="heartbeat")
+            return False
+
+    async def _reclaim(self) -> None:
+        now = self.clock()
+
+        async def gone(owners: set[str]) -> set[str]:
+            return await dispatchers.gone(self._heartbeats, owners, now, beat_seconds=self._beat_seconds)
+
+        try:
+            reclaimed = await self._reclaimer.reclaim(now, gone)
+        except PyMongoError as exc:
+            self.stats.db_errors += 1
+            self.log.warning("dispatcher.db_error", error=str(exc), phase="reclaim")
+            return
+        if reclaimed.returned:
+            # Accounts may be free before the times the arbiter last gave for them: look now.
+            self._blocked.clear()
+            self._wake.set()
+
+    async def _mark_stopped(self) -> None:
+        try:
+            await dispatchers.stopped(self._heartbeats, self.owner, self.clock())
+        except PyMongoError as exc:
+            # Peers then take this dispatcher for gone once its beats are missed.
+            self.log.warning("dispatcher.db_error", error=str(exc), phase="stopped")
 
     def _due_soon(self, earliest: datetime | None) -> bool:
         return earliest is not None and earliest <= self.clock()

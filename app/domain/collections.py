@@ -15,6 +15,7 @@ ACTIVITIES = "activities"
 SENDS = "sends"
 ACCOUNT_USAGE = "account_usage"
 SUPPRESSIONS = "suppressions"
+DISPATCHERS = "dispatchers"  # heartbeats
 
 ALL_COLLECTIONS = (
     CAMPAIGNS,
@@ -28,4 +29,5 @@ ALL_COLLECTIONS = (
     SENDS,
     ACCOUNT_USAGE,
     SUPPRESSIONS,
+    DISPATCHERS,
 )

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from app.domain.liveness import MAX_BEAT_SECONDS, reclaim_seconds
 from app.domain.models import AccountCampaignSettings, Campaign
 from app.domain.scheduling import next_day_start
 
@@ -23,6 +24,11 @@ TAKEN = "taken"
 LIMIT_RACED = "limit_raced"
 INVALID_SETTINGS = "invalid_settings"
 INVALID_ACCOUNT = "invalid_account"
+# A window held by a live reservation is looked at again this long after its send should have ended.
+HELD_WINDOW_MARGIN_SECONDS = 1.0
+# By then a reservation not yet in flight has flown, been rolled back, or (its holder gone) been reclaimed,
+# whatever lease its holder runs with.
+UNSENT_RECHECK_SECONDS = reclaim_seconds(MAX_BEAT_SECONDS)
 
 _REASON_TEXT = {
     MAX_DAILY_SENDS: "at max_daily_sends for today",
@@ -109,12 +115,58 @@ def free_at(
     campaign_sent_today: int,
     next_available_at: datetime | None,
     now: datetime,
+    *,
+    unsent: tuple[int, int] = (0, 0),
+    recheck_at: datetime | None = None,
 ) -> datetime:
-    """When this account could next send for this campaign: its wait window's end, or tomorrow when exhausted."""
+    """When this account could next send for this campaign: its wait window's end, or tomorrow when exhausted.
+
+    `unsent` (all campaigns, this campaign) are counted reservations not yet handed to SMTP: a rollback, or the
+    reclaim of a crashed holder, may give them back. When a limit is reached only because of them and
+    `recheck_at` is given, that is when to look again instead of tomorrow.
+    """
     earliest = now if next_available_at is None else max(now, next_available_at)
     if has_capacity(limits, sent_today, campaign_sent_today):
         return earliest
+    without_unsent = (sent_today - unsent[0], campaign_sent_today - unsent[1])
+    if recheck_at is not None and has_capacity(limits, *without_unsent):
+        return max(min(recheck_at, next_day_start(now)), earliest)
     return max(next_day_start(now), earliest)
+
+
+def unsent_recheck(
+    since: datetime,
+    now: datetime,
+    *,
+    horizon_seconds: float = UNSENT_RECHECK_SECONDS,
+    margin_seconds: float = HELD_WINDOW_MARGIN_SECONDS,
+) -> datetime:
+    """When to look again at a limit filled by reservations not yet in flight, the oldest made at `since`.
+
+    By `since + horizon_seconds` each has flown, been rolled back or been reclaimed; never sooner than a margin
+    from `now`, so a slow holder is polled, not spun on.
+    """
+    return max(since + timedelta(seconds=horizon_seconds), now + timedelta(seconds=margin_seconds))
+
+
+def held_window_end(
+    next_available_at: datetime | None,
+    reserved_wait_end: datetime | None,
+    now: datetime,
+    *,
+    margin_seconds: float = HELD_WINDOW_MARGIN_SECONDS,
+) -> datetime | None:
+    """When a wait window held by an open reservation can really end, for a waiting lead's retry time.
+
+    While reserved, the window stays closed until the holder's crash hold ends (`next_available_at`), but a live
+    holder moves it to its hand-over plus the wait when it commits. `reserved_wait_end` (reservation time plus the
+    wait; None when no reservation holds the window) is therefore the earliest end: look again a margin after it,
+    and every margin while the send lasts, never later than the hold.
+    """
+    if next_available_at is None or reserved_wait_end is None:
+        return next_available_at
+    expected = max(reserved_wait_end, now) + timedelta(seconds=margin_seconds)
+    return min(next_available_at, expected)
 
 
 def capacity(limits: AccountLimits, sent_today: int, campaign_sent_today: int, wanted: int) -> int:

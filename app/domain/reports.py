@@ -160,6 +160,9 @@ class AccountUsage:
     sent: int = 0  # reserved + committed, all campaigns
     committed: int = 0
     campaigns: Mapping[str, int] = field(default_factory=dict)
+    # Open reservations whose message was not yet handed to SMTP (`open.<key>.flown` false): a crash of their
+    # holder gives them back; they are part of `reserved`.
+    reserved_unsent: int = 0
 
     @property
     def reserved(self) -> int:
@@ -191,7 +194,16 @@ def usage_from_doc(doc: Mapping[str, Any]) -> AccountUsage:
         sent=_count(doc, "sent", doc.get("sent")),
         committed=_count(doc, "committed", doc.get("committed")),
         campaigns={str(k): _count(doc, f"campaigns.{k}", v) for k, v in campaigns.items()},
+        reserved_unsent=_unsent(doc),
     )
+
+
+def _unsent(doc: Mapping[str, Any]) -> int:
+    """Open reservation records that say their message never went out; malformed records are not counted."""
+    records = doc.get("open") or {}
+    if not isinstance(records, Mapping):
+        raise InvalidDocument(schema.ACCOUNT_USAGE, doc.get("_id"), "open", "must be an object of reservations")
+    return sum(1 for r in records.values() if isinstance(r, Mapping) and r.get("flown") is False)
 
 
 def remaining_sends(sent: int, limit: int | None) -> int | None:

@@ -6,8 +6,12 @@ campaign, and never twice within `min_wait_time` minutes (the larger of the acco
 
 Every write is a conditional `update_one` aimed at one document and checked by its result, so any number of
 dispatchers on any number of machines can race without exceeding a limit. A reservation counts as a send the
-moment it is made; one that is never committed nor rolled back (a crash) keeps counting, so limits hold under
-crashes too.
+moment it is made, and the same upsert records it as open (`account_usage.open.<key>`: owner, campaign, time,
+`flown`), so a crash can never leave a count without its record. Just before its SMTP exchange the holder marks
+it in flight (`mark_in_flight`); commit and rollback close it. When its holder is gone (`Arbiter.reclaim`), an
+open reservation that never flew gives its count and wait window back at once; one that flew may have been
+delivered, so it keeps its count and the long hold. `mark_in_flight` is fenced on the record, so a holder that
+was only paused and finds its reservation returned sends nothing.
 
 `account_usage` documents are keyed `_id = "<account_id>:<day>"` (see `usage_key`): lookups by `_id` stay fast
 on servers where queries on other fields scan the whole collection, and that collection grows every day.
@@ -39,15 +43,19 @@ from app.domain.limits import (
     capacity,
     describe_unavailable,
     free_at,
+    held_window_end,
     limits_for,
     merge_settings,
+    unsent_recheck,
 )
 from app.domain.models import AccountCampaignSettings, Campaign, EmailAccount, InvalidDocument, id_str
 from app.domain.scheduling import after_minutes, next_day_start, utc_day
 from app.logging import get_logger
+from app.store import reclaim as reclaim_store
 from app.store import schema
 from app.store.client import Database
 from app.store.documents import NotFound, id_filter, id_values, iter_valid
+from app.store.reclaim import GoneCheck, Reclaimed, open_entry, open_path, records
 
 # How soon to look again when nothing can ever become free by itself (no account, malformed data).
 RECHECK_SECONDS = 60.0
@@ -98,6 +106,8 @@ class _AccountRow:
     raw_id: Any
     account: EmailAccount
     next_available_at: datetime | None
+    # While a reservation holds the wait window: its time plus the wait, the earliest the window can end.
+    reserved_wait_end: datetime | None = None
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> _AccountRow:
@@ -105,9 +115,29 @@ class _AccountRow:
         value = doc.get("next_available_at")
         if value is not None and not isinstance(value, datetime):
             raise InvalidDocument(schema.EMAIL_ACCOUNTS, doc.get("_id"), "next_available_at", "must be a date")
-        if isinstance(value, datetime) and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return cls(raw_id=doc["_id"], account=account, next_available_at=value)
+        held = doc.get("reserved_wait_end") if doc.get("reservation_token") else None
+        return cls(
+            raw_id=doc["_id"],
+            account=account,
+            next_available_at=_aware(value),
+            reserved_wait_end=_aware(held) if isinstance(held, datetime) else None,
+        )
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+@dataclass(frozen=True)
+class _Counts:
+    """An account's counters for today as one reservation attempt reads them."""
+
+    sent: int = 0
+    campaign: int = 0  # sent today for the campaign being reserved
+    # Open reservations not yet in flight, which a rollback or a reclaim may give back: all campaigns, this one.
+    unsent: int = 0
+    campaign_unsent: int = 0
+    unsent_since: datetime | None = None  # when the oldest of them was made
 
 
 @dataclass(frozen=True)
@@ -185,7 +215,15 @@ def _chunks(items: list[_Candidate], size: int) -> Iterable[list[_Candidate]]:
 class Arbiter:
     """Reserves sending accounts for one dispatcher (`owner`), sharing limits with every other dispatcher."""
 
-    def __init__(self, db: Database, *, owner: str, settings_ttl: float = 30.0, hold_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        owner: str,
+        settings_ttl: float = 30.0,
+        hold_seconds: float = 0.0,
+        marks_in_flight: bool = False,
+    ) -> None:
         self._accounts = db[schema.EMAIL_ACCOUNTS]
         # While a reservation is open, an account with a wait window stays closed for the wait plus the
         # longest a send can take: if the holder crashes mid-send, its message may still reach the server
@@ -194,6 +232,10 @@ class Arbiter:
         self._settings = db[schema.EMAIL_CAMPAIGN_SETTINGS]
         self._usage = db[schema.ACCOUNT_USAGE]
         self._owner = owner
+        # Only a holder that calls mark_in_flight before every SMTP exchange (and sends nothing when it says
+        # False) may have its reservations returned when it is gone; any other holder's are recorded as possibly
+        # in flight from the start, and keep counting as if a crash caught them mid-send.
+        self._marks_in_flight = marks_in_flight
         # Limits change rarely; caching them briefly saves a round trip on most reservations.
         self._settings_ttl = settings_ttl
         self._settings_expiry = 0.0
@@ -230,7 +272,7 @@ class Arbiter:
         waiting = await self._scan(campaign, {"next_available_at": {"$gt": now}}, exclude, only, tally)
         counts = await self._counts_for(waiting, day, path)
         for candidate in waiting:
-            tally.add(_blocked(candidate, counts.get(candidate.id, (0, 0)), now), candidate.id)
+            tally.add(self._blocked(candidate, counts.get(candidate.id, _Counts()), now), candidate.id)
         return self._unavailable(campaign, now, tally)
 
     async def _first_free(
@@ -241,7 +283,7 @@ class Arbiter:
         for chunk in _chunks(candidates, USAGE_CHUNK):
             counts = await self._counts_for(chunk, day, path)
             for candidate in chunk:
-                outcome = await self._try(candidate, counts.get(candidate.id, (0, 0)), campaign, path, day, now)
+                outcome = await self._try(candidate, counts.get(candidate.id, _Counts()), campaign, path, day, now)
                 if isinstance(outcome, Reservation):
                     return outcome
                 tally.add(outcome, candidate.id)
@@ -265,29 +307,31 @@ class Arbiter:
         by_id = {c.id: c for c in candidates}
         room: list[tuple[str, int]] = []
         for candidate in candidates:
-            sent = counts.get(candidate.id, (0, 0))
-            if candidate.limits is not None and not _blocked(candidate, sent, now).reason:
-                room.append((candidate.id, capacity(candidate.limits, *sent, wanted)))
+            used = counts.get(candidate.id, _Counts())
+            if candidate.limits is not None and not self._blocked(candidate, used, now).reason:
+                room.append((candidate.id, capacity(candidate.limits, used.sent, used.campaign, wanted)))
         plan = allocate(room, wanted)
         if not plan:
             return []
-        tokens = {account_id: f"{self._owner}:{uuid.uuid4().hex}" for account_id in plan}
+        # One token per reservation; the first of an account's share also holds its wait window.
+        tokens = {account_id: [self._token() for _ in range(k)] for account_id, k in plan.items()}
         waits = [a for a in plan if _limits(by_id[a]).min_wait_minutes > 0]
         taken = await asyncio.gather(
-            *(self._claim_window(by_id[a].row.raw_id, tokens[a], _limits(by_id[a]), now) for a in waits)
+            *(self._claim_window(by_id[a].row.raw_id, tokens[a][0], _limits(by_id[a]), now) for a in waits)
         )
         plan = {a: k for a, k in plan.items() if a not in waits or taken[waits.index(a)]}
         plain = [by_id[a].row.raw_id for a in plan if a not in waits]
-        counted, _ = await asyncio.gather(self._count_blocks(plan, by_id, day, path), self._rotate(plain, now))
+        counted, _ = await asyncio.gather(
+            self._count_blocks(plan, by_id, tokens, campaign.id, day, now), self._rotate(plain, now)
+        )
         for account_id in plan:
             if account_id not in counted and account_id in waits:
-                await self._release_window(account_id, tokens[account_id], now)
+                await self._release_window(account_id, tokens[account_id][0], now)
         reservations: list[Reservation] = []
         for account_id in counted:
             candidate = by_id[account_id]
             limits = _limits(candidate)
-            for n in range(plan[account_id]):
-                token = tokens[account_id] if n == 0 else f"{self._owner}:{uuid.uuid4().hex}"
+            for token in tokens[account_id]:
                 reservation = Reservation(token, candidate.row.account, campaign.id, day, now, limits)
                 self._log_reserved(reservation, block=plan[account_id])
                 reservations.append(reservation)
@@ -302,10 +346,20 @@ class Arbiter:
             )
 
     async def _count_blocks(
-        self, plan: Mapping[str, int], by_id: Mapping[str, _Candidate], day: str, path: str
+        self,
+        plan: Mapping[str, int],
+        by_id: Mapping[str, _Candidate],
+        tokens: Mapping[str, list[str]],
+        campaign_id: str,
+        day: str,
+        now: datetime,
     ) -> list[str]:
-        """Count each account's share of sends with one conditional upsert each, in one round trip; return the
-        accounts whose share was counted (a refused one had reached a limit meanwhile)."""
+        """Count each account's share of sends, and record each of its reservations as open, with one conditional
+        upsert each, in one round trip; return the accounts whose share was counted (a refused one had reached a
+        limit meanwhile)."""
+        if not plan:  # every window was taken by a racing dispatcher: nothing to count
+            return []
+        path = usage_path(campaign_id)
         order = list(plan)
         ops = []
         for account_id in order:
@@ -317,6 +371,10 @@ class Arbiter:
                 flt[path] = {"$not": {"$gt": limits.campaign_daily_limit - k}}
             update = {
                 "$inc": {"sent": k, path: k},
+                "$set": {
+                    open_path(t): open_entry(self._owner, campaign_id, now, flown=not self._marks_in_flight)
+                    for t in tokens[account_id]
+                },
                 "$setOnInsert": {"account_id": account_id, "day": day, "committed": 0},
             }
             ops.append(UpdateOne(flt, update, upsert=True))
@@ -330,13 +388,52 @@ class Arbiter:
             refused = {int(e["index"]) for e in errors}
         return [account_id for i, account_id in enumerate(order) if i not in refused]
 
+    async def mark_in_flight(self, reservations: list[Reservation]) -> list[bool]:
+        """Mark reservations as handed to SMTP, just before their SMTP exchange; one round trip for all.
+
+        False for a reservation that was returned meanwhile (its holder was taken for gone): its email must not be
+        sent, and the reservation must not be rolled back (it already was) nor committed. A True one keeps its
+        count and the long hold of its wait window until commit or rollback, whatever happens to its holder.
+        """
+        if not reservations:
+            return []
+        by_key: dict[str, list[Reservation]] = {}
+        for r in reservations:
+            by_key.setdefault(usage_key(r.account.id, r.day), []).append(r)
+        # A reclaim returns all of a gone holder's unflown reservations in a document at once, so the tokens of
+        # one document usually land or fail together; one at a time only after a reclaim took some of them.
+        ops = [UpdateOne(_flight_filter(key, group), _flight_update(group)) for key, group in by_key.items()]
+        result = await self._usage.bulk_write(ops, ordered=False)
+        if result.matched_count == len(ops):
+            return [True] * len(reservations)
+        landed = await asyncio.gather(
+            *(
+                self._usage.update_one(_flight_filter(usage_key(r.account.id, r.day), [r]), _flight_update([r]))
+                for r in reservations
+            )
+        )
+        # Re-marking an entry already in flight matches without modifying it; a missing entry matches nothing.
+        flags = [res.matched_count == 1 for res in landed]
+        for reservation, ok in zip(reservations, flags, strict=True):
+            if not ok:
+                self._log(reservation).warning(
+                    "arbiter.returned_before_send", reason="the reservation was reclaimed; the email is not sent"
+                )
+        return flags
+
     async def commit_many(self, reservations: list[Reservation], now: datetime) -> None:
         """`commit` for several reservations: one write for all the counters, plus one per wait window."""
         if not reservations:
             return
-        per_key = Counter(usage_key(r.account.id, r.day) for r in reservations)
+        by_key: dict[str, list[Reservation]] = {}
+        for r in reservations:
+            by_key.setdefault(usage_key(r.account.id, r.day), []).append(r)
         await self._usage.bulk_write(
-            [UpdateOne({"_id": key}, {"$inc": {"committed": k}}) for key, k in per_key.items()], ordered=False
+            [
+                UpdateOne({"_id": key}, {"$inc": {"committed": len(group)}, "$unset": _open_fields(group)})
+                for key, group in by_key.items()
+            ],
+            ordered=False,
         )
         windows = [r for r in reservations if r.limits.min_wait_minutes > 0]
         await asyncio.gather(*(self._move_window(r, now) for r in windows))
@@ -349,14 +446,15 @@ class Arbiter:
             {**id_filter(reservation.account.id), "reservation_token": reservation.token},
             {
                 "$set": {"next_available_at": after_minutes(now, reservation.limits.min_wait_minutes)},
-                "$unset": {"reservation_token": ""},
+                "$unset": {"reservation_token": "", "reserved_wait_end": ""},
             },
         )
 
     async def commit(self, reservation: Reservation, now: datetime) -> None:
         """Record that the reserved email was sent (or must be treated as sent). Call once per reservation."""
         await self._usage.update_one(
-            {"_id": usage_key(reservation.account.id, reservation.day)}, {"$inc": {"committed": 1}}
+            {"_id": usage_key(reservation.account.id, reservation.day)},
+            {"$inc": {"committed": 1}, "$unset": _open_fields([reservation])},
         )
         # Without a wait there is no window to move, and a leftover token is overwritten by the next reservation.
         if reservation.limits.min_wait_minutes > 0:
@@ -366,25 +464,65 @@ class Arbiter:
     async def rollback(self, reservation: Reservation, now: datetime, *, reason: str) -> None:
         """Give back a reservation whose email was certainly not sent: its count, and its wait window if unused.
 
-        Call at most once per reservation, and never after commit.
+        Call at most once per reservation, and never after commit. One already returned (by an earlier rollback
+        or by `reclaim`) is not given back twice.
         """
-        returned = await self._uncount(reservation.account.id, reservation.day, usage_path(reservation.campaign_id))
-        released = await self._release_window(reservation.account.id, reservation.token, now)
-        self._log(reservation).info(
-            "arbiter.rollback",
-            reason=reason,
-            day=reservation.day,
-            count_returned=returned,
-            window_released=released,
-        )
+        await self.rollback_many([reservation], now, reason=reason)
 
-    async def _uncount(self, account_id: str, day: str, path: str) -> bool:
-        """Give one counted send back (never below zero); False when there was nothing to give back."""
-        result = await self._usage.update_one(
-            {"_id": usage_key(account_id, day), "sent": {"$gt": 0}, path: {"$gt": 0}},
-            {"$inc": {"sent": -1, path: -1}},
-        )
+    async def rollback_many(self, reservations: list[Reservation], now: datetime, *, reason: str) -> int:
+        """`rollback` for several reservations: one write for the counts, one for the wait windows they still
+        hold. Return how many counts were given back."""
+        if not reservations:
+            return 0
+        ops = [
+            UpdateOne(*_give_back(usage_key(r.account.id, r.day), usage_path(r.campaign_id), r.token))
+            for r in reservations
+        ]
+        returned = (await self._usage.bulk_write(ops, ordered=False)).modified_count
+        released = await self._release_windows([(r.account.id, r.token) for r in reservations], now)
+        for reservation in reservations:
+            # Exact for one reservation; for several, known only when all or none landed.
+            self._log(reservation).info(
+                "arbiter.rollback",
+                reason=reason,
+                day=reservation.day,
+                count_returned=_all_or_none(returned, len(reservations)),
+                window_released=_all_or_none(released, len(reservations)),
+            )
+        return returned
+
+    async def _uncount(self, account_id: str, day: str, path: str, token: str) -> bool:
+        """Give one counted send back (never below zero) and close its record; False when there was nothing to
+        give back (already returned)."""
+        result = await self._usage.update_one(*_give_back(usage_key(account_id, day), path, token))
         return result.modified_count == 1
+
+    async def reclaim(self, now: datetime, gone: GoneCheck | Collection[str]) -> Reclaimed:
+        """Close the open reservations of dispatchers that are gone (see `app/store/reclaim.py`).
+
+        Looks at today's and yesterday's counters. `gone` is the set of gone owners, or an async check given the
+        owners holding open reservations (never this arbiter's own) that returns those known to be gone. Run by
+        every dispatcher on each heartbeat; racing runs return each reservation once.
+        """
+        # Every counted reservation stamps its account's last_used_at, so accounts unused since yesterday hold
+        # none: the usage documents are then read by `_id` (no query on a field that would scan every day's).
+        since = next_day_start(now) - timedelta(days=2)
+        used = [
+            id_str(doc["_id"])
+            async for doc in self._accounts.find({"last_used_at": {"$gte": since}}, projection={"_id": 1})
+        ]
+        days = (utc_day(since), utc_day(now))
+        keys = [usage_key(account_id, day) for account_id in used for day in days]
+        found = await reclaim_store.reclaim(self._usage, self._accounts, keys, now, gone, keep=self._owner)
+        if found:
+            get_logger(owner=self._owner).info(
+                "arbiter.reclaimed",
+                returned=found.returned,
+                in_flight=found.in_flight,
+                windows=found.windows,
+                gone=sorted(found.owners),
+            )
+        return found
 
     async def disable(self, account_id: str, reason: str) -> None:
         """Take an account out of rotation (status auth_failed) with the reason an operator will see."""
@@ -392,7 +530,10 @@ class Arbiter:
             raise ValueError("disable() needs a reason the operator can act on, e.g. the SMTP auth error")
         result = await self._accounts.update_one(
             id_filter(account_id),
-            {"$set": {"status": "auth_failed", "disabled_reason": reason}, "$unset": {"reservation_token": ""}},
+            {
+                "$set": {"status": "auth_failed", "disabled_reason": reason},
+                "$unset": {"reservation_token": "", "reserved_wait_end": ""},
+            },
         )
         if result.matched_count == 0:
             raise NotFound("email account", account_id)
@@ -462,47 +603,58 @@ class Arbiter:
             self._settings_expiry = clock + self._settings_ttl
         return {i: self._settings_snapshot.get(i) for i in ids}
 
-    async def _counts_for(self, candidates: list[_Candidate], day: str, path: str) -> dict[str, tuple[int, int]]:
-        """(sent today, sent today for this campaign) per account, in one query by `_id`."""
+    async def _counts_for(self, candidates: list[_Candidate], day: str, path: str) -> dict[str, _Counts]:
+        """Today's counters per account (overall, for this campaign, and how many are open and not yet in flight),
+        in one query by `_id`."""
         if not candidates:
             return {}
-        counts: dict[str, tuple[int, int]] = {}
+        counts: dict[str, _Counts] = {}
+        campaign_id = path.partition(".")[2]
         keys = [usage_key(c.id, day) for c in candidates]
-        async for doc in self._usage.find({"_id": {"$in": keys}}, projection={"account_id": 1, "sent": 1, path: 1}):
+        projection = {"account_id": 1, "sent": 1, path: 1, "open": 1}
+        async for doc in self._usage.find({"_id": {"$in": keys}}, projection=projection):
             campaigns = doc.get("campaigns")
-            campaign_sent = campaigns.get(path.partition(".")[2]) if isinstance(campaigns, Mapping) else None
-            counts[str(doc.get("account_id"))] = (_count(doc.get("sent")), _count(campaign_sent))
+            campaign_sent = campaigns.get(campaign_id) if isinstance(campaigns, Mapping) else None
+            unsent = [e for e in records(doc) if e.get("flown") is False]
+            times = [_aware(e["at"]) for e in unsent if isinstance(e.get("at"), datetime)]
+            counts[str(doc.get("account_id"))] = _Counts(
+                sent=_count(doc.get("sent")),
+                campaign=_count(campaign_sent),
+                unsent=len(unsent),
+                campaign_unsent=sum(1 for e in unsent if e.get("campaign") == campaign_id),
+                unsent_since=min((t for t in times if t is not None), default=None),
+            )
         return counts
 
     async def _try(
         self,
         candidate: _Candidate,
-        counts: tuple[int, int],
+        counts: _Counts,
         campaign: Campaign,
         path: str,
         day: str,
         now: datetime,
     ) -> Reservation | _Blocked:
         """Reserve one candidate, or say why not and when it could be free."""
-        blocked = _blocked(candidate, counts, now)
+        blocked = self._blocked(candidate, counts, now)
         limits = candidate.limits
         if blocked.reason or limits is None:
             return blocked
-        token = f"{self._owner}:{uuid.uuid4().hex}"
+        token = self._token()
         if limits.min_wait_minutes > 0:
             # The window first: a send may only be counted by whoever holds it.
             if not await self._claim_window(candidate.row.raw_id, token, limits, now):
                 return _Blocked(TAKEN, after_minutes(now, limits.min_wait_minutes))
-            counted = await self._count_send(candidate.id, day, path, limits)
+            counted = await self._count_send(candidate.id, day, campaign.id, limits, token, now)
         else:
             # Without a window the account write only keeps the rotation order: do both at once.
             active, counted = await asyncio.gather(
                 self._claim_window(candidate.row.raw_id, token, limits, now),
-                self._count_send(candidate.id, day, path, limits),
+                self._count_send(candidate.id, day, campaign.id, limits, token, now),
             )
             if not active:  # paused or disabled meanwhile: give the count back
                 if counted:
-                    await self._uncount(candidate.id, day, path)
+                    await self._uncount(candidate.id, day, path, token)
                 return _Blocked(TAKEN, now + timedelta(seconds=RECHECK_SECONDS))
         if not counted:
             await self._release_window(candidate.row.account.id, token, now)
@@ -537,6 +689,8 @@ class Arbiter:
                     "next_available_at": self._window_end(limits, now),
                     "last_used_at": now,
                     "reservation_token": token,
+                    # Had the message gone out at once: a waiting lead looks again then, not at the crash hold.
+                    "reserved_wait_end": after_minutes(now, limits.min_wait_minutes),
                 }
             },
         )
@@ -548,12 +702,15 @@ class Arbiter:
             return now  # no wait: sends of one account may overlap
         return after_minutes(now, limits.min_wait_minutes + self._hold_seconds / 60.0)
 
-    async def _count_send(self, account_id: str, day: str, path: str, limits: AccountLimits) -> bool:
-        """Count one send against today's limits; False when a limit is already reached.
+    async def _count_send(
+        self, account_id: str, day: str, campaign_id: str, limits: AccountLimits, token: str, now: datetime
+    ) -> bool:
+        """Count one send against today's limits and record it as open; False when a limit is already reached.
 
         The limits sit in the upsert's filter: when the day's document exists but does not match, the upsert
         tries to insert a second one and the unique (account_id, day) index refuses it.
         """
+        path = usage_path(campaign_id)
         flt: dict[str, Any] = {"_id": usage_key(account_id, day)}
         if limits.max_daily_sends is not None:
             flt["sent"] = {"$lt": limits.max_daily_sends}
@@ -561,6 +718,7 @@ class Arbiter:
             flt[path] = {"$not": {"$gte": limits.campaign_daily_limit}}
         update = {
             "$inc": {"sent": 1, path: 1},
+            "$set": {open_path(token): open_entry(self._owner, campaign_id, now, flown=not self._marks_in_flight)},
             "$setOnInsert": {"account_id": account_id, "day": day, "committed": 0},
         }
         # The first refusal may come from a racing first insert of the day; by the second the document exists.
@@ -574,11 +732,32 @@ class Arbiter:
 
     async def _release_window(self, account_id: str, token: str, now: datetime) -> bool:
         """Reopen the wait window at `now` if our reservation still holds it; False if another has since."""
-        result = await self._accounts.update_one(
-            {**id_filter(account_id), "reservation_token": token},
-            {"$set": {"next_available_at": now}, "$unset": {"reservation_token": ""}},
+        return await self._release_windows([(account_id, token)], now) == 1
+
+    async def _release_windows(self, held: list[tuple[str, str]], now: datetime) -> int:
+        """Reopen at `now` the wait windows that these (account, token) reservations still hold, in one write;
+        return how many were reopened. Tokens are unique, so a window another reservation holds is left alone."""
+        return await reclaim_store.reopen_windows(self._accounts, held, now)
+
+    def _token(self) -> str:
+        return f"{self._owner}:{uuid.uuid4().hex}"
+
+    def _blocked(self, candidate: _Candidate, counts: _Counts, now: datetime) -> _Blocked:
+        """Why `candidate` cannot send now and when it could; an empty reason means it may be tried."""
+        if candidate.limits is None:
+            return _Blocked(INVALID_SETTINGS, now + timedelta(seconds=RECHECK_SECONDS))
+        limits, row = candidate.limits, candidate.row
+        reason = blocked_by(limits, counts.sent, counts.campaign, row.next_available_at, now)
+        when = free_at(
+            limits,
+            counts.sent,
+            counts.campaign,
+            held_window_end(row.next_available_at, row.reserved_wait_end, now),
+            now,
+            unsent=(counts.unsent, counts.campaign_unsent),
+            recheck_at=None if counts.unsent_since is None else unsent_recheck(counts.unsent_since, now),
         )
-        return result.modified_count == 1
+        return _Blocked(reason or "", when)
 
     def _unavailable(self, campaign: Campaign, now: datetime, tally: _Tally) -> NoAccountAvailable:
         retry_at = min(tally.retry_times, default=now + timedelta(seconds=RECHECK_SECONDS))
@@ -595,14 +774,6 @@ class Arbiter:
             owner=self._owner,
             token=reservation.token,
         )
-
-
-def _blocked(candidate: _Candidate, counts: tuple[int, int], now: datetime) -> _Blocked:
-    """Why `candidate` cannot send now and when it could; an empty reason means it may be tried."""
-    if candidate.limits is None:
-        return _Blocked(INVALID_SETTINGS, now + timedelta(seconds=RECHECK_SECONDS))
-    args = (candidate.limits, *counts, candidate.row.next_available_at, now)
-    return _Blocked(blocked_by(*args) or "", free_at(*args))
 
 
 def _limits(candidate: _Candidate) -> AccountLimits:
@@ -627,3 +798,27 @@ def _log_invalid(exc: InvalidDocument) -> None:
         field=exc.field,
         reason=exc.reason,
     )
+
+
+def _give_back(key: str, path: str, token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The (filter, update) returning one open reservation's count and closing its record; it matches nothing once
+    the record is gone (committed, rolled back or reclaimed), and never takes a counter below zero."""
+    flt = {"_id": key, open_path(token): {"$exists": True}, "sent": {"$gt": 0}, path: {"$gt": 0}}
+    return flt, {"$inc": {"sent": -1, path: -1}, "$unset": {open_path(token): ""}}
+
+
+def _flight_filter(key: str, group: list[Reservation]) -> dict[str, Any]:
+    return {"_id": key, **{open_path(r.token): {"$exists": True} for r in group}}
+
+
+def _flight_update(group: list[Reservation]) -> dict[str, Any]:
+    return {"$set": {f"{open_path(r.token)}.flown": True for r in group}}
+
+
+def _open_fields(group: list[Reservation]) -> dict[str, str]:
+    """The `$unset` of the open records of `group`."""
+    return {open_path(r.token): "" for r in group}
+
+
+def _all_or_none(landed: int, total: int) -> bool | None:
+    return True if landed == total else False if landed == 0 else None

@@ -598,3 +598,224 @@ async def test_reserve_many_costs_a_fixed_number_of_round_trips(db: Database, mo
     assert len(got) == 20
     assert reserve == ["find", "find", "update", "update"]  # accounts, usage, rotation, all counts together
     assert commit == ["update"]
+
+
+# Open reservations and their reclaim: a gone holder's unsent reservations come back, in-flight ones do not.
+
+LATER = NOW + timedelta(seconds=30)
+
+
+def fenced(db: Database, owner: str, **kwargs: Any) -> Arbiter:
+    """An arbiter whose holder marks each send in flight before its SMTP exchange (as the pipeline does)."""
+    return Arbiter(db, owner=owner, marks_in_flight=True, **kwargs)
+
+
+async def account_doc(db: Database, account: str) -> dict[str, Any]:
+    doc = await db[schema.EMAIL_ACCOUNTS].find_one({"_id": ObjectId(account)})
+    assert doc is not None
+    return doc
+
+
+async def test_a_reservation_is_recorded_open_by_the_upsert_that_counts_it(db: Database) -> None:
+    account = await add_account(db, 1, min_wait=1)
+    arbiter = fenced(db, "d1")
+    campaign = make_campaign()
+
+    reservation = reserved(await arbiter.reserve(campaign, NOW))
+
+    usage = await arbiter.usage(account, "2026-03-14")
+    assert usage["open"] == {
+        reservation.token.rpartition(":")[2]: {"owner": "d1", "campaign": campaign.id, "at": NOW, "flown": False}
+    }
+    await arbiter.commit(reservation, NOW)
+    assert (await arbiter.usage(account, "2026-03-14"))["open"] == {}
+
+
+async def test_reserve_many_records_one_open_entry_per_reservation(db: Database) -> None:
+    accounts = [await add_account(db, n, max_daily=10) for n in range(2)]
+    arbiter = fenced(db, "d1")
+
+    got = await arbiter.reserve_many(make_campaign(), NOW, 5)
+
+    entries = {}
+    for account in accounts:
+        entries.update((await arbiter.usage(account, "2026-03-14"))["open"])
+    assert sorted(entries) == sorted(r.token.rpartition(":")[2] for r in got)
+    await arbiter.commit_many(got[1:], NOW)
+    await arbiter.rollback(got[0], NOW, reason="render failed")
+    for account in accounts:
+        assert (await arbiter.usage(account, "2026-03-14"))["open"] == {}
+
+
+async def test_reclaim_returns_a_gone_holder_s_unsent_reservation_and_reopens_its_window(db: Database) -> None:
+    account = await add_account(db, 1, max_daily=1, min_wait=10)
+    crashed = fenced(db, "crashed", hold_seconds=120)
+    campaign = make_campaign()
+    reserved(await crashed.reserve(campaign, NOW))
+    survivor = fenced(db, "survivor")
+    unavailable(await survivor.reserve(campaign, LATER))
+
+    with capture_logs() as logs:
+        reclaimed = await survivor.reclaim(LATER, {"crashed"})
+
+    assert (reclaimed.returned, reclaimed.in_flight, reclaimed.windows) == (1, 0, 1)
+    usage = await survivor.usage(account, "2026-03-14")
+    assert (usage["sent"], usage["campaigns"][campaign.id], usage["open"]) == (0, 0, {})
+    doc = await account_doc(db, account)
+    assert doc["next_available_at"] == LATER and "reservation_token" not in doc
+    assert [e["returned"] for e in logs if e["event"] == "arbiter.reclaimed"] == [1]
+    assert reserved(await survivor.reserve(campaign, LATER)).account.id == account
+
+
+async def test_reclaim_keeps_the_count_and_hold_of_a_reservation_that_may_be_in_flight(db: Database) -> None:
+    account = await add_account(db, 1, max_daily=1, min_wait=10)
+    crashed = fenced(db, "crashed", hold_seconds=120)
+    campaign = make_campaign()
+    reservation = reserved(await crashed.reserve(campaign, NOW))
+    assert await crashed.mark_in_flight([reservation]) == [True]
+    survivor = fenced(db, "survivor")
+
+    reclaimed = await survivor.reclaim(LATER, {"crashed"})
+
+    assert (reclaimed.returned, reclaimed.in_flight) == (0, 1)
+    usage = await survivor.usage(account, "2026-03-14")
+    assert (usage["sent"], usage["open"]) == (1, {})  # the record is closed, the count stays
+    doc = await account_doc(db, account)
+    assert doc["next_available_at"] == NOW + timedelta(minutes=10, seconds=120)  # the long hold stays
+    assert "reservation_token" not in doc
+    outcome = unavailable(await survivor.reserve(campaign, LATER))
+    assert outcome.retry_at == TOMORROW
+
+
+async def test_reclaim_leaves_a_live_holder_s_reservations_alone(db: Database) -> None:
+    account = await add_account(db, 1, min_wait=10)
+    live = fenced(db, "live")
+    reservation = reserved(await live.reserve(make_campaign(), NOW))
+    other = fenced(db, "other")
+
+    async def nobody_is_gone(owners: set[str]) -> set[str]:
+        assert owners == {"live"}  # the owners found open, never the reclaimer itself
+        return set()
+
+    assert not await other.reclaim(LATER, nobody_is_gone)
+    assert not await live.reclaim(LATER, {"live"})  # a dispatcher never reclaims its own reservations
+    usage = await other.usage(account, "2026-03-14")
+    assert usage["sent"] == 1 and list(usage["open"]) == [reservation.token.rpartition(":")[2]]
+    assert (await account_doc(db, account))["reservation_token"] == reservation.token
+    assert await live.mark_in_flight([reservation]) == [True]
+
+
+async def test_a_returned_reservation_is_never_sent_nor_given_back_twice(db: Database) -> None:
+    account = await add_account(db, 1, max_daily=5, min_wait=1)
+    paused = fenced(db, "paused")
+    campaign = make_campaign()
+    reservation = reserved(await paused.reserve(campaign, NOW))
+    survivor = fenced(db, "survivor")
+    assert (await survivor.reclaim(LATER, {"paused"})).returned == 1
+    again = reserved(await survivor.reserve(campaign, LATER))
+
+    # The paused holder resumes: it must not send, and its late rollback changes nothing.
+    assert await paused.mark_in_flight([reservation]) == [False]
+    await paused.rollback(reservation, LATER, reason="returned while paused")
+    assert (await survivor.reclaim(LATER, {"paused"})).returned == 0
+
+    usage = await survivor.usage(account, "2026-03-14")
+    assert (usage["sent"], usage["campaigns"][campaign.id]) == (1, 1)  # only the survivor's reservation
+    assert (await account_doc(db, account))["reservation_token"] == again.token
+
+
+async def test_reclaim_racing_a_flight_mark_lets_exactly_one_win(db: Database) -> None:
+    account = await add_account(db, 1, min_wait=1)
+    holder = fenced(db, "slow")
+    reservation = reserved(await holder.reserve(make_campaign(), NOW))
+    reclaimers = [fenced(db, f"r{i}") for i in range(3)]
+
+    flown, *reclaims = await asyncio.gather(
+        holder.mark_in_flight([reservation]), *(r.reclaim(LATER, {"slow"}) for r in reclaimers)
+    )
+
+    returned = sum(r.returned for r in reclaims)
+    usage = await holder.usage(account, "2026-03-14")
+    if flown == [True]:
+        assert returned == 0 and usage["sent"] == 1
+    else:
+        assert returned == 1 and usage["sent"] == 0
+
+
+async def test_mark_in_flight_reports_each_reservation_of_a_batch(db: Database, mongo_uri: str, db_name: str) -> None:
+    for n in range(3):
+        await add_account(db, n, max_daily=10)
+    counter = CommandCounter()
+    client = make_client(mongo_uri, event_listeners=[counter])
+    try:
+        arbiter = fenced(client[db_name], "d1")
+        got = await arbiter.reserve_many(make_campaign(), NOW, 6)
+        # Another dispatcher returned one of them (as after this one was taken for gone).
+        victim = got[0]
+        await db[schema.ACCOUNT_USAGE].update_one(
+            {"_id": f"{victim.account.id}:2026-03-14"}, {"$unset": {f"open.{victim.token.rpartition(':')[2]}": ""}}
+        )
+        counter.names.clear()
+        healthy = await arbiter.mark_in_flight([r for r in got if r.account.id != victim.account.id])
+        one_trip = list(counter.names)
+        flags = await arbiter.mark_in_flight(got)
+    finally:
+        await client.close()
+
+    assert healthy == [True] * 4 and one_trip == ["update"]  # two accounts' documents, one round trip
+    assert flags == [r.token != victim.token for r in got]  # marking again is harmless; the returned one says so
+
+
+async def test_a_holder_that_does_not_mark_flights_keeps_its_reservations_counted(db: Database) -> None:
+    account = await add_account(db, 1, max_daily=1, min_wait=1)
+    legacy = Arbiter(db, owner="legacy")
+    reserved(await legacy.reserve(make_campaign(), NOW))
+
+    reclaimed = await fenced(db, "survivor").reclaim(LATER, {"legacy"})
+
+    # Nothing proves its message did not go out: counted as if a crash caught it mid-send.
+    assert (reclaimed.returned, reclaimed.in_flight) == (0, 1)
+    assert (await legacy.usage(account, "2026-03-14"))["sent"] == 1
+
+
+async def test_a_window_held_by_a_live_reservation_is_retried_after_the_wait_not_the_crash_hold(
+    db: Database,
+) -> None:
+    await add_account(db, 1, min_wait=0.01)  # 0.6 s
+    arbiter = fenced(db, "d1", hold_seconds=120)
+    campaign = make_campaign()
+    reserved(await arbiter.reserve(campaign, NOW))
+
+    outcome = unavailable(await arbiter.reserve(campaign, NOW + timedelta(milliseconds=100)))
+
+    # The live holder moves the window to its hand-over + 0.6 s: look a second after that, not 2 minutes later.
+    assert outcome.retry_at == NOW + timedelta(seconds=0.6 + 1)
+    later = unavailable(await arbiter.reserve(campaign, NOW + timedelta(seconds=5)))
+    assert later.retry_at == NOW + timedelta(seconds=6)  # the send runs long: look again a second later
+
+
+async def test_a_limit_filled_by_unsent_reservations_is_retried_before_tomorrow(db: Database) -> None:
+    await add_account(db, 1, max_daily=1)
+    holder = fenced(db, "holder")
+    campaign = make_campaign()
+    reservation = reserved(await holder.reserve(campaign, NOW))
+    other = fenced(db, "other")
+
+    outcome = unavailable(await other.reserve(campaign, NOW + timedelta(seconds=1)))
+    # Its holder sends or returns it soon, or is taken for gone and it is reclaimed within 20 s.
+    assert outcome.retry_at == NOW + timedelta(seconds=20)
+
+    assert await holder.mark_in_flight([reservation]) == [True]
+    assert unavailable(await other.reserve(campaign, NOW + timedelta(seconds=2))).retry_at == TOMORROW
+
+
+async def test_reserve_many_that_loses_every_wait_window_to_a_race_returns_none(db: Database) -> None:
+    for n in range(2):
+        await add_account(db, n, min_wait=5)
+    arbiters = [fenced(db, f"d{i}") for i in range(6)]
+
+    batches = await asyncio.wait_for(
+        asyncio.gather(*(a.reserve_many(make_campaign(), NOW, 2) for a in arbiters)), timeout=60
+    )
+
+    assert sum(len(b) for b in batches) == 2  # one send per window; the losers get nothing, not an error
