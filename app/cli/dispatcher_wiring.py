@@ -57,7 +57,7 @@ def build_dispatcher(
     pipeline = Pipeline(
         db,
         # A send is MAIL, RCPT, DATA and maybe a connect, each bounded by the SMTP timeout.
-        arbiter=Arbiter(db, owner=owner, hold_seconds=4 * settings.smtp_timeout),
+        arbiter=Arbiter(db, owner=owner, hold_seconds=4 * settings.smtp_timeout, marks_in_flight=True),
         sender=sender,
         catalog=catalog,
         renderer=Renderer(),

@@ -21,7 +21,7 @@ class Outcome:
     """What happened to the lead in this claim (for the dispatcher's counters and the demo's progress view)."""
 
     # sent, failed, uncertain, skipped, retry, no_account, waiting, completed, advanced, inactive, lease_lost,
-    # invalid, db_error, paused
+    # invalid, db_error, paused, reclaimed
     kind: str
     lead_id: Any
     campaign_id: str | None = None

@@ -122,6 +122,15 @@ class Rounds:
     async def _start_and_send(
         self, batch: list[Ready], now: datetime, held: HeldConnections
     ) -> tuple[list[_Sent], list[tuple[SendItem, Settlement]]]:
+        # In flight from here: a reservation returned meanwhile (this process was taken for gone) sends nothing.
+        flying = await self.arbiter.mark_in_flight([r.reservation for r in batch])
+        reclaimed = [r for r, ok in zip(batch, flying, strict=True) if not ok]
+        batch = [r for r, ok in zip(batch, flying, strict=True) if ok]
+        unsent = [(r.item, _reclaimed(r, now)) for r in reclaimed]
+        for r in reclaimed:
+            held.release(r.reservation.account.id)
+        if not batch:
+            return [], unsent
         new = [
             ledger.NewSend(
                 r.item.ctx.lead.id,
@@ -141,7 +150,6 @@ class Rounds:
                 with contextlib.suppress(Exception):
                     await self.arbiter.rollback(r.reservation, now, reason="database error before sending")
             raise
-        unsent: list[tuple[SendItem, Settlement]] = []
         go: list[tuple[Ready, ledger.Attempt]] = []
         for r, attempt in zip(batch, attempts, strict=True):
             if isinstance(attempt, ledger.Settled):
@@ -258,6 +266,15 @@ def _settlement(s: _Sent, now: datetime) -> Settlement:
     if v.status == "retry" and v.retry_at is not None:
         return retry(item.ctx, item.skipped, item.index, result, s.attempt.attempts, v.retry_at, now)
     return settle(item.ctx, [*item.skipped, (item.index, result)], now)
+
+
+def _reclaimed(r: Ready, now: datetime) -> Settlement:
+    """Our reservation was given back while we were taken for gone: send nothing, hand the lead back due now."""
+    get_logger(lead_id=str(r.item.ctx.lead.id), account_id=r.reservation.account.id).warning(
+        "worker.reservation_reclaimed", reason="this dispatcher was taken for gone; the send was not started"
+    )
+    outcome = Outcome("reclaimed", r.item.ctx.lead.id, r.item.ctx.campaign.id, next_due_at=now)
+    return release(r.item.ctx, r.item.skipped, now, outcome, now)
 
 
 def _ledger_state(verdict: Verdict) -> str:

@@ -100,7 +100,8 @@ async def _commands_for_forty(
     finally:
         await client.close()
     print(f"\n{len(counter.names)} commands for 40 emails on {accounts} accounts: {Counter(counter.targets)}")
-    return stats, Counter(counter.targets)
+    # Heartbeats (and the reclaims they run) go out on a timer, not per email: left out of the count.
+    return stats, Counter(t for t in counter.targets if "dispatchers" not in t)
 
 
 async def test_a_batch_of_forty_emails_costs_few_round_trips(db, smtp, mongo_uri: str, db_name: str) -> None:
@@ -111,8 +112,9 @@ async def test_a_batch_of_forty_emails_costs_few_round_trips(db, smtp, mongo_uri
     # Two batches of 20, each a fixed number of round trips, plus the cold caches and the final empty scan;
     # concurrent cache misses of one batch share one read. Ledger entries are taken and settled a round at a
     # time (one message per account connection: 5 rounds for 20 leads on 4 accounts), so a crash can leave at
-    # most one send per connection in doubt.
-    assert sum(commands.values()) <= 60, commands
+    # most one send per connection in doubt: each round marks its reservations in flight (one account_usage
+    # write), takes its ledger entries and records them.
+    assert sum(commands.values()) <= 70, commands
     assert commands["insert sends"] <= 10
     assert commands["update sends"] <= 10
     assert commands["find campaigns"] <= 3
@@ -125,7 +127,7 @@ async def test_a_batch_spread_over_as_many_accounts_takes_one_round(db, smtp, mo
     # One round per batch: one ledger insert and one ledger update for each batch of 20.
     assert commands["insert sends"] == 2
     assert commands["update sends"] == 2
-    assert sum(commands.values()) <= 40, commands
+    assert sum(commands.values()) <= 42, commands
 
 
 async def test_a_lead_whose_lease_was_taken_mid_batch_is_left_to_its_new_holder(db, smtp) -> None:

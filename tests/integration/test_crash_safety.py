@@ -300,11 +300,6 @@ def test_sigterm_finishes_in_flight_sends_releases_every_lease_and_exits_0(mongo
     assert sorted(k for k, v in result.states.items() if v == "sent") == sorted(result.received)
 
 
-@pytest.mark.xfail(
-    reason="needs the send pipeline to call Arbiter.mark_in_flight before each SMTP exchange and to build its "
-    "Arbiter with marks_in_flight=True; until then a killed dispatcher's reservations keep counting",
-    strict=False,
-)
 def test_a_kill_loop_gives_back_unsent_reservations_without_breaking_a_limit(
     mongo_uri, db_name, sync_db, mailbox, tmp_path
 ):
