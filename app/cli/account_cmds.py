@@ -1,16 +1,17 @@
 """`list-accounts`, `show-account-stats` and `reset-account-limits`: sending accounts, their day's sends and limits.
 
 Every document is read through its typed view; a malformed one is reported and skipped. Credentials are never
-copied into the output.
+copied into the output. `list-accounts` also names the active campaigns each account cannot render (`cannot_send`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import typer
 
+from app.cli.campaign_cmds import campaign_templates, general_settings_by_account
 from app.cli.common import (
     JSON_OPTION,
     YES_OPTION,
@@ -26,14 +27,17 @@ from app.cli.common import (
     settings_of,
     to_jsonable,
 )
-from app.domain import reports
+from app.domain import eligibility, reports
 from app.domain.limits import AccountLimits
-from app.domain.models import AccountCampaignSettings, EmailAccount
+from app.domain.models import AccountCampaignSettings, Campaign, EmailAccount
 from app.store import schema
 from app.store.client import Database
 from app.store.documents import get_doc, id_filter, iter_valid
 
 DAY_OPTION = typer.Option(None, "--day", help="UTC day as YYYY-MM-DD (default: today).")
+
+# For one account: the active campaigns whose templates it cannot render, with the variables it lacks.
+CannotSend = Callable[[EmailAccount], list[dict[str, Any]]]
 
 
 def _day_option(day: str | None) -> str:
@@ -64,11 +68,32 @@ def _account_view(doc: Mapping[str, Any]) -> tuple[EmailAccount, reports.Account
     return EmailAccount.from_doc(doc), reports.account_state(doc)
 
 
-async def _account_rows(db: Database, day: str, skipped: Skipped) -> list[dict[str, Any]]:
-    """One row per valid account: identity, limits and usage for `day`. Credentials are never copied."""
+async def _cannot_send(db: Database, skipped: Skipped) -> CannotSend:
+    """Read the active campaigns' templates and the general settings once; then judge each account in memory."""
+    general = await general_settings_by_account(db, skipped)
+    needs: list[tuple[Campaign, frozenset[str]]] = []
+    coll = db[schema.CAMPAIGNS]
+    active = iter_valid(coll, {"status": "active"}, Campaign.from_doc, sort=[("created_at", 1)], on_invalid=skipped.add)
+    async for campaign in active:
+        needed = eligibility.account_variables_used(await campaign_templates(db, campaign, skipped))
+        if needed:
+            needs.append((campaign, needed))
+
+    def check(account: EmailAccount) -> list[dict[str, Any]]:
+        mine = general.get(account.id)
+        found = [(c, eligibility.unsupplied(n, account, mine)) for c, n in needs if eligibility.may_send(c, account)]
+        return [{"campaign_id": c.id, "campaign": c.name, "missing": list(m)} for c, m in found if m]
+
+    return check
+
+
+async def _account_rows(
+    db: Database, day: str, skipped: Skipped, cannot_send: CannotSend | None = None
+) -> list[dict[str, Any]]:
+    """One row per valid account: identity, limits, usage for `day` (and `cannot_send` if given). No credentials."""
     limits = await _limits_by_account(db, skipped)
     usage = await _usage_by_account(db, day, skipped)
-    rows = []
+    rows: list[dict[str, Any]] = []
     coll = db[schema.EMAIL_ACCOUNTS]
     async for account, state in iter_valid(coll, {}, _account_view, sort=[("email", 1)], on_invalid=skipped.add):
         lim = limits.get(account.id, AccountLimits())
@@ -97,6 +122,8 @@ async def _account_rows(db: Database, day: str, skipped: Skipped) -> list[dict[s
                 "last_used_at": state.last_used_at,
             }
         )
+        if cannot_send is not None:
+            rows[-1]["cannot_send"] = cannot_send(account)
     return rows
 
 
@@ -120,27 +147,43 @@ _LIST_FIELDS = (
     "sent",
     "limit",
     "next_available_at",
+    "cannot_send",
 )
 
 
+def _cannot_send_text(row: Mapping[str, Any]) -> str:
+    return "; ".join(f"{c['campaign']}: {', '.join(c['missing'])}" for c in row["cannot_send"]) or "-"
+
+
+async def _list_rows(db: Database, day: str, skipped: Skipped) -> list[dict[str, Any]]:
+    return await _account_rows(db, day, skipped, await _cannot_send(db, skipped))
+
+
 def list_accounts(ctx: typer.Context, json_: bool = JSON_OPTION) -> None:
-    """List sending accounts: status, provider, SMTP server, limits and today's sends. Passwords are never shown.
+    """List sending accounts: status, provider, SMTP server, limits, today's sends and the active campaigns each
+    cannot render (a template variable such as sender_name it does not supply). Passwords are never shown.
 
     Example: outbound list-accounts --json
     """
     today, skipped = reports.utc_day(now_utc()), Skipped()
-    rows = run_db(settings_of(ctx), lambda db: _account_rows(db, today, skipped))
+    rows = run_db(settings_of(ctx), lambda db: _list_rows(db, today, skipped))
 
     def render() -> None:
-        columns = ["id", "email", "status", "provider", "smtp", "max daily", "min wait", "sent today", "next available"]
+        columns = [
+            *("id", "email", "status", "provider", "smtp", "max daily", "min wait", "sent today", "next available"),
+            "cannot send",
+        ]
         table = [
             [
                 *(r["id"], r["email"], _status_text(r), r["provider"], r["smtp"], r["max_daily_sends"]),
                 *(r["min_wait_time"], f"{r['sent']}/{_or_dash(r['limit'])}", fmt_time(r["next_available_at"])),
+                _cannot_send_text(r),
             ]
             for r in rows
         ]
         print_table(f"Accounts ({len(rows)})", columns, table)
+        if any(r["cannot_send"] for r in rows):
+            console.print("cannot send: `outbound show-campaign <id>` says where to set each missing variable")
 
     emit(json_, {"accounts": [{k: r[k] for k in _LIST_FIELDS} for r in rows]}, skipped, render)
 

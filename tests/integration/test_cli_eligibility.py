@@ -1,4 +1,4 @@
-"""show-campaign names the accounts that cannot render a campaign's templates, and why."""
+"""show-campaign and list-accounts name the accounts that cannot render a campaign's templates, and why."""
 
 from __future__ import annotations
 
@@ -67,3 +67,37 @@ def test_show_campaign_prints_nothing_more_when_every_account_can_render(cli, sy
 
     assert as_json(cli("show-campaign", cid, "--json"))["ineligible_accounts"] == []
     assert "not eligible" not in ok(cli("show-campaign", cid)).stdout
+
+
+def test_list_accounts_names_the_active_campaigns_each_account_cannot_render(cli, sync_db) -> None:
+    ids = three_accounts(sync_db)
+    spring = add_campaign(sync_db, "Spring")
+    add_template(sync_db, "Spring", "Cheers, {{ sender_name }}")
+    add_campaign(sync_db, "Autumn", status="paused")
+    add_template(sync_db, "Autumn", "Cheers, {{ sender_name }}")
+    add_campaign(sync_db, "Plain")
+    add_template(sync_db, "Plain", "Cheers")
+
+    data = as_json(cli("list-accounts", "--json"))
+    cannot = {a["email"]: a["cannot_send"] for a in data["accounts"]}
+    assert cannot == {
+        "named@mail.example": [],
+        "with@mail.example": [],
+        "without@mail.example": [{"campaign_id": spring, "campaign": "Spring", "missing": ["sender_name"]}],
+    }
+    table = ok(cli("list-accounts")).stdout
+    assert "cannot send" in table
+    assert "Spring: sender_name" in table
+    assert ids["without"] in table
+
+
+def test_list_accounts_counts_a_campaign_only_for_the_accounts_it_lists(cli, sync_db) -> None:
+    ids = three_accounts(sync_db)
+    spring = add_campaign(sync_db, "Spring", account_ids=[ids["with"], ids["without"]])
+    add_template(sync_db, "Spring", "{{ sender_last_name }}")
+    sync_db.email_general_settings.update_one({"sender_name": "Bob Smith"}, {"$set": {"sender_name": "Bob"}})
+
+    data = as_json(cli("list-accounts", "--json"))
+    cannot = {a["email"]: a["cannot_send"] for a in data["accounts"]}
+    entry = {"campaign_id": spring, "campaign": "Spring", "missing": ["sender_last_name"]}
+    assert cannot == {"named@mail.example": [], "with@mail.example": [entry], "without@mail.example": [entry]}
