@@ -438,7 +438,7 @@ class Arbiter:
         windows = [r for r in reservations if r.limits.min_wait_minutes > 0]
         await asyncio.gather(*(self._move_window(r, now) for r in windows))
         for reservation in reservations:
-            self._log(reservation).info("arbiter.committed", day=reservation.day, committed_at=now.isoformat())
+            self._log(reservation).debug("arbiter.committed", day=reservation.day, committed_at=now.isoformat())
 
     async def _move_window(self, reservation: Reservation, now: datetime) -> None:
         # The wait runs from when the message was handed over, not from when the account was reserved.
@@ -459,7 +459,7 @@ class Arbiter:
         # Without a wait there is no window to move, and a leftover token is overwritten by the next reservation.
         if reservation.limits.min_wait_minutes > 0:
             await self._move_window(reservation, now)
-        self._log(reservation).info("arbiter.committed", day=reservation.day, committed_at=now.isoformat())
+        self._log(reservation).debug("arbiter.committed", day=reservation.day, committed_at=now.isoformat())
 
     async def rollback(self, reservation: Reservation, now: datetime, *, reason: str) -> None:
         """Give back a reservation whose email was certainly not sent: its count, and its wait window if unused.
@@ -665,7 +665,7 @@ class Arbiter:
 
     def _log_reserved(self, reservation: Reservation, **extra: Any) -> None:
         limits = reservation.limits
-        self._log(reservation).info(
+        self._log(reservation).debug(
             "arbiter.reserved",
             day=reservation.day,
             max_daily_sends=limits.max_daily_sends,
