@@ -13,16 +13,16 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pymongo.errors import PyMongoError
 
 from app.domain import ledger_states as lstate
 from app.domain.outcomes import AUTH, IN_DOUBT, PERMANENT, TRANSIENT, Failure, Verdict, classify
-from app.domain.recipient_status import recipient_status
 from app.domain.settlement import Outcome, RecipientResult, Settlement, release, retry, settle
 from app.logging import get_logger
 from app.send.connections import ConnectionLocks, HeldConnections
+from app.send.round_outcomes import from_ledger, ledger_state, reclaimed
 from app.store import ledger, schema, suppressions
 from app.store.arbiter import Arbiter, Reservation
 from app.store.client import Database
@@ -101,10 +101,10 @@ class Rounds:
 
     async def _give_back(self, ready: list[Ready], now: datetime) -> list[tuple[SendItem, Settlement]]:
         """Stopping: nothing of these reached SMTP; return their reservations and hand the leads back."""
+        with contextlib.suppress(Exception):
+            await self.arbiter.rollback_many([r.reservation for r in ready], now, reason="dispatcher stopping")
         out = []
         for r in ready:
-            with contextlib.suppress(Exception):
-                await self.arbiter.rollback(r.reservation, now, reason="dispatcher stopping")
             outcome = Outcome("inactive", r.item.ctx.lead.id, r.item.ctx.campaign.id, next_due_at=now)
             out.append((r.item, release(r.item.ctx, r.item.skipped, now, outcome, now)))
         return out
@@ -123,11 +123,15 @@ class Rounds:
         self, batch: list[Ready], now: datetime, held: HeldConnections
     ) -> tuple[list[_Sent], list[tuple[SendItem, Settlement]]]:
         # In flight from here: a reservation returned meanwhile (this process was taken for gone) sends nothing.
-        flying = await self.arbiter.mark_in_flight([r.reservation for r in batch])
-        reclaimed = [r for r, ok in zip(batch, flying, strict=True) if not ok]
+        try:
+            flying = await self.arbiter.mark_in_flight([r.reservation for r in batch])
+        except PyMongoError:
+            await self._return_all(batch, now)
+            raise
+        returned = [r for r, ok in zip(batch, flying, strict=True) if not ok]
         batch = [r for r, ok in zip(batch, flying, strict=True) if ok]
-        unsent = [(r.item, _reclaimed(r, now)) for r in reclaimed]
-        for r in reclaimed:
+        unsent = [(r.item, reclaimed(r, now)) for r in returned]
+        for r in returned:
             held.release(r.reservation.account.id)
         if not batch:
             return [], unsent
@@ -146,9 +150,7 @@ class Rounds:
         try:
             attempts = await ledger.start_many(self.sends, new, now)
         except PyMongoError:
-            for r in batch:
-                with contextlib.suppress(Exception):
-                    await self.arbiter.rollback(r.reservation, now, reason="database error before sending")
+            await self._return_all(batch, now)
             raise
         go: list[tuple[Ready, ledger.Attempt]] = []
         for r, attempt in zip(batch, attempts, strict=True):
@@ -156,7 +158,7 @@ class Rounds:
                 # Another attempt (a crash's leftover, a racing dispatcher) already has the outcome.
                 held.release(r.reservation.account.id)
                 await self.arbiter.rollback(r.reservation, now, reason=f"already {attempt.state}")
-                known = _from_ledger(attempt.doc)
+                known = from_ledger(attempt.doc)
                 unsent.append((r.item, settle(r.item.ctx, [*r.item.skipped, (r.item.index, known)], now)))
                 continue
             message = r.message
@@ -175,11 +177,18 @@ class Rounds:
         verdicts = [classify(f, a.attempts, now, self.config.retry) for (_, a), f in zip(go, failures, strict=True)]
         # Recorded before the connections are given up, so only sends really in the exchange are ever `sending`.
         finishes = [
-            ledger.Finish(a, _ledger_state(v), v.error, v.smtp_code) for (_, a), v in zip(go, verdicts, strict=True)
+            ledger.Finish(a, ledger_state(v), v.error, v.smtp_code) for (_, a), v in zip(go, verdicts, strict=True)
         ]
         recorded = await _durably(lambda: ledger.finish_many(self.sends, finishes, now)) if finishes else []
         sent = [_Sent(r, a, v, ended, ok) for ((r, a), v, ok) in zip(go, verdicts, recorded, strict=True)]
         return sent, unsent
+
+    async def _return_all(self, batch: list[Ready], now: datetime) -> None:
+        """A database error before anything was sent: give the reservations back (best effort, one write)."""
+        with contextlib.suppress(Exception):
+            await self.arbiter.rollback_many(
+                [r.reservation for r in batch], now, reason="database error before sending"
+            )
 
     async def _interrupted(self, go: list[tuple[Ready, ledger.Attempt]], now: datetime) -> None:
         error = "dispatcher stopped during the SMTP exchange"
@@ -219,9 +228,12 @@ class Rounds:
         except PyMongoError as exc:
             # A lost commit only leaves the sends counted as reserved (commit is not idempotent: no retry).
             get_logger().warning("worker.db_error", error=str(exc), phase="commit_many")
+        by_reason: dict[str, list[Reservation]] = {}
         for s in finished:
             if not s.verdict.counts:
-                await self.arbiter.rollback(s.ready.reservation, now, reason=s.verdict.error or "not sent")
+                by_reason.setdefault(s.verdict.error or "not sent", []).append(s.ready.reservation)
+        for reason, returned in by_reason.items():
+            await self.arbiter.rollback_many(returned, now, reason=reason)
         await self._side_effects(finished, now)
         out = []
         for s in finished:
@@ -266,34 +278,6 @@ def _settlement(s: _Sent, now: datetime) -> Settlement:
     if v.status == "retry" and v.retry_at is not None:
         return retry(item.ctx, item.skipped, item.index, result, s.attempt.attempts, v.retry_at, now)
     return settle(item.ctx, [*item.skipped, (item.index, result)], now)
-
-
-def _reclaimed(r: Ready, now: datetime) -> Settlement:
-    """Our reservation was given back while we were taken for gone: send nothing, hand the lead back due now."""
-    get_logger(lead_id=str(r.item.ctx.lead.id), account_id=r.reservation.account.id).warning(
-        "worker.reservation_reclaimed", reason="this dispatcher was taken for gone; the send was not started"
-    )
-    outcome = Outcome("reclaimed", r.item.ctx.lead.id, r.item.ctx.campaign.id, next_due_at=now)
-    return release(r.item.ctx, r.item.skipped, now, outcome, now)
-
-
-def _ledger_state(verdict: Verdict) -> str:
-    return lstate.RETRY_WAIT if verdict.status == "retry" else verdict.status
-
-
-def _from_ledger(doc: dict[str, Any]) -> RecipientResult:
-    """The recipient outcome a settled ledger document stands for (used after a crash or a race)."""
-    state = str(doc.get("state"))
-    outcome = state if state in ("sent", "uncertain") else "failed"
-    code = doc.get("smtp_code") if isinstance(doc.get("smtp_code"), int) else None
-    return RecipientResult(
-        outcome,
-        recipient_status(outcome, code),
-        str(doc.get("account_id")) if doc.get("account_id") else None,
-        str(doc.get("message_id")) if doc.get("message_id") else None,
-        error=doc.get("last_error"),
-        smtp_code=code,
-    )
 
 
 async def _durably(write: Callable[[], Awaitable[T]]) -> T:

@@ -104,8 +104,15 @@ def test_a_stalled_dispatcher_that_lost_its_leases_changes_nothing(mongo_uri, db
     procs = [stalled]
     try:
         assert wait_until(lambda: len(mailbox.messages) >= 20, timeout=60)
-        os.kill(stalled.pid, signal.SIGSTOP)
-        held = sync_db[schema.CAMPAIGN_LEADS].count_documents({"progress.lease_owner": {"$exists": True}})
+        # Stop it while it holds leads: between two batches it may hold none, so try again a moment later.
+        held = 0
+        for _ in range(200):
+            os.kill(stalled.pid, signal.SIGSTOP)
+            held = sync_db[schema.CAMPAIGN_LEADS].count_documents({"progress.lease_owner": {"$exists": True}})
+            if held:
+                break
+            os.kill(stalled.pid, signal.SIGCONT)
+            time.sleep(0.02)
         rescuer = start_dispatcher(env, tmp_path / "rescuer.log", "--concurrency", "4")
         procs.append(rescuer)
         assert wait_until(lambda: unfinished(sync_db) == 0, timeout=600), f"{unfinished(sync_db)} leads unfinished"

@@ -1,0 +1,44 @@
+"""What a round's plain outcomes settle to: a send the ledger already knew, a reservation reclaimed meanwhile,
+and the ledger state of a verdict. Pure."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from app.domain import ledger_states as lstate
+from app.domain.outcomes import Verdict
+from app.domain.recipient_status import recipient_status
+from app.domain.settlement import Outcome, RecipientResult, Settlement, release
+from app.logging import get_logger
+
+if TYPE_CHECKING:
+    from app.send.rounds import Ready
+
+
+def reclaimed(r: Ready, now: datetime) -> Settlement:
+    """Our reservation was given back while we were taken for gone: send nothing, hand the lead back due now."""
+    get_logger(lead_id=str(r.item.ctx.lead.id), account_id=r.reservation.account.id).warning(
+        "worker.reservation_reclaimed", reason="this dispatcher was taken for gone; the send was not started"
+    )
+    outcome = Outcome("reclaimed", r.item.ctx.lead.id, r.item.ctx.campaign.id, next_due_at=now)
+    return release(r.item.ctx, r.item.skipped, now, outcome, now)
+
+
+def ledger_state(verdict: Verdict) -> str:
+    return lstate.RETRY_WAIT if verdict.status == "retry" else verdict.status
+
+
+def from_ledger(doc: dict[str, Any]) -> RecipientResult:
+    """The recipient outcome a settled ledger document stands for (used after a crash or a race)."""
+    state = str(doc.get("state"))
+    outcome = state if state in ("sent", "uncertain") else "failed"
+    code = doc.get("smtp_code") if isinstance(doc.get("smtp_code"), int) else None
+    return RecipientResult(
+        outcome,
+        recipient_status(outcome, code),
+        str(doc.get("account_id")) if doc.get("account_id") else None,
+        str(doc.get("message_id")) if doc.get("message_id") else None,
+        error=doc.get("last_error"),
+        smtp_code=code,
+    )
