@@ -1,0 +1,294 @@
+"""The arbiter's reads: the accounts a reservation may use, their limits, today's counts, and why one is passed over.
+
+Accounts come least recently used first; their `email_campaign_settings` from a snapshot of that (small)
+collection; today's counts from `account_usage` by `_id`. Malformed documents are logged and counted, never
+ignored, so that the reason an account does not send reaches the operator.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from app.domain.limits import (
+    INVALID_ACCOUNT,
+    INVALID_SETTINGS,
+    AccountLimits,
+    blocked_by,
+    free_at,
+    held_window_end,
+    limits_for,
+    merge_settings,
+    unsent_recheck,
+)
+from app.domain.models import AccountCampaignSettings, Campaign, EmailAccount, InvalidDocument, id_str
+from app.logging import get_logger
+from app.store import schema
+from app.store.account_usage import usage_key
+from app.store.client import Database
+from app.store.documents import id_values, iter_valid
+from app.store.reclaim import records
+
+# How soon to look again when nothing can ever become free by itself (no account, malformed data).
+RECHECK_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    """An account document as the arbiter needs it: the validated view plus its scheduling fields."""
+
+    raw_id: Any
+    account: EmailAccount
+    next_available_at: datetime | None
+    # While a reservation holds the wait window: its time plus the wait, the earliest the window can end.
+    reserved_wait_end: datetime | None = None
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> AccountRow:
+        account = EmailAccount.from_doc(doc)
+        value = doc.get("next_available_at")
+        if value is not None and not isinstance(value, datetime):
+            raise InvalidDocument(schema.EMAIL_ACCOUNTS, doc.get("_id"), "next_available_at", "must be a date")
+        held = doc.get("reserved_wait_end") if doc.get("reservation_token") else None
+        return cls(
+            raw_id=doc["_id"],
+            account=account,
+            next_available_at=_aware(value),
+            reserved_wait_end=_aware(held) if isinstance(held, datetime) else None,
+        )
+
+
+@dataclass(frozen=True)
+class Counts:
+    """An account's counters for today as one reservation attempt reads them."""
+
+    sent: int = 0
+    campaign: int = 0  # sent today for the campaign being reserved
+    # Open reservations not yet in flight, which a rollback or a reclaim may give back: all campaigns, this one.
+    unsent: int = 0
+    campaign_unsent: int = 0
+    unsent_since: datetime | None = None  # when the oldest of them was made
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An account a reservation may try, with its limits for the campaign."""
+
+    row: AccountRow
+    limits: AccountLimits | None  # None: its email_campaign_settings are malformed
+
+    @property
+    def id(self) -> str:
+        return self.row.account.id
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """Why an account cannot send now (empty: it may be tried) and when it could."""
+
+    reason: str
+    free_at: datetime
+
+
+@dataclass
+class Tally:
+    """Why each account was passed over, and when each could be free."""
+
+    reasons: Counter[str] = field(default_factory=Counter)
+    retry_times: list[datetime] = field(default_factory=list)
+    tried: set[str] = field(default_factory=set)
+    invalid: set[str] = field(default_factory=set)
+
+    def add(self, blocked: Blocked, account_id: str) -> None:
+        self.tried.add(account_id)
+        self.reasons[blocked.reason] += 1
+        self.retry_times.append(blocked.free_at)
+
+    def add_invalid(self, exc: InvalidDocument) -> None:
+        # A page may be read twice; each malformed account is reported and counted once.
+        if str(exc.doc_id) not in self.invalid:
+            self.invalid.add(str(exc.doc_id))
+            self.reasons[INVALID_ACCOUNT] += 1
+            _log_invalid(exc)
+
+
+def window_open(now: datetime) -> dict[str, Any]:
+    """Accounts whose wait window is over, never opened, or unreadable (so that it is reported, not ignored)."""
+    return {"$or": [{"next_available_at": {"$lte": now}}, {"next_available_at": {"$not": {"$type": "date"}}}]}
+
+
+def blocked(candidate: Candidate, counts: Counts, now: datetime) -> Blocked:
+    """Why `candidate` cannot send now and when it could; an empty reason means it may be tried."""
+    if candidate.limits is None:
+        return Blocked(INVALID_SETTINGS, now + timedelta(seconds=RECHECK_SECONDS))
+    limits, row = candidate.limits, candidate.row
+    reason = blocked_by(limits, counts.sent, counts.campaign, row.next_available_at, now)
+    when = free_at(
+        limits,
+        counts.sent,
+        counts.campaign,
+        held_window_end(row.next_available_at, row.reserved_wait_end, now),
+        now,
+        unsent=(counts.unsent, counts.campaign_unsent),
+        recheck_at=None if counts.unsent_since is None else unsent_recheck(counts.unsent_since, now),
+    )
+    return Blocked(reason or "", when)
+
+
+def valid_limits(candidate: Candidate) -> AccountLimits:
+    """The limits of a candidate already known to have valid settings."""
+    if candidate.limits is None:
+        raise ValueError(f"account {candidate.id} has no valid limits and cannot be reserved")
+    return candidate.limits
+
+
+class AccountScan:
+    """Reads the accounts, their settings and today's counts; caches the settings for `settings_ttl` seconds."""
+
+    def __init__(self, db: Database, *, settings_ttl: float) -> None:
+        self._accounts = db[schema.EMAIL_ACCOUNTS]
+        self._settings = db[schema.EMAIL_CAMPAIGN_SETTINGS]
+        self._usage = db[schema.ACCOUNT_USAGE]
+        # Limits change rarely; caching them briefly saves a round trip on most reservations.
+        self._settings_ttl = settings_ttl
+        self._settings_expiry = 0.0
+        self._settings_known: set[str] = set()  # accounts the snapshot answers for, with or without settings
+        self._settings_snapshot: dict[str, AccountCampaignSettings | InvalidDocument] = {}
+
+    async def scan(
+        self,
+        campaign: Campaign,
+        window: Mapping[str, Any],
+        exclude: Collection[str],
+        only: Collection[str] | None,
+        tally: Tally,
+        *,
+        limit: int = 0,
+    ) -> list[Candidate]:
+        """Active allowed accounts matching `window`, least recently used first, with their limits.
+
+        Malformed accounts are logged, counted in `tally` and skipped.
+        """
+        allowed = _allowed_ids(campaign, exclude, only)
+        if allowed is not None and not allowed:
+            return []
+        flt: dict[str, Any] = {"status": "active", **window}
+        if allowed is not None:
+            flt["_id"] = {"$in": _id_forms(allowed)}
+        elif exclude:
+            flt["_id"] = {"$nin": _id_forms(id_str(e) for e in exclude)}
+        rows = [
+            row
+            async for row in iter_valid(
+                self._accounts,
+                flt,
+                AccountRow.from_doc,
+                sort=[("last_used_at", 1), ("_id", 1)],
+                limit=limit,
+                on_invalid=tally.add_invalid,
+            )
+        ]
+        settings = await self._settings_for([row.account.id for row in rows])
+        return [Candidate(row, _limits_or_none(settings.get(row.account.id), campaign)) for row in rows]
+
+    async def _settings_for(self, ids: list[str]) -> dict[str, AccountCampaignSettings | InvalidDocument | None]:
+        """Each account's email_campaign_settings from a snapshot of the (small) collection.
+
+        The snapshot is re-read when it is older than `settings_ttl` or an account it has not seen appears, so
+        a new account's limits apply at once and a changed limit within `settings_ttl` seconds.
+        """
+        clock = time.monotonic()
+        if clock >= self._settings_expiry or not self._settings_known.issuperset(ids):
+            parsed: dict[str, list[AccountCampaignSettings | InvalidDocument]] = {}
+            async for doc in self._settings.find({}, sort=[("_id", 1)]):
+                parsed.setdefault(id_str(doc.get("email_id")), []).append(_parse_settings(doc))
+            snapshot: dict[str, AccountCampaignSettings | InvalidDocument] = {}
+            for key, items in parsed.items():
+                # Several documents for one account: the strictest of each limit, as the reports show them.
+                valid = merge_settings(s for s in items if isinstance(s, AccountCampaignSettings))
+                snapshot[key] = valid if valid is not None else items[0]
+            self._settings_snapshot = snapshot
+            self._settings_known = set(snapshot) | set(ids)
+            self._settings_expiry = clock + self._settings_ttl
+        return {i: self._settings_snapshot.get(i) for i in ids}
+
+    async def counts_for(self, candidates: list[Candidate], day: str, path: str) -> dict[str, Counts]:
+        """Today's counters per account (overall, for this campaign, and how many are open and not yet in flight),
+        in one query by `_id`."""
+        if not candidates:
+            return {}
+        counts: dict[str, Counts] = {}
+        campaign_id = path.partition(".")[2]
+        keys = [usage_key(c.id, day) for c in candidates]
+        projection = {"account_id": 1, "sent": 1, path: 1, "open": 1}
+        async for doc in self._usage.find({"_id": {"$in": keys}}, projection=projection):
+            campaigns = doc.get("campaigns")
+            campaign_sent = campaigns.get(campaign_id) if isinstance(campaigns, Mapping) else None
+            unsent = [e for e in records(doc) if e.get("flown") is False]
+            times = [_aware(e["at"]) for e in unsent if isinstance(e.get("at"), datetime)]
+            counts[str(doc.get("account_id"))] = Counts(
+                sent=_count(doc.get("sent")),
+                campaign=_count(campaign_sent),
+                unsent=len(unsent),
+                campaign_unsent=sum(1 for e in unsent if e.get("campaign") == campaign_id),
+                unsent_since=min((t for t in times if t is not None), default=None),
+            )
+        return counts
+
+    async def used_since(self, since: datetime) -> list[str]:
+        """The ids of the accounts last used at or after `since`."""
+        return [
+            id_str(doc["_id"])
+            async for doc in self._accounts.find({"last_used_at": {"$gte": since}}, projection={"_id": 1})
+        ]
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+def _limits_or_none(own: AccountCampaignSettings | InvalidDocument | None, campaign: Campaign) -> AccountLimits | None:
+    return None if isinstance(own, InvalidDocument) else limits_for(own, campaign)
+
+
+def _count(value: object) -> int:
+    """A counter read from account_usage; anything but a number reads as 0 (the atomic filter still guards)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return 0
+    return int(value)
+
+
+def _allowed_ids(campaign: Campaign, exclude: Collection[str], only: Collection[str] | None) -> set[str] | None:
+    """Account ids this reservation may use, or None for "every active account not excluded"."""
+    allowed: set[str] | None = set(campaign.settings.account_ids) or None
+    if only is not None:
+        allowed = {id_str(a) for a in only} if allowed is None else allowed & {id_str(a) for a in only}
+    if allowed is not None:
+        allowed -= {id_str(e) for e in exclude}
+    return allowed
+
+
+def _id_forms(ids: Iterable[str]) -> list[Any]:
+    return [form for i in sorted(ids) for form in id_values(i)]
+
+
+def _parse_settings(doc: Mapping[str, Any]) -> AccountCampaignSettings | InvalidDocument:
+    try:
+        return AccountCampaignSettings.from_doc(doc)
+    except InvalidDocument as exc:
+        _log_invalid(exc)
+        return exc
+
+
+def _log_invalid(exc: InvalidDocument) -> None:
+    get_logger().warning(
+        "store.invalid_document",
+        collection=exc.collection,
+        doc_id=str(exc.doc_id),
+        field=exc.field,
+        reason=exc.reason,
+    )

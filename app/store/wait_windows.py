@@ -1,0 +1,81 @@
+"""The arbiter's wait-window writes on `email_accounts`: claim, hold, move and release.
+
+An account never sends twice within `min_wait_time` minutes. A reservation claims the account's window
+(`next_available_at`, `reservation_token`) with a conditional write; while it is open the window stays closed for
+the wait plus the longest a send can take (the hold). A commit moves the window to run from the hand-over, and a
+rollback reopens it, in both cases only if this reservation's token still holds it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from app.domain.limits import AccountLimits
+from app.domain.scheduling import after_minutes
+from app.store import reclaim as reclaim_store
+from app.store.account_usage import Reservation
+from app.store.documents import Collection, id_filter
+
+
+class WaitWindows:
+    """The wait windows of the accounts in `email_accounts`, held `hold_seconds` past the wait while reserved."""
+
+    def __init__(self, accounts: Collection, *, hold_seconds: float) -> None:
+        self._accounts = accounts
+        self._hold_seconds = hold_seconds
+
+    def end(self, limits: AccountLimits, now: datetime) -> datetime:
+        """When a reserved account may be reserved again if this reservation is never settled."""
+        if limits.min_wait_minutes <= 0:
+            return now  # no wait: sends of one account may overlap
+        return after_minutes(now, limits.min_wait_minutes + self._hold_seconds / 60.0)
+
+    async def claim(self, raw_id: Any, token: str, limits: AccountLimits, now: datetime) -> bool:
+        """Take the account's wait window if it is open; False when another dispatcher took it first."""
+        flt: dict[str, Any] = {"_id": raw_id, "status": "active"}
+        if limits.min_wait_minutes > 0:
+            flt["$or"] = [{"next_available_at": {"$lte": now}}, {"next_available_at": None}]
+        # Without a wait there is no window to contend for: racing dispatchers (whose clocks differ by a few
+        # milliseconds) must not fail each other's reservations; the update only keeps the rotation order.
+        result = await self._accounts.update_one(
+            flt,
+            {
+                "$set": {
+                    "next_available_at": self.end(limits, now),
+                    "last_used_at": now,
+                    "reservation_token": token,
+                    # Had the message gone out at once: a waiting lead looks again then, not at the crash hold.
+                    "reserved_wait_end": after_minutes(now, limits.min_wait_minutes),
+                }
+            },
+        )
+        return result.modified_count == 1
+
+    async def rotate(self, raw_ids: list[Any], now: datetime) -> None:
+        """Mark accounts without a wait window as just used (one write keeps the rotation order of them all)."""
+        if raw_ids:
+            await self._accounts.update_many(
+                {"_id": {"$in": raw_ids}, "status": "active"},
+                {"$set": {"last_used_at": now, "next_available_at": now}},
+            )
+
+    async def move(self, reservation: Reservation, now: datetime) -> None:
+        """Start a committed reservation's wait at `now`, if the reservation still holds the window."""
+        # The wait runs from when the message was handed over, not from when the account was reserved.
+        await self._accounts.update_one(
+            {**id_filter(reservation.account.id), "reservation_token": reservation.token},
+            {
+                "$set": {"next_available_at": after_minutes(now, reservation.limits.min_wait_minutes)},
+                "$unset": {"reservation_token": "", "reserved_wait_end": ""},
+            },
+        )
+
+    async def release(self, account_id: str, token: str, now: datetime) -> bool:
+        """Reopen the wait window at `now` if our reservation still holds it; False if another has since."""
+        return await self.release_many([(account_id, token)], now) == 1
+
+    async def release_many(self, held: list[tuple[str, str]], now: datetime) -> int:
+        """Reopen at `now` the wait windows that these (account, token) reservations still hold, in one write;
+        return how many were reopened. Tokens are unique, so a window another reservation holds is left alone."""
+        return await reclaim_store.reopen_windows(self._accounts, held, now)
