@@ -7,7 +7,6 @@ ignored, so that the reason an account does not send reaches the operator.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,15 +18,16 @@ from app.domain.limits import (
     INVALID_SETTINGS,
     AccountLimits,
     blocked_by,
+    capacity,
+    describe_unavailable,
     free_at,
     held_window_end,
     limits_for,
-    merge_settings,
     unsent_recheck,
 )
 from app.domain.models import AccountCampaignSettings, Campaign, EmailAccount, InvalidDocument, id_str
-from app.logging import get_logger
 from app.store import schema
+from app.store.account_settings import SettingsSnapshot, log_invalid
 from app.store.account_usage import usage_key
 from app.store.client import Database
 from app.store.documents import id_values, iter_valid
@@ -87,6 +87,14 @@ class Candidate:
 
 
 @dataclass(frozen=True)
+class NoAccountAvailable:
+    """No account may send now; `retry_at` is the earliest time one could, `reason` says why."""
+
+    retry_at: datetime
+    reason: str
+
+
+@dataclass(frozen=True)
 class Blocked:
     """Why an account cannot send now (empty: it may be tried) and when it could."""
 
@@ -113,7 +121,12 @@ class Tally:
         if str(exc.doc_id) not in self.invalid:
             self.invalid.add(str(exc.doc_id))
             self.reasons[INVALID_ACCOUNT] += 1
-            _log_invalid(exc)
+            log_invalid(exc)
+
+    def unavailable(self, now: datetime) -> NoAccountAvailable:
+        """The earliest time any tallied account could be free, and why none is now."""
+        retry_at = min(self.retry_times, default=now + timedelta(seconds=RECHECK_SECONDS))
+        return NoAccountAvailable(retry_at=retry_at, reason=describe_unavailable(self.reasons, retry_at))
 
 
 def window_open(now: datetime) -> dict[str, Any]:
@@ -146,18 +159,30 @@ def valid_limits(candidate: Candidate) -> AccountLimits:
     return candidate.limits
 
 
+def room(
+    candidates: list[Candidate], counts: Mapping[str, Counts], now: datetime, wanted: int
+) -> list[tuple[str, int]]:
+    """How many of `wanted` sends each free candidate could take now, least recently used first."""
+    shares: list[tuple[str, int]] = []
+    for candidate in candidates:
+        used = counts.get(candidate.id, Counts())
+        if candidate.limits is not None and not blocked(candidate, used, now).reason:
+            shares.append((candidate.id, capacity(candidate.limits, used.sent, used.campaign, wanted)))
+    return shares
+
+
+def chunks(items: list[Candidate], size: int) -> Iterable[list[Candidate]]:
+    """`items` cut into lists of `size`, in order."""
+    return (items[start : start + size] for start in range(0, len(items), size))
+
+
 class AccountScan:
     """Reads the accounts, their settings and today's counts; caches the settings for `settings_ttl` seconds."""
 
     def __init__(self, db: Database, *, settings_ttl: float) -> None:
         self._accounts = db[schema.EMAIL_ACCOUNTS]
-        self._settings = db[schema.EMAIL_CAMPAIGN_SETTINGS]
         self._usage = db[schema.ACCOUNT_USAGE]
-        # Limits change rarely; caching them briefly saves a round trip on most reservations.
-        self._settings_ttl = settings_ttl
-        self._settings_expiry = 0.0
-        self._settings_known: set[str] = set()  # accounts the snapshot answers for, with or without settings
-        self._settings_snapshot: dict[str, AccountCampaignSettings | InvalidDocument] = {}
+        self._settings = SettingsSnapshot(db[schema.EMAIL_CAMPAIGN_SETTINGS], settings_ttl=settings_ttl)
 
     async def scan(
         self,
@@ -192,29 +217,8 @@ class AccountScan:
                 on_invalid=tally.add_invalid,
             )
         ]
-        settings = await self._settings_for([row.account.id for row in rows])
+        settings = await self._settings.settings_for([row.account.id for row in rows])
         return [Candidate(row, _limits_or_none(settings.get(row.account.id), campaign)) for row in rows]
-
-    async def _settings_for(self, ids: list[str]) -> dict[str, AccountCampaignSettings | InvalidDocument | None]:
-        """Each account's email_campaign_settings from a snapshot of the (small) collection.
-
-        The snapshot is re-read when it is older than `settings_ttl` or an account it has not seen appears, so
-        a new account's limits apply at once and a changed limit within `settings_ttl` seconds.
-        """
-        clock = time.monotonic()
-        if clock >= self._settings_expiry or not self._settings_known.issuperset(ids):
-            parsed: dict[str, list[AccountCampaignSettings | InvalidDocument]] = {}
-            async for doc in self._settings.find({}, sort=[("_id", 1)]):
-                parsed.setdefault(id_str(doc.get("email_id")), []).append(_parse_settings(doc))
-            snapshot: dict[str, AccountCampaignSettings | InvalidDocument] = {}
-            for key, items in parsed.items():
-                # Several documents for one account: the strictest of each limit, as the reports show them.
-                valid = merge_settings(s for s in items if isinstance(s, AccountCampaignSettings))
-                snapshot[key] = valid if valid is not None else items[0]
-            self._settings_snapshot = snapshot
-            self._settings_known = set(snapshot) | set(ids)
-            self._settings_expiry = clock + self._settings_ttl
-        return {i: self._settings_snapshot.get(i) for i in ids}
 
     async def counts_for(self, candidates: list[Candidate], day: str, path: str) -> dict[str, Counts]:
         """Today's counters per account (overall, for this campaign, and how many are open and not yet in flight),
@@ -238,13 +242,6 @@ class AccountScan:
                 unsent_since=min((t for t in times if t is not None), default=None),
             )
         return counts
-
-    async def used_since(self, since: datetime) -> list[str]:
-        """The ids of the accounts last used at or after `since`."""
-        return [
-            id_str(doc["_id"])
-            async for doc in self._accounts.find({"last_used_at": {"$gte": since}}, projection={"_id": 1})
-        ]
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -274,21 +271,3 @@ def _allowed_ids(campaign: Campaign, exclude: Collection[str], only: Collection[
 
 def _id_forms(ids: Iterable[str]) -> list[Any]:
     return [form for i in sorted(ids) for form in id_values(i)]
-
-
-def _parse_settings(doc: Mapping[str, Any]) -> AccountCampaignSettings | InvalidDocument:
-    try:
-        return AccountCampaignSettings.from_doc(doc)
-    except InvalidDocument as exc:
-        _log_invalid(exc)
-        return exc
-
-
-def _log_invalid(exc: InvalidDocument) -> None:
-    get_logger().warning(
-        "store.invalid_document",
-        collection=exc.collection,
-        doc_id=str(exc.doc_id),
-        field=exc.field,
-        reason=exc.reason,
-    )

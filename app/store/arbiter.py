@@ -13,24 +13,23 @@ open reservation that never flew gives its count and wait window back at once; o
 delivered, so it keeps its count and the long hold. `mark_in_flight` is fenced on the record, so a holder that
 was only paused and finds its reservation returned sends nothing.
 
-The reads live in `app/store/account_scan.py`, the `account_usage` writes in `app/store/account_usage.py`, the
-wait-window writes in `app/store/wait_windows.py`; this module decides which account to reserve.
+The reads live in `account_scan.py` (settings in `account_settings.py`), the `account_usage` writes in
+`account_usage.py`, the wait-window writes in `wait_windows.py`, commit, rollback and reclaim in `settlement.py`;
+this module decides which account to reserve.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.domain.limits import LIMIT_RACED, TAKEN, allocate, capacity, describe_unavailable
+from app.domain.limits import LIMIT_RACED, TAKEN, allocate
 from app.domain.models import Campaign
 from app.domain.scheduling import after_minutes, next_day_start, utc_day
 from app.logging import get_logger
-from app.store import reclaim as reclaim_store
 from app.store import schema
 from app.store.account_scan import RECHECK_SECONDS as RECHECK_SECONDS
 from app.store.account_scan import (
@@ -40,30 +39,25 @@ from app.store.account_scan import (
     Counts,
     Tally,
     blocked,
+    chunks,
+    room,
     valid_limits,
     window_open,
 )
+from app.store.account_scan import NoAccountAvailable as NoAccountAvailable
 from app.store.account_usage import AccountUsage, Block, reservation_logger
 from app.store.account_usage import Reservation as Reservation
 from app.store.account_usage import usage_key as usage_key
 from app.store.account_usage import usage_path as usage_path
 from app.store.client import Database
-from app.store.documents import NotFound, id_filter
 from app.store.reclaim import GoneCheck, Reclaimed
 from app.store.reclaim import open_entry as open_entry
 from app.store.reclaim import open_path as open_path
+from app.store.settlement import Settlement
 from app.store.wait_windows import WaitWindows
 
 # Today's counters are read for this many free accounts at a time: most reservations succeed on the first.
 USAGE_CHUNK = 16
-
-
-@dataclass(frozen=True)
-class NoAccountAvailable:
-    """No account may send now; `retry_at` is the earliest time one could, `reason` says why."""
-
-    retry_at: datetime
-    reason: str
 
 
 class Arbiter:
@@ -79,7 +73,6 @@ class Arbiter:
         marks_in_flight: bool = False,
     ) -> None:
         self._accounts = db[schema.EMAIL_ACCOUNTS]
-        self._usage_docs = db[schema.ACCOUNT_USAGE]
         self._owner = owner
         # Limits change rarely; caching them for `settings_ttl` seconds saves a round trip on most reservations.
         self._reads = AccountScan(db, settings_ttl=settings_ttl)
@@ -90,7 +83,8 @@ class Arbiter:
         # Only a holder that calls mark_in_flight before every SMTP exchange (and sends nothing when it says
         # False) may have its reservations returned when it is gone; any other holder's are recorded as possibly
         # in flight from the start, and keep counting as if a crash caught them mid-send.
-        self._usage = AccountUsage(self._usage_docs, owner=owner, marks_in_flight=marks_in_flight)
+        self._usage = AccountUsage(db[schema.ACCOUNT_USAGE], owner=owner, marks_in_flight=marks_in_flight)
+        self._settle = Settlement(db, owner=owner, usage=self._usage, windows=self._windows)
 
     async def reserve(
         self,
@@ -130,7 +124,7 @@ class Arbiter:
     ) -> Reservation | None:
         """Try `candidates` in order, reading their counts a chunk at a time; tally why each was passed over."""
         path, day = usage_path(campaign.id), utc_day(now)
-        for chunk in _chunks(candidates, USAGE_CHUNK):
+        for chunk in chunks(candidates, USAGE_CHUNK):
             counts = await self._reads.counts_for(chunk, day, path)
             for candidate in chunk:
                 outcome = await self._try(candidate, counts.get(candidate.id, Counts()), campaign, path, day, now)
@@ -154,7 +148,7 @@ class Arbiter:
         path, day = usage_path(campaign.id), utc_day(now)
         candidates = await self._reads.scan(campaign, window_open(now), (), only, Tally(), limit=wanted + USAGE_CHUNK)
         counts = await self._reads.counts_for(candidates, day, path)
-        plan = allocate(_room(candidates, counts, now, wanted), wanted)
+        plan = allocate(room(candidates, counts, now, wanted), wanted)
         if not plan:
             return []
         by_id = {c.id: c for c in candidates}
@@ -249,21 +243,11 @@ class Arbiter:
 
     async def commit_many(self, reservations: list[Reservation], now: datetime) -> None:
         """`commit` for several reservations: one write for all the counters, plus one per wait window."""
-        if not reservations:
-            return
-        await self._usage.commit_many(reservations)
-        windows = [r for r in reservations if r.limits.min_wait_minutes > 0]
-        await asyncio.gather(*(self._windows.move(r, now) for r in windows))
-        for reservation in reservations:
-            self._log(reservation).debug("arbiter.committed", day=reservation.day, committed_at=now.isoformat())
+        await self._settle.commit_many(reservations, now)
 
     async def commit(self, reservation: Reservation, now: datetime) -> None:
         """Record that the reserved email was sent (or must be treated as sent). Call once per reservation."""
-        await self._usage.commit(reservation)
-        # Without a wait there is no window to move, and a leftover token is overwritten by the next reservation.
-        if reservation.limits.min_wait_minutes > 0:
-            await self._windows.move(reservation, now)
-        self._log(reservation).debug("arbiter.committed", day=reservation.day, committed_at=now.isoformat())
+        await self._settle.commit(reservation, now)
 
     async def rollback(self, reservation: Reservation, now: datetime, *, reason: str) -> None:
         """Give back a reservation whose email was certainly not sent: its count, and its wait window if unused.
@@ -276,20 +260,7 @@ class Arbiter:
     async def rollback_many(self, reservations: list[Reservation], now: datetime, *, reason: str) -> int:
         """`rollback` for several reservations: one write for the counts, one for the wait windows they still
         hold. Return how many counts were given back."""
-        if not reservations:
-            return 0
-        returned = await self._usage.give_back(reservations)
-        released = await self._windows.release_many([(r.account.id, r.token) for r in reservations], now)
-        for reservation in reservations:
-            # Exact for one reservation; for several, known only when all or none landed.
-            self._log(reservation).info(
-                "arbiter.rollback",
-                reason=reason,
-                day=reservation.day,
-                count_returned=_all_or_none(returned, len(reservations)),
-                window_released=_all_or_none(released, len(reservations)),
-            )
-        return returned
+        return await self._settle.rollback_many(reservations, now, reason=reason)
 
     async def reclaim(self, now: datetime, gone: GoneCheck | Collection[str]) -> Reclaimed:
         """Close the open reservations of dispatchers that are gone (see `app/store/reclaim.py`).
@@ -298,36 +269,13 @@ class Arbiter:
         owners holding open reservations (never this arbiter's own) that returns those known to be gone. Run by
         every dispatcher on each heartbeat; racing runs return each reservation once.
         """
-        # Every counted reservation stamps its account's last_used_at, so accounts unused since yesterday hold
-        # none: the usage documents are then read by `_id` (no query on a field that would scan every day's).
-        since = next_day_start(now) - timedelta(days=2)
-        used = await self._reads.used_since(since)
-        days = (utc_day(since), utc_day(now))
-        keys = [usage_key(account_id, day) for account_id in used for day in days]
-        found = await reclaim_store.reclaim(self._usage_docs, self._accounts, keys, now, gone, keep=self._owner)
-        if found:
-            get_logger(owner=self._owner).info(
-                "arbiter.reclaimed",
-                returned=found.returned,
-                in_flight=found.in_flight,
-                windows=found.windows,
-                gone=sorted(found.owners),
-            )
-        return found
+        return await self._settle.reclaim(now, gone)
 
     async def disable(self, account_id: str, reason: str) -> None:
         """Take an account out of rotation (status auth_failed) with the reason an operator will see."""
         if not reason.strip():
             raise ValueError("disable() needs a reason the operator can act on, e.g. the SMTP auth error")
-        result = await self._accounts.update_one(
-            id_filter(account_id),
-            {
-                "$set": {"status": "auth_failed", "disabled_reason": reason},
-                "$unset": {"reservation_token": "", "reserved_wait_end": ""},
-            },
-        )
-        if result.matched_count == 0:
-            raise NotFound("email account", account_id)
+        await self._windows.disable(account_id, reason)
         get_logger(account_id=account_id, owner=self._owner).warning("arbiter.disabled", reason=reason)
 
     async def usage(self, account_id: str, day: str) -> dict[str, Any]:
@@ -338,32 +286,11 @@ class Arbiter:
         return f"{self._owner}:{uuid.uuid4().hex}"
 
     def _unavailable(self, campaign: Campaign, now: datetime, tally: Tally) -> NoAccountAvailable:
-        retry_at = min(tally.retry_times, default=now + timedelta(seconds=RECHECK_SECONDS))
-        result = NoAccountAvailable(retry_at=retry_at, reason=describe_unavailable(tally.reasons, retry_at))
+        result = tally.unavailable(now)
         get_logger(campaign_id=campaign.id, owner=self._owner).info(
-            "arbiter.exhausted", retry_at=retry_at.isoformat(), reason=result.reason
+            "arbiter.exhausted", retry_at=result.retry_at.isoformat(), reason=result.reason
         )
         return result
 
     def _log(self, reservation: Reservation) -> Any:
         return reservation_logger(reservation, self._owner)
-
-
-def _room(
-    candidates: list[Candidate], counts: Mapping[str, Counts], now: datetime, wanted: int
-) -> list[tuple[str, int]]:
-    """How many of `wanted` sends each free candidate could take now, least recently used first."""
-    room: list[tuple[str, int]] = []
-    for candidate in candidates:
-        used = counts.get(candidate.id, Counts())
-        if candidate.limits is not None and not blocked(candidate, used, now).reason:
-            room.append((candidate.id, capacity(candidate.limits, used.sent, used.campaign, wanted)))
-    return room
-
-
-def _chunks(items: list[Candidate], size: int) -> Iterable[list[Candidate]]:
-    return (items[start : start + size] for start in range(0, len(items), size))
-
-
-def _all_or_none(landed: int, total: int) -> bool | None:
-    return True if landed == total else False if landed == 0 else None

@@ -1,4 +1,4 @@
-"""The arbiter's wait-window writes on `email_accounts`: claim, hold, move and release.
+"""The arbiter's wait-window writes on `email_accounts`: claim, hold, move and release; disable ends them.
 
 An account never sends twice within `min_wait_time` minutes. A reservation claims the account's window
 (`next_available_at`, `reservation_token`) with a conditional write; while it is open the window stays closed for
@@ -15,7 +15,7 @@ from app.domain.limits import AccountLimits
 from app.domain.scheduling import after_minutes
 from app.store import reclaim as reclaim_store
 from app.store.account_usage import Reservation
-from app.store.documents import Collection, id_filter
+from app.store.documents import Collection, NotFound, id_filter
 
 
 class WaitWindows:
@@ -79,3 +79,16 @@ class WaitWindows:
         """Reopen at `now` the wait windows that these (account, token) reservations still hold, in one write;
         return how many were reopened. Tokens are unique, so a window another reservation holds is left alone."""
         return await reclaim_store.reopen_windows(self._accounts, held, now)
+
+    async def disable(self, account_id: str, reason: str) -> None:
+        """Take an account out of rotation (status auth_failed, `reason` shown to the operator); its window is no
+        longer held by any reservation."""
+        result = await self._accounts.update_one(
+            id_filter(account_id),
+            {
+                "$set": {"status": "auth_failed", "disabled_reason": reason},
+                "$unset": {"reservation_token": "", "reserved_wait_end": ""},
+            },
+        )
+        if result.matched_count == 0:
+            raise NotFound("email account", account_id)
