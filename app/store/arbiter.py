@@ -53,7 +53,7 @@ from app.store.client import Database
 from app.store.reclaim import GoneCheck, Reclaimed
 from app.store.reclaim import open_entry as open_entry
 from app.store.reclaim import open_path as open_path
-from app.store.settlement import Settlement
+from app.store.reservation_ends import ReservationEnds
 from app.store.wait_windows import WaitWindows
 
 # Today's counters are read for this many free accounts at a time: most reservations succeed on the first.
@@ -84,7 +84,7 @@ class Arbiter:
         # False) may have its reservations returned when it is gone; any other holder's are recorded as possibly
         # in flight from the start, and keep counting as if a crash caught them mid-send.
         self._usage = AccountUsage(db[schema.ACCOUNT_USAGE], owner=owner, marks_in_flight=marks_in_flight)
-        self._settle = Settlement(db, owner=owner, usage=self._usage, windows=self._windows)
+        self._settle = ReservationEnds(db, owner=owner, usage=self._usage, windows=self._windows)
 
     async def reserve(
         self,

@@ -20,7 +20,7 @@ from app.store.reclaim import GoneCheck, Reclaimed
 from app.store.wait_windows import WaitWindows
 
 
-class Settlement:
+class ReservationEnds:
     """Commits, rolls back and reclaims the reservations of one dispatcher (`owner`)."""
 
     def __init__(self, db: Database, *, owner: str, usage: AccountUsage, windows: WaitWindows) -> None:
