@@ -1,7 +1,7 @@
 """Open reservations and their reclaim: what a gone dispatcher held is given back, or kept if it may have flown.
 
 Each counted reservation is recorded in its `account_usage` document as `open.<key>` = `{owner, campaign, at,
-flown}` by the same upsert that counts it (`app/store/arbiter.py`); commit and rollback remove the record, and
+flown}` by the same upsert that counts it (`app/store/account_usage.py`); commit and rollback remove the record, and
 `Arbiter.mark_in_flight` sets `flown` just before the SMTP exchange. When the owner is gone (it stopped, or
 stopped beating: `app/domain/liveness.py`):
 
