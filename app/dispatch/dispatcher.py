@@ -117,7 +117,9 @@ class Dispatcher:
         self.log.info("dispatcher.started", concurrency=self.options.concurrency, once=self.options.once)
         failures = 0
         # The first beat comes before any reservation, so whatever this process holds has an owner to judge.
-        await self._beat()
+        if await self._beat():
+            with contextlib.suppress(PyMongoError):
+                await dispatchers.prune(self._heartbeats, self.clock())
         heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
         try:
             while not self._stopping.is_set():

@@ -8,7 +8,7 @@ One document per dispatcher process, `_id` = its owner name (the prefix of its l
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from app.domain.liveness import is_gone
 from app.store.documents import Collection as MongoCollection
@@ -24,6 +24,16 @@ async def beat(coll: MongoCollection, owner: str, now: datetime, *, beat_seconds
         },
         upsert=True,
     )
+
+
+# Reclaims look at today's and yesterday's reservations only: a heartbeat older than this answers for nothing.
+KEEP = timedelta(days=2)
+
+
+async def prune(coll: MongoCollection, now: datetime, keep: timedelta = KEEP) -> int:
+    """Forget dispatchers that last beat more than `keep` ago (one document per process start adds up)."""
+    result = await coll.delete_many({"beat_at": {"$lt": now - keep}})
+    return result.deleted_count
 
 
 async def stopped(coll: MongoCollection, owner: str, now: datetime) -> None:

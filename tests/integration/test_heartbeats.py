@@ -81,3 +81,16 @@ async def test_a_running_dispatcher_gives_back_what_a_gone_one_reserved_but_neve
     doc = await db[schema.EMAIL_ACCOUNTS].find_one({"email": "s@example.com"})
     assert doc is not None and "reservation_token" not in doc
     assert await crashed.mark_in_flight([reservation]) == [False]
+
+
+async def test_heartbeats_older_than_two_days_are_forgotten_when_a_dispatcher_starts(db: Database) -> None:
+    coll = db[DISPATCHERS]
+    await dispatchers.beat(coll, "last-week", NOW - timedelta(days=7), beat_seconds=2, host="h", pid=1)
+    await dispatchers.beat(coll, "yesterday", NOW - timedelta(days=1), beat_seconds=2, host="h", pid=2)
+    sender = DryRunSender()
+    dispatcher = build_dispatcher(db, Settings(), sender, DispatcherOptions(once=True, poll_interval=0.05))
+    await asyncio.wait_for(dispatcher.run(), timeout=30)
+
+    left = sorted([doc["_id"] async for doc in coll.find({}, projection={"_id": 1})])
+    # Yesterday's may still answer for reservations a reclaim looks at; last week's answers for nothing.
+    assert left == sorted(["yesterday", dispatcher.owner])
