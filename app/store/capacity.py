@@ -28,7 +28,8 @@ from app.domain.limits import (
 from app.domain.models import AccountCampaignSettings, Campaign, EmailAccount, InvalidDocument, id_str
 from app.domain.scheduling import after_minutes, utc_day
 from app.store import schema
-from app.store.arbiter import RECHECK_SECONDS, usage_key, usage_path
+from app.store.account_scan import RECHECK_SECONDS, NoAccountAvailable
+from app.store.account_usage import usage_key, usage_path
 from app.store.client import Database
 from app.store.documents import id_values
 
@@ -76,14 +77,6 @@ class Planned:
 
 
 @dataclass(frozen=True)
-class Unavailable:
-    """No account may send for the campaign now: the earliest time one could, and the arbiter's reason."""
-
-    retry_at: datetime
-    reason: str
-
-
-@dataclass(frozen=True)
 class CampaignAccounts:
     """The accounts a campaign may use, least recently used first, as read from the database."""
 
@@ -107,7 +100,7 @@ class CampaignAccounts:
             if s.limits is not None and s.blocked(now) is None
         ]
 
-    def unavailable(self, now: datetime, planned: Planned | None = None) -> Unavailable:
+    def unavailable(self, now: datetime, planned: Planned | None = None) -> NoAccountAvailable:
         """When an account could next send and why none can now, in the arbiter's words."""
         reasons: Counter[str] = Counter()
         times: list[datetime] = []
@@ -118,7 +111,7 @@ class CampaignAccounts:
         if self.invalid_accounts:
             reasons[INVALID_ACCOUNT] += self.invalid_accounts
         retry_at = min(times, default=now + timedelta(seconds=RECHECK_SECONDS))
-        return Unavailable(retry_at, describe_unavailable(reasons, retry_at))
+        return NoAccountAvailable(retry_at, describe_unavailable(reasons, retry_at))
 
     def state(self, account_id: str) -> AccountState:
         """One account as read (KeyError when it is not among the campaign's accounts)."""
