@@ -232,4 +232,4 @@ class Delivery:
 def _back(item: SendItem, kind: str, now: datetime) -> Settlement:
     """Hand the lead back due now, untouched but for recorded skips."""
     outcome = Outcome(kind, item.ctx.lead.id, item.ctx.campaign.id, next_due_at=now)
-    return release(item.ctx, item.skipped, now + timedelta(0), outcome, now)
+    return release(item.ctx, item.skipped, now, outcome, now)

@@ -30,7 +30,7 @@ from app.domain.templating import Renderer
 from app.logging import get_logger
 from app.send.delivery import Delivery, SendItem
 from app.send.records import Records
-from app.store import suppressions
+from app.store import schema, suppressions
 from app.store.arbiter import Arbiter
 from app.store.catalog import Catalog
 from app.store.client import Database
@@ -120,7 +120,7 @@ class Pipeline:
         outcomes: dict[int, Outcome] = {}
         try:
             if suppressed is None:
-                suppressed = await suppressions.load(self.db["suppressions"], _emails(items))
+                suppressed = await suppressions.load(self.db[schema.SUPPRESSIONS], _emails(items))
             await self._plan(claims, GateContext(now, suppressed))
             writes: list[tuple[_Claim, Settlement]] = []
             sends: list[SendItem] = []
