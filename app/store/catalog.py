@@ -76,7 +76,7 @@ class Catalog:
 
         async def load() -> dict[int, SequenceStep]:
             coll = self.db[schema.SEQUENCE_STEPS]
-            found = iter_valid(coll, {"sequence_id": sequence_id}, SequenceStep.from_doc)
+            found = iter_valid(coll, id_filter(sequence_id, "sequence_id"), SequenceStep.from_doc)
             return {s.step_order: s async for s in found}
 
         return await self._steps.get(sequence_id, load)
