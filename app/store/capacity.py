@@ -9,10 +9,9 @@ Sends the preview itself would make are kept in a `Planned` overlay in memory, n
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
 from app.domain.limits import (
     INVALID_ACCOUNT,
@@ -22,16 +21,12 @@ from app.domain.limits import (
     capacity,
     describe_unavailable,
     free_at,
-    limits_for,
-    merge_settings,
 )
-from app.domain.models import AccountCampaignSettings, Campaign, EmailAccount, InvalidDocument, id_str
+from app.domain.models import Campaign, EmailAccount
 from app.domain.scheduling import after_minutes, utc_day
-from app.store import schema
-from app.store.account_scan import RECHECK_SECONDS, NoAccountAvailable
-from app.store.account_usage import usage_key, usage_path
+from app.store.account_scan import RECHECK_SECONDS, AccountScan, Counts, NoAccountAvailable, Tally
+from app.store.account_usage import usage_path
 from app.store.client import Database
-from app.store.documents import id_values
 
 
 @dataclass(frozen=True)
@@ -136,88 +131,20 @@ async def read_accounts(
     db: Database, campaign: Campaign, now: datetime, *, only: Collection[str] | None = None
 ) -> CampaignAccounts:
     """The campaign's active allowed accounts (settings.account_ids, narrowed to `only`), least recently used
-    first, with their combined limits, today's counts and wait windows. Reads only."""
+    first, with their combined limits, today's counts and wait windows: the arbiter's own scan, read only."""
     path = usage_path(campaign.id)  # refuses a campaign id the arbiter could not count either
-    allowed = _allowed_ids(campaign, only)
-    if allowed is not None and not allowed:
-        return CampaignAccounts(campaign.id)
-    flt: dict[str, Any] = {"status": "active"}
-    if allowed is not None:
-        flt["_id"] = {"$in": [form for i in sorted(allowed) for form in id_values(i)]}
-    rows: list[tuple[EmailAccount, datetime | None]] = []
-    invalid = 0
-    async for doc in db[schema.EMAIL_ACCOUNTS].find(flt, sort=[("last_used_at", 1), ("_id", 1)]):
-        try:
-            rows.append(_account_row(doc))
-        except InvalidDocument:
-            invalid += 1
-    ids = [account.id for account, _ in rows]
-    settings = await _settings(db, ids)
-    counts = await _counts(db, ids, utc_day(now), path)
+    scan = AccountScan(db, settings_ttl=0.0)
+    tally = Tally()
+    candidates = await scan.scan(campaign, {}, (), only, tally)
+    counts = await scan.counts_for(candidates, utc_day(now), path)
     states = tuple(
-        AccountState(account, _limits(settings.get(account.id), campaign), *counts.get(account.id, (0, 0)), window)
-        for account, window in rows
+        AccountState(
+            c.row.account,
+            c.limits,
+            counts.get(c.id, Counts()).sent,
+            counts.get(c.id, Counts()).campaign,
+            c.row.next_available_at,
+        )
+        for c in candidates
     )
-    return CampaignAccounts(campaign.id, states, invalid)
-
-
-def _allowed_ids(campaign: Campaign, only: Collection[str] | None) -> set[str] | None:
-    """Account ids the campaign may use, or None for "every active account" (as the arbiter's `_allowed_ids`)."""
-    allowed: set[str] | None = set(campaign.settings.account_ids) or None
-    if only is not None:
-        given = {id_str(a) for a in only}
-        allowed = given if allowed is None else allowed & given
-    return allowed
-
-
-def _account_row(doc: Mapping[str, Any]) -> tuple[EmailAccount, datetime | None]:
-    account = EmailAccount.from_doc(doc)
-    value = doc.get("next_available_at")
-    if value is not None and not isinstance(value, datetime):
-        raise InvalidDocument(schema.EMAIL_ACCOUNTS, doc.get("_id"), "next_available_at", "must be a date")
-    return account, value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
-def _limits(settings: AccountCampaignSettings | InvalidDocument | None, campaign: Campaign) -> AccountLimits | None:
-    return None if isinstance(settings, InvalidDocument) else limits_for(settings, campaign)
-
-
-async def _settings(db: Database, ids: list[str]) -> dict[str, AccountCampaignSettings | InvalidDocument]:
-    """Each account's email_campaign_settings combined the arbiter's way: the strictest valid value of each limit,
-    or the first malformed document when none is valid."""
-    if not ids:
-        return {}
-    parsed: dict[str, list[AccountCampaignSettings | InvalidDocument]] = {}
-    flt = {"email_id": {"$in": [form for i in ids for form in id_values(i)]}}
-    async for doc in db[schema.EMAIL_CAMPAIGN_SETTINGS].find(flt, sort=[("_id", 1)]):
-        try:
-            item: AccountCampaignSettings | InvalidDocument = AccountCampaignSettings.from_doc(doc)
-        except InvalidDocument as exc:
-            item = exc
-        parsed.setdefault(id_str(doc.get("email_id")), []).append(item)
-    combined: dict[str, AccountCampaignSettings | InvalidDocument] = {}
-    for key, items in parsed.items():
-        valid = merge_settings(s for s in items if isinstance(s, AccountCampaignSettings))
-        combined[key] = valid if valid is not None else items[0]
-    return combined
-
-
-async def _counts(db: Database, ids: list[str], day: str, path: str) -> dict[str, tuple[int, int]]:
-    """Today's (sent, sent for this campaign) per account, from `account_usage` by `_id`."""
-    if not ids:
-        return {}
-    campaign_id = path.partition(".")[2]
-    found: dict[str, tuple[int, int]] = {}
-    keys = [usage_key(i, day) for i in ids]
-    async for doc in db[schema.ACCOUNT_USAGE].find({"_id": {"$in": keys}}, projection={"sent": 1, path: 1}):
-        campaigns = doc.get("campaigns")
-        campaign_sent = campaigns.get(campaign_id) if isinstance(campaigns, Mapping) else None
-        found[str(doc["_id"]).rpartition(":")[0]] = (_count(doc.get("sent")), _count(campaign_sent))
-    return found
-
-
-def _count(value: object) -> int:
-    """A counter as the arbiter reads it: anything but a number is 0."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return 0
-    return int(value)
+    return CampaignAccounts(campaign.id, states, len(tally.invalid))
