@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.domain import collections as schema
+from app.domain import planning
 from app.domain.limits import AccountLimits, limits_for, merge_settings
-from app.domain.models import AccountCampaignSettings, InvalidDocument, Lead, recipient_key
+from app.domain.models import AccountCampaignSettings, InvalidDocument, Lead
 from app.domain.scheduling import utc_day as utc_day  # re-exported: one definition of the day
 
 # A lead is in exactly one of these states; the order is the precedence when several could apply.
@@ -56,10 +57,8 @@ def lead_state(lead: Lead, now: datetime) -> str:
 
 
 def pending_recipients(lead: Lead) -> list[int]:
-    """Indexes of the recipients the lead's current step has not processed yet."""
-    step = lead.progress.current_step_order
-    processed = lead.progress.processed_recipients
-    return [i for i in range(len(lead.recipients)) if recipient_key(step, i) not in processed]
+    """Indexes of the recipients the lead's current step has not processed yet (the plan's own rule)."""
+    return list(planning.pending_recipients(lead, lead.progress.current_step_order))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
 
 from app.domain.models import Campaign, GeneralSettings, InvalidDocument, SequenceStep, Template, id_str
@@ -109,9 +109,3 @@ class Catalog:
             return found
 
         return (await self._general.get("all", load)).get(id_str(account_id))
-
-
-def step_after(steps: Mapping[int, SequenceStep], step_order: int) -> SequenceStep | None:
-    """The next step in order after `step_order` (orders may have gaps)."""
-    later = sorted(order for order in steps if order > step_order)
-    return steps[later[0]] if later else None
