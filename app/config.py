@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -57,6 +58,11 @@ class Settings:
     shutdown_grace_seconds: float = 30.0  # OUTBOUND_SHUTDOWN_GRACE_SECONDS
     pause_error_rate: float = 0.5  # OUTBOUND_PAUSE_ERROR_RATE: pause a campaign failing this often...
     pause_min_attempts: int = 20  # OUTBOUND_PAUSE_MIN_ATTEMPTS: ...over at least this many recent attempts
+    inbox_poll_seconds: float = 60.0  # OUTBOUND_INBOX_POLL_SECONDS: how often run-dispatcher reads each mailbox
+    # OUTBOUND_PUBLIC_URL: where `outbound serve` is reachable from the internet (https, or http on loopback),
+    # e.g. https://outreach.example.com; set, messages carry a one-click unsubscribe link under it.
+    public_url: str | None = None
+    secret_key: str | None = field(default=None, repr=False)  # OUTBOUND_SECRET_KEY: signs unsubscribe links
 
     @property
     def uses_embedded(self) -> bool:
@@ -166,6 +172,45 @@ def _is_ip_address(value: str) -> bool:
     return True
 
 
+SECRET_KEY_MIN_LENGTH = 32
+PUBLIC_URL_ACCEPTS = (
+    "an https URL such as https://outreach.example.com (http only on a loopback host such as "
+    "http://127.0.0.1:8025), without query or fragment; empty: no one-click unsubscribe link"
+)
+
+
+def _public_url(var: str, raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    parts = urlsplit(value)
+    host = parts.hostname or ""
+    loopback = host == "localhost" or (_is_ip_address(host) and ipaddress.ip_address(host).is_loopback)
+    scheme_ok = parts.scheme == "https" or (parts.scheme == "http" and loopback)
+    if not scheme_ok or not host or parts.query or parts.fragment or has_space(value):
+        raise ConfigError(var, raw, PUBLIC_URL_ACCEPTS)
+    return value.rstrip("/")
+
+
+def has_space(value: str) -> bool:
+    """True when `value` holds whitespace or a control character (never valid in a URL)."""
+    return any(c.isspace() or ord(c) < 32 for c in value)
+
+
+def _secret_key(var: str, raw: str) -> str | None:
+    value = raw.strip()
+    if not value:
+        return None
+    if len(value) < SECRET_KEY_MIN_LENGTH:
+        raise ConfigError(
+            var,
+            "<hidden>",
+            f"a random secret of at least {SECRET_KEY_MIN_LENGTH} characters "
+            '(make one with: python3 -c "import secrets; print(secrets.token_urlsafe(32))")',
+        )
+    return value
+
+
 def _path(var: str, raw: str) -> Path:
     value = raw.strip()
     if not value:
@@ -194,6 +239,9 @@ VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "OUTBOUND_SHUTDOWN_GRACE_SECONDS": ("shutdown_grace_seconds", _positive_float),
     "OUTBOUND_PAUSE_ERROR_RATE": ("pause_error_rate", _fraction),
     "OUTBOUND_PAUSE_MIN_ATTEMPTS": ("pause_min_attempts", _positive_int),
+    "OUTBOUND_INBOX_POLL_SECONDS": ("inbox_poll_seconds", _positive_float),
+    "OUTBOUND_PUBLIC_URL": ("public_url", _public_url),
+    "OUTBOUND_SECRET_KEY": ("secret_key", _secret_key),
 }
 
 
@@ -226,5 +274,13 @@ def load_settings(
             "OUTBOUND_RETRY_CAP_SECONDS",
             settings.retry_cap_seconds,
             f"a number >= OUTBOUND_RETRY_BASE_SECONDS ({settings.retry_base_seconds})",
+        )
+    if settings.public_url and not settings.secret_key:
+        raise ConfigError(
+            "OUTBOUND_SECRET_KEY",
+            "",
+            f"a random secret of at least {SECRET_KEY_MIN_LENGTH} characters; it is required when "
+            "OUTBOUND_PUBLIC_URL is set, to sign the unsubscribe links "
+            '(make one with: python3 -c "import secrets; print(secrets.token_urlsafe(32))")',
         )
     return settings

@@ -54,6 +54,9 @@ def test_every_variable_is_parsed_into_its_field(tmp_path: Path) -> None:
         "OUTBOUND_SHUTDOWN_GRACE_SECONDS": "10",
         "OUTBOUND_PAUSE_ERROR_RATE": "0.25",
         "OUTBOUND_PAUSE_MIN_ATTEMPTS": "40",
+        "OUTBOUND_INBOX_POLL_SECONDS": "15",
+        "OUTBOUND_PUBLIC_URL": "https://outreach.example.com/",
+        "OUTBOUND_SECRET_KEY": "k" * 40,
     }
     assert set(environ) == set(VARIABLES), "this test must cover every documented variable"
     settings = load(environ)
@@ -77,6 +80,9 @@ def test_every_variable_is_parsed_into_its_field(tmp_path: Path) -> None:
         shutdown_grace_seconds=10.0,
         pause_error_rate=0.25,
         pause_min_attempts=40,
+        inbox_poll_seconds=15.0,
+        public_url="https://outreach.example.com",
+        secret_key="k" * 40,
     )
     assert not settings.uses_embedded
 
@@ -366,3 +372,30 @@ def test_with_overrides_rejects_unknown_names() -> None:
 
 def test_with_overrides_of_nothing_is_equal() -> None:
     assert Settings().with_overrides() == Settings()
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["http://outreach.example.com", "ftp://x.example", "https://", "https://x.example/?a=1", "https://x.example/#f"],
+)
+def test_public_url_must_be_https_except_on_loopback(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"OUTBOUND_PUBLIC_URL": raw, "OUTBOUND_SECRET_KEY": "k" * 40})
+    assert "OUTBOUND_PUBLIC_URL" in str(caught.value) and "https" in str(caught.value)
+
+
+@pytest.mark.parametrize("raw", ["http://127.0.0.1:8025", "http://localhost:8025/", "http://[::1]:8025"])
+def test_public_url_may_be_plain_http_on_loopback(raw: str) -> None:
+    assert load({"OUTBOUND_PUBLIC_URL": raw, "OUTBOUND_SECRET_KEY": "k" * 40}).public_url == raw.rstrip("/")
+
+
+def test_public_url_needs_a_secret_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"OUTBOUND_PUBLIC_URL": "https://outreach.example.com"})
+    assert "OUTBOUND_SECRET_KEY" in str(caught.value) and "required" in str(caught.value)
+
+
+def test_short_secret_key_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"OUTBOUND_SECRET_KEY": "short-secret"})
+    assert "at least 32" in str(caught.value) and "short-secret" not in str(caught.value)
