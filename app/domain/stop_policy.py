@@ -20,14 +20,15 @@ def skip_reason(status: str) -> str | None:
     return f"recipient is {status}" if status in SKIP_STATUSES else None
 
 
-def lead_stop_reason(statuses: Iterable[str]) -> str | None:
+def lead_stop_reason(statuses: Iterable[str], *, stop_on_reply: str = "lead") -> str | None:
     """Why a lead whose recipients have these statuses must stop, or None while someone may still be mailed.
 
-    A stopping status (a reply) stops it; so does having no recipient left that may be mailed.
+    A stopping status (a reply) stops it, unless the campaign's `settings.stop_on_reply` is `recipient` or
+    `none` (then a reply stops only that recipient); so does having no recipient left that may be mailed.
     """
     given = list(statuses)
     for status in given:
-        if status in STOP_LEAD_STATUSES:
+        if status in STOP_LEAD_STATUSES and stop_on_reply == "lead":
             return status
     if given and all(status in SKIP_STATUSES for status in given):
         kinds = sorted(set(given))
