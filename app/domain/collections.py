@@ -16,6 +16,8 @@ SENDS = "sends"
 ACCOUNT_USAGE = "account_usage"
 SUPPRESSIONS = "suppressions"
 DISPATCHERS = "dispatchers"  # heartbeats
+INBOUND = "inbound"  # one record per inbound message read (and per deferred answer)
+INBOUND_SYNC = "inbound_sync"  # per account: the sync lease and backoff; per folder: UIDVALIDITY and last UID
 
 ALL_COLLECTIONS = (
     CAMPAIGNS,
@@ -30,4 +32,6 @@ ALL_COLLECTIONS = (
     ACCOUNT_USAGE,
     SUPPRESSIONS,
     DISPATCHERS,
+    INBOUND,
+    INBOUND_SYNC,
 )

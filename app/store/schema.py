@@ -35,6 +35,12 @@ from app.domain.collections import (
     EMAIL_GENERAL_SETTINGS as EMAIL_GENERAL_SETTINGS,
 )
 from app.domain.collections import (
+    INBOUND as INBOUND,
+)
+from app.domain.collections import (
+    INBOUND_SYNC as INBOUND_SYNC,
+)
+from app.domain.collections import (
     SENDS as SENDS,
 )
 from app.domain.collections import (
@@ -108,6 +114,11 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("account_id", ASCENDING), ("day", ASCENDING)], name="account_day", unique=True),
     ],
     SUPPRESSIONS: [IndexModel([("value", ASCENDING)], name="value", unique=True)],
+    INBOUND: [
+        IndexModel([("state", ASCENDING), ("retry_at", ASCENDING)], name="state_retry"),
+        IndexModel([("account_id", ASCENDING), ("read_at", ASCENDING)], name="account_read"),
+    ],
+    INBOUND_SYNC: [IndexModel([("kind", ASCENDING), ("account_id", ASCENDING)], name="kind_account")],
 }
 
 
