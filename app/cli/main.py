@@ -17,6 +17,7 @@ from app.cli import (
     lead_repair_cmds,
     ledger_cmds,
     send_cmds,
+    serve_cmds,
 )
 from app.cli.common import fail
 from app.config import LOG_FORMATS, LOG_LEVELS, ConfigError, load_settings, parse_variable
@@ -71,6 +72,7 @@ for module in (
     dispatch_cmds,
     ledger_cmds,
     db_cmds,
+    serve_cmds,
 ):
     module.register(app)
 

@@ -1,0 +1,5 @@
+"""The web service of `outbound serve`: one-click unsubscribe links (RFC 8058) and a health check."""
+
+from app.web.app import create_app
+
+__all__ = ["create_app"]
