@@ -41,7 +41,7 @@ from app.domain.models import (
     Template,
     id_str,
 )
-from app.store import lead_queries, schema
+from app.store import answer_stats, lead_queries, schema
 from app.store.client import Database
 from app.store.documents import iter_valid
 
@@ -255,19 +255,32 @@ async def _campaign_progress(db: Database, campaign_id: str, now: datetime, skip
     coll = db[schema.CAMPAIGN_LEADS]
     leads = [lead async for lead in iter_valid(coll, campaign_ref(campaign.id), Lead.from_doc, on_invalid=skipped.add)]
     progress = reports.campaign_progress(leads, [s.step_order for s in steps], now)
+    answers = await answer_stats.per_step(db, campaign.id)
     return {
         "id": campaign.id,
         "name": campaign.name,
         "status": campaign.status,
-        "steps": [asdict(s) for s in progress.steps],
+        "steps": [{**asdict(s), **_answer_counts(answers.get(s.step_order))} for s in progress.steps],
         "leads": asdict(progress.counts),
         "percent_complete": progress.percent_complete,
         **await _sends_today(db, campaign.id, now, skipped),
     }
 
 
+def _answer_counts(counts: Mapping[str, int] | None) -> dict[str, int]:
+    given = counts or {}
+    return {
+        "replied": given.get("replied", 0),
+        "auto_replies": given.get("auto_reply", 0),
+        "bounced": given.get("bounced", 0),
+        "soft_bounces": given.get("soft_bounce", 0),
+        "unsubscribed": given.get("unsubscribed", 0),
+    }
+
+
 def show_campaign_progress(ctx: typer.Context, campaign_id: str = CAMPAIGN_ARGUMENT, json_: bool = JSON_OPTION) -> None:
-    """Show per step the leads at it and its sent/failed/uncertain recipients, lead states and sends today.
+    """Show per step the leads at it, its sent/failed/uncertain recipients and the replies, bounces and
+    unsubscribes its messages drew, then lead states and sends today.
 
     Example: outbound show-campaign-progress 665f1c2e9b1e8a3d4c5b6a70
     """
@@ -276,8 +289,13 @@ def show_campaign_progress(ctx: typer.Context, campaign_id: str = CAMPAIGN_ARGUM
 
     def render() -> None:
         _print_campaign(info, f": {info['percent_complete']}% complete")
-        rows = [[s["step_order"], s["leads_at_step"], s["sent"], s["failed"], s["uncertain"]] for s in info["steps"]]
-        print_table("Steps", ["step", "leads at step", "sent", "failed", "uncertain"], rows)
+        rows = [
+            [s[k] for k in ("step_order", "leads_at_step", "sent", "failed", "uncertain")]
+            + [s[k] for k in ("replied", "auto_replies", "bounced", "unsubscribed")]
+            for s in info["steps"]
+        ]
+        columns = ["step", "leads at step", "sent", "failed", "uncertain", "replied", "auto-replies", "bounced"]
+        print_table("Steps", [*columns, "unsubscribed"], rows)
         _print_lead_counts(info)
         console.print(f"today (UTC): sent {info['sent_today']}, counted against limits {info['counted_today']}")
 

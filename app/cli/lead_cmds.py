@@ -30,6 +30,7 @@ from app.cli.lookups import any_of, load_campaign
 from app.domain import reports
 from app.domain.models import Campaign, Lead
 from app.store import lead_queries, schema
+from app.store.answer_stats import ANSWER_TYPES
 from app.store.client import Database
 from app.store.documents import Collection, get_model, id_filter, iter_valid
 
@@ -44,6 +45,9 @@ ACTIVITY_FIELDS = (
     "message_id",
     "smtp_code",
     "error",
+    "inbound",
+    "note",
+    "source",
 )
 SEND_FIELDS = (
     "_id",
@@ -138,6 +142,23 @@ def _render_lead(info: Mapping[str, Any]) -> None:
         for a in info["activities"]
     ]
     print_table(f"Last {ACTIVITY_LIMIT} activities", ["at", "type", "step", "#", "email", "error"], acts)
+    answers = [a for a in info["activities"] if a["type"] in ANSWER_TYPES]
+    if answers:
+        print_table("Answers", ["at", "type", "step", "#", "subject", "snippet", "message id"], _answer_rows(answers))
+
+
+def _answer_rows(answers: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """Replies, bounces and unsubscribes with what the message said (subject, a snippet, its Message-ID)."""
+    rows = []
+    for a in answers:
+        given = a.get("inbound")
+        inbound: Mapping[str, Any] = given if isinstance(given, Mapping) else {}
+        said = inbound.get("diagnostic") or inbound.get("snippet") or a.get("note") or ""
+        subject = inbound.get("subject") or ("one-click unsubscribe link" if a.get("source") == "link" else "")
+        when = inbound.get("date") or a["created_at"]
+        rows.append([fmt_time(when), a["type"], a["step_order"], a["recipient_index"], subject, said[:80]])
+        rows[-1].append(inbound.get("message_id") or "-")
+    return rows
 
 
 def show_lead_details(ctx: typer.Context, lead_id: str = LEAD_ARGUMENT, json_: bool = JSON_OPTION) -> None:

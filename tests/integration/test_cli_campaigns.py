@@ -137,6 +137,10 @@ def test_show_campaign_progress_counts_per_step_outcomes_and_sends_today(cli, sy
             {"campaign_id": cid, "type": "sent", "created_at": NOW},
             {"campaign_id": cid, "type": "failed", "created_at": NOW},
             {"campaign_id": "other", "type": "sent", "created_at": NOW},
+            {"campaign_id": cid, "type": "replied", "step_order": 1, "created_at": NOW},
+            {"campaign_id": cid, "type": "bounced", "step_order": 2, "created_at": NOW},
+            {"campaign_id": cid, "type": "unsubscribed", "step_order": 2, "created_at": NOW},
+            {"campaign_id": "other", "type": "replied", "step_order": 1, "created_at": NOW},
         ]
     )
     sync_db.account_usage.insert_one(
@@ -144,9 +148,11 @@ def test_show_campaign_progress_counts_per_step_outcomes_and_sends_today(cli, sy
     )
 
     data = as_json(cli("show-campaign-progress", cid, "--json"))
+    none = {"replied": 0, "auto_replies": 0, "bounced": 0, "soft_bounces": 0, "unsubscribed": 0}
     assert data["steps"] == [
-        {"step_order": 1, "leads_at_step": 1, "sent": 1, "failed": 1, "uncertain": 0},
-        {"step_order": 2, "leads_at_step": 1, "sent": 0, "failed": 0, "uncertain": 0},
+        {"step_order": 1, "leads_at_step": 1, "sent": 1, "failed": 1, "uncertain": 0, **none, "replied": 1},
+        {"step_order": 2, "leads_at_step": 1, "sent": 0, "failed": 0, "uncertain": 0}
+        | {**none, "bounced": 1, "unsubscribed": 1},
     ]
     assert data["leads"]["due"] == 1 and data["leads"]["waiting"] == 1
     assert data["percent_complete"] == 25.0
