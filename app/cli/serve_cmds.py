@@ -58,13 +58,17 @@ def _exit_zero_after_stop() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _announce(settings: Settings, host: str, port: int) -> None:
-    shown = f"[{host}]" if ":" in host else host
+def _warn_if_exposed(host: str) -> None:
     if not is_loopback_host(host):
         err_console.print(
             f"[yellow]warning:[/] listening on {host}, not loopback: anyone who can reach this machine can reach "
-            "the service directly; bind 127.0.0.1 behind a TLS reverse proxy (see deploy/outbound-web.service)."
+            "the service directly; bind 127.0.0.1 behind a TLS reverse proxy (see deploy/README.md)."
         )
+
+
+def _announce(settings: Settings, host: str, port: int) -> None:
+    """Say where the service answers, once its database is ready."""
+    shown = f"[{host}]" if ":" in host else host
     console.print(f"Outbound web service listening on http://{shown}:{port}")
     if settings.public_url:
         console.print(f"Unsubscribe links in messages point to {settings.public_url}/u/...")
@@ -91,12 +95,12 @@ def server_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
 def serve(settings: Settings, host: str, port: int) -> None:
     """Run the web service on host:port until SIGTERM or SIGINT, then exit 0."""
     try:
-        app = create_app(settings)
+        app = create_app(settings, on_ready=lambda: _announce(settings, host, port))
     except ConfigError as exc:
         fail(str(exc), code=2)
+    _warn_if_exposed(host)
     sock = listen(host, port)
     server = uvicorn.Server(server_config(app, settings))
-    _announce(settings, host, port)
     try:
         with _exit_zero_after_stop():
             server.run(sockets=[sock])

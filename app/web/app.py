@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
@@ -24,11 +24,11 @@ SECRET_KEY_NEEDED = (
 )
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, on_ready: Callable[[], None] | None = None) -> FastAPI:
     """The web service: `/u/{token}` one-click unsubscribe, `/health`. Raises ConfigError without a secret key.
 
-    The app connects to the database when it starts (uvicorn's lifespan) and closes the connection when it
-    stops; creating it touches nothing.
+    The app connects to the database when it starts (uvicorn's lifespan), calls `on_ready` once the schema is
+    ensured, and closes the connection when it stops; creating it touches nothing.
     """
     secret_key = settings.secret_key
     if not secret_key:
@@ -44,6 +44,8 @@ def create_app(settings: Settings) -> FastAPI:
                 get_logger().error("web.start_failed", error=f"{type(exc).__name__}: {exc}")
                 raise
             app.state.db = db
+            if on_ready is not None:
+                on_ready()
             yield
 
     # No interactive API docs: they would need scripts from elsewhere and this service has nothing to browse.

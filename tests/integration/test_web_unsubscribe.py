@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +180,20 @@ def test_a_forged_or_altered_link_is_refused_and_changes_nothing(web: httpx.Clie
         assert response.status_code == 400
         assert "nothing was changed" in response.text
     assert _snapshot(sync_db) == before
+
+
+def test_a_post_while_a_dispatcher_holds_the_lead_suppresses_at_once_and_says_an_email_may_still_arrive(
+    web: httpx.Client, sync_db: Db
+) -> None:
+    ref = _lead(sync_db, ["jane@example.com"])
+    held = {"progress.lease_owner": "other", "progress.lease_until": datetime.now(UTC) + timedelta(minutes=10)}
+    sync_db[schema.CAMPAIGN_LEADS].update_one({"_id": ObjectId(ref.lead_id)}, {"$set": held})
+    response = web.post(f"/u/{sign(ref, KEY)}", content=ONE_CLICK_POST, headers=FORM)
+    assert response.status_code == 200
+    assert "You have been unsubscribed" in response.text and "may still arrive" in response.text
+    assert sync_db[schema.SUPPRESSIONS].find_one({"value": "jane@example.com"}) is not None
+    lead = sync_db[schema.CAMPAIGN_LEADS].find_one({"_id": ObjectId(ref.lead_id)})
+    assert lead is not None and lead["lead_data"][0]["status"] == "contacted"  # written when the lease ends
 
 
 def test_a_link_whose_lead_was_deleted_still_suppresses_the_address_from_the_ledger(
