@@ -1,4 +1,8 @@
-"""Email addresses as Outbound accepts them: valid syntax, no line breaks, an ASCII local part."""
+"""Email addresses as Outbound accepts them: valid syntax, no line breaks; a non-ASCII local part is allowed.
+
+An address such as `zoë@müller.example` is sent with SMTPUTF8 (RFC 6531) where the account's server offers
+it; the transport fails that one recipient where it does not.
+"""
 
 from __future__ import annotations
 
@@ -20,7 +24,11 @@ def has_line_break(value: str) -> bool:
 
 
 def normalize_email(raw: object) -> str:
-    """Validate an address's syntax and return it normalised (domain lower-cased); raise InvalidAddress."""
+    """Validate an address's syntax and return it normalised; raise InvalidAddress.
+
+    The domain is lower-cased and in its Unicode form (`xn--mller-kva.example` reads `müller.example`), a
+    non-ASCII local part in Unicode normal form C; an ASCII local part keeps its case.
+    """
     if not isinstance(raw, str) or not raw.strip():
         raise InvalidAddress("address is empty")
     return _normalized(raw.strip())
@@ -33,8 +41,7 @@ def _normalized(text: str) -> str:
     if has_line_break(text):
         raise InvalidAddress(f"address {text!r} contains a line break")
     try:
-        # Outbound does not speak SMTPUTF8, so a non-ASCII local part could never be delivered: refuse it here.
-        result = validate_email(text, check_deliverability=False, allow_smtputf8=False)
+        result = validate_email(text, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:
         raise InvalidAddress(f"{text!r} is not a valid address: {exc}") from None
     local, _, domain = result.normalized.rpartition("@")

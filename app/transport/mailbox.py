@@ -1,7 +1,8 @@
 """A local SMTP server (aiosmtpd) that keeps every message as a .eml file: for the demo and the tests.
 
 It listens on loopback only, can require or accept any credentials, speaks STARTTLS or implicit TLS when
-given a certificate, records the name each client greets it with (EHLO/HELO), and can inject faults (a reply
+given a certificate, offers SMTPUTF8 (RFC 6531) or not, records the name each client greets it with
+(EHLO/HELO) and the MAIL FROM parameters of each message, and can inject faults (a reply
 code or a dropped connection) at AUTH, MAIL, RCPT or DATA, so senders can be tested against real SMTP
 behaviour.
 """
@@ -48,7 +49,8 @@ FaultHook = Callable[[str, str], Fault | None]
 
 @dataclass(frozen=True)
 class ReceivedMessage:
-    """One accepted message: when, the envelope, its Message-ID, who logged in, and the stored file."""
+    """One accepted message: when, the envelope, its Message-ID, who logged in, the stored file, and the
+    MAIL FROM parameters it came with (e.g. `SMTPUTF8`)."""
 
     received_at: datetime
     mail_from: str
@@ -56,6 +58,7 @@ class ReceivedMessage:
     message_id: str | None
     login: str | None
     path: Path
+    mail_options: tuple[str, ...] = ()
 
     def parse(self) -> EmailMessage:
         """The stored message, parsed."""
@@ -140,7 +143,14 @@ class _Handler:
         if refused:
             return refused
         login = session.auth_data.login.decode() if isinstance(session.auth_data, LoginPassword) else None
-        self.mailbox.store(envelope.mail_from or "", tuple(envelope.rcpt_tos), message_id, login, content)
+        self.mailbox.store(
+            envelope.mail_from or "",
+            tuple(envelope.rcpt_tos),
+            message_id,
+            login,
+            content,
+            mail_options=tuple(envelope.mail_options),
+        )
         return f"250 OK queued as {message_id or 'message'}"
 
 
@@ -158,7 +168,9 @@ class MailboxServer:
         implicit_tls: bool = False,
         auth_require_tls: bool = False,
         fault: FaultHook | None = None,
+        smtputf8: bool = True,
     ) -> None:
+        """`smtputf8=False` makes the server leave SMTPUTF8 out of its EHLO reply and refuse it in MAIL FROM."""
         if host not in LOOPBACK_HOSTS:
             raise ValueError(f"the mailbox server listens on loopback only, not {host!r}")
         if implicit_tls and tls_context is None:
@@ -171,6 +183,7 @@ class MailboxServer:
         self.implicit_tls = implicit_tls
         self.auth_require_tls = auth_require_tls
         self.fault = fault
+        self.smtputf8 = smtputf8
         self.messages: list[ReceivedMessage] = []
         self.connections = 0  # TCP connections accepted since start
         self.logins: list[str] = []  # usernames that authenticated successfully
@@ -222,13 +235,20 @@ class MailboxServer:
         return list(self.messages)
 
     def store(
-        self, mail_from: str, recipients: tuple[str, ...], message_id: str | None, login: str | None, content: bytes
+        self,
+        mail_from: str,
+        recipients: tuple[str, ...],
+        message_id: str | None,
+        login: str | None,
+        content: bytes,
+        *,
+        mail_options: tuple[str, ...] = (),
     ) -> ReceivedMessage:
         """Write one message to disk and record it."""
         with self._lock:
             path = self.directory / f"{len(self.messages) + 1:06d}-{_safe_name(message_id)}.eml"
             path.write_bytes(content)
-            received = ReceivedMessage(datetime.now(UTC), mail_from, recipients, message_id, login, path)
+            received = ReceivedMessage(datetime.now(UTC), mail_from, recipients, message_id, login, path, mail_options)
             self.messages.append(received)
         return received
 
@@ -240,7 +260,7 @@ class MailboxServer:
             tls_context=None if self.implicit_tls else self.tls_context,
             auth_require_tls=self.auth_require_tls,
             authenticator=self._authenticate,
-            enable_SMTPUTF8=True,
+            enable_SMTPUTF8=self.smtputf8,
             loop=loop,
         )
         self._open.append(protocol)

@@ -16,6 +16,8 @@ from typing import Any
 from app.transport.outgoing_message import OutgoingMessage, ValidatedMessage, validated
 
 _WIRE = email.policy.compat32.clone(linesep="\r\n", max_line_length=78)
+# An SMTPUTF8 message carries raw UTF-8 in its address headers (RFC 6532); bodies stay 7bit or QP.
+_WIRE_UTF8 = _WIRE.clone(cte_type="8bit")
 _SMTP_LINE_LIMIT = 998
 
 
@@ -25,7 +27,8 @@ def build_message(msg: OutgoingMessage | ValidatedMessage, *, now: datetime | No
     A plain OutgoingMessage is checked first (`validated()`): InvalidHeader before anything is built when a
     header value holds a line break or is malformed. A ValidatedMessage is built without checking again.
     `now` sets the Date header (default: the current UTC time). Non-ASCII display names and subjects are
-    RFC 2047 encoded; a body is 7bit US-ASCII when it can be, quoted-printable UTF-8 otherwise.
+    RFC 2047 encoded; a body is 7bit US-ASCII when it can be, quoted-printable UTF-8 otherwise. An address
+    with a non-ASCII local part (a message that needs SMTPUTF8) goes into its header in UTF-8 (RFC 6532).
     Built with the classic `email` API, which costs a quarter of the header-parsing EmailMessage one.
     """
     checked = validated(msg)
@@ -46,7 +49,7 @@ def build_message(msg: OutgoingMessage | ValidatedMessage, *, now: datetime | No
     message["Date"] = format_datetime(now or datetime.now(UTC))
     for name, value in checked.headers:
         message[name] = _text_header(value)  # type: ignore[assignment]
-    return message.as_bytes(policy=_WIRE)
+    return message.as_bytes(policy=_WIRE_UTF8 if checked.smtputf8 else _WIRE)
 
 
 def _charset(text: str) -> Charset:
@@ -67,4 +70,10 @@ def _text_header(value: str) -> str | Header:
 
 
 def _address_header(address: Address) -> str:
-    return formataddr((address.display_name, address.addr_spec), charset="utf-8")
+    if address.username.isascii():
+        return formataddr((address.display_name, address.addr_spec), charset="utf-8")
+    # formataddr refuses a non-ASCII address: let it quote or encode the name alone, then add the address.
+    named = formataddr((address.display_name, ""), charset="utf-8")[:-2] if address.display_name else ""
+    utf8 = f"{named}<{address.addr_spec}>" if named else address.addr_spec
+    # Surrogate escapes make the compat32 generator write the UTF-8 bytes as they are, unencoded.
+    return utf8.encode("utf-8").decode("ascii", "surrogateescape")

@@ -35,6 +35,9 @@ _ID_PART = re.compile(r"^[A-Za-z0-9._+-]+$")
 # RFC 5322 dot-atom: an address whose two sides are both dot-atoms is one the full parser accepts unchanged.
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*")
+# RFC 6532 adds non-ASCII characters to atext; C1 controls and lone surrogates stay out.
+_UTF8_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\u00a0-\ud7ff\ue000-\U0010ffff-]+"
+_UTF8_DOT_ATOM = re.compile(rf"{_UTF8_ATEXT}(?:\.{_UTF8_ATEXT})*")
 
 
 class InvalidHeader(ValueError):
@@ -95,15 +98,14 @@ def _check_value(header: str, value: str) -> None:
 def wire_address(addr: str, header: str = "address") -> str:
     """The address as sent on the wire: internationalised domains in their ASCII (IDNA) form.
 
-    A non-ASCII local part would need SMTPUTF8 end to end, which Outbound does not use: it is refused.
+    A non-ASCII local part is kept in UTF-8: such an address can only go to a server that offers SMTPUTF8
+    (RFC 6531), which `needs_smtputf8` tells and the sender asks for.
     """
     _check_value(header, addr)
     text = addr.strip()
     local, at, domain = text.rpartition("@")
     if not at or not local or not domain or " " in text or "<" in addr or ">" in addr:
         raise InvalidHeader(f"header {header}: {addr!r} is not an email address")
-    if not local.isascii():
-        raise InvalidHeader(f"header {header}: {addr!r} has a non-ASCII local part, which cannot be sent")
     try:
         ascii_domain = domain if domain.isascii() else domain.encode("idna").decode("ascii")
     except UnicodeError:
@@ -111,13 +113,28 @@ def wire_address(addr: str, header: str = "address") -> str:
     return f"{local}@{ascii_domain}"
 
 
+def needs_smtputf8(*envelope: str) -> bool:
+    """True when an envelope (wire) address is not ASCII, i.e. has a non-ASCII local part: RFC 6531 SMTPUTF8."""
+    return not all(address.isascii() for address in envelope)
+
+
 def _address(header: str, addr: str, name: str | None) -> tuple[str, Address]:
-    """(wire form, header Address) of one address and its display name; raise InvalidHeader."""
+    """(wire form, header Address) of one address and its display name; raise InvalidHeader.
+
+    The header address of a non-ASCII local part is the address as given, in UTF-8 (RFC 6532).
+    """
     spec = wire_address(addr, header)
     if name is not None:
         _check_value(f"{header} display name", name)
     display_name = (name or "").strip()
     local, _, domain = spec.rpartition("@")
+    if not local.isascii():
+        if not _UTF8_DOT_ATOM.fullmatch(local):
+            raise InvalidHeader(
+                f"header {header}: {addr!r} has a non-ASCII local part that is not a plain dot-atom "
+                "(letters, digits and !#$%&'*+/=?^_`{|}~- separated by dots), which cannot be sent"
+            )
+        return spec, Address(display_name=display_name, username=local, domain=addr.strip().rpartition("@")[2])
     if _DOT_ATOM.fullmatch(local) and _DOT_ATOM.fullmatch(domain):
         # What Address(addr_spec=...) would parse to, without running the RFC 5322 parser (90% of the cost).
         return spec, Address(display_name=display_name, username=local, domain=domain)
@@ -151,7 +168,8 @@ class ValidatedMessage:
     Made by `validated()`. `build_message` and the senders take it as it is, so a message is checked once
     however many steps handle it. `mail_from` and `rcpt_to` are the envelope (wire) addresses; `sender` and
     `recipient` the header ones. `headers` is the extra headers as they were checked: changing the original
-    mapping afterwards changes nothing that is sent.
+    mapping afterwards changes nothing that is sent. `smtputf8` is True when an envelope address has a
+    non-ASCII local part: the message can then only be sent with SMTPUTF8 (RFC 6531), its headers in UTF-8.
     """
 
     message: OutgoingMessage
@@ -160,6 +178,7 @@ class ValidatedMessage:
     sender: Address
     recipient: Address
     headers: tuple[tuple[str, str], ...]
+    smtputf8: bool = False
 
 
 def validated(msg: OutgoingMessage | ValidatedMessage) -> ValidatedMessage:
@@ -175,7 +194,7 @@ def validated(msg: OutgoingMessage | ValidatedMessage) -> ValidatedMessage:
     _check_message_id(msg.message_id)
     headers = tuple(msg.headers.items())
     _check_extra_headers(headers)
-    return ValidatedMessage(msg, mail_from, rcpt_to, sender, recipient, headers)
+    return ValidatedMessage(msg, mail_from, rcpt_to, sender, recipient, headers, needs_smtputf8(mail_from, rcpt_to))
 
 
 def validate_message(msg: OutgoingMessage) -> tuple[Address, Address]:

@@ -5,6 +5,9 @@
   `code is None`) means the server may have accepted the message: the caller must treat that send as
   uncertain, not retry it blindly.
 - PermanentSendError: 5xx for this message or recipient. Fail the recipient (hard bounce).
+- UnsupportedAddressError, a PermanentSendError: the recipient's address needs SMTPUTF8 (a non-ASCII local
+  part, RFC 6531) and the account's server does not offer it. Nothing was sent and the connection stays
+  usable for the next recipient. The recipient fails, but it is no bounce: the address may well be valid.
 - AccountAuthError: the account itself cannot send (rejected credentials, auth required, refused at connect).
   Take the account out of rotation; the recipient is retried on another account.
 - AccountConfigError, an AccountAuthError: the account's settings cannot work as they stand. Today that is a
@@ -46,6 +49,11 @@ class TransientSendError(SendError):
 
 class PermanentSendError(SendError):
     """5xx for this recipient or message: fail the recipient."""
+
+
+class UnsupportedAddressError(PermanentSendError):
+    """The server cannot take this recipient's address (no SMTPUTF8 for a non-ASCII local part): fail the
+    recipient; the address was never refused by its own mail server, so it is not known to be bad."""
 
 
 class AccountAuthError(SendError):

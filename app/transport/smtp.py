@@ -21,6 +21,7 @@ import aiosmtplib
 from app.domain.accounts import EmailAccount
 from app.logging import get_logger
 from app.transport.base import (
+    AccountConfigError,
     OutgoingMessage,
     PermanentSendError,
     SendError,
@@ -30,6 +31,7 @@ from app.transport.base import (
     build_message,
     validated,
 )
+from app.transport.send_errors import UnsupportedAddressError
 from app.transport.smtp_errors import translate_error as translate_error
 from app.transport.smtp_handshake import StepCallback as StepCallback
 from app.transport.smtp_handshake import check_account as check_account
@@ -67,12 +69,38 @@ class _Envelope:
     sender: str
     recipient: str
     payload: bytes
+    smtputf8: bool = False
 
 
 def _envelope(message: OutgoingMessage | ValidatedMessage, now: datetime) -> _Envelope:
     checked = validated(message)
     payload = build_message(checked, now=now)
-    return _Envelope(checked.message.message_id, checked.mail_from, checked.rcpt_to, payload)
+    return _Envelope(checked.message.message_id, checked.mail_from, checked.rcpt_to, payload, checked.smtputf8)
+
+
+def _mail_options(client: aiosmtplib.SMTP, account: EmailAccount, envelope: _Envelope) -> list[str]:
+    """MAIL FROM parameters: SMTPUTF8 (and 8BITMIME) for a non-ASCII address; raise when the server lacks it.
+
+    Checked before MAIL FROM, so a refused recipient leaves nothing to undo on the connection.
+    """
+    if not envelope.smtputf8:
+        return []
+    if not client.supports_extension("smtputf8"):
+        if not envelope.sender.isascii():
+            raise AccountConfigError(
+                None,
+                f"the account's address {envelope.sender} has a non-ASCII local part and {account.smtp_host} "
+                "does not offer SMTPUTF8 (RFC 6531): give the account an ASCII address or a server that offers it",
+                during="mail",
+            )
+        raise UnsupportedAddressError(
+            None,
+            f"the recipient's address has a non-ASCII local part and {account.smtp_host} does not offer "
+            "SMTPUTF8 (RFC 6531)",
+            during="rcpt",
+        )
+    # The headers carry raw UTF-8 (RFC 6532): say so where the server knows 8BITMIME, as RFC 6531 suggests.
+    return ["SMTPUTF8", "BODY=8BITMIME"] if client.supports_extension("8bitmime") else ["SMTPUTF8"]
 
 
 class SmtpSender:
@@ -171,11 +199,13 @@ class SmtpSender:
     async def _transact(self, conn: _Connection, account: EmailAccount, envelope: _Envelope) -> SendResult:
         client = conn.client
         assert client is not None
+        options = _mail_options(client, account, envelope)
+        encoding = "utf-8" if options else "ascii"
         during = "mail"
         try:
-            await client.mail(envelope.sender)
+            await client.mail(envelope.sender, options=options, encoding=encoding)
             during = "rcpt"
-            await client.rcpt(envelope.recipient)
+            await client.rcpt(envelope.recipient, encoding=encoding)
             during = "data"
             response = await client.data(envelope.payload)
         except Exception as exc:
@@ -187,6 +217,8 @@ class SmtpSender:
         return SendResult(envelope.message_id, response.code, response.message, self.clock())
 
     async def _after_error(self, conn: _Connection, err: SendError) -> None:
+        if isinstance(err, UnsupportedAddressError):
+            return  # refused before MAIL FROM: the session is as it was
         if not isinstance(err, PermanentSendError) or conn.client is None or not conn.client.is_connected:
             conn.discard()
             return

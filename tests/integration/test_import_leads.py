@@ -174,6 +174,14 @@ def test_rejected_rows_are_reported_with_their_row_number_and_the_rest_imported(
     assert sorted(all_emails(leads_of(sync_db, campaign_id))) == ["fine@example.org", "good@example.com"]
 
 
+def test_an_internationalised_address_is_imported(cli, sync_db, campaign_id, tmp_path):
+    text = "email,first_name\nzoë@müller.example,Zoë\nann@example.com,Ann\n"
+    report = run_import(cli, campaign_id, write(tmp_path, "intl.csv", text))
+
+    assert (report["recipients_added"], report["rejected"]) == (2, 0)
+    assert sorted(all_emails(leads_of(sync_db, campaign_id))) == ["ann@example.com", "zoë@müller.example"]
+
+
 def test_text_report_lists_the_first_twenty_rejections(cli, campaign_id, tmp_path):
     text = "email\n" + "".join(f"bad{i}\n" for i in range(25))
     result = cli("import-leads", "--campaign-id", campaign_id, str(write(tmp_path, "bad.csv", text)))

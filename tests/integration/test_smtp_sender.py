@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -22,6 +23,7 @@ from app.transport.base import (
     TransientSendError,
 )
 from app.transport.mailbox import Fault, MailboxServer
+from app.transport.send_errors import UnsupportedAddressError
 from app.transport.smtp import SmtpSender, check_account, default_helo_name
 from tests.certificates import TestAuthority, self_signed, server_context
 
@@ -588,3 +590,56 @@ async def test_mailbox_records_a_plain_helo_too(mailbox: MailboxServer) -> None:
 
     assert reply.startswith(b"250 ")
     assert mailbox.helo_names == ["old-client.example"]
+
+
+# Internationalised addresses (RFC 6531 SMTPUTF8)
+
+
+async def test_a_non_ascii_local_part_is_sent_with_smtputf8_when_the_server_offers_it(
+    mailbox: MailboxServer, sender: SmtpSender
+) -> None:
+    await sender.send(account(mailbox.port), outgoing(1, to="zoë@müller.example"))
+
+    [received] = mailbox.messages
+    assert received.recipients == ("zoë@xn--mller-kva.example",)
+    assert "SMTPUTF8" in received.mail_options
+    msg = message_from_bytes(received.path.read_bytes(), policy=policy.SMTPUTF8)
+    assert str(msg["To"]) == "Ann Lee <zoë@müller.example>"
+    assert b"<zo\xc3\xab@m\xc3\xbcller.example>" in received.path.read_bytes()
+
+
+async def test_an_ascii_message_never_asks_for_smtputf8(mailbox: MailboxServer, sender: SmtpSender) -> None:
+    await sender.send(account(mailbox.port), outgoing(1, to="ann@exämple.com"))
+
+    [received] = mailbox.messages
+    assert (received.recipients, received.mail_options) == (("ann@xn--exmple-cua.com",), ())
+
+
+async def test_without_smtputf8_only_the_non_ascii_recipient_fails_and_the_connection_goes_on(
+    tmp_path: Path, sender: SmtpSender
+) -> None:
+    async with MailboxServer(tmp_path / "mail", smtputf8=False) as server:
+        await sender.send(account(server.port), outgoing(1))
+        with pytest.raises(PermanentSendError) as caught:
+            await sender.send(account(server.port), outgoing(2, to="zoë@müller.example"))
+        await sender.send(account(server.port), outgoing(3, to="carl@example.com"))
+
+    assert isinstance(caught.value, UnsupportedAddressError)
+    assert caught.value.reply == (
+        "the recipient's address has a non-ASCII local part and 127.0.0.1 does not offer SMTPUTF8 (RFC 6531)"
+    )
+    assert (caught.value.code, caught.value.during, caught.value.uncertain) == (None, "rcpt", False)
+    assert [m.recipients for m in server.messages] == [("ann@example.com",), ("carl@example.com",)]
+    assert server.connections == 1
+
+
+async def test_a_non_ascii_account_address_without_smtputf8_is_the_accounts_configuration(
+    tmp_path: Path, sender: SmtpSender
+) -> None:
+    async with MailboxServer(tmp_path / "mail", smtputf8=False) as server:
+        message = replace(outgoing(1), from_email="björn@sender.example")
+        with pytest.raises(AccountConfigError) as caught:
+            await sender.send(account(server.port, email="björn@sender.example"), message)
+
+    assert "the account's address björn@sender.example has a non-ASCII local part" in caught.value.reply
+    assert server.messages == []

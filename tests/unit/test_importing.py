@@ -242,6 +242,16 @@ def test_a_valid_row_becomes_a_not_contacted_recipient_with_a_lower_case_address
     )
 
 
+def test_an_internationalised_address_is_accepted_in_unicode_and_lower_case():
+    raw = RawRow(3, {"email": "Zoë@XN--MLLER-KVA.example", "first_name": "Zoë"})
+
+    candidate = to_candidate(raw)
+
+    assert isinstance(candidate, Candidate)
+    assert candidate.email == "zoë@müller.example"
+    assert candidate.recipient["email"] == "zoë@müller.example"
+
+
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [

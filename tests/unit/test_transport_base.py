@@ -234,9 +234,62 @@ def test_internationalised_domain_is_sent_in_its_ascii_form() -> None:
     assert wire_address("ann@exämple.com") == "ann@xn--exmple-cua.com"
 
 
-def test_non_ascii_local_part_is_refused_with_the_reason() -> None:
-    with pytest.raises(InvalidHeader, match="non-ASCII local part"):
-        build_message(outgoing(to_email="zoë@example.com"), now=NOW)
+def test_a_non_ascii_local_part_goes_on_the_wire_in_utf8_with_its_domain_in_ascii() -> None:
+    assert wire_address("zoë@müller.example") == "zoë@xn--mller-kva.example"
+    assert wire_address("Zoë@example.com") == "Zoë@example.com"
+
+
+@pytest.mark.parametrize(
+    ("to_email", "from_email", "needs"),
+    [
+        ("ann@example.com", "bob@sender.example", False),
+        ("ann@exämple.com", "bob@sender.example", False),  # the domain goes as IDNA: plain SMTP is enough
+        ("zoë@müller.example", "bob@sender.example", True),
+        ("zoë@example.com", "bob@sender.example", True),
+        ("ann@example.com", "björn@sender.example", True),
+    ],
+)
+def test_a_message_needs_smtputf8_exactly_when_an_envelope_address_has_a_non_ascii_local_part(
+    to_email: str, from_email: str, needs: bool
+) -> None:
+    assert validated(outgoing(to_email=to_email, from_email=from_email)).smtputf8 is needs
+
+
+def test_a_non_ascii_address_goes_into_its_header_in_utf8_and_the_display_name_stays_encoded() -> None:
+    raw = build_message(outgoing(to_email="zoë@müller.example", to_name="Zoë Müller"), now=NOW)
+    to_line = next(line for line in raw.split(b"\r\n") if line.startswith(b"To: "))
+    assert to_line == b"To: =?utf-8?b?Wm/DqyBNw7xsbGVy?= <zo\xc3\xab@m\xc3\xbcller.example>"
+    msg = message_from_bytes(raw, policy=policy.SMTPUTF8)
+    assert str(msg["To"]) == "Zoë Müller <zoë@müller.example>"
+    assert msg["From"] == "Bob Smith <bob@sender.example>"
+    assert body(msg) == "Hi Ann,\nplain text"  # the body is untouched: still 7bit US-ASCII
+
+
+def test_a_non_ascii_address_without_a_display_name_is_the_bare_utf8_address() -> None:
+    raw = build_message(outgoing(to_email="zoë@example.com", to_name=None), now=NOW)
+    assert b"\r\nTo: zo\xc3\xab@example.com\r\n" in raw
+
+
+def test_an_ascii_display_name_with_specials_is_quoted_before_a_utf8_address() -> None:
+    raw = build_message(outgoing(to_email="zoë@example.com", to_name="Lee, Zoe"), now=NOW)
+    assert b'\r\nTo: "Lee, Zoe" <zo\xc3\xab@example.com>\r\n' in raw
+
+
+def test_a_message_without_smtputf8_is_built_exactly_as_before() -> None:
+    checked = validated(outgoing(to_email="ann@exämple.com", to_name="Łukasz"))
+    assert not checked.smtputf8
+    assert build_message(checked, now=NOW) == (
+        b'Content-Type: text/plain; charset="us-ascii"\r\nMIME-Version: 1.0\r\nContent-Transfer-Encoding: 7bit\r\n'
+        b"From: Bob Smith <bob@sender.example>\r\nTo: =?utf-8?q?=C5=81ukasz?= <ann@xn--exmple-cua.com>\r\n"
+        b"Subject: Hello Ann\r\nMessage-ID: <outbound.l1.1.0@sender.example>\r\n"
+        b"Date: Mon, 06 May 2030 07:08:09 +0000\r\n\r\nHi Ann,\r\nplain text"
+    )
+
+
+@pytest.mark.parametrize("address", ['"zoë smith"@example.com', "zoë..x@example.com", "zo\u0085ë@example.com"])
+def test_a_non_ascii_local_part_that_is_not_a_plain_dot_atom_is_refused(address: str) -> None:
+    with pytest.raises(InvalidHeader, match="header To"):
+        validated(outgoing(to_email=address))
 
 
 def test_wire_form_uses_crlf_and_keeps_every_line_within_smtp_limits() -> None:
