@@ -18,6 +18,7 @@ from app.cli import (
     ledger_cmds,
     send_cmds,
     serve_cmds,
+    suppress_cmds,
 )
 from app.cli.common import fail
 from app.config import LOG_FORMATS, LOG_LEVELS, ConfigError, load_settings, parse_variable
@@ -73,6 +74,7 @@ for module in (
     ledger_cmds,
     db_cmds,
     serve_cmds,
+    suppress_cmds,
 ):
     module.register(app)
 
