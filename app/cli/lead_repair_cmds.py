@@ -1,6 +1,7 @@
 """`reset-lead-progress`, `reset-campaign-progress` and `bulk-update-status`: repairs of leads' progress and statuses.
 
-Each repair confirms first (unless --yes) and never touches a lead a dispatcher is holding.
+Each repair confirms first (unless --yes) and never touches a lead a dispatcher is holding. Setting recipients
+to unsubscribed or bounced by hand also suppresses their addresses, so no other campaign mails them either.
 """
 
 from __future__ import annotations
@@ -30,13 +31,18 @@ from app.cli.common import (
 from app.cli.lookups import any_of, campaign_ref, load_campaign
 from app.domain import stop_policy
 from app.domain.models import RECIPIENT_STATUSES
-from app.store import schema
+from app.domain.suppression_entries import InvalidEntry, suppression_value
+from app.store import schema, suppressions
 from app.store.client import Database
 from app.store.documents import Collection, get_doc
 
 # How long a reset holds the leads it rewrites; if the command dies midway, dispatchers take them back after this.
 RESET_LEASE = timedelta(minutes=5)
 RESET_OWNER = "outbound-reset"
+# Statuses that say a person must not be mailed by anyone: set by hand, they suppress the address everywhere.
+SUPPRESSING_STATUSES = frozenset({"unsubscribed", "bounced"})
+SUPPRESS_DETAIL = "bulk-update-status"
+_SUPPRESS_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -187,6 +193,37 @@ def _writable(campaign_id: str) -> list[dict[str, Any]]:
     ]
 
 
+def _matching_addresses(lead_data: object, email_filter: str | None) -> list[str]:
+    """The suppression values of the recipients `status_update` sets (those matching the filter, or all)."""
+    pattern = re.compile(re.escape(email_filter), re.IGNORECASE) if email_filter is not None else None
+    found = []
+    for recipient in lead_data if isinstance(lead_data, list) else []:
+        email = recipient.get("email") if isinstance(recipient, Mapping) else None
+        if not isinstance(email, str) or (pattern is not None and not pattern.search(email)):
+            continue
+        try:
+            found.append(suppression_value(email))
+        except InvalidEntry:
+            continue  # never mailable anyway: such a recipient is refused when the lead is read
+    return found
+
+
+async def suppress_recipients(
+    db: Database, flt: Mapping[str, Any], status: str, email_filter: str | None, now: datetime
+) -> tuple[int, int]:
+    """Suppress, for every campaign, the addresses a bulk update to `status` sets, a chunk per write;
+    returns (addresses, how many of them were new on the list)."""
+    coll, added, total = db[schema.SUPPRESSIONS], 0, 0
+    pending: set[str] = set()
+    async for doc in db[schema.CAMPAIGN_LEADS].find(flt, projection={"lead_data.email": 1}):
+        pending.update(_matching_addresses(doc.get("lead_data"), email_filter))
+        if len(pending) >= _SUPPRESS_CHUNK:
+            added += await suppressions.add(coll, [(v, status, SUPPRESS_DETAIL) for v in sorted(pending)], now)
+            total, pending = total + len(pending), set()
+    added += await suppressions.add(coll, [(v, status, SUPPRESS_DETAIL) for v in sorted(pending)], now)
+    return total + len(pending), added
+
+
 async def _bulk_update(
     db: Database, campaign_id: str, status: str, email_filter: str | None, yes: bool
 ) -> dict[str, int]:
@@ -196,13 +233,22 @@ async def _bulk_update(
     flt = {"$and": [*_writable(campaign.id), lead_match]}
     matched = await leads.count_documents(flt)
     stopping = " and stop those leads" if _stops_leads(status, email_filter) else ""
+    suppressing = " and suppress their addresses in every campaign" if status in SUPPRESSING_STATUSES else ""
     who = f"recipients matching {email_filter!r}" if email_filter else "every recipient"
-    confirm(f"Set {who} of {matched} leads of campaign {campaign.name!r} to {status}{stopping}?", yes)
+    confirm(f"Set {who} of {matched} leads of campaign {campaign.name!r} to {status}{stopping}{suppressing}?", yes)
+    # Suppressed first: should the status update fail, running the command again completes it.
+    suppressed = await suppress_recipients(db, flt, status, email_filter, now_utc()) if suppressing else (0, 0)
     result = await leads.update_many(flt, update, array_filters=array_filters)
     malformed = await leads.count_documents(campaign_ref(campaign.id)) - await leads.count_documents(
         {"$and": _writable(campaign.id)}
     )
-    return {"matched": result.matched_count, "modified": result.modified_count, "malformed": malformed}
+    return {
+        "matched": result.matched_count,
+        "modified": result.modified_count,
+        "malformed": malformed,
+        "suppressed": suppressed[0],
+        "newly_suppressed": suppressed[1],
+    }
 
 
 def bulk_update_status(
@@ -216,6 +262,8 @@ def bulk_update_status(
 ) -> None:
     """Set the status of every recipient of a campaign; replied, unsubscribed and bounced also stop the lead.
 
+    unsubscribed and bounced also put the addresses on the suppression list, so no campaign mails them again.
+
     Example: outbound bulk-update-status --campaign-id 665f1c2e9b1e8a3d4c5b6a70 --status bounced --email-filter acme.com
     """
     if status not in RECIPIENT_STATUSES:
@@ -227,6 +275,12 @@ def bulk_update_status(
     console.print(
         f"Updated recipients of {result['modified']} leads (of {result['matched']} matched) to {status}{stopped}"
     )
+    if status in SUPPRESSING_STATUSES:
+        added, already = result["newly_suppressed"], result["suppressed"] - result["newly_suppressed"]
+        console.print(
+            f"Suppressed {result['suppressed']} addresses in every campaign (reason: {status}): "
+            f"added {added}, already suppressed {already}"
+        )
     if result["malformed"]:
         err_console.print(
             f"{result['malformed']} malformed leads (lead_data or progress of the wrong type) were left alone"

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
+
+from app.store.client import make_client
+from app.transport.mailbox import MailboxServer, background
+from tests import factories
 from tests.integration.cli_documents import (
     FUTURE,
     PAST,
@@ -172,3 +179,68 @@ def test_bulk_update_status_for_unknown_campaign_exits_1(cli, sync_db) -> None:
     result = cli("bulk-update-status", "--campaign-id", "nope", "--status", "replied", "--yes")
     assert result.exit_code == 1
     assert "campaign nope not found" in result.stderr
+
+
+@pytest.mark.parametrize("status", ["unsubscribed", "bounced"])
+def test_bulk_update_to_unsubscribed_or_bounced_suppresses_the_addresses_for_every_campaign(
+    cli, sync_db, status: str
+) -> None:
+    cid = add_campaign(sync_db)
+    add_lead(sync_db, cid, recipients=2)
+    sync_db.suppressions.insert_one({"value": "p1@acme.example", "reason": "complaint", "detail": "earlier"})
+
+    result = ok(cli("bulk-update-status", "--campaign-id", cid, "--status", status, "--yes"))
+
+    assert (
+        "Suppressed 2 addresses in every campaign" in result.stdout and "added 1, already suppressed 1" in result.stdout
+    )
+    entries = {d["value"]: (d["reason"], d["detail"]) for d in sync_db.suppressions.find()}
+    assert entries == {"p0@acme.example": (status, "bulk-update-status"), "p1@acme.example": ("complaint", "earlier")}
+
+
+def test_bulk_update_with_an_email_filter_suppresses_only_the_matching_recipients(cli, sync_db) -> None:
+    cid = add_campaign(sync_db)
+    add_lead(sync_db, cid, recipients=3)
+
+    ok(cli("bulk-update-status", "--campaign-id", cid, "--status", "bounced", "--email-filter", "P1@", "--yes"))
+
+    assert [d["value"] for d in sync_db.suppressions.find()] == ["p1@acme.example"]
+
+
+@pytest.mark.parametrize("status", ["replied", "contacted", "failed"])
+def test_other_statuses_suppress_nothing(cli, sync_db, status: str) -> None:
+    cid = add_campaign(sync_db)
+    add_lead(sync_db, cid)
+
+    result = ok(cli("bulk-update-status", "--campaign-id", cid, "--status", status, "--yes"))
+
+    assert "Suppressed" not in result.stdout
+    assert sync_db.suppressions.count_documents({}) == 0
+
+
+def test_a_person_unsubscribed_by_hand_in_one_campaign_is_skipped_by_another(
+    cli, mongo_uri, db_name, sync_db, tmp_path
+) -> None:
+    async def seed(port: int) -> tuple[str, str, Any]:
+        client = make_client(mongo_uri)
+        try:
+            db = client[db_name]
+            spring = await factories.add_campaign(db, name="Spring", steps=[{"subject": "Hi", "body_text": "One"}])
+            summer = await factories.add_campaign(db, name="Summer", steps=[{"subject": "Hey", "body_text": "Two"}])
+            await factories.add_account(db, port, email="sender@example.com", password=None)
+            await factories.add_lead(db, spring, [{"email": "Zoe@Shared.example"}], due=FUTURE)
+            lead = await factories.add_lead(db, summer, [{"email": "zoe@shared.example"}, {"email": "al@b.example"}])
+            return spring, summer, lead
+        finally:
+            await client.close()
+
+    with background(MailboxServer(tmp_path / "mail")) as server:
+        spring, summer, lead = asyncio.run(seed(server.port))
+        ok(cli("bulk-update-status", "--campaign-id", spring, "--status", "unsubscribed", "--yes"))
+        ok(cli("run-dispatcher", "--once", "--campaign-id", summer, "--poll-interval", "0.05"))
+        delivered = [m.recipients for m in server.messages]
+
+    assert delivered == [("al@b.example",)]
+    skipped = sync_db.activities.find_one({"lead_id": lead, "type": "skipped"})
+    assert skipped["email"] == "zoe@shared.example"
+    assert skipped["error"] == "suppressed (unsubscribed): zoe@shared.example"
