@@ -14,7 +14,12 @@ from typing import Any
 
 import pytest
 
+from app.cli.dispatch_cmds import build_dispatcher
+from app.config import Settings
+from app.dispatch.dispatcher import DispatcherOptions
 from app.domain.models import EmailAccount
+from app.store import schema
+from app.store.client import Database
 from app.transport.base import (
     AccountAuthError,
     AccountConfigError,
@@ -26,6 +31,7 @@ from app.transport.mailbox import Fault, MailboxServer
 from app.transport.send_errors import UnsupportedAddressError
 from app.transport.smtp import SmtpSender, check_account, default_helo_name
 from tests.certificates import TestAuthority, self_signed, server_context
+from tests.factories import add_account, add_campaign, add_lead
 
 PASSWORD = "s3cret-app-password"
 
@@ -643,3 +649,30 @@ async def test_a_non_ascii_account_address_without_smtputf8_is_the_accounts_conf
 
     assert "the account's address björn@sender.example has a non-ASCII local part" in caught.value.reply
     assert server.messages == []
+
+
+async def test_a_dispatcher_pass_fails_only_the_non_ascii_recipient_of_a_lead_when_the_server_lacks_smtputf8(
+    db: Database, tmp_path: Path
+) -> None:
+    async with MailboxServer(tmp_path / "mail", smtputf8=False) as server:
+        campaign = await add_campaign(db)
+        await add_account(db, server.port, email="s@example.com")
+        people = [{"email": "ann@x.example"}, {"email": "zoë@müller.example"}, {"email": "cy@x.example"}]
+        lead = await add_lead(db, campaign, people)
+        sender = SmtpSender(timeout=10)
+        try:
+            options = DispatcherOptions(once=True, poll_interval=0.05, concurrency=4)
+            stats = await build_dispatcher(db, Settings(), sender, options).run()
+        finally:
+            await sender.close()
+        delivered = [m.recipients for m in server.messages]
+
+    assert (stats.outcomes["sent"], stats.outcomes["failed"]) == (2, 1)
+    assert delivered == [("ann@x.example",), ("cy@x.example",)]
+    doc = await db[schema.CAMPAIGN_LEADS].find_one({"_id": lead})
+    failed = doc["progress"]["processed_recipients"]["step_1_recipient_1"]
+    assert failed["status"] == "failed"
+    assert failed["error"] == (
+        "the recipient's address has a non-ASCII local part and 127.0.0.1 does not offer SMTPUTF8 (RFC 6531)"
+    )
+    assert (await db[schema.CAMPAIGNS].find_one({}))["status"] == "active"
