@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 
+import idna
+
 from app.domain.addresses import has_line_break
 
 # Headers the builder owns; extra headers may not replace them.
@@ -44,10 +46,22 @@ class InvalidHeader(ValueError):
     """A header value that would allow header injection or is malformed; nothing was built or sent."""
 
 
+def idna_ascii(domain: str) -> str:
+    """The ASCII (A-label) form of a domain by IDNA 2008 with UTS #46 mapping, as address validation uses it.
+
+    Python's built-in "idna" codec is IDNA 2003, which maps e.g. straße.example to strasse.example: another
+    domain than the one the address was validated for. Raise UnicodeError when the domain is not valid.
+    """
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii")
+    except idna.IDNAError as exc:
+        raise UnicodeError(str(exc)) from None
+
+
 def _ascii_domain(domain: str) -> str:
     text = domain.strip().rstrip(".").lower()
     try:
-        ascii_domain = text.encode("idna").decode("ascii")
+        ascii_domain = idna_ascii(text)
     except UnicodeError:
         raise ValueError(f"domain {domain!r} is not a valid host name") from None
     labels = ascii_domain.split(".")
@@ -107,7 +121,7 @@ def wire_address(addr: str, header: str = "address") -> str:
     if not at or not local or not domain or " " in text or "<" in addr or ">" in addr:
         raise InvalidHeader(f"header {header}: {addr!r} is not an email address")
     try:
-        ascii_domain = domain if domain.isascii() else domain.encode("idna").decode("ascii")
+        ascii_domain = domain if domain.isascii() else idna_ascii(domain)
     except UnicodeError:
         raise InvalidHeader(f"header {header}: {addr!r} has an invalid domain") from None
     return f"{local}@{ascii_domain}"

@@ -441,3 +441,11 @@ def test_header_values_are_checked_the_same_with_or_without_the_ascii_shortcut(v
             validated(outgoing(subject=value))
     else:
         assert reparse(build_message(outgoing(subject=value), now=NOW))["Subject"] == value
+
+
+def test_domains_are_encoded_by_idna_2008_as_addresses_are_validated() -> None:
+    from app.transport.outgoing_message import wire_address
+
+    # IDNA 2003 (Python's "idna" codec) would send this to strasse.example, another domain.
+    assert wire_address("x@straße.example") == "x@xn--strae-oqa.example"
+    assert wire_address("a@Müller.example") == "a@xn--mller-kva.example"
