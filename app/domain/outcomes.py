@@ -17,6 +17,9 @@ AUTH = "auth"  # the account's credentials or configuration were refused
 PERMANENT = "permanent"  # 5xx for this recipient or message
 TRANSIENT = "transient"  # 4xx, dropped before DATA, timeout
 IN_DOUBT = "in_doubt"  # dropped while DATA was in flight, or an unexpected error: it may have been delivered
+# The address is fine but this server cannot take it (a non-ASCII local part without SMTPUTF8): fail the
+# recipient without calling it a bounce or suppressing it.
+UNSENDABLE = "unsendable"
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ def classify(
         return Verdict("uncertain", "uncertain", f"delivery uncertain: {failure.text}", failure.code, counts=True)
     if failure.kind == PERMANENT:
         return Verdict("failed", "bounced", failure.text, failure.code, suppress=True)
+    if failure.kind == UNSENDABLE:
+        return Verdict("failed", "failed", failure.text, failure.code)
     out = None
     if failure.kind == AUTH:
         out = f"authentication failed: {failure.text}"

@@ -116,3 +116,17 @@ def test_only_sends_that_may_have_reached_the_recipient_count_against_limits(
 
 def test_gave_up_sends_do_not_count() -> None:
     assert classify(Failure(TRANSIENT, 421, "busy"), 5, NOW, POLICY).counts is False
+
+
+def test_an_address_the_server_cannot_take_fails_without_bouncing_or_suppressing() -> None:
+    from app.domain.outcomes import UNSENDABLE
+
+    text = "the recipient's address has a non-ASCII local part and mx.example does not offer SMTPUTF8 (RFC 6531)"
+    verdict = classify(Failure(UNSENDABLE, None, text), 1, NOW, RetryPolicy())
+    assert (verdict.status, verdict.recipient_status, verdict.suppress, verdict.counts) == (
+        "failed",
+        "failed",
+        False,
+        False,
+    )
+    assert verdict.error == text
