@@ -9,6 +9,7 @@ and Microsoft 365 send; the auto-reply shapes follow RFC 3834 and Exchange's out
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 
 DATE = "Mon, 03 Jun 2024 10:00:00 +0000"
 SENDER = "sales@acme.example"
@@ -26,7 +27,7 @@ def _id(*parts: object) -> str:
     return f"<{digest}@{str(parts[0]).rpartition('@')[2] or 'mail.example'}>"
 
 
-def _headers(fields: dict[str, str | None]) -> str:
+def _headers(fields: Mapping[str, str | None]) -> str:
     return "".join(f"{name}: {value}\n" for name, value in fields.items() if value is not None)
 
 

@@ -45,7 +45,7 @@ from app.domain.inbound import (
 _MAX_HEADER = 8192  # far beyond any real Subject or From; a Content-Type of 64 KB takes the parser a second
 _MAX_THREAD_HEADER = 32768  # References of a long thread; its end (the latest ids) is the part kept
 _THREAD_HEADERS = ("references", "in-reply-to")
-SUBJECT_CHARS = 300
+_SUBJECT_CHARS = 300
 
 
 def _bounded(name: str, value: str) -> str:
@@ -85,7 +85,7 @@ def classify(msg: Message) -> Classified:
 
 def _classify(msg: Message) -> Classified:
     headers = _header_map(msg)
-    subject = _clean(_decode_words(headers.get("subject", "")), SUBJECT_CHARS)
+    subject = _clean(_decode_words(headers.get("subject", "")), _SUBJECT_CHARS)
     from_email = _from_email(headers.get("from", ""))
     common: dict[str, Any] = {
         "message_id": _message_id(headers.get("message-id", "")),
@@ -234,17 +234,33 @@ def _dsn_recipients(msg: Message) -> tuple[BouncedRecipient, ...] | None:
 
 
 def _recipient(block: dict[str, str]) -> BouncedRecipient | None:
-    """One recipient block: hard for 5.x.x (or failed without a status), soft for 4.x.x or delayed."""
+    """One recipient block (a delivered one too, so a report of successes can be told from a failure)."""
     email = _address(block.get("final-recipient", "")) or _address(block.get("original-recipient", ""))
     if not email:
         return None
-    action = _clean(block.get("action", ""), 40).lower().split(" ")[0].split("(")[0] or None
-    diagnostic = _clean(re.sub(r"^\s*smtp\s*;\s*", "", block.get("diagnostic-code", ""), flags=re.I), 300)
-    status = _status(block.get("status", "")) or _status(diagnostic)
-    if action in _NOT_FAILURES or (action is None and status is not None and status.startswith("2")):
-        return BouncedRecipient(email, False, status, action or "delivered", diagnostic or None)
-    hard = action != "delayed" and (status.startswith("5") if status else True)
-    return BouncedRecipient(email, hard, status, action, diagnostic or None)
+    action = re.split(r"[\s(]", _clean(block.get("action", ""), 40).lower())[0] or None
+    diagnostic = _clean(re.sub(r"^\s*smtp\s*;\s*", "", block.get("diagnostic-code", ""), flags=re.I), 300) or None
+    status = _status(block.get("status", "")) or _status(diagnostic or "")
+    hard = _is_hard(action, status)
+    if hard is None:
+        return None
+    if action is None:  # a block with a status and no action: the status class says what happened
+        action = "delivered" if (status or "").startswith("2") else "failed" if hard else "delayed"
+    return BouncedRecipient(email, hard, status, action, diagnostic)
+
+
+def _is_hard(action: str | None, status: str | None) -> bool | None:
+    """Hard for 5.x.x (or failed without a status), soft for 4.x.x or delayed; None for a block that says nothing.
+
+    A delivered, relayed or expanded recipient is "not hard" here and left out of the bounce by its action.
+    """
+    if action in _NOT_FAILURES or (status or "").startswith("2"):
+        return False
+    if action == "delayed":
+        return False
+    if status is not None:
+        return status.startswith("5")
+    return True if action is not None else None
 
 
 def _address(value: str) -> str:
@@ -377,8 +393,8 @@ _OUT_OF_OFFICE = re.compile(
 _ABSENT_WORD = re.compile(
     r"^(?:away|absence|absent|afwezig|ausente|ausência|abwesend|frånvaro|frånvarande|fravær|fraværende"
     r"|poissa|ooo|on (?:vacation|holiday|leave)|nieobecność|assente|urlaub)\b"
-    r"(?=\s*(?:$|[:\-–—(\[!.,]|(?:from|until|till|through|du|de|bis|tot|fino|hasta|até|on|at|in|i|im|au"
-    r"|till|fra|od)\b))",
+    r"(?=\s*$|\s*[:(\[!.,]|\s+[-–—]|\s+(?:from|until|till|through|du|de|bis|tot|fino|hasta|até|on|at|in|i|im"
+    r"|au|fra|od)\b)",
     re.I,
 )
 
@@ -525,7 +541,8 @@ def _first_message_id(headers_text: str) -> str:
 _SNIPPET_CHARS = 200
 _WROTE = r"(?:wrote|schrieb|a écrit|escribió|schreef|ha scritto|escreveu|skrev|kirjoitti|napisał|написал)"
 _ATTRIBUTION = re.compile(
-    rf"^[ \t]*(?:On|Am|Le|El|Op|Il|Em|Den|På|W dniu)\s[^\n]{{0,300}}?(?:\n[^\n]{{0,300}}?)?\s{_WROTE}\s*:[ \t]*\r?$",
+    rf"^[ \t]*(?:On|Am|Le|El|Op|Il|Em|Den|På|W dniu)\s[^\n]{{0,300}}?(?:\n[^\n]{{0,300}}?)?\s{_WROTE}"
+    r"(?:\s[^\n]{0,200}?)?\s*:[ \t]*\r?$",
     re.I | re.M,
 )
 # Where a client puts the original below the reply without quoting it: Outlook's header block and rules.
