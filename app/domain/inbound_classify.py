@@ -18,7 +18,10 @@ bounded, because the email package's header parser needs quadratic time on some 
 
 from __future__ import annotations
 
+import binascii
+import quopri
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 from email import utils
 from email.message import EmailMessage, Message
@@ -42,7 +45,7 @@ from app.domain.inbound import (
     refs_in_text,
 )
 
-_MAX_HEADER = 8192  # far beyond any real Subject or From; a Content-Type of 64 KB takes the parser a second
+_MAX_HEADER = 8192  # far beyond any real Subject or From; a 64 KB Content-Type takes the parser ~0.6 s
 _MAX_THREAD_HEADER = 32768  # References of a long thread; its end (the latest ids) is the part kept
 _THREAD_HEADERS = ("references", "in-reply-to")
 _SUBJECT_CHARS = 300
@@ -87,29 +90,31 @@ def _classify(msg: Message) -> Classified:
     headers = _header_map(msg)
     subject = _clean(_decode_words(headers.get("subject", "")), _SUBJECT_CHARS)
     from_email = _from_email(headers.get("from", ""))
-    common: dict[str, Any] = {
-        "message_id": _message_id(headers.get("message-id", "")),
-        "date": _date(headers.get("date", "")),
-        "subject": subject,
-        "snippet": _snippet(msg),
-        "from_email": from_email,
-    }
+    read = Classified(
+        UNRELATED,
+        "",
+        message_id=_message_id(headers.get("message-id", "")),
+        date=_date(headers.get("date", "")),
+        subject=subject,
+        snippet=_snippet(msg),
+        from_email=from_email,
+    )
     thread = _thread_refs(headers)
     bounce = _bounce(msg, headers, subject, from_email)
     if bounce is not None:
         kind, reason, recipients = bounce
         refs = _unique(_returned_refs(msg) + list(thread)) if kind == BOUNCE else ()
-        return Classified(kind, reason, refs=refs, bounces=recipients, **common)
+        return replace(read, kind=kind, reason=reason, refs=refs, bounces=recipients)
     auto = _auto_reply_reason(headers, subject)
     if auto is not None:
-        return Classified(AUTO_REPLY, auto, refs=thread, **common)
+        return replace(read, kind=AUTO_REPLY, reason=auto, refs=thread)
     if _is_unsubscribe_subject(subject):
         refs = _unique(refs_in_text(subject) + list(thread))
-        return Classified(UNSUBSCRIBE, "subject asks to unsubscribe", refs=refs, **common)
+        return replace(read, kind=UNSUBSCRIBE, reason="subject asks to unsubscribe", refs=refs)
     machine = _not_a_person(headers, from_email)
     if machine is not None:
-        return Classified(UNRELATED, machine, **common)
-    return Classified(REPLY, "from a person", refs=thread, **common)
+        return replace(read, reason=machine)
+    return replace(read, kind=REPLY, reason="from a person", refs=thread)
 
 
 # --- plain header values -------------------------------------------------------------------------------------
@@ -219,9 +224,7 @@ def _is_delivery_notice(headers: dict[str, str], subject: str, from_email: str |
 
 def _dsn_recipients(msg: Message) -> tuple[BouncedRecipient, ...] | None:
     """The per-recipient blocks of the message's delivery-status parts; None when it has no such part."""
-    parts = [
-        p for p in _leaves(msg) if p.get_content_type() in ("message/delivery-status", "message/global-delivery-status")
-    ]
+    parts = [p for p in _leaves(msg) if p.get_content_type() in _DELIVERY_STATUS]
     if not parts:
         return None
     recipients: dict[str, BouncedRecipient] = {}
@@ -289,17 +292,22 @@ def _flufl_recipients(msg: Message) -> tuple[BouncedRecipient, ...]:
     return tuple(found.values())
 
 
-def _with_reply(email: str, hard: bool, notice: str) -> BouncedRecipient:
-    """The recipient with the first SMTP reply the bounce text quotes after its address; its class decides."""
+def _with_reply(email: str, permanent: bool, notice: str) -> BouncedRecipient:
+    """The recipient with the first SMTP reply the bounce text quotes after its address.
+
+    The reply's class decides hard or soft, as in a report (Exim gives up on a full mailbox with 452 4.2.2:
+    failed, yet soft); without one, flufl.bounce's permanent or temporary does.
+    """
+    action = "failed" if permanent else "delayed"
     start = notice.lower().find(email)
     reply = _SMTP_REPLY.search(notice, start, start + 800) if start >= 0 else None
     if reply is None:
-        return BouncedRecipient(email, hard, action="failed" if hard else "delayed")
+        return BouncedRecipient(email, permanent, action=action)
     status = reply.group(2) or f"{reply.group(1)}.0.0"
     words = _clean(reply.group(0), 300)
     if words.endswith(")") and words.count(")") > words.count("("):  # "(reason: 550 5.1.1 User unknown)"
         words = words[:-1]
-    return BouncedRecipient(email, status.startswith("5"), status, "failed", words)
+    return BouncedRecipient(email, status.startswith("5"), status, action, words)
 
 
 def _returned_refs(msg: Message) -> list[SendRef]:
@@ -510,12 +518,23 @@ def _body_text(msg: Message) -> str:
 def _status_blocks(part: Message) -> list[dict[str, str]]:
     """The field blocks of a message/delivery-status part (the per-message block and one per recipient)."""
     payload = part.get_payload()
-    if isinstance(payload, list):
+    encoding = _clean(str(part.get("content-transfer-encoding", "")), 40).lower()
+    if isinstance(payload, list) and encoding not in ("base64", "quoted-printable"):
         return [_header_map(block) for block in payload if isinstance(block, Message)]
-    # A delivery-status part the parser left as text (a transfer encoding, say): its blocks parsed here.
+    # The parser reads the blocks before undoing a transfer encoding: encoded blocks are decoded and read here.
     parser = BytesParser(policy=_POLICY)
-    blocks = re.split(r"\r?\n[ \t]*\r?\n", _part_text(part))
+    blocks = re.split(r"\r?\n[ \t]*\r?\n", _encoded_text(part, encoding))
     return [_header_map(parser.parsebytes(block.encode("utf-8"), headersonly=True)) for block in blocks]
+
+
+def _encoded_text(part: Message, encoding: str) -> str:
+    """The body of a part the parser split before decoding it, decoded (base64 or quoted-printable)."""
+    try:
+        body = re.split(r"\r?\n\r?\n", part.as_string(), maxsplit=1)[-1].encode("ascii", "replace")
+        raw = binascii.a2b_base64(body) if encoding == "base64" else quopri.decodestring(body)
+    except Exception:  # an undecodable body: no blocks to read
+        return ""
+    return raw[:_MAX_BODY_BYTES].decode("utf-8", "replace")
 
 
 def _returned_headers(msg: Message) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import email
 import time
 from collections.abc import Callable
@@ -233,6 +234,19 @@ def test_a_report_of_several_recipients_lists_the_failed_and_delayed_ones_only()
     assert got.reason == (
         "RFC 3464 delivery report: 5.1.1 for gone@x.example, 4.2.2 for full@x.example, 5.2.1 for statusonly@x.example"
     )
+
+
+def test_a_report_whose_status_part_is_base64_encoded_is_read_after_decoding() -> None:
+    blocks = b"Reporting-MTA: dns; mx.example\r\n\r\nFinal-Recipient: rfc822; bob@x.example\r\nStatus: 5.1.1\r\n"
+    encoded = base64.encodebytes(blocks).decode().replace("\n", "\r\n")
+    raw = (
+        "From: MAILER-DAEMON@mx.example\r\nSubject: Undeliverable\r\n"
+        "Content-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        f"{encoded}--B--\r\n"
+    ).encode()
+    got = classify(parse(raw))
+    assert [(b.email, b.hard, b.status, b.action) for b in got.bounces] == [(LEAD_ADDR, True, "5.1.1", "failed")]
 
 
 def test_a_report_of_successful_delivery_is_not_a_bounce() -> None:
