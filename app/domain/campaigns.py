@@ -176,6 +176,9 @@ class SequenceStep:
     step_order: int
     template_id: str
     delay_minutes: float
+    # True: reply in the recipient's thread (In-Reply-To, References) even when the template has a subject;
+    # False: start a new thread (the template needs a subject); None: reply exactly when it has no subject.
+    thread: bool | None = None
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> SequenceStep:
@@ -186,6 +189,7 @@ class SequenceStep:
             step_order=r.integer("step_order", minimum=1) or _missing(r, "step_order"),
             template_id=r.req_string("template_id"),
             delay_minutes=r.number("delay_minutes", default=0.0) or 0.0,
+            thread=None if r.get("thread") is None else r.boolean("thread"),
         )
 
 
@@ -203,11 +207,15 @@ def split_subject_line(body: str) -> tuple[str | None, str]:
 
 @dataclass(frozen=True)
 class Template:
-    """An email template: subject, text body and optional HTML body (Jinja2 sources)."""
+    """An email template: subject, text body and optional HTML body (Jinja2 sources).
+
+    A template without a subject of its own (`subject` is empty) can only be sent as a reply in its recipient's
+    thread ("Re: <the previous subject>"); whether there is a thread is known when it is sent, not here.
+    """
 
     id: str
     name: str
-    subject: str
+    subject: str  # empty: none of its own
     body_text: str
     body_html: str | None = None
 
@@ -220,12 +228,10 @@ class Template:
             raise r.fail("body_text", "is required (or body_html)")
         line_subject, body_text = split_subject_line(body_text) if body_text else (None, body_text)
         subject = r.string("subject", required=False) or line_subject
-        if not subject:
-            raise r.fail("subject", "is required (or a first body line 'Subject: ...')")
         return cls(
             id=id_str(r.id),
             name=r.string("name", required=False) or id_str(r.id),
-            subject=subject,
+            subject=subject if subject and subject.strip() else "",
             body_text=body_text or "",
             body_html=body_html,
         )

@@ -35,10 +35,13 @@ RESERVED_VARIABLES = frozenset(
         "campaign_id",
         "campaign_name",
         "step_order",
+        "unsubscribe_url",
     }
 )
 _RESERVED_PREFIXES = ("sender_", "campaign_")
 _WHITESPACE = re.compile(r"[ \t]+")
+# "Re:" prefixes already on a subject ("Re: ", "RE:", "Re[2]: ", repeated): a reply carries exactly one.
+_REPLY_PREFIXES = re.compile(r"^(?:\s*re\s*(?:\[\d+\])?\s*:)+\s*", re.IGNORECASE)
 _SIGNATURE_VARIABLE = "account_signature"
 
 
@@ -64,6 +67,11 @@ class RenderedEmail:
     subject: str
     text: str
     html: str | None
+
+
+def reply_subject(previous: str) -> str:
+    """The subject of a reply to a message with subject `previous`: "Re: " once, never "Re: Re: "."""
+    return f"Re: {_REPLY_PREFIXES.sub('', previous).strip()}".rstrip()
 
 
 def _present(value: Any) -> bool:
@@ -122,16 +130,20 @@ def build_context(
     step_order: int,
     account: EmailAccount,
     general: GeneralSettings | None,
+    unsubscribe_url: str | None = None,
 ) -> dict[str, Any]:
     """The variables a template sees for one recipient (seed 001's names plus every custom recipient field).
 
     Missing optional values are absent, so a template using them without `default` fails; `name` falls back
-    to "first_name last_name". System names (sender_*, account_signature, campaign_*, step_order) always win
-    over lead data.
+    to "first_name last_name". System names (sender_*, account_signature, campaign_*, step_order,
+    unsubscribe_url) always win over lead data. `unsubscribe_url` is this send's one-click link, or its mailto
+    URI when no public URL is configured.
     """
     context = _recipient_context(lead, recipient_index)
     context.update(_sender_context(account, general))
     context.update(campaign_id=campaign.id, campaign_name=campaign.name, step_order=step_order)
+    if unsubscribe_url is not None:
+        context["unsubscribe_url"] = unsubscribe_url
     return context
 
 
@@ -217,17 +229,25 @@ class Renderer:
         self._html_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
         self._cache: OrderedDict[tuple[str, str, str], _Compiled] = OrderedDict()
 
-    def render(self, template: Template, context: Mapping[str, Any]) -> RenderedEmail:
-        """Render subject, text and HTML; raise TemplateError naming the part and the reason."""
+    def render(self, template: Template, context: Mapping[str, Any], *, reply: str | None = None) -> RenderedEmail:
+        """Render subject, text and HTML; raise TemplateError naming the part and the reason.
+
+        A template without a subject of its own takes `reply` (a reply subject, used as it is, not rendered);
+        without one it cannot be sent.
+        """
         available = sorted(context)
-        sources = {"subject": template.subject, "body_text": template.body_text, "body_html": template.body_html}
+        own_subject = template.subject or None
+        sources = {"subject": own_subject, "body_text": template.body_text, "body_html": template.body_html}
         compiled = {
             part: self._compile(template.id, part, source, available)
             for part, source in sources.items()
             if source is not None and (part != "body_text" or source.strip() or template.body_html is None)
         }
         rendered = {part: self._run(template.id, part, c, context, available) for part, c in compiled.items()}
-        subject = self._subject(template.id, rendered["subject"], available)
+        if own_subject is None and reply is None:
+            reason = "has no subject: only a reply in the recipient's thread can do without one"
+            raise TemplateError(template.id, "subject", reason, available)
+        subject = self._subject(template.id, rendered["subject"] if own_subject is not None else reply or "", available)
         html = rendered.get("body_html")
         text = rendered["body_text"] if "body_text" in rendered else html_to_text(html or "")
         signature = str(context.get(_SIGNATURE_VARIABLE) or "").strip()

@@ -360,11 +360,23 @@ def test_template_subject_field_is_used_as_is() -> None:
     assert (template.subject, template.body_text, template.body_html) == ("Quick question", "Hello", None)
 
 
-def test_template_without_subject_or_subject_line_is_refused() -> None:
-    doc = {"_id": ObjectId(), "name": "t", "body_text": "Hello {{first_name}}"}
-    error = refused(Template.from_doc, doc)
-    assert (error.collection, error.doc_id, error.field) == ("templates", doc["_id"], "subject")
-    assert "Subject: ..." in error.reason
+@pytest.mark.parametrize("subject", [None, "", "   "])
+def test_a_template_without_a_subject_of_its_own_is_read_for_a_reply_in_the_thread(subject: str | None) -> None:
+    # Whether it can be sent (only as a follow-up, "Re: ...") is decided when it is sent: see test_threading.py.
+    doc = {"_id": ObjectId(), "name": "t", "subject": subject, "body_text": "Hello {{first_name}}"}
+    assert Template.from_doc(doc).subject == ""
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, None), (True, True), (False, False)])
+def test_a_sequence_steps_thread_field_is_true_false_or_unset(value: bool | None, expected: bool | None) -> None:
+    doc = {"_id": "st1", "sequence_id": "s1", "step_order": 2, "template_id": "t1", "thread": value}
+    assert SequenceStep.from_doc(doc).thread is expected
+
+
+def test_a_sequence_steps_thread_field_must_be_true_or_false() -> None:
+    doc = {"_id": "st1", "sequence_id": "s1", "step_order": 2, "template_id": "t1", "thread": "yes"}
+    error = refused(SequenceStep.from_doc, doc)
+    assert (error.collection, error.field) == ("sequence_steps", "thread")
 
 
 def test_template_with_only_html_body_is_accepted() -> None:
