@@ -106,6 +106,7 @@ async def _account_rows(
                 "disabled_reason": state.disabled_reason,
                 "provider": account.provider,
                 "smtp": f"{account.smtp_host}:{account.smtp_port}",
+                "inbox": _inbox_text(account),
                 "max_daily_sends": lim.max_daily_sends,
                 "daily_limit": lim.campaign_daily_limit,
                 "min_wait_time": lim.min_wait_minutes,
@@ -127,6 +128,13 @@ async def _account_rows(
     return rows
 
 
+def _inbox_text(account: EmailAccount) -> str:
+    """Where the account's mailbox is read: `host:port (security)`, or `not read` without imap_host."""
+    if not account.reads_inbox:
+        return "not read"
+    return f"{account.imap_host}:{account.imap_port} ({account.imap_security})"
+
+
 def _or_dash(value: object) -> str:
     return "-" if value is None else str(value)
 
@@ -142,6 +150,7 @@ _LIST_FIELDS = (
     "disabled_reason",
     "provider",
     "smtp",
+    "inbox",
     "max_daily_sends",
     "min_wait_time",
     "sent",
@@ -160,8 +169,9 @@ async def _list_rows(db: Database, day: str, skipped: Skipped) -> list[dict[str,
 
 
 def list_accounts(ctx: typer.Context, json_: bool = JSON_OPTION) -> None:
-    """List sending accounts: status, provider, SMTP server, limits, today's sends and the active campaigns each
-    cannot render (a template variable such as sender_name it does not supply). Passwords are never shown.
+    """List sending accounts: status, provider, SMTP server, the IMAP server its inbox is read from (or `not read`),
+    limits, today's sends and the active campaigns each cannot render (a template variable such as sender_name it
+    does not supply). Passwords are never shown.
 
     Example: outbound list-accounts --json
     """
@@ -170,12 +180,12 @@ def list_accounts(ctx: typer.Context, json_: bool = JSON_OPTION) -> None:
 
     def render() -> None:
         columns = [
-            *("id", "email", "status", "provider", "smtp", "max daily", "min wait", "sent today", "next available"),
-            "cannot send",
+            *("id", "email", "status", "provider", "smtp", "inbox", "max daily", "min wait", "sent today"),
+            *("next available", "cannot send"),
         ]
         table = [
             [
-                *(r["id"], r["email"], _status_text(r), r["provider"], r["smtp"], r["max_daily_sends"]),
+                *(r["id"], r["email"], _status_text(r), r["provider"], r["smtp"], r["inbox"], r["max_daily_sends"]),
                 *(r["min_wait_time"], f"{r['sent']}/{_or_dash(r['limit'])}", fmt_time(r["next_available_at"])),
                 _cannot_send_text(r),
             ]
@@ -216,7 +226,7 @@ def show_account_stats(ctx: typer.Context, json_: bool = JSON_OPTION, day: str |
                 f"last used {fmt_time(r['last_used_at'])}"
             )
 
-    stats = [{k: v for k, v in r.items() if k not in ("smtp", "provider")} for r in rows]
+    stats = [{k: v for k, v in r.items() if k not in ("smtp", "inbox", "provider")} for r in rows]
     emit(json_, {"day": chosen, "accounts": stats}, skipped, render)
 
 
