@@ -127,12 +127,17 @@ class Delivery:
         rest: list[tuple[SendItem, Template]] = []
         for group in groups.values():
             plain = [p for p in group if p[0].avoid is None]
-            many: list[Reservation] = []
-            if len(plain) > 1:
-                campaign = group[0][0].ctx.campaign
-                many = await self.arbiter.reserve_many(campaign, now, len(plain), only=self.config.account_filter)
-            reserved += [(it, t, r) for (it, t), r in zip(plain, many, strict=False)]
-            rest += plain[len(many) :] + [p for p in group if p[0].avoid is not None]
+            rest += [p for p in group if p[0].avoid is not None]
+            if len(plain) < 2:
+                rest += plain
+                continue
+            campaign = group[0][0].ctx.campaign
+            found = await self.arbiter.reserve_many(campaign, now, [None] * len(plain), only=self.config.account_filter)
+            for (item, template), reservation in zip(plain, found, strict=True):
+                if reservation is None:
+                    rest.append((item, template))
+                else:
+                    reserved.append((item, template, reservation))
         return reserved, rest
 
     async def _reserve_rest(

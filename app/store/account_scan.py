@@ -8,7 +8,7 @@ ignored, so that the reason an account does not send reaches the operator.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,6 +17,7 @@ from app.domain.limits import (
     INVALID_ACCOUNT,
     INVALID_SETTINGS,
     AccountLimits,
+    allocate,
     blocked_by,
     capacity,
     describe_unavailable,
@@ -171,6 +172,30 @@ def room(
     return shares
 
 
+def assign(shares: list[tuple[str, int]], wants: Sequence[str | None]) -> list[str | None]:
+    """The account of each wanted send, given what each free account could take now (`room`, least recently used
+    first): a pinned send (its recipient's mailbox) takes its own account while that has room and else none (it
+    waits for that account); the others are spread over what is left (`allocate`), and None when nothing is."""
+    left = dict(shares)
+    out: list[str | None] = [None] * len(wants)
+    for i, pin in enumerate(wants):
+        if pin is not None and left.get(pin, 0) > 0:
+            left[pin] -= 1
+            out[i] = pin
+    free = [i for i, pin in enumerate(wants) if pin is None]
+    spread = allocate([(account_id, left[account_id]) for account_id, _ in shares], len(free))
+    slots = [account_id for account_id, k in spread.items() for _ in range(k)]
+    for i, account_id in zip(free, slots, strict=False):
+        out[i] = account_id
+    return out
+
+
+def pinned_only(pins: Iterable[str], only: Collection[str] | None) -> list[str]:
+    """The pinned accounts a dispatcher restricted to `only` (None: any) may use."""
+    allowed = None if only is None else {id_str(a) for a in only}
+    return sorted({id_str(p) for p in pins if allowed is None or id_str(p) in allowed})
+
+
 def chunks(items: list[Candidate], size: int) -> Iterable[list[Candidate]]:
     """`items` cut into lists of `size`, in order."""
     return (items[start : start + size] for start in range(0, len(items), size))
@@ -219,6 +244,15 @@ class AccountScan:
         ]
         settings = await self._settings.settings_for([row.account.id for row in rows])
         return [Candidate(row, _limits_or_none(settings.get(row.account.id), campaign)) for row in rows]
+
+    async def mailboxes(self, campaign: Campaign, pins: Iterable[str], only: Collection[str] | None) -> list[Candidate]:
+        """Of the pinned accounts (recipients' mailboxes), those that may still send for `campaign` whatever their
+        wait window: active, allowed, with valid limits. No round trip when there are none."""
+        allowed = pinned_only(pins, only)
+        if not allowed:
+            return []
+        found = await self.scan(campaign, {}, (), allowed, Tally())
+        return [c for c in found if c.limits is not None]
 
     async def counts_for(self, candidates: list[Candidate], day: str, path: str) -> dict[str, Counts]:
         """Today's counters per account (overall, for this campaign, and how many are open and not yet in flight),

@@ -14,19 +14,19 @@ delivered, so it keeps its count and the long hold. `mark_in_flight` is fenced o
 was only paused and finds its reservation returned sends nothing.
 
 The reads live in `account_scan.py` (settings in `account_settings.py`), the `account_usage` writes in
-`account_usage.py`, the wait-window writes in `wait_windows.py`, commit, rollback and reclaim in `settlement.py`;
-this module decides which account to reserve.
+`account_usage.py`, the wait-window writes in `wait_windows.py`, commit, rollback and reclaim in
+`reservation_ends.py`; this module decides which account to reserve.
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.domain.limits import LIMIT_RACED, TAKEN, allocate
+from app.domain.limits import LIMIT_RACED, TAKEN
 from app.domain.models import Campaign
 from app.domain.scheduling import after_minutes, next_day_start, utc_day
 from app.logging import get_logger
@@ -38,6 +38,7 @@ from app.store.account_scan import (
     Candidate,
     Counts,
     Tally,
+    assign,
     blocked,
     chunks,
     room,
@@ -93,12 +94,22 @@ class Arbiter:
         *,
         exclude: Collection[str] = (),
         only: Collection[str] | None = None,
+        pin: str | None = None,
     ) -> Reservation | NoAccountAvailable:
         """Reserve the least recently used account that may send for `campaign` at `now`.
 
-        `exclude` leaves accounts out (e.g. one that just failed), `only` restricts to some. The reservation
-        counts against today's limits at once and starts the account's wait window; a rollback gives both back.
+        `exclude` leaves accounts out (e.g. one that just failed), `only` restricts to some. `pin` names the
+        account that must send (a recipient's mailbox): while it may send for the campaign the answer is that
+        account or when it is next free, never another; once it may not (paused, disabled, out of rotation, no
+        longer assigned), any account. The reservation counts against today's limits at once and starts the
+        account's wait window; a rollback gives both back.
         """
+        if pin is not None:
+            tally = Tally()
+            pinned = await self._reads.mailboxes(campaign, [pin], only)
+            if pinned:
+                # Busy: the recipient waits for its mailbox (not "exhausted": other accounts may well be free).
+                return await self._first_free(pinned, campaign, now, tally) or tally.unavailable(now)
         path = usage_path(campaign.id)
         day = utc_day(now)
         tally = Tally()
@@ -134,24 +145,42 @@ class Arbiter:
         return None
 
     async def reserve_many(
-        self, campaign: Campaign, now: datetime, wanted: int, *, only: Collection[str] | None = None
-    ) -> list[Reservation]:
-        """Reserve up to `wanted` sends for `campaign` in a few round trips, spread over the least recently used
-        free accounts (several per account only when it has no wait window and its limits leave room).
+        self, campaign: Campaign, now: datetime, pins: Sequence[str | None], *, only: Collection[str] | None = None
+    ) -> list[Reservation | None]:
+        """Reserve one send per item of `pins` for `campaign` in a few round trips; in order, None where none is
+        free now (`reserve` then says why). An item names the account that must send it (a recipient's mailbox,
+        as `reserve`'s `pin`) or None; the rest are spread over the least recently used free accounts (several per
+        account only when it has no wait window and its limits leave room).
 
         Each account's share is counted with one conditional upsert whose filter leaves room for all of it, so
-        the limits hold exactly as for `reserve`. Fewer (even none) come back when fewer are free or a racing
-        dispatcher got there first; `reserve` then takes the rest one at a time and says why none is free.
+        the limits hold exactly as for `reserve`. Fewer come back when fewer are free or a racing dispatcher got
+        there first. Items without a pin cost no round trip of their own.
         """
-        if wanted <= 0:
+        if not pins:
             return []
         path, day = usage_path(campaign.id), utc_day(now)
-        candidates = await self._reads.scan(campaign, window_open(now), (), only, Tally(), limit=wanted + USAGE_CHUNK)
+        pinned = await self._reads.mailboxes(campaign, [p for p in pins if p is not None], only)
+        mailboxes = {c.id for c in pinned}
+        wants = [p if p in mailboxes else None for p in pins]
+        free_wanted = wants.count(None)
+        others = []
+        if free_wanted:
+            others = await self._reads.scan(
+                campaign, window_open(now), (), only, Tally(), limit=free_wanted + USAGE_CHUNK
+            )
+        candidates = others + [c for c in pinned if c.id not in {o.id for o in others}]
         counts = await self._reads.counts_for(candidates, day, path)
-        plan = allocate(room(candidates, counts, now, wanted), wanted)
+        accounts = assign(room(candidates, counts, now, len(pins)), wants)
+        plan = {a: accounts.count(a) for a in dict.fromkeys(a for a in accounts if a is not None)}
         if not plan:
-            return []
-        by_id = {c.id: c for c in candidates}
+            return [None] * len(pins)
+        given = await self._count_shares(campaign, plan, {c.id: c for c in candidates}, day, now)
+        return [given[a].pop() if a is not None and given.get(a) else None for a in accounts]
+
+    async def _count_shares(
+        self, campaign: Campaign, plan: dict[str, int], by_id: Mapping[str, Candidate], day: str, now: datetime
+    ) -> dict[str, list[Reservation]]:
+        """Count each planned account's share (its wait window first where it has one); the reservations made."""
         # One token per reservation; the first of an account's share also holds its wait window.
         tokens = {account_id: [self._token() for _ in range(k)] for account_id, k in plan.items()}
         plan, waits = await self._claim_windows(plan, by_id, tokens, now)
@@ -163,14 +192,14 @@ class Arbiter:
         for account_id in plan:
             if account_id not in counted and account_id in waits:
                 await self._windows.release(account_id, tokens[account_id][0], now)
-        reservations: list[Reservation] = []
+        given: dict[str, list[Reservation]] = {}
         for account_id in counted:
             candidate = by_id[account_id]
             for token in tokens[account_id]:
                 reservation = Reservation(token, candidate.row.account, campaign.id, day, now, valid_limits(candidate))
                 self._log_reserved(reservation, block=plan[account_id])
-                reservations.append(reservation)
-        return reservations
+                given.setdefault(account_id, []).append(reservation)
+        return given
 
     async def _claim_windows(
         self, plan: dict[str, int], by_id: Mapping[str, Candidate], tokens: Mapping[str, list[str]], now: datetime

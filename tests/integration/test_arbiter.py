@@ -76,6 +76,11 @@ def unavailable(outcome: Reservation | NoAccountAvailable) -> NoAccountAvailable
     return outcome
 
 
+async def many(arbiter: Arbiter, campaign: Campaign, now: datetime, wanted: int) -> list[Reservation]:
+    """`reserve_many` for `wanted` sends from any account; the reservations made."""
+    return [r for r in await arbiter.reserve_many(campaign, now, [None] * wanted) if r is not None]
+
+
 async def reserve_all(arbiter: Arbiter, campaign: Campaign, now: datetime, limit: int = 50) -> list[Reservation]:
     """Reserve until nothing is free (bounded), at the same `now`."""
     got: list[Reservation] = []
@@ -514,7 +519,7 @@ async def test_reserve_many_spreads_least_recently_used_first_within_the_limits(
     # The first account was used most recently: it comes last in the rotation.
     await db[schema.EMAIL_ACCOUNTS].update_one({"_id": ObjectId(accounts[0])}, {"$set": {"last_used_at": NOW}})
 
-    got = await arbiter.reserve_many(campaign, NOW, 5)
+    got = await many(arbiter, campaign, NOW, 5)
 
     assert Counter(r.account.id for r in got) == {accounts[1]: 2, accounts[2]: 2, accounts[0]: 1}
     assert len({r.token for r in got}) == 5
@@ -522,8 +527,8 @@ async def test_reserve_many_spreads_least_recently_used_first_within_the_limits(
         usage = await arbiter.usage(account, "2026-03-14")
         assert (usage["sent"], usage["campaigns"]) == (k, {campaign.id: k})
     # The campaign's daily_limit of 2 per account leaves one send (on the first account) for today.
-    assert [r.account.id for r in await arbiter.reserve_many(campaign, NOW, 5)] == [accounts[0]]
-    assert await arbiter.reserve_many(campaign, NOW, 5) == []
+    assert [r.account.id for r in await many(arbiter, campaign, NOW, 5)] == [accounts[0]]
+    assert await many(arbiter, campaign, NOW, 5) == []
     assert "daily_limit" in unavailable(await arbiter.reserve(campaign, NOW)).reason
 
 
@@ -532,12 +537,12 @@ async def test_reserve_many_takes_one_send_per_wait_window(db: Database) -> None
     arbiter = Arbiter(db, owner="d1")
     campaign = make_campaign()
 
-    got = await arbiter.reserve_many(campaign, NOW, 5)
+    got = await many(arbiter, campaign, NOW, 5)
 
     assert sorted(r.account.id for r in got) == sorted(accounts)
-    assert await arbiter.reserve_many(campaign, NOW + timedelta(minutes=1), 5) == []
+    assert await many(arbiter, campaign, NOW + timedelta(minutes=1), 5) == []
     await arbiter.commit_many(got, NOW)
-    again = await arbiter.reserve_many(campaign, NOW + timedelta(minutes=2), 5)
+    again = await many(arbiter, campaign, NOW + timedelta(minutes=2), 5)
     assert sorted(r.account.id for r in again) == sorted(accounts)
 
 
@@ -546,7 +551,7 @@ async def test_reserve_many_rollback_and_commit_keep_the_counters_exact(db: Data
     arbiter = Arbiter(db, owner="d1")
     campaign = make_campaign()
 
-    got = await arbiter.reserve_many(campaign, NOW, 4)
+    got = await many(arbiter, campaign, NOW, 4)
     assert len(got) == 4
     await arbiter.rollback(got[0], NOW, reason="render failed")
     await arbiter.commit_many(got[1:], NOW)
@@ -563,7 +568,7 @@ async def test_reserve_many_never_exceeds_a_limit_when_dispatchers_race(
     clients = [make_client(mongo_uri) for _ in range(3)]
     try:
         arbiters = [Arbiter(c[db_name], owner=f"client-{i}") for i, c in enumerate(clients)]
-        calls = [arbiters[i % 3].reserve_many(campaign, NOW, 4) for i in range(9)]
+        calls = [many(arbiters[i % 3], campaign, NOW, 4) for i in range(9)]
         batches = await asyncio.wait_for(asyncio.gather(*calls), timeout=60)
         singles = await asyncio.wait_for(asyncio.gather(*(a.reserve(campaign, NOW) for a in arbiters * 3)), timeout=60)
     finally:
@@ -585,9 +590,9 @@ async def test_reserve_many_costs_a_fixed_number_of_round_trips(db: Database, mo
     try:
         arbiter = Arbiter(client[db_name], owner="d1")
         campaign = make_campaign()
-        await arbiter.reserve_many(campaign, NOW, 1)  # warms the settings cache
+        await many(arbiter, campaign, NOW, 1)  # warms the settings cache
         counter.names.clear()
-        got = await arbiter.reserve_many(campaign, NOW, 20)
+        got = await many(arbiter, campaign, NOW, 20)
         reserve = list(counter.names)
         counter.names.clear()
         await arbiter.commit_many(got, NOW)
@@ -635,7 +640,7 @@ async def test_reserve_many_records_one_open_entry_per_reservation(db: Database)
     accounts = [await add_account(db, n, max_daily=10) for n in range(2)]
     arbiter = fenced(db, "d1")
 
-    got = await arbiter.reserve_many(make_campaign(), NOW, 5)
+    got = await many(arbiter, make_campaign(), NOW, 5)
 
     entries = {}
     for account in accounts:
@@ -749,7 +754,7 @@ async def test_mark_in_flight_reports_each_reservation_of_a_batch(db: Database, 
     client = make_client(mongo_uri, event_listeners=[counter])
     try:
         arbiter = fenced(client[db_name], "d1")
-        got = await arbiter.reserve_many(make_campaign(), NOW, 6)
+        got = await many(arbiter, make_campaign(), NOW, 6)
         # Another dispatcher returned one of them (as after this one was taken for gone).
         victim = got[0]
         await db[schema.ACCOUNT_USAGE].update_one(
@@ -814,8 +819,66 @@ async def test_reserve_many_that_loses_every_wait_window_to_a_race_returns_none(
         await add_account(db, n, min_wait=5)
     arbiters = [fenced(db, f"d{i}") for i in range(6)]
 
-    batches = await asyncio.wait_for(
-        asyncio.gather(*(a.reserve_many(make_campaign(), NOW, 2) for a in arbiters)), timeout=60
-    )
+    batches = await asyncio.wait_for(asyncio.gather(*(many(a, make_campaign(), NOW, 2) for a in arbiters)), timeout=60)
 
     assert sum(len(b) for b in batches) == 2  # one send per window; the losers get nothing, not an error
+
+
+# A recipient's follow-ups are pinned to its mailbox: that account or a wait for it, another only once it is gone.
+
+
+async def test_a_pinned_reservation_takes_its_mailbox_waits_for_it_and_leaves_it_once_paused(db: Database) -> None:
+    mailbox = await add_account(db, 1, min_wait=5)
+    other = await add_account(db, 2)
+    await db[schema.EMAIL_ACCOUNTS].update_one({"_id": ObjectId(mailbox)}, {"$set": {"last_used_at": NOW}})
+    arbiter = Arbiter(db, owner="d1")
+    campaign = make_campaign(account_ids=(mailbox, other))
+
+    taken = reserved(await arbiter.reserve(campaign, NOW, pin=mailbox))
+    busy = unavailable(await arbiter.reserve(campaign, NOW + timedelta(minutes=1), pin=mailbox))
+    await db[schema.EMAIL_ACCOUNTS].update_one({"_id": ObjectId(mailbox)}, {"$set": {"status": "paused"}})
+    moved = reserved(await arbiter.reserve(campaign, NOW + timedelta(minutes=1), pin=mailbox))
+    unassigned = make_campaign(account_ids=(other,))
+    gone = reserved(await arbiter.reserve(unassigned, NOW + timedelta(minutes=2), pin=mailbox))
+
+    assert taken.account.id == mailbox  # though the other account was less recently used
+    assert "min_wait_time" in busy.reason and busy.retry_at == NOW + timedelta(minutes=5)
+    assert moved.account.id == other == gone.account.id
+
+
+async def test_reserve_many_gives_each_follow_up_its_mailbox_in_the_same_few_round_trips(
+    db: Database, mongo_uri: str, db_name: str
+) -> None:
+    first, second = [await add_account(db, n, max_daily=100) for n in range(2)]
+    campaign = make_campaign()
+    counter = CommandCounter()
+    client = make_client(mongo_uri, event_listeners=[counter])
+    try:
+        arbiter = Arbiter(client[db_name], owner="d1")
+        await many(arbiter, campaign, NOW, 1)  # warms the settings cache
+        counter.names.clear()
+        pinned = await arbiter.reserve_many(campaign, NOW, [second, second, first])
+        pinned_trips = list(counter.names)
+        counter.names.clear()
+        mixed = await arbiter.reserve_many(campaign, NOW, [second, None, None])
+        mixed_trips = list(counter.names)
+    finally:
+        await client.close()
+
+    assert [r.account.id if r else None for r in pinned] == [second, second, first]
+    assert pinned_trips == ["find", "find", "update", "update"]  # the mailboxes, usage, counts, rotation
+    assert mixed[0] is not None and mixed[0].account.id == second and all(mixed)
+    assert mixed_trips == ["find", "find", "find", "update", "update"]  # and the free accounts
+
+
+async def test_reserve_many_leaves_a_follow_up_whose_mailbox_is_busy_without_a_reservation(db: Database) -> None:
+    mailbox = await add_account(db, 1, min_wait=5)
+    other = await add_account(db, 2)
+    arbiter = Arbiter(db, owner="d1")
+    campaign = make_campaign()
+
+    first = await arbiter.reserve_many(campaign, NOW, [mailbox, None])
+    again = await arbiter.reserve_many(campaign, NOW + timedelta(minutes=1), [mailbox, None])
+
+    assert [r.account.id if r else None for r in first] == [mailbox, other]
+    assert [r.account.id if r else None for r in again] == [None, other]  # the other is free: it is not taken
