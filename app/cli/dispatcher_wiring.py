@@ -12,6 +12,7 @@ from app.domain.health import HealthPolicy
 from app.domain.outcomes import RetryPolicy
 from app.domain.settlement import Outcome
 from app.domain.templating import Renderer
+from app.send.compose import UnsubscribeLinks
 from app.send.pipeline import Pipeline, PipelineConfig
 from app.store.arbiter import Arbiter
 from app.store.catalog import Catalog
@@ -39,6 +40,12 @@ def dispatcher_options(
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
         once=once,
     )
+
+
+def unsubscribe_links(settings: Settings) -> UnsubscribeLinks:
+    """Where List-Unsubscribe points besides the sending account: OUTBOUND_PUBLIC_URL, signed with
+    OUTBOUND_SECRET_KEY (the dry run's messages carry the same)."""
+    return UnsubscribeLinks(public_url=settings.public_url, secret_key=settings.secret_key)
 
 
 def build_dispatcher(
@@ -75,6 +82,7 @@ def build_dispatcher(
                 min_attempts=settings.pause_min_attempts,
                 window=max(50, settings.pause_min_attempts),
             ),
+            unsubscribe=unsubscribe_links(settings),
         ),
     )
     return Dispatcher(db, pipeline, catalog, options, owner=owner, on_outcome=on_outcome)

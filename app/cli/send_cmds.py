@@ -10,11 +10,15 @@ import typer
 from rich.markup import escape
 
 from app.cli.common import JSON_OPTION, console, err_console, fail, print_json, run_db, settings_of
+from app.cli.dispatcher_wiring import unsubscribe_links
+from app.domain.inbound import SendRef
 from app.domain.models import Campaign, EmailAccount, GeneralSettings, Lead, SequenceStep, Template
+from app.domain.planning import Thread, thread_before, threading_for, threads_of
 from app.domain.templating import RenderedEmail, Renderer, TemplateError, build_context
+from app.send.compose import UnsubscribeLinks, extra_headers, unsubscribe_link
 from app.store import schema
 from app.store.client import Database
-from app.store.documents import get_model, id_values, iter_valid
+from app.store.documents import get_doc, get_model, id_values, iter_valid
 from app.transport.base import AccountAuthError, SendError
 from app.transport.smtp import check_account, effective_security
 
@@ -33,6 +37,15 @@ class _Preview:
     template: Template
     account: EmailAccount
     general: GeneralSettings | None
+    threads: dict[int, Thread]  # what the lead's earlier steps left (`progress.threads`)
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    """One recipient's email as the pipeline would compose it: the rendered parts and the other headers."""
+
+    email: RenderedEmail
+    headers: dict[str, str]
 
 
 async def _step(db: Database, campaign: Campaign, step_order: int) -> SequenceStep:
@@ -75,35 +88,51 @@ async def _load_preview(
     db: Database, campaign_id: str, lead_id: str, step_order: int | None, account_id: str | None
 ) -> _Preview:
     campaign = await get_model(db[schema.CAMPAIGNS], "campaign", campaign_id, Campaign.from_doc)
-    lead = await get_model(db[schema.CAMPAIGN_LEADS], "lead", lead_id, Lead.from_doc)
+    lead_doc = await get_doc(db[schema.CAMPAIGN_LEADS], "lead", lead_id)
+    lead = Lead.from_doc(lead_doc)
     if lead.campaign_id != campaign.id:
         raise _Refused(f"lead {lead_id} belongs to campaign {lead.campaign_id}, not {campaign.id}")
     step = await _step(db, campaign, step_order or lead.progress.current_step_order)
     template = await get_model(db[schema.TEMPLATES], "template", step.template_id, Template.from_doc)
     account = await _account(db, campaign, account_id)
-    return _Preview(campaign, lead, step, template, account, await _general(db, account))
+    general = await _general(db, account)
+    return _Preview(campaign, lead, step, template, account, general, threads_of(lead_doc))
 
 
-def _render_all(preview: _Preview, indexes: list[int]) -> list[tuple[int, RenderedEmail | TemplateError]]:
+def _render_all(
+    preview: _Preview, indexes: list[int], links: UnsubscribeLinks
+) -> list[tuple[int, _Rendered | TemplateError]]:
     renderer = Renderer()
-    results: list[tuple[int, RenderedEmail | TemplateError]] = []
-    for index in indexes:
-        context = build_context(
-            campaign=preview.campaign,
-            lead=preview.lead,
-            recipient_index=index,
-            step_order=preview.step.step_order,
-            account=preview.account,
-            general=preview.general,
-        )
-        try:
-            results.append((index, renderer.render(preview.template, context)))
-        except TemplateError as exc:
-            results.append((index, exc))
-    return results
+    return [(index, _render_one(renderer, preview, index, links)) for index in indexes]
 
 
-def _as_json(preview: _Preview, results: list[tuple[int, RenderedEmail | TemplateError]]) -> dict[str, Any]:
+def _render_one(
+    renderer: Renderer, preview: _Preview, index: int, links: UnsubscribeLinks
+) -> _Rendered | TemplateError:
+    """What `send/compose.py` would build for one recipient: its thread, unsubscribe link, subject and headers."""
+    step, account = preview.step, preview.account
+    ref = SendRef(str(preview.lead.id), step.step_order, index)
+    context = build_context(
+        campaign=preview.campaign,
+        lead=preview.lead,
+        recipient_index=index,
+        step_order=step.step_order,
+        account=account,
+        general=preview.general,
+        unsubscribe_url=unsubscribe_link(ref, account.email, links),
+    )
+    previous = thread_before(preview.threads, index, step.step_order)
+    threading = threading_for(step.step_order, step.thread, bool(preview.template.subject), previous)
+    if isinstance(threading, str):
+        return TemplateError(preview.template.id, "subject", threading, sorted(context))
+    try:
+        rendered = renderer.render(preview.template, context, reply=threading.subject)
+    except TemplateError as exc:
+        return exc
+    return _Rendered(rendered, extra_headers(ref, account.email, threading, links))
+
+
+def _as_json(preview: _Preview, results: list[tuple[int, _Rendered | TemplateError]]) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     for index, outcome in results:
         row: dict[str, Any] = {"recipient_index": index, "email": preview.lead.recipients[index].email}
@@ -115,7 +144,8 @@ def _as_json(preview: _Preview, results: list[tuple[int, RenderedEmail | Templat
                 "available": outcome.available,
             }
         else:
-            row.update(subject=outcome.subject, text=outcome.text, html=outcome.html)
+            email = outcome.email
+            row.update(subject=email.subject, text=email.text, html=email.html, headers=outcome.headers)
         rows.append(row)
     return {
         "campaign_id": preview.campaign.id,
@@ -128,7 +158,7 @@ def _as_json(preview: _Preview, results: list[tuple[int, RenderedEmail | Templat
     }
 
 
-def _print_results(preview: _Preview, results: list[tuple[int, RenderedEmail | TemplateError]]) -> None:
+def _print_results(preview: _Preview, results: list[tuple[int, _Rendered | TemplateError]]) -> None:
     console.print(
         f"Campaign {preview.campaign.name} ({preview.campaign.id}), lead {preview.lead.id}, "
         f"step {preview.step.step_order}, template {preview.template.name} ({preview.template.id}), "
@@ -142,8 +172,10 @@ def _print_results(preview: _Preview, results: list[tuple[int, RenderedEmail | T
             console.print("template error (details on stderr)")
             err_console.print(f"recipient {index} ({email}): template error: {outcome}", markup=False)
             continue
-        console.print(f"Subject: {outcome.subject}\n--- text ---\n{outcome.text}", markup=False)
-        console.print(f"--- html ---\n{outcome.html}" if outcome.html is not None else "--- no html ---", markup=False)
+        parts = outcome.email
+        headers = "".join(f"{name}: {value}\n" for name, value in outcome.headers.items())
+        console.print(f"Subject: {parts.subject}\n{headers}--- text ---\n{parts.text}", markup=False)
+        console.print(f"--- html ---\n{parts.html}" if parts.html is not None else "--- no html ---", markup=False)
 
 
 def debug_template(
@@ -157,7 +189,10 @@ def debug_template(
     ),
     json_: bool = JSON_OPTION,
 ) -> None:
-    """Render a lead's email (subject, text, HTML) for each recipient, or show the exact template error.
+    """Render a lead's email (subject, headers, text, HTML) for each recipient, or show the exact template error.
+
+    A follow-up shows the thread it would reply in (In-Reply-To, References, "Re: ..."); every email its
+    List-Unsubscribe.
 
     Example: outbound debug-template 665f0c... --lead-id 665f0d... --step 2
     """
@@ -170,7 +205,8 @@ def debug_template(
     if recipient is not None and recipient >= count:
         have = f"{count} recipient(s) (indexes 0-{count - 1})"
         fail(f"lead {escape(lead_id)} has {have}; --recipient {recipient} does not exist")
-    results = _render_all(preview, [recipient] if recipient is not None else list(range(count)))
+    indexes = [recipient] if recipient is not None else list(range(count))
+    results = _render_all(preview, indexes, unsubscribe_links(settings))
     if json_:
         print_json(_as_json(preview, results))
     else:

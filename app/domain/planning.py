@@ -4,6 +4,9 @@ One claim moves one recipient: the first pending recipient of the current step t
 sent; those a gate skips are recorded with their reason in the same write; a deferral releases the lead until
 then. A step whose recipients are all done advances the lead, except while one of them is an unresolved
 uncertain send: the follow-up ("Re: ...") would reach a person who may never have had the first message.
+
+A follow-up joins its recipient's thread (`threading_for`): what the earlier sends left is read back from
+`progress.threads` (`threads_of`), so a later step needs no query of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 from app.domain.gates import DEFAULT_GATES, Defer, Gate, GateContext, Skip, judge
 from app.domain.models import Campaign, Lead, SequenceStep, recipient_key
 from app.domain.stop_policy import STOP_LEAD_STATUSES, lead_stop_reason
+from app.domain.templating import reply_subject
 
 # Plan actions.
 SEND = "send"
@@ -113,3 +117,100 @@ def _last_account(lead: Lead, step_order: int, index: int) -> str | None:
     previous: Any = lead.progress.retries.get(recipient_key(step_order, index))
     account = previous.get("account_id") if isinstance(previous, Mapping) else None
     return str(account) if account else None
+
+
+@dataclass(frozen=True)
+class Thread:
+    """What a recipient's earlier messages leave for its follow-ups: `progress.threads.<recipient index>`.
+
+    `account_id` is the recipient's mailbox, the account that sent its first message: its follow-ups come from
+    it while it may send for the campaign. `message_ids` is the thread, oldest first; `subject` and `step_order`
+    are those of its latest message.
+    """
+
+    account_id: str
+    subject: str
+    message_ids: tuple[str, ...]
+    step_order: int
+
+    def as_doc(self) -> dict[str, Any]:
+        """The stored form."""
+        return {
+            "account_id": self.account_id,
+            "subject": self.subject,
+            "message_ids": list(self.message_ids),
+            "step_order": self.step_order,
+        }
+
+
+def threads_of(doc: Mapping[str, Any]) -> dict[int, Thread]:
+    """The recipients' threads recorded in a lead document, by recipient index (unreadable entries left out)."""
+    progress = doc.get("progress")
+    found = progress.get("threads") if isinstance(progress, Mapping) else None
+    if not isinstance(found, Mapping):
+        return {}
+    threads: dict[int, Thread] = {}
+    for key, entry in found.items():
+        thread = _thread(entry)
+        if thread is not None and str(key).isdigit():
+            threads[int(key)] = thread
+    return threads
+
+
+def thread_before(threads: Mapping[int, Thread], index: int, step_order: int) -> Thread | None:
+    """Recipient `index`'s thread as the steps before `step_order` left it (None before its first message)."""
+    thread = threads.get(index)
+    return thread if thread is not None and thread.step_order < step_order else None
+
+
+def _thread(entry: Any) -> Thread | None:
+    if not isinstance(entry, Mapping):
+        return None
+    account, subject, step = entry.get("account_id"), entry.get("subject"), entry.get("step_order")
+    ids = entry.get("message_ids")
+    if not (isinstance(account, str) and account and isinstance(subject, str) and subject):
+        return None
+    if not isinstance(ids, list) or not ids or not all(isinstance(i, str) and i for i in ids):
+        return None
+    if isinstance(step, bool) or not isinstance(step, int):
+        return None
+    return Thread(account, subject, tuple(ids), step)
+
+
+@dataclass(frozen=True)
+class Threading:
+    """How one message joins its recipient's thread: `references` is the thread so far, oldest first (empty: it
+    starts a new one), `subject` the reply subject to use when the template has none of its own."""
+
+    references: tuple[str, ...] = ()
+    subject: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        """`In-Reply-To` (the latest message) and `References` (the whole thread), or none for a new thread."""
+        if not self.references:
+            return {}
+        return {"In-Reply-To": self.references[-1], "References": " ".join(self.references)}
+
+
+NEW_THREAD = Threading()
+
+
+def threading_for(step_order: int, thread: bool | None, has_subject: bool, previous: Thread | None) -> Threading | str:
+    """Whether a step's message replies in the recipient's thread, or why it cannot be sent (the template's).
+
+    A step replies when its template has no subject of its own, or when its `thread` is true; `thread` false
+    starts a new thread. A reply without a subject of its own is "Re: <the previous subject>". `previous` is the
+    recipient's thread as earlier steps left it.
+    """
+    replies = thread if thread is not None else not has_subject
+    if replies and previous is not None:
+        return Threading(previous.message_ids, reply_subject(previous.subject))
+    if has_subject:
+        return NEW_THREAD
+    need = "give its template a subject (a `subject` field or a first body line 'Subject: ...')"
+    if not replies:
+        return f"step {step_order} has thread: false, which starts a new thread: {need}"
+    return (
+        f"step {step_order}'s template has no subject, and there is no earlier message of this recipient "
+        f"to reply to (a first step never has one): {need}"
+    )

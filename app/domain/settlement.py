@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from app.domain.models import Campaign, Lead, SequenceStep, recipient_key
-from app.domain.planning import pending_recipients, uncertain_hold
+from app.domain.planning import Thread, pending_recipients, thread_before, uncertain_hold
 from app.domain.scheduling import next_step_due, recipient_due
 
 
@@ -40,6 +40,8 @@ class RecipientResult:
     error: str | None = None
     smtp_code: int | None = None
     activity: str | None = None  # the activity type when it is not `status` (template_error)
+    subject: str | None = None  # of the message sent
+    references: tuple[str, ...] = ()  # the thread it replied in, oldest first (empty: it started one)
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,11 @@ class LeadContext:
     campaign: Campaign
     steps: Mapping[int, SequenceStep]
     step: SequenceStep
+    threads: Mapping[int, Thread] = field(default_factory=dict)  # `planning.threads_of` the lead document
+
+    def thread_before(self, index: int) -> Thread | None:
+        """The recipient's thread as earlier steps left it (None before its first message)."""
+        return thread_before(self.threads, index, self.step.step_order)
 
 
 def step_after(steps: Mapping[int, SequenceStep], step_order: int) -> SequenceStep | None:
@@ -110,6 +117,9 @@ def settle(ctx: LeadContext, results: Sequence[tuple[int, RecipientResult]], now
             values[f"lead_data.{index}.last_contacted_at"] = now
             values[f"lead_data.{index}.last_step"] = ctx.step.step_order
             values["progress.last_sent_at"] = now
+            thread = thread_after(ctx, index, result)
+            if thread is not None:
+                values[f"progress.threads.{index}"] = thread.as_doc()
         if key in ctx.lead.progress.retries:
             unset.append(f"progress.retries.{key}")
         activities.append(activity(ctx, index, result.activity or result.status, now, result))
@@ -170,6 +180,17 @@ def _advance(
     kind = last.status if last else "advanced"
     outcome = Outcome(kind, ctx.lead.id, ctx.campaign.id, account, due)
     return Settlement(values, tuple(unset), due, outcome, activities, step_completed=True)
+
+
+def thread_after(ctx: LeadContext, index: int, result: RecipientResult) -> Thread | None:
+    """The recipient's thread once this send landed (an uncertain one too: it counts as sent, and its follow-up
+    waits until it is resolved). The mailbox stays the account of the recipient's first message."""
+    if not (result.message_id and result.subject and result.account_id):
+        return None
+    earlier = ctx.thread_before(index)
+    mailbox = earlier.account_id if earlier is not None else result.account_id
+    ids = (*result.references, result.message_id)
+    return Thread(mailbox, result.subject, ids, ctx.step.step_order)
 
 
 def retry_marker(account_id: str, attempts: int, error: str, now: datetime) -> dict[str, Any]:

@@ -10,19 +10,18 @@ leaves due at once are claimed again after the others, until every lead is sent,
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from app.domain import ledger_states as lstate
 from app.domain import planning
 from app.domain.gates import GateContext
-from app.domain.limits import allocate
 from app.domain.models import Campaign, InvalidDocument, Lead, SequenceStep, Template
-from app.domain.planning import LeadPlan
+from app.domain.planning import LeadPlan, threads_of
 from app.domain.settlement import LeadContext, RecipientResult, Settlement, advance, retry, settle
 from app.domain.templating import Renderer
-from app.send.compose import ComposeError, compose
+from app.send.compose import MAILTO_ONLY, ComposeError, UnsubscribeLinks, compose
 from app.send.lead_copy import LeadCopy
 from app.send.preview_rows import (
     ADVANCE,
@@ -39,10 +38,12 @@ from app.send.preview_rows import (
     CampaignRows,
     Preview,
 )
+from app.send.round_outcomes import with_message
+from app.store.account_scan import assign
 from app.store.capacity import CampaignAccounts, Planned
 from app.store.catalog import Catalog
 from app.store.ledger import send_id
-from app.transport.base import Sender
+from app.transport.base import OutgoingMessage, Sender
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,11 @@ class _Claim:
     def skipped(self) -> list[tuple[int, RecipientResult]]:
         return [(i, RecipientResult("skipped", None, error=reason)) for i, reason in self.plan.skips]
 
+    @property
+    def pin(self) -> str | None:
+        thread = self.ctx.thread_before(self.index)
+        return thread.account_id if thread is not None else None
+
 
 @dataclass
 class CampaignDryRun:
@@ -76,6 +82,7 @@ class CampaignDryRun:
     ledger: Mapping[str, Mapping[str, Any]]
     batch_size: int
     out: Preview
+    links: UnsubscribeLinks = MAILTO_ONLY
     held: tuple[str, datetime | None] | None = None  # why, and until when, no more leads are claimed
     rows: CampaignRows = field(init=False)
 
@@ -114,7 +121,7 @@ class CampaignDryRun:
                 self._row(sim, SKIP, index=index, problem=reason)
             if plan.action == planning.SEND:
                 assert plan.step is not None
-                claims.append(_Claim(sim, plan, LeadContext(sim.lead, self.campaign, self.steps, plan.step)))
+                claims.append(_Claim(sim, plan, self._context(sim, plan.step)))
             elif self._decided(sim, plan):
                 again.append(sim)
         return again + await self._deliver(claims)
@@ -133,7 +140,7 @@ class CampaignDryRun:
             self._row(sim, WAIT, send_at=plan.until, problem=plan.reason or "the campaign is not active")
         else:  # STEP_DONE
             assert plan.step is not None
-            claim = _Claim(sim, plan, LeadContext(sim.lead, self.campaign, self.steps, plan.step))
+            claim = _Claim(sim, plan, self._context(sim, plan.step))
             return self._settled(
                 claim, settle(claim.ctx, claim.skipped, self.now) if plan.skips else advance(claim.ctx, self.now)
             )
@@ -149,14 +156,26 @@ class CampaignDryRun:
             else:
                 missing = f"template {claim.ctx.step.template_id} not found"
                 self._pause(claim.sim, missing if template is None else str(template), claim.index)
-        wanted = len(ready)
-        shares = allocate(self.accounts.capacities(self.now, wanted, self.planned), wanted)
-        slots = [account_id for account_id, k in shares.items() for _ in range(k)]
-        return [claim.sim for claim, template in ready if await self._send(claim, template, slots)]
+        # As `Arbiter.reserve_many`: a follow-up takes its mailbox while that may send, the others share the rest.
+        mailboxes = {s.account.id for s in self.accounts.accounts if s.limits is not None}
+        wants = [claim.pin if claim.pin in mailboxes else None for claim, _ in ready]
+        given = assign(self.accounts.capacities(self.now, len(ready), self.planned), wants)
+        slots = [account_id for account_id, pin in zip(given, wants, strict=True) if account_id and pin is None]
+        again: list[LeadCopy] = []
+        for (claim, template), pin, account_id in zip(ready, wants, given, strict=True):
+            if pin is None:
+                account_id = _take(slots, claim.plan.avoid)
+            if await self._send(claim, template, slots, account_id, pin):
+                again.append(claim.sim)
+        return again
 
-    async def _send(self, claim: _Claim, template: Template, slots: list[str]) -> bool:
-        """One recipient: True when the lead is due again at once."""
-        account_id = _take(slots, claim.plan.avoid)
+    async def _send(
+        self, claim: _Claim, template: Template, slots: list[str], account_id: str | None, pin: str | None
+    ) -> bool:
+        """One recipient, from `account_id` (None: none is free; `pin`: the mailbox it waits for): True when the
+        lead is due again at once."""
+        if account_id is None and pin is not None:
+            return self._wait_for_mailbox(claim, pin)
         if account_id is None:
             none = self.accounts.unavailable(self.now, self.planned)
             problem = f"waits for an account: {none.reason}"
@@ -175,6 +194,9 @@ class CampaignDryRun:
             index=claim.index,
             account=state.account,
             general=await self.catalog.general_settings(account_id),
+            thread=claim.ctx.step.thread,
+            previous=claim.ctx.thread_before(claim.index),
+            links=self.links,
         )
         if isinstance(message, ComposeError):
             slots.insert(0, account_id)  # the reservation is rolled back
@@ -182,12 +204,22 @@ class CampaignDryRun:
         entry = self.ledger.get(send_id(claim.sim.lead.id, claim.ctx.step.step_order, claim.index))
         if entry is not None and entry.get("state") in (*lstate.SETTLED, lstate.SENDING):
             slots.insert(0, account_id)
-            return self._recorded(claim, entry)
+            return self._recorded(claim, entry, message.message)
         self.planned.record(account_id, self.campaign.id, state.limits, self.now)
         if self.sender is not None:
             await self.sender.send(state.account, message)
-        sent = RecipientResult("sent", "contacted", account_id, message.message.message_id)
-        return self._done(claim, sent, SEND, account=state.account.email, subject=message.message.subject)
+        outgoing = message.message
+        sent = with_message(RecipientResult("sent", "contacted", account_id, outgoing.message_id), outgoing)
+        values = {"account": state.account.email, "subject": outgoing.subject, "headers": dict(outgoing.headers)}
+        return self._done(claim, sent, SEND, **values)
+
+    def _wait_for_mailbox(self, claim: _Claim, pin: str) -> bool:
+        """A follow-up whose mailbox is busy waits for it; the campaign's other leads are claimed meanwhile."""
+        state = next(s for s in self.accounts.states(self.planned) if s.account.id == pin)
+        why = state.blocked(self.now) or "busy"
+        problem = f"waits for its mailbox {state.account.email} ({why}), which sent the recipient's first message"
+        self._row(claim.sim, WAIT, index=claim.index, send_at=state.free_at(self.now), problem=problem)
+        return False
 
     def _unsendable(self, claim: _Claim, error: ComposeError, account_id: str, email: str) -> bool:
         """A compose error as the pipeline treats it: the template's pauses, the account's retries elsewhere."""
@@ -204,7 +236,7 @@ class CampaignDryRun:
         failed = RecipientResult("failed", "failed", account_id=account_id, error=error.reason, activity="failed")
         return self._done(claim, failed, FAIL, problem=error.reason)
 
-    def _recorded(self, claim: _Claim, entry: Mapping[str, Any]) -> bool:
+    def _recorded(self, claim: _Claim, entry: Mapping[str, Any], message: OutgoingMessage) -> bool:
         """A recipient the ledger already has: the real run records the outcome and sends nothing."""
         state = str(entry.get("state"))
         problem = f"already {state}: recorded, not sent"
@@ -213,6 +245,8 @@ class CampaignDryRun:
             problem, state = "already sending (an interrupted attempt): declared uncertain, not sent", lstate.UNCERTAIN
         status = {lstate.SENT: "contacted", lstate.UNCERTAIN: "uncertain"}.get(state, "failed")
         result = RecipientResult(state if state in (lstate.SENT, lstate.UNCERTAIN) else "failed", status)
+        account_id = str(entry["account_id"]) if entry.get("account_id") else None
+        result = with_message(replace(result, account_id=account_id, message_id=message.message_id), message)
         return self._done(claim, result, RECORDED, problem=problem)
 
     def _done(self, claim: _Claim, result: RecipientResult, action: str, **values: Any) -> bool:
@@ -241,6 +275,9 @@ class CampaignDryRun:
             self.held = (f"held while the campaign is paused: {reason}", None)
         self.out.paused.setdefault(self.campaign.name, reason)
         self._row(sim, PAUSE, index=index, problem=f"campaign would pause: {reason}")
+
+    def _context(self, sim: LeadCopy, step: SequenceStep) -> LeadContext:
+        return LeadContext(sim.lead, self.campaign, self.steps, step, threads_of(sim.doc))
 
     @property
     def now(self) -> datetime:

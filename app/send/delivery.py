@@ -2,6 +2,9 @@
 
 Everything here takes the batch's list and returns a settlement per item; `records.py` writes them. The
 SMTP part (ledger entries, one message per open connection at a time, classification) is in `rounds.py`.
+
+A follow-up is pinned to its recipient's mailbox (the account that sent the recipient's first message): it
+waits for that account rather than switching, unless the account may no longer send for the campaign.
 """
 
 from __future__ import annotations
@@ -42,6 +45,12 @@ class SendItem:
     index: int
     avoid: str | None
     skipped: tuple[tuple[int, RecipientResult], ...] = ()
+
+    @property
+    def pin(self) -> str | None:
+        """The recipient's mailbox, for a follow-up (None for its first message)."""
+        thread = self.ctx.thread_before(self.index)
+        return thread.account_id if thread is not None else None
 
 
 @dataclass
@@ -119,21 +128,24 @@ class Delivery:
     async def _reserve_many(
         self, items: list[tuple[SendItem, Template]], now: datetime
     ) -> tuple[list[tuple[SendItem, Template, Reservation]], list[tuple[SendItem, Template]]]:
-        """Accounts for the first attempts of each campaign, sharing round trips; (reserved, left over)."""
+        """Accounts for each campaign's first attempts and follow-ups, sharing round trips; (reserved, left over)."""
         groups: dict[str, list[tuple[SendItem, Template]]] = {}
         for pair in items:
             groups.setdefault(pair[0].ctx.campaign.id, []).append(pair)
         reserved: list[tuple[SendItem, Template, Reservation]] = []
         rest: list[tuple[SendItem, Template]] = []
         for group in groups.values():
-            plain = [p for p in group if p[0].avoid is None]
-            rest += [p for p in group if p[0].avoid is not None]
-            if len(plain) < 2:
-                rest += plain
+            # A retry prefers another account, one at a time; a follow-up keeps its mailbox, retried or not.
+            shared: list[tuple[SendItem, Template]] = []
+            for pair in group:
+                (shared if pair[0].avoid is None or pair[0].pin is not None else rest).append(pair)
+            if len(shared) < 2:
+                rest += shared
                 continue
             campaign = group[0][0].ctx.campaign
-            found = await self.arbiter.reserve_many(campaign, now, [None] * len(plain), only=self.config.account_filter)
-            for (item, template), reservation in zip(plain, found, strict=True):
+            pins = [item.pin for item, _ in shared]
+            found = await self.arbiter.reserve_many(campaign, now, pins, only=self.config.account_filter)
+            for (item, template), reservation in zip(shared, found, strict=True):
                 if reservation is None:
                     rest.append((item, template))
                 else:
@@ -143,26 +155,29 @@ class Delivery:
     async def _reserve_rest(
         self, rest: list[tuple[SendItem, Template]], now: datetime, out: Delivered
     ) -> list[tuple[SendItem, Template, Reservation]]:
-        """One at a time, until a campaign has no free account: its remaining items wait, with the reason."""
+        """One at a time, until a campaign (or a follow-up's mailbox) has no free account: the items waiting for
+        it are released until then, with the reason."""
         reserved: list[tuple[SendItem, Template, Reservation]] = []
-        exhausted: dict[str, NoAccountAvailable] = {}
+        exhausted: dict[tuple[str, str | None], NoAccountAvailable] = {}
         for item, template in rest:
-            campaign = item.ctx.campaign
-            found = exhausted.get(campaign.id) or await self._reserve_one(item, now)
+            campaign, key = item.ctx.campaign, (item.ctx.campaign.id, item.pin)
+            found = exhausted.get(key) or await self._reserve_one(item, now)
             if isinstance(found, Reservation):
                 reserved.append((item, template, found))
                 continue
-            if campaign.id not in exhausted:
-                exhausted[campaign.id] = found
-                get_logger(campaign_id=campaign.id).info(
-                    "worker.waiting_for_account", retry_at=found.retry_at.isoformat(), reason=found.reason
-                )
-            outcome = Outcome("no_account", item.ctx.lead.id, campaign.id, next_due_at=found.retry_at)
+            if key not in exhausted:
+                exhausted[key] = found
+                _log_waiting(item, found)
+            # Only a campaign without a free account makes the dispatcher hold its leads back ("no_account").
+            kind = "no_account" if item.pin is None else "waiting"
+            outcome = Outcome(kind, item.ctx.lead.id, campaign.id, next_due_at=found.retry_at)
             out.settled.append((item, release(item.ctx, item.skipped, found.retry_at, outcome, now)))
         return reserved
 
     async def _reserve_one(self, item: SendItem, now: datetime) -> Reservation | NoAccountAvailable:
         only = self.config.account_filter
+        if item.pin is not None:
+            return await self.arbiter.reserve(item.ctx.campaign, now, only=only, pin=item.pin)
         # After a failure, prefer a different account; fall back to the same one if it is the only one free.
         exclude = (item.avoid,) if item.avoid else ()
         found = await self.arbiter.reserve(item.ctx.campaign, now, exclude=exclude, only=only)
@@ -178,6 +193,13 @@ class Delivery:
             account = reservation.account
             general = await self.catalog.general_settings(account.id)
             ctx = item.ctx
+            if item.pin is not None and item.pin != account.id:
+                get_logger(campaign_id=ctx.campaign.id, lead_id=str(ctx.lead.id), account_id=account.id).warning(
+                    "worker.mailbox_unavailable",
+                    mailbox=item.pin,
+                    reason="the recipient's mailbox may not send for this campaign (not active, no longer assigned, "
+                    "or outside this dispatcher's account filter): the follow-up goes from another account",
+                )
             message = compose(
                 self.renderer,
                 template,
@@ -187,6 +209,9 @@ class Delivery:
                 index=item.index,
                 account=account,
                 general=general,
+                thread=ctx.step.thread,
+                previous=ctx.thread_before(item.index),
+                links=self.config.unsubscribe,
             )
             if isinstance(message, ComposeError):
                 await self.arbiter.rollback(reservation, now, reason=message.reason)
@@ -232,6 +257,19 @@ class Delivery:
             get_logger(lead_id=str(lease.lead_id)).warning("worker.lease_lost", reason="lost before sending")
             out.outcomes[item.position] = Outcome("lease_lost", lease.lead_id)
             return None
+
+
+def _log_waiting(item: SendItem, found: NoAccountAvailable) -> None:
+    """Once per campaign without a free account (INFO), or per busy mailbox its follow-ups wait for (DEBUG)."""
+    when = found.retry_at.isoformat()
+    if item.pin is None:
+        get_logger(campaign_id=item.ctx.campaign.id).info(
+            "worker.waiting_for_account", retry_at=when, reason=found.reason
+        )
+    else:
+        get_logger(campaign_id=item.ctx.campaign.id, account_id=item.pin).debug(
+            "worker.waiting_for_mailbox", retry_at=when, reason=found.reason
+        )
 
 
 def _back(item: SendItem, kind: str, now: datetime) -> Settlement:

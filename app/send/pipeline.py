@@ -24,10 +24,11 @@ from app.domain.gates import GateContext
 from app.domain.health import HealthPolicy
 from app.domain.models import Campaign, InvalidDocument, Lead, SequenceStep
 from app.domain.outcomes import RetryPolicy
-from app.domain.planning import LeadPlan
+from app.domain.planning import LeadPlan, threads_of
 from app.domain.settlement import LeadContext, Outcome, RecipientResult, Settlement, advance, settle
 from app.domain.templating import Renderer
 from app.logging import get_logger
+from app.send.compose import MAILTO_ONLY, UnsubscribeLinks
 from app.send.delivery import Delivery, SendItem
 from app.send.records import Records
 from app.store import schema, suppressions
@@ -47,13 +48,14 @@ def utcnow() -> datetime:
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """How the pipeline retries and which accounts it may use."""
+    """How the pipeline retries, which accounts it may use and where unsubscribe requests go."""
 
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     lease_seconds: float = 120.0
     send_timeout_seconds: float = 30.0
     account_filter: frozenset[str] | None = None
     health: HealthPolicy = field(default_factory=HealthPolicy)
+    unsubscribe: UnsubscribeLinks = MAILTO_ONLY
 
 
 @dataclass
@@ -70,7 +72,7 @@ class _Claim:
 
     def context(self) -> LeadContext:
         assert self.lead is not None and self.campaign is not None and self.plan and self.plan.step
-        return LeadContext(self.lead, self.campaign, self.steps, self.plan.step)
+        return LeadContext(self.lead, self.campaign, self.steps, self.plan.step, threads_of(self.doc))
 
 
 class Pipeline:

@@ -16,6 +16,7 @@ from app.domain.gates import GateContext
 from app.domain.models import SequenceStep
 from app.domain.templating import Renderer
 from app.send.campaign_dry_run import CampaignDryRun
+from app.send.compose import MAILTO_ONLY, UnsubscribeLinks
 from app.send.preview_rows import ADVANCE as ADVANCE
 from app.send.preview_rows import COMPLETE as COMPLETE
 from app.send.preview_rows import FAIL as FAIL
@@ -48,10 +49,12 @@ async def dry_run(
     account_filter: Collection[str] | None = None,
     limit: int = 1000,
     batch_size: int = 20,
+    unsubscribe: UnsubscribeLinks = MAILTO_ONLY,
 ) -> Preview:
     """What a real run would do at `now` with up to `limit` due leads per active campaign (or `campaign_id`).
 
-    Would-be messages go to `sender` (a dry-run sender logs them); nothing is written.
+    Would-be messages go to `sender` (a dry-run sender logs them); nothing is written. `unsubscribe` is the
+    pipeline's (`PipelineConfig.unsubscribe`), so the messages carry the headers a real run's would.
     """
     out = Preview()
     planned = Planned()
@@ -77,6 +80,7 @@ async def dry_run(
             await _ledger(db, docs, steps),
             campaign.settings.batch_size or batch_size,
             out,
+            links=unsubscribe,
         )
         await run.run(docs)
         run.flush()
@@ -92,9 +96,12 @@ async def preview(
     now: datetime,
     campaign_id: str | None = None,
     limit: int = 1000,
+    unsubscribe: UnsubscribeLinks = MAILTO_ONLY,
 ) -> list[PreviewRow]:
     """Only the emails `dry_run` says would be sent now (every active campaign's, or `campaign_id`'s)."""
-    found = await dry_run(db, catalog, renderer, sender, now=now, campaign_id=campaign_id, limit=limit)
+    found = await dry_run(
+        db, catalog, renderer, sender, now=now, campaign_id=campaign_id, limit=limit, unsubscribe=unsubscribe
+    )
     return [row for row in found.rows if row.action == SEND]
 
 

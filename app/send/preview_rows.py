@@ -39,6 +39,7 @@ class PreviewRow:
     send_at: datetime | None = None  # SEND: now; WAIT, ADVANCE: when the lead is looked at again
     problem: str | None = None  # why it is not sent: the skip, wait, stop or pause reason
     action: str = SEND
+    headers: dict[str, str] | None = None  # SEND: the message's other headers (thread, List-Unsubscribe)
 
 
 @dataclass
@@ -63,7 +64,7 @@ class CampaignRows:
     by_lead: dict[int, list[PreviewRow]] = field(default_factory=dict)  # by lead position, in due order
 
     def add(self, copy: LeadCopy, action: str, *, index: int | None = None, **values: Any) -> None:
-        """Add a row; `values` are PreviewRow fields (account, subject, send_at, problem)."""
+        """Add a row; `values` are PreviewRow fields (account, subject, send_at, problem, headers)."""
         email = copy.lead.recipients[index].email if index is not None else None
         if action == SEND:
             values["send_at"] = self.now

@@ -1,8 +1,9 @@
 """What a round's plain outcomes settle to: a send the ledger already knew, a reservation reclaimed meanwhile,
-and the ledger state of a verdict. Pure."""
+the ledger state of a verdict, and what a later step needs of a message. Pure."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ from app.domain.outcomes import Verdict
 from app.domain.recipient_status import recipient_status
 from app.domain.settlement import Outcome, RecipientResult, Settlement, release
 from app.logging import get_logger
+from app.transport.base import OutgoingMessage
 
 if TYPE_CHECKING:
     from app.send.rounds import Ready
@@ -42,3 +44,9 @@ def from_ledger(doc: dict[str, Any]) -> RecipientResult:
         error=doc.get("last_error"),
         smtp_code=code,
     )
+
+
+def with_message(result: RecipientResult, message: OutgoingMessage) -> RecipientResult:
+    """`result` with what the recipient's next step needs of the message: its subject and the thread it replied
+    in (its References, oldest first), recorded in `progress.threads` when it was sent."""
+    return replace(result, subject=message.subject, references=tuple(message.headers.get("References", "").split()))

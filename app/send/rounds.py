@@ -22,7 +22,7 @@ from app.domain.outcomes import AUTH, IN_DOUBT, PERMANENT, TRANSIENT, Failure, V
 from app.domain.settlement import Outcome, RecipientResult, Settlement, release, retry, settle
 from app.logging import get_logger
 from app.send.connections import ConnectionLocks, HeldConnections
-from app.send.round_outcomes import from_ledger, ledger_state, reclaimed
+from app.send.round_outcomes import from_ledger, ledger_state, reclaimed, with_message
 from app.store import ledger, schema, suppressions
 from app.store.arbiter import Arbiter, Reservation
 from app.store.client import Database
@@ -158,7 +158,7 @@ class Rounds:
                 # Another attempt (a crash's leftover, a racing dispatcher) already has the outcome.
                 held.release(r.reservation.account.id)
                 await self.arbiter.rollback(r.reservation, now, reason=f"already {attempt.state}")
-                known = from_ledger(attempt.doc)
+                known = with_message(from_ledger(attempt.doc), r.message.message)
                 unsent.append((r.item, settle(r.item.ctx, [*r.item.skipped, (r.item.index, known)], now)))
                 continue
             message = r.message
@@ -275,6 +275,7 @@ def _settlement(s: _Sent, now: datetime) -> Settlement:
         error=v.error,
         smtp_code=v.smtp_code,
     )
+    result = with_message(result, s.ready.message.message)
     if v.status == "retry" and v.retry_at is not None:
         return retry(item.ctx, item.skipped, item.index, result, s.attempt.attempts, v.retry_at, now)
     return settle(item.ctx, [*item.skipped, (item.index, result)], now)

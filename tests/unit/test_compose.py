@@ -77,6 +77,7 @@ def test_a_rendered_message_takes_its_from_name_from_general_settings_else_the_a
         subject="Hi Ann",
         text="Hello Ann",
         html=None,
+        headers={"List-Unsubscribe": f"<mailto:bob@sender.example?subject=unsubscribe%20outbound.{LEAD_ID}.2.0>"},
     )
 
 
