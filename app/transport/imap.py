@@ -38,7 +38,7 @@ _UNSELECTABLE = {b"\\noselect", b"\\nonexistent"}
 _PLAIN_TEXT_REPLIES = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST")
 # OpenSSL's X509_V_ERR_* codes that have a fix of their own.
 _CERT_EXPIRED, _CERT_SELF_SIGNED, _CERT_SELF_SIGNED_IN_CHAIN, _CERT_UNKNOWN_ISSUER = 10, 18, 19, 20
-_CERT_WRONG_HOST = 62
+_CERT_WRONG_HOST, _CERT_WRONG_IP = 62, 64
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -67,7 +67,7 @@ class FolderState:
 
 def _cert_problem(exc: ssl.SSLCertVerificationError, host: str) -> str:
     code = exc.verify_code
-    if code == _CERT_WRONG_HOST:
+    if code in (_CERT_WRONG_HOST, _CERT_WRONG_IP):
         return f"it was issued for another host name: set imap_host to the name on {host}'s certificate"
     if code == _CERT_EXPIRED:
         return "it has expired (or is not valid yet): the server's certificate must be renewed"
@@ -200,7 +200,10 @@ class Mailbox:
             self._on_step("secure", "no TLS (imap_security none): the password and the mail are not encrypted")
             return
         kind = "implicit TLS" if s.security == "tls" else "STARTTLS"
-        self._on_step("secure", f"{kind}: {client.socket().version()}, certificate verified")
+        context = self._context()
+        verified = context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+        checked = "certificate verified" if verified else "certificate NOT verified (the TLS context given skips it)"
+        self._on_step("secure", f"{kind}: {client.socket().version()}, {checked}")
 
     def _login(self) -> None:
         s = self.settings
@@ -211,11 +214,12 @@ class Mailbox:
         self._client.login(s.username, s.password or "")
         self._on_step("login", f"logged in as {s.username}")
 
-    def _call(self, stage: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _call(self, stage: str, fn: Callable[[Any], T]) -> T:
+        """`fn(client)`, with what it raises translated to the ImapError of `stage`."""
         if self._client is None:
             raise RuntimeError("the mailbox is not connected: use `with Mailbox(settings) as box`")
         try:
-            return fn(self._client, *args, **kwargs)
+            return fn(self._client)
         except Exception as exc:
             raise translate_error(exc, stage, self.settings) from None
 
@@ -259,9 +263,15 @@ class Mailbox:
             raise RuntimeError("open(folder) first")
         if folder_uid < 0 or limit < 1:
             raise ValueError(f"folder_uid must be >= 0 and limit >= 1, got {folder_uid} and {limit}")
-        # `UID n:*` also matches the last message when n is above every UID (RFC 3501 6.4.8): keep only newer.
-        found = self._call("fetch", lambda c: c.search(["UID", f"{folder_uid + 1}:*"]))
-        wanted = sorted(uid for uid in found if uid > folder_uid)[:limit]
+
+        def newer(client: Any) -> list[int]:
+            # NOOP first: a server may leave messages that arrived since EXAMINE out of a search until it has told
+            # the session about them. `UID n:*` also matches the last message when n is above every UID (RFC 3501
+            # 6.4.8): keep only the newer ones.
+            client.noop()
+            return [int(uid) for uid in client.search(["UID", f"{folder_uid + 1}:*"]) if uid > folder_uid]
+
+        wanted = sorted(self._call("fetch", newer))[:limit]
         if not wanted:
             return []
         fetched = self._call("fetch", lambda c: c.fetch(wanted, ["BODY.PEEK[]"]))
