@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from app.transport.mailbox import MailboxServer
+from tests.imap_server import imap_authority as imap_authority  # IMAP fixtures: a real pymap server process
+from tests.imap_server import imap_server as imap_server
+from tests.imap_server import start_imap_server as start_imap_server
 
 
 @pytest.fixture
