@@ -53,6 +53,21 @@ def test_list_accounts_reports_a_malformed_account_without_its_password(cli, syn
     assert SECRET not in result.output
 
 
+def test_list_accounts_shows_where_each_inbox_is_read(cli, sync_db) -> None:
+    add_account(sync_db, "reads@mail.example", imap_host="imap.mail.example", imap_password="imap-" + SECRET)
+    add_account(sync_db, "starttls@mail.example", imap_host="127.0.0.1", imap_security="starttls")
+    add_account(sync_db, "sends-only@mail.example")
+
+    rows = {a["email"]: a for a in as_json(cli("list-accounts", "--json"))["accounts"]}
+    table = ok(cli("list-accounts"))
+
+    assert rows["reads@mail.example"]["inbox"] == "imap.mail.example:993 (tls)"
+    assert rows["starttls@mail.example"]["inbox"] == "127.0.0.1:143 (starttls)"
+    assert rows["sends-only@mail.example"]["inbox"] == "not read"
+    assert "imap.mail.example:993 (tls)" in table.stdout and "not read" in table.stdout
+    assert SECRET not in table.output and "inbox" not in as_json(cli("show-account-stats", "--json"))["accounts"][0]
+
+
 def test_show_account_stats_splits_sent_into_committed_and_reserved_for_the_day(cli, sync_db) -> None:
     acc = add_account(sync_db, next_available_at=FUTURE, last_used_at=PAST)
     sync_db.email_campaign_settings.insert_one({"email_id": acc, "max_daily_sends": 10})
