@@ -10,7 +10,9 @@ pymap is started as `python -c "from pymap.main import main; main()" --host 127.
   offer STARTTLS. It has no implicit-TLS listener: `implicit_tls=True` puts a `TlsFront` in front of it (a TLS
   listener forwarding the decrypted bytes, as stunnel or a load balancer would before port 993).
 - UIDs of a new folder start at 101. UIDVALIDITY is (seconds % 65535) << 16 plus 16 random bits, chosen when
-  a folder is created: deleting and re-creating the folder changes it (`recreate_folder`).
+  a folder is created: deleting and re-creating a folder changes it. INBOX cannot be deleted, but RENAME INBOX
+  moves its mail to the new name and leaves a new, empty INBOX with a new UIDVALIDITY (`recreate_folder` does
+  either).
 - EXAMINE works, and FETCH BODY[] (without PEEK) would set \\Seen; `flags_of` shows the flags without changing
   them.
 """
@@ -197,16 +199,22 @@ class ImapServer:
             return int(client.folder_status(folder, [b"UIDVALIDITY"])[b"UIDVALIDITY"])
 
     def recreate_folder(self, folder: str) -> int:
-        """Delete `folder` with its mail and create it again, empty, and return its new UIDVALIDITY.
+        """Empty `folder` by replacing it with a new one, as a server does when a mailbox is rebuilt, and return
+        its new UIDVALIDITY (the old UIDs mean nothing in it).
 
-        pymap picks a new UIDVALIDITY when a folder is created, from the clock and 16 random bits; the rare
-        draw equal to the old value is re-drawn (at most 10 times). INBOX cannot be deleted: use another folder.
+        A folder is deleted and created again; INBOX, which cannot be deleted, is renamed away (pymap then makes
+        a new INBOX) and the renamed copy deleted. pymap draws UIDVALIDITY from the clock and 16 random bits: the
+        rare draw equal to the old value is re-drawn (at most 10 times).
         """
         old = self.uidvalidity(folder)
         with self.client() as client:
-            for _ in range(10):
-                client.delete_folder(folder)
-                client.create_folder(folder)
+            for attempt in range(10):
+                if folder.upper() == "INBOX":
+                    client.rename_folder(folder, f"replaced-inbox-{attempt}")
+                    client.delete_folder(f"replaced-inbox-{attempt}")
+                else:
+                    client.delete_folder(folder)
+                    client.create_folder(folder)
                 new = int(client.folder_status(folder, [b"UIDVALIDITY"])[b"UIDVALIDITY"])
                 if new != old:
                     return new

@@ -268,6 +268,20 @@ def test_uidvalidity_changes_when_the_folder_is_recreated(imap_server: ImapServe
     assert new_uid <= old_uid  # UIDs of the old folder mean nothing in the new one
 
 
+def test_uidvalidity_of_the_inbox_changes_when_it_is_replaced(imap_server: ImapServer) -> None:
+    imap_server.append("INBOX", message(1))
+    with Mailbox(settings(imap_server.port)) as box:
+        before = box.open("INBOX")
+
+    new_validity = imap_server.recreate_folder("INBOX")
+
+    with Mailbox(settings(imap_server.port)) as box:
+        after = box.open("INBOX")
+        assert sorted(box.folders()) == ["INBOX"]
+    assert after == FolderState(uidvalidity=new_validity, uidnext=after.uidnext, exists=0)
+    assert new_validity != before.uidvalidity
+
+
 # --- the thread pool -------------------------------------------------------------------------------------------
 
 
