@@ -108,8 +108,10 @@ def fmt_time(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
-def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Print a Rich table."""
+def print_table(
+    title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], *, console: Console = console
+) -> None:
+    """Print a Rich table (on stdout, or the console given)."""
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column)

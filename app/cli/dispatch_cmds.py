@@ -5,6 +5,8 @@ The run wiring lives in `dispatcher_wiring.py`, the dry run's reading and printi
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import typer
@@ -14,8 +16,10 @@ from app.cli.dispatch_dry_run import DryRunFindings, print_dry_run, read_dry_run
 from app.cli.dispatcher_wiring import build_dispatcher as build_dispatcher
 from app.cli.dispatcher_wiring import dispatcher_options, run_over_smtp
 from app.cli.dispatcher_wiring import run_until_signalled as run_until_signalled
+from app.cli.inbox_cmds import build_sync, print_reports, run_inbox_until
 from app.config import Settings
 from app.dispatch.dispatcher import DispatcherOptions, DispatcherStats
+from app.inbound.sync import AccountReport
 from app.logging import configure_logging
 from app.store import schema
 from app.store.client import Database
@@ -38,24 +42,53 @@ async def _check_targets(db: Database, campaign_id: str | None, accounts: frozen
         await get_doc(db[schema.EMAIL_ACCOUNTS], "account", account_id)
 
 
-def _dispatch(settings: Settings, options: DispatcherOptions, accounts: frozenset[str] | None) -> DispatcherStats:
-    """Check the targets, then send until signalled."""
+def _dispatch(
+    settings: Settings, options: DispatcherOptions, accounts: frozenset[str] | None, inbox: bool
+) -> DispatcherStats:
+    """Check the targets, then send until signalled, reading the mailboxes alongside (unless `inbox` is off).
+
+    With --once the mailboxes are read once first, so that answers already there stop their leads before
+    anything is sent; otherwise the inbox sync runs in the background until the dispatcher stops.
+    """
 
     async def work(db: Database) -> DispatcherStats:
         await _check_targets(db, options.campaign_id, accounts)
-        return await run_over_smtp(db, settings, options, accounts)
+        if not inbox:
+            return await run_over_smtp(db, settings, options, accounts)
+        sync = build_sync(db, settings)
+        if options.once:
+            try:
+                await sync.run_once()
+            finally:
+                sync.close()
+            return await run_over_smtp(db, settings, options, accounts)
+        stop = asyncio.Event()
+        reading = asyncio.create_task(run_inbox_until(sync, stop), name="inbox-sync")
+        try:
+            return await run_over_smtp(db, settings, options, accounts)
+        finally:
+            stop.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(reading, timeout=settings.shutdown_grace_seconds)
 
     return run_db(settings, work)
 
 
 def _dry_run_findings(
-    settings: Settings, options: DispatcherOptions, accounts: frozenset[str] | None, limit: int
-) -> DryRunFindings:
-    """Check the targets, then read what a real run would do now."""
+    settings: Settings, options: DispatcherOptions, accounts: frozenset[str] | None, limit: int, inbox: bool
+) -> tuple[DryRunFindings, list[AccountReport] | None]:
+    """Check the targets, then read what a real run would do now (and what the new inbound messages would do)."""
 
-    async def work(db: Database) -> DryRunFindings:
+    async def work(db: Database) -> tuple[DryRunFindings, list[AccountReport] | None]:
         await _check_targets(db, options.campaign_id, accounts)
-        return await read_dry_run(db, options, accounts, limit)
+        findings = await read_dry_run(db, options, accounts, limit)
+        if not inbox:
+            return findings, None
+        sync = build_sync(db, settings, dry_run=True)
+        try:
+            return findings, await sync.run_once()
+        finally:
+            sync.close()
 
     # A dry run must leave the database as it found it, so the schema is checked rather than ensured.
     return run_db(settings, work, read_only=True)
@@ -111,6 +144,9 @@ def register(app: typer.Typer) -> None:
             None, "--account-filter", help="Only send from these account ids (repeat or comma-separate)."
         ),
         once: bool = typer.Option(False, "--once", help="Process everything due now, then exit (cron, tests)."),
+        no_inbox: bool = typer.Option(
+            False, "--no-inbox", help="Do not read the accounts' mailboxes (replies, bounces, unsubscribes)."
+        ),
         concurrency: int | None = typer.Option(None, "--concurrency", min=1, help="Leads processed at once."),
         poll_interval: float | None = typer.Option(
             None, "--poll-interval", min=0.01, help="Longest sleep between scans, seconds."
@@ -118,6 +154,10 @@ def register(app: typer.Typer) -> None:
         json_: bool = JSON_OPTION,
     ) -> None:
         """Start email processing: send every due step of every active campaign, until SIGTERM/SIGINT.
+
+        The accounts' mailboxes (those with imap_host) are read every OUTBOUND_INBOX_POLL_SECONDS alongside, so
+        replies, bounces and unsubscribes stop their leads (--no-inbox: not). --dry-run also classifies the new
+        inbound messages and says what they would do, changing nothing.
 
         Example: outbound run-dispatcher --verbose --campaign-id 665f1c... --batch-size 50
         """
@@ -134,9 +174,12 @@ def register(app: typer.Typer) -> None:
             once=once,
         )
         if dry_run:
-            print_dry_run(_dry_run_findings(settings, options, accounts, limit), json_)
+            findings, inbox = _dry_run_findings(settings, options, accounts, limit, not no_inbox)
+            print_dry_run(findings, json_)
+            if inbox:
+                print_reports(inbox, False, True, to_stderr=json_)  # stdout stays the preview alone with --json
             return
-        _print_stats(_dispatch(settings, options, accounts), json_)
+        _print_stats(_dispatch(settings, options, accounts, not no_inbox), json_)
 
     @app.command("update-lead-statuses")
     def update_lead_statuses(

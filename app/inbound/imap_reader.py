@@ -1,0 +1,41 @@
+"""Read an account's folders over IMAP for the sync: what is new since the progress it was given.
+
+Blocking (IMAPClient): the sync runs it in the transport's bounded pool. One login per account per pass; each
+folder is opened read-only and read from the last UID seen, or from its start when the folder's UIDVALIDITY
+is not the one that UID belongs to. A folder that cannot be opened is reported and the others are read.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Callable
+
+from app.domain.models import EmailAccount
+from app.inbound.sync import FolderRead, ReadMailbox
+from app.store.inbound import FolderProgress
+from app.transport.imap import ImapError, Mailbox
+
+
+def read_mailbox(timeout: float, tls_context: Callable[[], ssl.SSLContext] | None = None) -> ReadMailbox:
+    """A reader for `InboxSync`: IMAP with `timeout` seconds per operation, certificates verified."""
+
+    def read(account: EmailAccount, progress: dict[str, FolderProgress], limit: int) -> list[FolderRead]:
+        settings = account.imap_settings(timeout)
+        reads: list[FolderRead] = []
+        with Mailbox(settings, tls_context=tls_context() if tls_context else None) as box:
+            for folder in settings.folders:
+                try:
+                    state = box.open(folder)
+                except ImapError as exc:
+                    if exc.stage != "select":
+                        raise
+                    reads.append(FolderRead(folder, 0, [], error=str(exc)))
+                    continue
+                known = progress.get(folder, FolderProgress(None, 0))
+                same = known.uidvalidity == state.uidvalidity
+                after = known.last_uid if same else 0
+                restarted = known.uidvalidity is not None and not same
+                reads.append(FolderRead(folder, state.uidvalidity, box.fetch_after(after, limit), restarted))
+        return reads
+
+    return read
