@@ -6,7 +6,9 @@ copied into the output. `list-accounts` also names the active campaigns each acc
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any
 
 import typer
@@ -30,7 +32,7 @@ from app.cli.common import (
 from app.domain import eligibility, reports
 from app.domain.limits import AccountLimits
 from app.domain.models import AccountCampaignSettings, Campaign, EmailAccount
-from app.store import schema
+from app.store import answer_stats, schema
 from app.store.client import Database
 from app.store.documents import get_doc, id_filter, iter_valid
 
@@ -198,14 +200,41 @@ def list_accounts(ctx: typer.Context, json_: bool = JSON_OPTION) -> None:
     emit(json_, {"accounts": [{k: r[k] for k in _LIST_FIELDS} for r in rows]}, skipped, render)
 
 
+ANSWER_DAYS = 30
+ANSWER_COLUMNS = ("sent", "replied", "auto_replies", "bounced", "unsubscribed")
+
+
+async def _stats_rows(db: Database, day: str, skipped: Skipped) -> list[dict[str, Any]]:
+    """The usage rows, each with its replies and bounce rate over the last ANSWER_DAYS days."""
+    rows = await _account_rows(db, day, skipped)
+    answered = await answer_stats.per_account(db, now_utc() - timedelta(days=ANSWER_DAYS))
+    for row in rows:
+        counts = answered.get(row["id"], Counter())
+        row["answers_30d"] = {
+            "sent": counts.get("sent", 0),
+            "replied": counts.get("replied", 0),
+            "auto_replies": counts.get("auto_reply", 0),
+            "bounced": counts.get("bounced", 0),
+            "soft_bounces": counts.get("soft_bounce", 0),
+            "unsubscribed": counts.get("unsubscribed", 0),
+            "bounce_rate": answer_stats.bounce_rate(counts),
+        }
+    return rows
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
 def show_account_stats(ctx: typer.Context, json_: bool = JSON_OPTION, day: str | None = DAY_OPTION) -> None:
     """Show each account's sends for a UTC day: sent, committed, reserved (and of those, reserved but not yet
-    handed to SMTP), per campaign, limit and remaining.
+    handed to SMTP), per campaign, limit and remaining; then its replies, bounces and bounce rate over the last
+    30 days (read from its mailbox, see sync-inbox).
 
     Example: outbound show-account-stats --day 2025-01-31
     """
     chosen, skipped = _day_option(day), Skipped()
-    rows = run_db(settings_of(ctx), lambda db: _account_rows(db, chosen, skipped))
+    rows = run_db(settings_of(ctx), lambda db: _stats_rows(db, chosen, skipped))
 
     def render() -> None:
         columns = [
@@ -220,6 +249,15 @@ def show_account_stats(ctx: typer.Context, json_: bool = JSON_OPTION, day: str |
             for r in rows
         ]
         print_table(f"Account usage on {chosen} (UTC)", columns, table)
+        answers = [
+            [r["email"], *(r["answers_30d"][k] for k in ANSWER_COLUMNS), _rate(r["answers_30d"]["bounce_rate"])]
+            for r in rows
+        ]
+        print_table(
+            f"Answers over the last {ANSWER_DAYS} days",
+            ["email", "sent", "replied", "auto-replies", "bounced", "unsubscribed", "bounce rate"],
+            answers,
+        )
         for r in rows:
             console.print(
                 f"{r['email']}: next available {fmt_time(r['next_available_at'])}, "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
 
@@ -144,3 +144,28 @@ def test_reset_account_limits_for_another_day_and_unknown_account(cli, sync_db) 
     assert missing.exit_code == 1
     assert "account 65f000000000000000000000 not found" in missing.stderr
     assert cli("reset-account-limits", acc, "--day", "tomorrow", "--yes").exit_code == 2
+
+
+def test_show_account_stats_shows_replies_and_the_bounce_rate_of_the_last_30_days(cli, sync_db) -> None:
+    acc = add_account(sync_db)
+    now = datetime.now(UTC)
+    sync_db.activities.insert_many(
+        [{"account_id": acc, "type": "sent", "created_at": now} for _ in range(40)]
+        + [{"account_id": acc, "type": "replied", "created_at": now} for _ in range(3)]
+        + [{"account_id": acc, "type": "bounced", "created_at": now} for _ in range(2)]
+        + [{"account_id": acc, "type": "unsubscribed", "created_at": now}]
+        # Older than 30 days: not counted.
+        + [{"account_id": acc, "type": "bounced", "created_at": now - timedelta(days=31)}]
+    )
+    row = as_json(cli("show-account-stats", "--json"))["accounts"][0]
+    assert row["answers_30d"] == {
+        "sent": 40,
+        "replied": 3,
+        "auto_replies": 0,
+        "bounced": 2,
+        "soft_bounces": 0,
+        "unsubscribed": 1,
+        "bounce_rate": 0.05,
+    }
+    table = ok(cli("show-account-stats")).stdout
+    assert "Answers over the last 30 days" in table and "5.0%" in table
