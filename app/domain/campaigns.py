@@ -10,6 +10,7 @@ from typing import Any
 from app.domain import collections as schema
 from app.domain.addresses import InvalidAddress, normalize_email
 from app.domain.document_reader import DocumentReader, id_str
+from app.domain.stop_policy import STOP_ON_REPLY
 
 CAMPAIGN_STATUSES = ("active", "paused", "completed", "draft")
 RECIPIENT_STATUSES = (
@@ -32,6 +33,7 @@ class CampaignSettings:
     batch_size: int | None = None
     account_ids: tuple[str, ...] = ()  # empty: every active account may send for this campaign
     uncertain_after_hours: float = 24.0  # an unresolved uncertain send counts as sent after this long
+    stop_on_reply: str = "lead"  # lead: a reply stops the whole lead; recipient: only that recipient; none
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class Campaign:
                 batch_size=r.integer("settings.batch_size", minimum=1),
                 account_ids=tuple(id_str(a) for a in accounts),
                 uncertain_after_hours=r.number("settings.uncertain_after_hours", default=24.0) or 0.0,
+                stop_on_reply=r.choice("settings.stop_on_reply", STOP_ON_REPLY, default="lead"),
             ),
             created_at=r.when("created_at"),
         )

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from app.domain.stop_policy import SKIP_STATUSES, lead_stop_reason
+from app.domain.stop_policy import STOP_ON_REPLY as STOP_ON_REPLY
 
 REPLY = "reply"
 AUTO_REPLY = "auto_reply"
@@ -29,7 +30,7 @@ SOFT_BOUNCE = "soft_bounce"
 UNSUBSCRIBE = "unsubscribe"
 ANSWERS = (REPLY, AUTO_REPLY, HARD_BOUNCE, SOFT_BOUNCE, UNSUBSCRIBE)
 
-STOP_ON_REPLY = ("lead", "recipient", "none")
+
 SOFT_BOUNCES_MAKE_HARD = 3
 
 _ACTIVITY = {

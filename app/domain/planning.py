@@ -72,9 +72,10 @@ def plan(
             "add it to sequence_steps, then set the campaign active again"
         )
         return LeadPlan(CONFIG_ERROR, reason=reason)
-    replied = next((r.status for r in lead.recipients if r.status in STOP_LEAD_STATUSES), None)
-    if replied is not None:
-        return LeadPlan(STOP, step, reason=replied)
+    if campaign.settings.stop_on_reply == "lead":
+        replied = next((r.status for r in lead.recipients if r.status in STOP_LEAD_STATUSES), None)
+        if replied is not None:
+            return LeadPlan(STOP, step, reason=replied)
     return _plan_step(lead, campaign, step, ctx, gates)
 
 
@@ -89,7 +90,7 @@ def _plan_step(lead: Lead, campaign: Campaign, step: SequenceStep, ctx: GateCont
         if isinstance(verdict, Defer):
             return LeadPlan(WAIT, step, tuple(skips), until=verdict.until, reason=verdict.reason)
         return LeadPlan(SEND, step, tuple(skips), index=index, avoid=_last_account(lead, step.step_order, index))
-    stop = lead_stop_reason(r.status for r in lead.recipients)
+    stop = lead_stop_reason((r.status for r in lead.recipients), stop_on_reply=campaign.settings.stop_on_reply)
     if stop is not None:
         # Nobody left who may be mailed: record the skips and stop instead of walking the remaining steps.
         return LeadPlan(STOP, step, tuple(skips), reason=stop)

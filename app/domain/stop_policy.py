@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+# `campaigns.settings.stop_on_reply`: a reply stops the whole lead (default), only that recipient, or nothing.
+STOP_ON_REPLY = ("lead", "recipient", "none")
 # A recipient with one of these statuses is never emailed again.
 SKIP_STATUSES = frozenset({"replied", "unsubscribed", "bounced"})
 # A recipient with one of these statuses stops the whole lead: a reply from one person at a company ends the

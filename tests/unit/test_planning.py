@@ -254,3 +254,17 @@ def test_a_missing_step_is_a_config_error_saying_what_to_fix(steps: dict[int, Se
         f"the campaign's sequence s1 has no step {current}: "
         "add it to sequence_steps, then set the campaign active again"
     )
+
+
+@pytest.mark.parametrize("setting", ["recipient", "none"])
+def test_with_stop_on_reply_recipient_a_reply_stops_only_that_recipient(setting: str) -> None:
+    result = run(lead("replied", "not_contacted"), the_campaign=campaign(stop_on_reply=setting))
+    assert result.action == SEND and result.index == 1
+    assert result.skips == ((0, "recipient is replied"),)
+    everyone = run(lead("replied", "unsubscribed"), the_campaign=campaign(stop_on_reply=setting))
+    assert everyone.action == STOP
+
+
+def test_an_unknown_stop_on_reply_is_refused_naming_the_setting() -> None:
+    with pytest.raises(Exception, match="stop_on_reply"):
+        campaign(stop_on_reply="sometimes")
