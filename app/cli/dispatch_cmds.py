@@ -14,7 +14,7 @@ import typer
 from app.cli.common import JSON_OPTION, console, fail, print_json, run_db, settings_of
 from app.cli.dispatch_dry_run import DryRunFindings, print_dry_run, read_dry_run
 from app.cli.dispatcher_wiring import build_dispatcher as build_dispatcher
-from app.cli.dispatcher_wiring import dispatcher_options, run_over_smtp
+from app.cli.dispatcher_wiring import dispatcher_options, run_over_smtp, unsubscribe_links
 from app.cli.dispatcher_wiring import run_until_signalled as run_until_signalled
 from app.cli.inbox_cmds import build_sync, print_reports, run_inbox_until
 from app.config import Settings
@@ -81,7 +81,7 @@ def _dry_run_findings(
 
     async def work(db: Database) -> tuple[DryRunFindings, list[AccountReport] | None]:
         await _check_targets(db, options.campaign_id, accounts)
-        findings = await read_dry_run(db, options, accounts, limit)
+        findings = await read_dry_run(db, options, accounts, limit, unsubscribe_links(settings))
         if not inbox:
             return findings, None
         sync = build_sync(db, settings, dry_run=True)

@@ -14,6 +14,7 @@ from rich.markup import escape
 from app.cli.common import console, err_console, fmt_time, print_json, print_table
 from app.dispatch.dispatcher import DispatcherOptions
 from app.domain.templating import Renderer
+from app.send.compose import MAILTO_ONLY, UnsubscribeLinks
 from app.send.pipeline import utcnow
 from app.send.preview import SEND, SKIP, WAIT, Preview, PreviewRow, dry_run
 from app.store import schema
@@ -33,7 +34,11 @@ class DryRunFindings:
 
 
 async def read_dry_run(
-    db: Database, options: DispatcherOptions, accounts: frozenset[str] | None, limit: int
+    db: Database,
+    options: DispatcherOptions,
+    accounts: frozenset[str] | None,
+    limit: int,
+    unsubscribe: UnsubscribeLinks = MAILTO_ONLY,
 ) -> DryRunFindings:
     """Preview what a real run would do now, through the dry-run sender; reads only (the schema is checked)."""
     missing_collections = await schema.missing_collections(db)
@@ -48,6 +53,7 @@ async def read_dry_run(
         account_filter=accounts,
         limit=limit,
         batch_size=options.batch_size,
+        unsubscribe=unsubscribe,
     )
     return DryRunFindings(db.name, found, missing_collections, missing_indexes)
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TypeVar
 from pymongo.errors import PyMongoError
 
 from app.domain import ledger_states as lstate
-from app.domain.outcomes import AUTH, IN_DOUBT, PERMANENT, TRANSIENT, Failure, Verdict, classify
+from app.domain.outcomes import AUTH, IN_DOUBT, PERMANENT, TRANSIENT, UNSENDABLE, Failure, Verdict, classify
 from app.domain.settlement import Outcome, RecipientResult, Settlement, release, retry, settle
 from app.logging import get_logger
 from app.send.connections import ConnectionLocks, HeldConnections
@@ -28,7 +28,15 @@ from app.store.arbiter import Arbiter, Reservation
 from app.store.client import Database
 from app.store.documents import NotFound
 from app.store.leases import Lease
-from app.transport.base import AccountAuthError, PermanentSendError, Sender, SendError, ValidatedMessage, validated
+from app.transport.base import (
+    AccountAuthError,
+    PermanentSendError,
+    Sender,
+    SendError,
+    UnsupportedAddressError,
+    ValidatedMessage,
+    validated,
+)
 
 if TYPE_CHECKING:
     from app.send.delivery import SendItem
@@ -204,6 +212,8 @@ class Rounds:
             raise
         except AccountAuthError as exc:
             return Failure(AUTH, exc.code, str(exc))
+        except UnsupportedAddressError as exc:  # the server lacks SMTPUTF8: not a bounce, nothing to suppress
+            return Failure(UNSENDABLE, exc.code, str(exc))
         except PermanentSendError as exc:
             return Failure(PERMANENT, exc.code, str(exc))
         except SendError as exc:

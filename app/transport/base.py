@@ -29,6 +29,7 @@ from app.transport.send_errors import AccountConfigError as AccountConfigError
 from app.transport.send_errors import PermanentSendError as PermanentSendError
 from app.transport.send_errors import SendError as SendError
 from app.transport.send_errors import TransientSendError as TransientSendError
+from app.transport.send_errors import UnsupportedAddressError as UnsupportedAddressError
 from app.transport.send_errors import classify_smtp_reply as classify_smtp_reply
 
 

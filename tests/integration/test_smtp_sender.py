@@ -677,3 +677,6 @@ async def test_a_dispatcher_pass_fails_only_the_non_ascii_recipient_of_a_lead_wh
         "the recipient's address has a non-ASCII local part and 127.0.0.1 does not offer SMTPUTF8 (RFC 6531)"
     )
     assert await db[schema.CAMPAIGNS].count_documents({"status": "active"}) == 1  # not paused
+    # The address is not known to be bad (another server may take it): failed, not bounced, not suppressed.
+    assert [r["status"] for r in doc["lead_data"]] == ["contacted", "failed", "contacted"]
+    assert await db[schema.SUPPRESSIONS].count_documents({}) == 0
