@@ -51,6 +51,13 @@ async def reset_demo(db: Database, data: DemoData) -> dict[str, int]:
     filters[schema.ACTIVITIES] = {"campaign_id": {"$in": campaign_ids}}
     filters[schema.SENDS] = {"campaign_id": {"$in": campaign_ids}}
     filters[schema.ACCOUNT_USAGE] = {"account_id": {"$in": account_ids}}
+    # What the demo inbox read and the addresses its prospects had suppressed, so a new run starts afresh.
+    filters[schema.INBOUND] = {"account_id": {"$in": account_ids}}
+    filters[schema.INBOUND_SYNC] = {"account_id": {"$in": account_ids}}
+    emails = sorted(
+        {str(r["email"]).lower() for lead in data.documents.get(schema.CAMPAIGN_LEADS, []) for r in lead["lead_data"]}
+    )
+    filters[schema.SUPPRESSIONS] = {"value": {"$in": emails}}
     deleted: dict[str, int] = {}
     for name, flt in filters.items():
         deleted[name] = (await db[name].delete_many(flt)).deleted_count

@@ -1,9 +1,11 @@
 """`make demo`: Outbound sending the demo campaigns on the embedded database to a local mailbox.
 
-Starts a loopback SMTP server that writes every message to a mailbox directory, seeds the demo data (its
-accounts point at that server), shows what a dry run would send, then runs the real dispatcher for a bounded
-time with a live progress view, and ends with a summary: sent per campaign and per account, the limits as
-measured at the SMTP server, and where the messages are.
+Starts a loopback SMTP server that writes every message to a mailbox directory, and a loopback IMAP server
+holding one demo account's inbox; seeds the demo data (its accounts point at those servers), shows what a dry
+run would send, then runs the real dispatcher for a bounded time with a live progress view, the inbox sync in
+the background, while a few prospects answer the first messages that account sent (a reply, a bounce, an
+unsubscribe, an out-of-office). It ends with a summary: sent per campaign and per account, the limits as
+measured at the SMTP server, who answered and what that did to their sequence, and where the messages are.
 """
 
 from __future__ import annotations
@@ -15,18 +17,26 @@ import itertools
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+from bson import ObjectId
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from app import demo_inbox
 from app.cli.dispatch_cmds import build_dispatcher
+from app.cli.inbox_cmds import inbox_owner
 from app.config import Settings, load_settings
 from app.dispatch.dispatcher import Dispatcher, DispatcherOptions
+from app.domain.inbound import refs_in_message_ids
 from app.domain.settlement import Outcome
 from app.domain.templating import Renderer
+from app.inbound.imap_reader import read_mailbox
+from app.inbound.sync import InboxSync, SyncOptions
 from app.logging import configure_logging
 from app.send.preview import preview
 from app.store import schema
@@ -37,7 +47,9 @@ from app.transport.dryrun import DryRunSender
 from app.transport.mailbox import MailboxServer, ReceivedMessage
 from app.transport.smtp import SmtpSender
 
-console = Console(highlight=False)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
+DEMO_INBOX_ACCOUNT = "alex.carter@outreach.example.net"  # the demo account whose inbox is read
+ANSWER_TYPES = ("replied", "auto_reply", "bounced", "soft_bounce", "unsubscribed")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,7 +89,7 @@ class Progress:
             self.by_campaign[self.names.get(outcome.campaign_id or "", "?")] += 1
             self.by_account[self.accounts.get(outcome.account_id or "", "?")] += 1
 
-    def table(self, waiting: int, mailbox: MailboxServer) -> Table:
+    def table(self, waiting: int, mailbox: MailboxServer, answers: int = 0) -> Table:
         elapsed = time.monotonic() - self.started
         table = Table(title=f"Outbound demo: {elapsed:5.1f}s, {len(mailbox.messages)} messages in the mailbox")
         table.add_column("campaign / account")
@@ -89,6 +101,7 @@ class Progress:
         other = ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items()) if k != "sent") or "-"
         table.add_row("[dim]other outcomes[/]", other)
         table.add_row("[dim]leads not finished[/]", str(waiting))
+        table.add_row("[dim]answers read from the inbox[/]", str(answers))
         return table
 
 
@@ -129,7 +142,8 @@ async def run_live(
         while not task.done() and time.monotonic() < deadline:
             await asyncio.sleep(0.5)
             waiting = await unfinished(db)
-            live.update(progress.table(waiting, mailbox))
+            answers = await db[schema.ACTIVITIES].count_documents({"type": {"$in": list(ANSWER_TYPES)}})
+            live.update(progress.table(waiting, mailbox, answers))
             if waiting == 0:
                 break
     dispatcher.stop()
@@ -169,6 +183,65 @@ async def limits_table(db: Database, messages: list[ReceivedMessage]) -> Table:
     return table
 
 
+def subject_finder(mailbox: MailboxServer) -> Callable[[str], str]:
+    """The subject of one of our messages at the SMTP server, by Message-ID (what a prospect answers)."""
+
+    def subject(message_id: str) -> str:
+        for message in mailbox.messages:
+            if message.message_id == message_id:
+                return str(message.parse()["Subject"])
+        return "our message"
+
+    return subject
+
+
+def step_of(message_id: str | None) -> int:
+    """The step of one of our Message-IDs (`<outbound.<lead>.<step>.<recipient>@...>`), 0 when not ours."""
+    refs = refs_in_message_ids(message_id)
+    return refs[0].step_order if refs else 0
+
+
+async def answers_table(db: Database, answered: list[demo_inbox.Answered], messages: list[ReceivedMessage]) -> Table:
+    """Who answered, how, and what it did: the recipient's status, the lead, the suppression, later mail."""
+    table = Table(title=f"Answers read from {DEMO_INBOX_ACCOUNT}'s inbox (IMAP), and what they did")
+    for column in ("prospect", "answered with", "recipient now", "lead", "suppressed", "mailed since"):
+        table.add_column(column)
+    for a in answered:
+        lead = await db[schema.CAMPAIGN_LEADS].find_one({"_id": ObjectId(a.lead_id)}) or {}
+        recipient: dict[str, Any] = next((r for r in lead.get("lead_data", []) if r.get("email") == a.email), {})
+        progress = lead.get("progress") or {}
+        stopped = f"stopped: {progress.get('stop_reason')}" if progress.get("stopped") else "goes on"
+        suppressed = await db[schema.SUPPRESSIONS].find_one({"value": a.email})
+        later = sum(1 for m in messages if a.email in m.recipients and step_of(m.message_id) > 1)
+        table.add_row(
+            a.email,
+            a.answer.replace("_", " "),
+            str(recipient.get("status", "-")),
+            stopped,
+            str(suppressed["reason"]) if suppressed else "no",
+            f"{later} follow-up(s)" + (" (replies and bounces stop; an auto-reply does not)" if later else ""),
+        )
+    return table
+
+
+async def start_inbox(
+    db: Database, server: demo_inbox.LocalImapServer | None, mailbox: MailboxServer, stop: asyncio.Event
+) -> tuple[list[asyncio.Task[None]], list[demo_inbox.Answered], InboxSync | None]:
+    """The inbox sync (every second) and the prospects who answer, as background tasks."""
+    answered: list[demo_inbox.Answered] = []
+    account_id = await demo_inbox.read_inbox_of(db, DEMO_INBOX_ACCOUNT, server) if server else None
+    if server is None or account_id is None:
+        return [], answered, None
+    sync = InboxSync(db, read_mailbox(10.0), owner=inbox_owner(), options=SyncOptions(poll_seconds=1.0))
+    tasks = [
+        asyncio.create_task(sync.run(stop, tick=0.5)),
+        asyncio.create_task(
+            demo_inbox.prospects_answer(db, server, account_id, subject_finder(mailbox), stop, answered)
+        ),
+    ]
+    return tasks, answered, sync
+
+
 async def main(args: argparse.Namespace) -> int:
     """The demo; returns the exit code."""
     settings = load_settings().with_overrides(db_name=args.db_name)
@@ -177,10 +250,20 @@ async def main(args: argparse.Namespace) -> int:
         old.unlink()
     mailbox = MailboxServer(args.mailbox.resolve())
     await mailbox.start()
+    inbox = None
+    if demo_inbox.available():
+        settings.home.mkdir(parents=True, exist_ok=True)
+        log = settings.home / "demo-imap.log"
+        inbox = demo_inbox.LocalImapServer(DEMO_INBOX_ACCOUNT, demo_inbox.DEMO_INBOX_PASSWORD, log)
+        await asyncio.to_thread(inbox.start)
     try:
         where = "MONGO_URI" if settings.mongo_uri else f"the embedded database under {settings.home}"
         console.print(f"[bold]Outbound demo[/] on {where}, database {settings.db_name}")
         console.print(f"Local SMTP server on 127.0.0.1:{mailbox.port}, writing messages to {mailbox.directory}")
+        if inbox is not None:
+            console.print(f"Local IMAP server on 127.0.0.1:{inbox.port} holding {DEMO_INBOX_ACCOUNT}'s inbox")
+        else:
+            console.print("pymap is not installed: the inbox part of the demo is left out (`make install` adds it)")
         await asyncio.to_thread(seed, settings, mailbox.port)
         async with connect(settings) as db:
             await ensure_schema(db)
@@ -189,12 +272,26 @@ async def main(args: argparse.Namespace) -> int:
             progress = Progress(campaigns, accounts)
             sender = SmtpSender(timeout=10)
             options = DispatcherOptions(concurrency=8, poll_interval=0.2, lease_seconds=30, shutdown_grace_seconds=5)
+            stop = asyncio.Event()
+            tasks, answered, sync = await start_inbox(db, inbox, mailbox, stop)
             try:
                 dispatcher = build_dispatcher(db, settings, sender, options, on_outcome=progress)
                 await run_live(dispatcher, db, progress, mailbox, args.seconds)
             finally:
+                stop.set()
+                for failure in await asyncio.gather(*tasks, return_exceptions=True):
+                    if isinstance(failure, BaseException):
+                        console.print(f"[red]inbox task failed:[/] {failure!r}")
+                if sync is not None:
+                    sync.close()
                 await sender.close()
             console.print(await limits_table(db, list(mailbox.messages)))
+            if answered:
+                console.print(await answers_table(db, answered, list(mailbox.messages)))
+                console.print(
+                    f"Why a lead stopped: `outbound --db-name {settings.db_name} show-lead-details "
+                    f"{answered[0].lead_id}` (its answers, with the message's subject and snippet)"
+                )
             waiting = await unfinished(db)
             soonest = await db[schema.CAMPAIGN_LEADS].find_one(
                 {"progress.next_due_at": {"$ne": None}}, sort=[("progress.next_due_at", 1)]
@@ -212,6 +309,8 @@ async def main(args: argparse.Namespace) -> int:
         return 0
     finally:
         await mailbox.stop()
+        if inbox is not None:
+            inbox.stop()
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,11 +35,11 @@ from typing import Any
 import pytest
 from imapclient import IMAPClient
 
+from app.demo_inbox import pymap_command
 from tests.certificates import TestAuthority, server_context
 
 IMAP_USER = "alice@mail.example"
 IMAP_PASSWORD = "imap-Pa55word"
-_LAUNCH = "import sys; from pymap.main import main; sys.exit(main())"
 _START_SECONDS = 20.0
 _STOP_SECONDS = 10.0
 _CLIENT_TIMEOUT = 10.0
@@ -232,8 +231,7 @@ class ImapServer:
 
 def _launch(port: int, user: str, password: str, certificate: tuple[Path, Path] | None, log: Path) -> Any:
     tls = ["--cert", str(certificate[0]), "--key", str(certificate[1])] if certificate else ["--no-tls"]
-    args = [sys.executable, "-c", _LAUNCH, "--host", "127.0.0.1", "--port", str(port), *tls]
-    args += ["dict", "--demo-user", user, "--demo-password", password]
+    args = pymap_command(port, user, password, tls)
     # pymap prefers CERT_FILE/KEY_FILE from the environment over --cert/--key; FQDN names it in its greeting.
     env = {k: v for k, v in os.environ.items() if k not in ("CERT_FILE", "KEY_FILE")} | {"FQDN": "localhost"}
     with log.open("ab") as out:

@@ -32,7 +32,8 @@ def build_sync(db: Database, settings: Settings, *, dry_run: bool = False, due_o
     """The inbox sync as `run-dispatcher` and `sync-inbox` run it: IMAP in a bounded pool of threads."""
     options = SyncOptions(
         poll_seconds=settings.inbox_poll_seconds,
-        lease_seconds=max(300.0, 10 * settings.smtp_timeout),
+        # A pass holds its mailbox this long at most; a process killed mid-pass frees it when the lease runs out.
+        lease_seconds=max(120.0, 4 * settings.smtp_timeout),
         dry_run=dry_run,
         due_only=due_only,
     )

@@ -76,7 +76,7 @@ class SyncOptions:
     """How the sync behaves: poll interval, lease, messages per folder per pass, dry run."""
 
     poll_seconds: float = 60.0
-    lease_seconds: float = 300.0
+    lease_seconds: float = 120.0
     batch: int = 200
     dry_run: bool = False
     due_only: bool = True  # False: read now even when the account's next sync is not due (sync-inbox)
@@ -187,11 +187,13 @@ class InboxSync:
                 error = report.error = folder_read.error
                 log.warning("inbox.folder_failed", account_id=account.id, folder=folder_read.folder, error=error)
                 continue
-            if not await self._process_folder(account, lease, folder_read, report):
+            renewed = await store.renew(self._state, lease, self.clock(), self.options.lease_seconds)
+            if renewed is None or not await self._process_folder(account, renewed, folder_read, report):
                 error = "the sync lease was lost: another process took this mailbox over"
                 break
+            lease = renewed
         await store.finish(self._state, lease, self.clock(), self._next_sync(), error)
-        log.info(
+        (log.info if report.read or error else log.debug)(
             "inbox.synced",
             account_id=account.id,
             read=report.read,

@@ -1,4 +1,5 @@
-"""`make demo` keeps working: seeds, dry-runs, sends to its local mailbox and reports limits."""
+"""`make demo` keeps working: seeds, dry-runs, sends to its local mailbox, reports limits, and shows prospects'
+answers read from a demo inbox stopping their sequences."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+from bson import ObjectId
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,3 +33,10 @@ def test_demo_sends_to_its_local_mailbox_and_reports_limits_respected(mongo_uri,
     assert len(sent) >= 5
     assert f"{len(sent)} messages written to" in out
     assert sync_db["sends"].count_documents({"state": "sent"}) == len(sent)
+    # The first prospect to answer replied: the demo inbox was read and that lead stopped.
+    assert "Answers read from alex.carter@outreach.example.net's inbox" in out
+    replied = sync_db["activities"].find_one({"type": "replied"})
+    assert replied is not None and replied["inbound"]["matched_by"] == "message-id"
+    lead = sync_db["campaign_leads"].find_one({"_id": ObjectId(replied["lead_id"])})
+    assert lead is not None and lead["progress"]["stopped"] is True and lead["progress"]["stop_reason"] == "replied"
+    assert "show-lead-details" in out
