@@ -4,11 +4,17 @@ sync, then another dispatcher pass that must mail only those who may still be ma
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
 from bson import ObjectId
 
 from app.cli.dispatch_cmds import build_dispatcher
@@ -26,6 +32,7 @@ from tests import inbound_messages as im
 from tests.factories import add_account, add_campaign, add_lead
 from tests.imap_server import ImapServer, StartImapServer, silent_port
 
+ROOT = Path(__file__).resolve().parents[2]
 STEPS = [
     {"subject": "Quick question", "body_text": "Hi {{ first_name | default('there') }}"},
     {"subject": "Following up", "body_text": "Any thoughts?", "delay_minutes": 60},
@@ -323,3 +330,37 @@ async def test_a_dry_run_classifies_and_changes_nothing(
     assert await statuses(db, w.leads["ann"]) == ["contacted"]
     assert await db[schema.INBOUND].count_documents({}) == 0
     assert await db[schema.INBOUND_SYNC].count_documents({}) == 0
+
+
+@pytest.mark.slow
+async def test_a_sync_killed_mid_pass_resumes_without_reading_or_applying_anything_twice(
+    db: Database, smtp: MailboxServer, imap_server: ImapServer, cli_env: dict[str, str]
+) -> None:
+    names = [[f"p{n:03d}"] for n in range(60)]
+    w = await sent_world(db, smtp, imap_server, names)
+    for (name,) in names:
+        mid = await message_id(db, w.ref(name))
+        raw = im.reply(from_addr=f"{name}@{name}corp.example", to_addr=w.account_email, in_reply_to=mid)
+        imap_server.append("INBOX", raw)
+    env = {**os.environ, **cli_env, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "app.cli.main", "sync-inbox", "--once"]
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(600):  # kill it once it has recorded some of the messages, at most 60 s on
+            if await db[schema.INBOUND].count_documents({}) >= 5 or process.poll() is not None:
+                break
+            await asyncio.sleep(0.1)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(30)
+    recorded = await db[schema.INBOUND].count_documents({})
+    assert recorded >= 5, recorded
+    # Its lease runs out (two minutes after it took it): another process takes the mailbox over.
+    await db[schema.INBOUND_SYNC].update_many({"kind": "account"}, {"$set": {"lease_until": datetime.now(UTC)}})
+    [report] = await sync_once(db)
+    assert report.error is None
+    assert await db[schema.INBOUND].count_documents({}) == 60
+    assert await answers(db) == Counter({(str(w.leads[n]), "replied"): 1 for (n,) in names})
+    assert [await statuses(db, w.leads[n]) for (n,) in names] == [["replied"]] * len(names)
+    [again] = await sync_once(db)
+    assert again.read == 0
