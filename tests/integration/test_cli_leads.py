@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from tests.integration.cli_documents import (
     FUTURE,
+    NOW,
     PAST,
     add_campaign,
     add_lead,
@@ -86,3 +87,46 @@ def test_show_due_leads_prints_found_zero_and_scopes_to_one_campaign(cli, sync_d
     assert "Found 0 due leads" in ok(cli("show-due-leads", "--campaign-id", cid)).stdout
     assert as_json(cli("show-due-leads", "--json", "--campaign-id", other))["found"] == 1
     assert cli("show-due-leads", "--limit", "0").exit_code == 2
+
+
+def test_show_lead_details_lists_the_answers_with_what_the_message_said(cli, sync_db) -> None:
+    cid = add_campaign(sync_db)
+    lead = add_lead(sync_db, cid, stopped=True, stop_reason="replied")
+    inbound = {
+        "message_id": "<r1@acme.example>",
+        "date": NOW,
+        "subject": "Re: Quick question",
+        "snippet": "Sounds good, call me Thursday",
+        "matched_by": "message-id",
+    }
+    sync_db.activities.insert_many(
+        [
+            {"lead_id": str(lead), "type": "sent", "step_order": 1, "recipient_index": 0, "created_at": NOW},
+            {
+                "_id": "answer:msg:a:<r1@acme.example>",
+                "lead_id": str(lead),
+                "type": "replied",
+                "step_order": 1,
+                "recipient_index": 0,
+                "created_at": NOW,
+                "source": "inbox",
+                "inbound": inbound,
+            },
+            {
+                "_id": "answer:link:x",
+                "lead_id": str(lead),
+                "type": "unsubscribed",
+                "step_order": 1,
+                "recipient_index": 1,
+                "created_at": NOW,
+                "source": "link",
+                "inbound": {},
+            },
+        ]
+    )
+    data = as_json(cli("show-lead-details", str(lead), "--json"))
+    replied = next(a for a in data["activities"] if a["type"] == "replied")
+    assert replied["inbound"]["subject"] == "Re: Quick question"
+    table = ok(cli("show-lead-details", str(lead))).stdout
+    assert "Answers" in table and "Re: Quick question" in table and "Sounds good, call me Thursday" in table
+    assert "one-click unsubscribe link" in table and "(replied)" in table
