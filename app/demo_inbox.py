@@ -73,7 +73,7 @@ class LocalImapServer:
             )
         deadline = time.monotonic() + _START_SECONDS
         while time.monotonic() < deadline and self._process.poll() is None:
-            if _greets(self.port):
+            if greets(self.port):
                 return self
             time.sleep(0.1)
         self.stop()
@@ -92,8 +92,13 @@ class LocalImapServer:
     def stop(self) -> None:
         """Stop the process."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
+        if process is not None:
+            stop_process(process)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate a server process, then kill it, each within a bound."""
+    if process.poll() is None:
         process.terminate()
         try:
             process.wait(_STOP_SECONDS)
@@ -102,7 +107,8 @@ class LocalImapServer:
             process.wait(_STOP_SECONDS)
 
 
-def _greets(port: int) -> bool:
+def greets(port: int) -> bool:
+    """True when an IMAP server on 127.0.0.1:`port` sends its greeting."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1.0) as conn:
             return conn.recv(64).startswith(b"* OK")

@@ -35,7 +35,7 @@ from typing import Any
 import pytest
 from imapclient import IMAPClient
 
-from app.demo_inbox import pymap_command
+from app.demo_inbox import greets, pymap_command, stop_process
 from tests.certificates import TestAuthority, server_context
 
 IMAP_USER = "alice@mail.example"
@@ -62,24 +62,6 @@ def silent_port() -> Iterator[int]:
         listener.bind(("127.0.0.1", 0))
         listener.listen(8)
         yield listener.getsockname()[1]
-
-
-def _greets(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as conn:
-            return conn.recv(64).startswith(b"* OK")
-    except OSError:
-        return False
-
-
-def _stop_process(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(_STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(_STOP_SECONDS)
 
 
 class TlsFront:
@@ -226,7 +208,7 @@ class ImapServer:
         self._stopped = True
         if self.front is not None:
             self.front.stop()
-        _stop_process(self.process)
+        stop_process(self.process)
 
 
 def _launch(port: int, user: str, password: str, certificate: tuple[Path, Path] | None, log: Path) -> Any:
@@ -241,7 +223,7 @@ def _launch(port: int, user: str, password: str, certificate: tuple[Path, Path] 
 def _wait_until_greeting(process: subprocess.Popen[bytes], port: int) -> bool:
     deadline = time.monotonic() + _START_SECONDS
     while time.monotonic() < deadline and process.poll() is None:
-        if _greets(port):
+        if greets(port):
             return True
         time.sleep(0.05)
     return False
@@ -272,7 +254,7 @@ def start_server(
                 server.front = TlsFront(port, certificate)
                 server.front.start()
             return server
-        _stop_process(process)
+        stop_process(process)
     raise RuntimeError(f"pymap did not start; its log:\n{log.read_text(errors='replace')[-2000:]}")
 
 
