@@ -210,7 +210,7 @@ async def answers_table(db: Database, answered: list[demo_inbox.Answered], messa
         lead = await db[schema.CAMPAIGN_LEADS].find_one({"_id": ObjectId(a.lead_id)}) or {}
         recipient: dict[str, Any] = next((r for r in lead.get("lead_data", []) if r.get("email") == a.email), {})
         progress = lead.get("progress") or {}
-        stopped = f"stopped: {progress.get('stop_reason')}" if progress.get("stopped") else "goes on"
+        stopped = f"stopped: {progress.get('stopped_reason')}" if progress.get("stopped") else "goes on"
         suppressed = await db[schema.SUPPRESSIONS].find_one({"value": a.email})
         later = sum(1 for m in messages if a.email in m.recipients and step_of(m.message_id) > 1)
         table.add_row(

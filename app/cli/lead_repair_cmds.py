@@ -170,7 +170,7 @@ def status_update(status: str, email_filter: str | None) -> tuple[dict[str, Any]
     """(lead filter, update, array filters) setting recipients' status, stopping the lead as the stop policy says."""
     values: dict[str, Any] = {"lead_data.$[r].status": status}
     if _stops_leads(status, email_filter):
-        values.update({"progress.stopped": True, "progress.stop_reason": status})
+        values.update({"progress.stopped": True, "progress.stopped_reason": status})
     if email_filter is None:
         return {}, {"$set": values}, [{"r": {"$type": "object"}}]
     pattern = {"$regex": re.escape(email_filter), "$options": "i"}

@@ -138,7 +138,9 @@ class Lead:
                 lease_owner=r.string("progress.lease_owner", required=False),
                 lease_token=r.string("progress.lease_token", required=False),
                 lease_until=r.when("progress.lease_until"),
-                stop_reason=r.string("progress.stop_reason", required=False),
+                # `stopped_reason`; leads stopped by earlier versions carry `stop_reason`.
+                stop_reason=r.string("progress.stopped_reason", required=False)
+                or r.string("progress.stop_reason", required=False),
                 retries=dict(r.mapping("progress.retries")),
             ),
         )

@@ -223,7 +223,7 @@ async def _write_lead(db: Database, lead: Mapping[str, Any], index: int, change:
     if change.status:
         values[f"lead_data.{index}.status"] = change.status
     if change.stop_reason and not _stopped(lead):
-        values.update({"progress.stopped": True, "progress.stop_reason": change.stop_reason})
+        values.update({"progress.stopped": True, "progress.stopped_reason": change.stop_reason})
         update["$unset"] = {"progress.next_due_at": ""}
     if not values:
         return True

@@ -213,7 +213,7 @@ def _final(claim: _Claim, plan: LeadPlan, now: datetime) -> Settlement:
         values = {"progress.completed": True, "progress.completed_at": now}
         kind = "completed"
     elif plan.action == planning.STOP:
-        values = {"progress.stopped": True, "progress.stop_reason": plan.reason}
+        values = {"progress.stopped": True, "progress.stopped_reason": plan.reason}
         kind = "invalid" if claim.lead is None else "skipped"
     campaign_id = claim.campaign.id if claim.campaign else None
     return Settlement(values, (), None, Outcome(kind, claim.lease.lead_id, campaign_id))
@@ -225,7 +225,7 @@ def _stopped_after_skips(claim: _Claim, plan: LeadPlan, now: datetime) -> Settle
     values = {
         k: v for k, v in base.set.items() if not k.startswith(("progress.current_step_order", "progress.completed"))
     }
-    values.update({"progress.stopped": True, "progress.stop_reason": plan.reason})
+    values.update({"progress.stopped": True, "progress.stopped_reason": plan.reason})
     outcome = Outcome("skipped", ctx.lead.id, ctx.campaign.id)
     return Settlement(values, base.unset, None, outcome, base.activities)
 

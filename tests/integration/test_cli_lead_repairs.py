@@ -44,7 +44,7 @@ def test_reset_lead_progress_resets_that_lead_and_deletes_only_its_ledger(cli, s
         cid,
         current_step_order=3,
         completed=True,
-        stop_reason="x",
+        stopped_reason="x",
         processed_recipients=processed,
         lease_owner="vm1",
         lease_until=PAST,
@@ -63,7 +63,7 @@ def test_reset_lead_progress_resets_that_lead_and_deletes_only_its_ledger(cli, s
     assert progress["processed_recipients"] == {}
     assert progress["stopped"] is False
     assert abs(progress["next_due_at"] - datetime.now(UTC)) < timedelta(minutes=5)
-    for gone in ("completed", "stop_reason", "lease_owner", "lease_token", "lease_until"):
+    for gone in ("completed", "stopped_reason", "lease_owner", "lease_token", "lease_until"):
         assert gone not in progress
     assert doc["lead_data"] == [
         {"email": "p0@acme.example", "status": "not_contacted"},
@@ -147,7 +147,7 @@ def test_bulk_update_status_replied_stops_the_campaigns_leads_only(cli, sync_db)
     for lead in leads:
         doc = sync_db.campaign_leads.find_one({"_id": lead})
         assert {r["status"] for r in doc["lead_data"]} == {"replied"}
-        assert (doc["progress"]["stopped"], doc["progress"]["stop_reason"]) == (True, "replied")
+        assert (doc["progress"]["stopped"], doc["progress"]["stopped_reason"]) == (True, "replied")
     assert sync_db.campaign_leads.find_one({"_id": other}) == other_before
 
 
@@ -172,7 +172,7 @@ def test_bulk_update_status_leaves_malformed_leads_alone_and_says_so(cli, sync_d
     result = ok(cli("bulk-update-status", "--campaign-id", cid, "--status", "bounced", "--yes"))
     assert "1 malformed leads" in result.stderr
     assert sync_db.campaign_leads.find_one({"_id": bad})["progress"] == "oops"
-    assert sync_db.campaign_leads.count_documents({"progress.stop_reason": "bounced"}) == 1
+    assert sync_db.campaign_leads.count_documents({"progress.stopped_reason": "bounced"}) == 1
 
 
 def test_bulk_update_status_for_unknown_campaign_exits_1(cli, sync_db) -> None:

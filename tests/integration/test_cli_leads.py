@@ -91,7 +91,7 @@ def test_show_due_leads_prints_found_zero_and_scopes_to_one_campaign(cli, sync_d
 
 def test_show_lead_details_lists_the_answers_with_what_the_message_said(cli, sync_db) -> None:
     cid = add_campaign(sync_db)
-    lead = add_lead(sync_db, cid, stopped=True, stop_reason="replied")
+    lead = add_lead(sync_db, cid, stopped=True, stopped_reason="replied")
     inbound = {
         "message_id": "<r1@acme.example>",
         "date": NOW,

@@ -38,5 +38,5 @@ def test_demo_sends_to_its_local_mailbox_and_reports_limits_respected(mongo_uri,
     replied = sync_db["activities"].find_one({"type": "replied"})
     assert replied is not None and replied["inbound"]["matched_by"] == "message-id"
     lead = sync_db["campaign_leads"].find_one({"_id": ObjectId(replied["lead_id"])})
-    assert lead is not None and lead["progress"]["stopped"] is True and lead["progress"]["stop_reason"] == "replied"
+    assert lead is not None and lead["progress"]["stopped"] is True and lead["progress"]["stopped_reason"] == "replied"
     assert "show-lead-details" in out

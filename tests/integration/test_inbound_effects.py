@@ -38,7 +38,7 @@ async def test_a_reply_stops_the_whole_lead_once(db: Database) -> None:
     assert not again.changed
     doc = await _doc(db, lead)
     assert [r["status"] for r in doc["lead_data"]] == ["contacted", "replied"]
-    assert doc["progress"]["stopped"] is True and doc["progress"]["stop_reason"] == "replied"
+    assert doc["progress"]["stopped"] is True and doc["progress"]["stopped_reason"] == "replied"
     assert "next_due_at" not in doc["progress"]
     acts = await db[schema.ACTIVITIES].find({"lead_id": lead}).to_list(None)
     assert [(a["type"], a["recipient_index"], a["step_order"]) for a in acts] == [("replied", 1, 1)]

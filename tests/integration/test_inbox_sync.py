@@ -190,7 +190,7 @@ async def test_replies_bounces_and_unsubscribes_stop_exactly_their_recipients(
     assert await statuses(db, w.leads["ian"]) == ["bounced"]
     for name, reason in (("ann", "replied"), ("bob", "replied"), ("dan", "bounced"), ("fay", "unsubscribed")):
         progress = (await lead_doc(db, w.leads[name]))["progress"]
-        assert progress["stopped"] is True and progress["stop_reason"] == reason, (name, progress)
+        assert progress["stopped"] is True and progress["stopped_reason"] == reason, (name, progress)
     for name in ("cat", "eve", "gus", "joe", "kim"):
         assert (await lead_doc(db, w.leads[name]))["progress"]["stopped"] is False, name
     suppressed = {d["value"]: d["reason"] async for d in db[schema.SUPPRESSIONS].find()}
