@@ -14,17 +14,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import structlog
 from pymongo.errors import DuplicateKeyError
 
 from app.domain import inbound_effects as fx
 from app.domain.collections import ACTIVITIES, CAMPAIGN_LEADS, CAMPAIGNS, INBOUND, SENDS, SUPPRESSIONS
 from app.domain.inbound import SendRef
-from app.logging import get_logger
 from app.store import inbound, suppressions
 from app.store.client import Database
 from app.store.documents import id_filter
 
-log = get_logger()
+log = structlog.get_logger()  # lazy: takes the configuration in force when it first logs
 
 _LEAD_FIELDS = {"lead_data": 1, "campaign_id": 1, "progress.lease_until": 1, "progress.stopped": 1}
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
+
 from app.domain import inbound as kinds
 from app.domain.collections import EMAIL_ACCOUNTS, INBOUND, INBOUND_SYNC
 from app.domain.inbound import Classified
@@ -26,14 +28,13 @@ from app.domain.inbound_classify import classify, parse
 from app.domain.models import EmailAccount, InvalidDocument
 from app.inbound import effects, matching
 from app.inbound.effects import Answer
-from app.logging import get_logger
 from app.store import inbound as store
 from app.store.client import Database
 from app.store.documents import id_filter
 from app.store.inbound import FolderProgress, SyncLease
 from app.transport.imap import ImapPool
 
-log = get_logger()
+log = structlog.get_logger()  # lazy: takes the configuration in force when it first logs
 
 MAX_BACKOFF_SECONDS = 3600.0
 SNIPPET_IN_RECORD = 200
