@@ -50,16 +50,24 @@ def root(
     """Read settings once (environment, then .env, then these options) for every command."""
     try:
         settings = load_settings(env_file=env_file)
-        overrides = {
-            "mongo_uri": parse_variable("MONGO_URI", mongo_uri) if mongo_uri is not None else None,
-            "db_name": parse_variable("DB_NAME", db_name) if db_name is not None else None,
-            "home": parse_variable("OUTBOUND_HOME", home) if home is not None else None,
-            "log_level": parse_variable("LOG_LEVEL", log_level) if log_level is not None else None,
-            "log_format": parse_variable("OUTBOUND_LOG_FORMAT", log_format) if log_format is not None else None,
-        }
-        settings = settings.with_overrides(**overrides)
     except ConfigError as exc:
         fail(str(exc), code=2)
+    given = {
+        "--mongo-uri": ("MONGO_URI", "mongo_uri", mongo_uri),
+        "--db-name": ("DB_NAME", "db_name", db_name),
+        "--home": ("OUTBOUND_HOME", "home", home),
+        "--log-level": ("LOG_LEVEL", "log_level", log_level),
+        "--log-format": ("OUTBOUND_LOG_FORMAT", "log_format", log_format),
+    }
+    overrides = {}
+    for option, (variable, name, raw) in given.items():
+        if raw is None:
+            continue
+        try:
+            overrides[name] = parse_variable(variable, raw)
+        except ConfigError as exc:  # name what the user typed, not only the variable it overrides
+            fail(f"{option} {raw!r} is invalid: {option} accepts {exc.accepts} (it overrides {variable})", code=2)
+    settings = settings.with_overrides(**overrides)
     configure_logging(settings.log_level, settings.log_format)
     ctx.obj = settings
 

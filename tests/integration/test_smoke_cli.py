@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 
 def test_db_status_with_mongo_uri_reports_external(cli) -> None:
     result = cli("db", "status", "--json")
@@ -14,3 +16,17 @@ def test_invalid_setting_names_the_variable(cli) -> None:
     assert result.exit_code == 2
     assert "OUTBOUND_CONCURRENCY" in result.stderr
     assert "positive whole number" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "variable"),
+    [
+        ("--log-level", "verbose", "LOG_LEVEL"),
+        ("--db-name", "a/b", "DB_NAME"),
+        ("--log-format", "xml", "OUTBOUND_LOG_FORMAT"),
+    ],
+)
+def test_a_bad_option_names_the_option_typed(cli, option: str, value: str, variable: str) -> None:
+    result = cli(option, value, "list-campaigns")
+    assert result.exit_code == 2
+    assert f"{option} {value!r} is invalid: {option} accepts" in result.stderr and variable in result.stderr
