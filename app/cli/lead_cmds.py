@@ -198,11 +198,23 @@ async def _due_leads(
             "step": lead.progress.current_step_order,
             "recipients_pending": len(reports.pending_recipients(lead)),
             "recipients": len(lead.recipients),
+            "first_recipient": lead.recipients[0].email if lead.recipients else None,
+            "company": _company(lead),
             "next_due_at": lead.progress.next_due_at,
         }
         async for lead in iter_valid(coll, flt, Lead.from_doc, sort=sort, limit=limit, on_invalid=skipped.add)
     ]
     return {"found": found, "active_campaigns": len(campaigns), "leads": leads}
+
+
+def _company(lead: Lead) -> str | None:
+    """The lead's company as its recipients name it (company_name, company), else their website."""
+    for key in ("company_name", "company", "website"):
+        for recipient in lead.recipients:
+            value = recipient.fields.get(key)
+            if isinstance(value, str) and value.strip():
+                return value.strip()
+    return None
 
 
 def show_due_leads(
@@ -224,13 +236,13 @@ def show_due_leads(
             err_console.print(f"campaign {campaign_id} is not active: its leads are not dispatched")
         rows = [
             [
-                *(d["campaign"] or d["campaign_id"], d["lead_id"], d["step"]),
+                *(d["campaign"] or d["campaign_id"], d["lead_id"], d["first_recipient"], d["company"], d["step"]),
                 *(f"{d['recipients_pending']}/{d['recipients']}", fmt_time(d["next_due_at"])),
             ]
             for d in info["leads"]
         ]
         title = f"Due leads (first {len(rows)} of {info['found']})" if len(rows) < info["found"] else "Due leads"
-        print_table(title, ["campaign", "lead", "step", "pending", "due at"], rows)
+        print_table(title, ["campaign", "lead", "first recipient", "company", "step", "pending", "due at"], rows)
 
     emit(json_, info, skipped, render)
 

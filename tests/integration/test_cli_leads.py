@@ -75,9 +75,12 @@ def test_show_due_leads_lists_only_due_free_open_leads_of_active_campaigns_oldes
     assert data["found"] == 2
     assert [d["lead_id"] for d in data["leads"]] == [str(older), str(newer)]
     assert data["leads"][0]["recipients_pending"] == 2
+    assert data["leads"][0]["first_recipient"] == "p0@acme.example"
+    sync_db.campaign_leads.update_one({"_id": older}, {"$set": {"lead_data.1.company_name": "Acme Corp"}})
     table = ok(cli("show-due-leads", "--limit", "1")).stdout
     assert "Found 2 due leads" in table
     assert str(older) in table and str(newer) not in table
+    assert "p0@acme.example" in table and "Acme Corp" in table
 
 
 def test_show_due_leads_prints_found_zero_and_scopes_to_one_campaign(cli, sync_db) -> None:
