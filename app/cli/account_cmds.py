@@ -34,7 +34,7 @@ from app.domain.limits import AccountLimits
 from app.domain.models import AccountCampaignSettings, Campaign, EmailAccount
 from app.store import answer_stats, schema
 from app.store.client import Database
-from app.store.documents import get_doc, id_filter, iter_valid
+from app.store.documents import get_doc, id_filter, id_values, iter_valid
 
 DAY_OPTION = typer.Option(None, "--day", help="UTC day as YYYY-MM-DD (default: today).")
 
@@ -207,6 +207,10 @@ ANSWER_COLUMNS = ("sent", "replied", "auto_replies", "bounced", "unsubscribed")
 async def _stats_rows(db: Database, day: str, skipped: Skipped) -> list[dict[str, Any]]:
     """The usage rows, each with its replies and bounce rate over the last ANSWER_DAYS days."""
     rows = await _account_rows(db, day, skipped)
+    ids = sorted({c for row in rows for c in row["campaigns"]})
+    names = await campaign_names(db, ids)
+    for row in rows:
+        row["campaign_names"] = {c: names.get(c) for c in row["campaigns"]}
     answered = await answer_stats.per_account(db, now_utc() - timedelta(days=ANSWER_DAYS))
     for row in rows:
         counts = answered.get(row["id"], Counter())
@@ -220,6 +224,22 @@ async def _stats_rows(db: Database, day: str, skipped: Skipped) -> list[dict[str
             "bounce_rate": answer_stats.bounce_rate(counts),
         }
     return rows
+
+
+async def campaign_names(db: Database, ids: list[str]) -> dict[str, str]:
+    """Campaign names by id (ids stored as ObjectIds or strings), for output people can read."""
+    values = [v for raw in ids for v in id_values(raw)]
+    if not values:
+        return {}
+    return {
+        str(doc["_id"]): str(doc.get("name"))
+        async for doc in db[schema.CAMPAIGNS].find({"_id": {"$in": values}}, projection={"name": 1})
+    }
+
+
+def _per_campaign(row: Mapping[str, Any]) -> str:
+    names = row.get("campaign_names") or {}
+    return ", ".join(f"{names.get(c) or c}: {n}" for c, n in row["campaigns"].items()) or "-"
 
 
 def _rate(value: float | None) -> str:
@@ -244,7 +264,7 @@ def show_account_stats(ctx: typer.Context, json_: bool = JSON_OPTION, day: str |
         table = [
             [
                 *(r["id"], r["email"], r["sent"], r["committed"], r["reserved"], r["reserved_unsent"]),
-                *(", ".join(f"{c}: {n}" for c, n in r["campaigns"].items()) or "-", r["limit"], r["remaining"]),
+                *(_per_campaign(r), r["limit"], r["remaining"]),
             ]
             for r in rows
         ]

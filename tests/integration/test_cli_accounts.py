@@ -169,3 +169,15 @@ def test_show_account_stats_shows_replies_and_the_bounce_rate_of_the_last_30_day
     }
     table = ok(cli("show-account-stats")).stdout
     assert "Answers over the last 30 days" in table and "5.0%" in table
+
+
+def test_show_account_stats_names_the_campaigns_of_the_days_sends(cli, sync_db) -> None:
+    acc = add_account(sync_db)
+    cid = str(sync_db.campaigns.insert_one({"name": "Spring outreach", "status": "active"}).inserted_id)
+    sync_db.account_usage.insert_one(
+        {"account_id": acc, "day": "2025-01-31", "sent": 3, "committed": 3, "campaigns": {cid: 2, "gone": 1}}
+    )
+    row = as_json(cli("show-account-stats", "--json", "--day", "2025-01-31"))["accounts"][0]
+    assert row["campaign_names"] == {cid: "Spring outreach", "gone": None}
+    table = ok(cli("show-account-stats", "--day", "2025-01-31")).stdout
+    assert "Spring outreach: 2" in table and "gone: 1" in table
