@@ -35,10 +35,19 @@ class _CurrentStderr:
         return sys.stderr.isatty()
 
 
+_FORMAT = {"json": False}
+
+
+def renders_json() -> bool:
+    """True when log lines are JSON (so a command's last error should be one too)."""
+    return _FORMAT["json"]
+
+
 def configure_logging(level: str = "INFO", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Configure structlog once at start-up. `fmt` is auto (console on a TTY), console or json."""
     out: Any = stream if stream is not None else _CurrentStderr()
     use_console = fmt == "console" or (fmt == "auto" and out.isatty())
+    _FORMAT["json"] = not use_console
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=out.isatty())
         if use_console

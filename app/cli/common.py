@@ -12,13 +12,14 @@ from typing import Any, NoReturn, TypeVar
 
 import typer
 from bson import ObjectId
-from pymongo.errors import PyMongoError
+from pymongo.errors import PyMongoError, ServerSelectionTimeoutError
 from rich.console import Console
 from rich.table import Table
 
 from app.config import ConfigError, Settings
 from app.domain.models import InvalidDocument
-from app.store.client import Database, connect
+from app.logging import get_logger, renders_json
+from app.store.client import SERVER_SELECTION_SECONDS, Database, connect, hosts_of, unreachable_reason
 from app.store.documents import NotFound
 from app.store.embedded import EmbeddedError
 from app.store.schema import ensure_schema
@@ -56,6 +57,27 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def unreachable(settings: Settings, exc: Exception) -> NoReturn:
+    """One line saying which database could not be reached, why, and what to check (as a JSON log line when
+    the logs are JSON); exit 1."""
+    reason = unreachable_reason(str(exc))
+    if settings.uses_embedded:
+        where, check = "the embedded database", "run `outbound db status`, or `outbound db stop` and try again"
+        hosts = "127.0.0.1"
+    else:
+        hosts = hosts_of(settings.mongo_uri or "")
+        where = f"MongoDB at {hosts} (MONGO_URI)"
+        check = (
+            "check that the server is running and reachable from this machine, and MONGO_URI's host, port, TLS "
+            "options and credentials (a cloud cluster may also need this machine's address on its access list)"
+        )
+    message = f"cannot reach {where} within {SERVER_SELECTION_SECONDS:g} s: {reason}; {check}"
+    if renders_json():
+        get_logger().error("db.unreachable", hosts=hosts, error=reason, timeout_s=SERVER_SELECTION_SECONDS, hint=check)
+        raise typer.Exit(1)
+    fail(message)
+
+
 def run_db(settings: Settings, work: Callable[[Database], Awaitable[T]], *, read_only: bool = False) -> T:
     """Connect (starting the embedded server when MONGO_URI is unset), ensure the schema, run `work`.
 
@@ -79,6 +101,8 @@ def run_db(settings: Settings, work: Callable[[Database], Awaitable[T]], *, read
         fail(f"malformed document: {exc}")
     except (ConfigError, EmbeddedError) as exc:
         fail(str(exc), code=2)
+    except ServerSelectionTimeoutError as exc:
+        unreachable(settings, exc)
     except PyMongoError as exc:
         where = "the embedded database" if settings.uses_embedded else "MONGO_URI"
         fail(f"database error ({where}): {exc}")

@@ -14,6 +14,14 @@ from app.config import Settings
 from app.store import embedded
 
 Database = AsyncDatabase[dict[str, Any]]
+SERVER_SELECTION_SECONDS = 10.0  # how long a command waits for a reachable server before it gives up
+
+_REASONS = (
+    (("Errno 111", "Connection refused", "ECONNREFUSED"), "connection refused (nothing listens on that port)"),
+    (("Name or service not known", "nodename nor servname", "getaddrinfo", "No address associated"), "host not found"),
+    (("timed out", "Timeout"), "no answer (timed out)"),
+    (("SSL", "certificate", "TLS"), "the TLS handshake failed"),
+)
 
 
 async def resolve_uri(settings: Settings) -> str:
@@ -27,7 +35,7 @@ async def resolve_uri(settings: Settings) -> str:
 def make_client(uri: str, **kwargs: Any) -> AsyncMongoClient[dict[str, Any]]:
     """An AsyncMongoClient with timeouts that fail fast enough for an operator to notice."""
     options: dict[str, Any] = {
-        "serverSelectionTimeoutMS": 10_000,
+        "serverSelectionTimeoutMS": int(SERVER_SELECTION_SECONDS * 1000),
         "connectTimeoutMS": 10_000,
         "tz_aware": True,
         "retryWrites": True,
@@ -46,3 +54,19 @@ async def connect(settings: Settings, **kwargs: Any) -> AsyncIterator[Database]:
         yield client[settings.db_name]
     finally:
         await client.close()
+
+
+def hosts_of(uri: str) -> str:
+    """The host list of a MongoDB URI, without its credentials, options or database (no DNS lookup)."""
+    rest = uri.partition("://")[2]
+    rest = rest.rpartition("@")[2]  # drop user:password@
+    return rest.split("/", 1)[0].split("?", 1)[0] or "?"
+
+
+def unreachable_reason(error: str) -> str:
+    """The driver's server-selection error in a few words."""
+    first = error.split(", Timeout:", 1)[0].split(" (configured timeouts", 1)[0]
+    for needles, words in _REASONS:
+        if any(needle in first for needle in needles):
+            return words
+    return first[:160]
