@@ -34,6 +34,6 @@ def pause_reason(kinds: Iterable[str], policy: HealthPolicy) -> str | None:
         return None
     return (
         f"{failures} of the last {len(recent)} attempts failed ({rate:.0%} >= {policy.max_error_rate:.0%}): "
-        "check the lead list, templates and accounts (show-campaign-progress, list-accounts), then set the "
-        "campaign's status back to active"
+        "check the lead list, templates and accounts (show-campaign-progress, list-accounts), then run "
+        "`outbound campaign resume <campaign_id>`"
     )

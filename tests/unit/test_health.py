@@ -26,4 +26,4 @@ def test_pause_reason_follows_the_recent_failure_rate(kinds: list[str], paused: 
     reason = pause_reason(kinds, POLICY)
     assert (reason is not None) == paused
     if reason:
-        assert "attempts failed" in reason and "status back to active" in reason
+        assert "attempts failed" in reason and "outbound campaign resume <campaign_id>" in reason
