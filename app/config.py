@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography.fernet import Fernet
 from dotenv import dotenv_values
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -63,6 +64,9 @@ class Settings:
     # e.g. https://outreach.example.com; set, messages carry a one-click unsubscribe link under it.
     public_url: str | None = None
     secret_key: str | None = field(default=None, repr=False)  # OUTBOUND_SECRET_KEY: signs unsubscribe links
+    # OUTBOUND_CREDENTIALS_KEY: Fernet keys, comma-separated, the first encrypts stored passwords; None: the key
+    # file under `home` (see app/credentials.py).
+    credentials_key: str | None = field(default=None, repr=False)
 
     @property
     def uses_embedded(self) -> bool:
@@ -211,6 +215,25 @@ def _secret_key(var: str, raw: str) -> str | None:
     return value
 
 
+CREDENTIALS_KEY_ACCEPTS = (
+    "one or more Fernet keys separated by commas, the first encrypting (make one with Outbound's Python: "
+    '.venv/bin/python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"); '
+    "empty: the key file credentials.key under OUTBOUND_HOME"
+)
+
+
+def _credentials_key(var: str, raw: str) -> str | None:
+    keys = [part.strip() for part in raw.split(",") if part.strip()]
+    if not keys:
+        return None
+    for key in keys:
+        try:
+            Fernet(key)
+        except ValueError:  # also binascii.Error: not base64, or not 32 bytes
+            raise ConfigError(var, "<hidden>", CREDENTIALS_KEY_ACCEPTS) from None
+    return ",".join(keys)
+
+
 def _path(var: str, raw: str) -> Path:
     value = raw.strip()
     if not value:
@@ -242,6 +265,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "OUTBOUND_INBOX_POLL_SECONDS": ("inbox_poll_seconds", _positive_float),
     "OUTBOUND_PUBLIC_URL": ("public_url", _public_url),
     "OUTBOUND_SECRET_KEY": ("secret_key", _secret_key),
+    "OUTBOUND_CREDENTIALS_KEY": ("credentials_key", _credentials_key),
 }
 
 

@@ -7,6 +7,7 @@ import signal
 from collections.abc import Callable
 
 from app.config import Settings
+from app.credentials import credentials_for
 from app.dispatch.dispatcher import Dispatcher, DispatcherOptions, DispatcherStats, default_owner
 from app.domain.health import HealthPolicy
 from app.domain.outcomes import RetryPolicy
@@ -108,6 +109,7 @@ async def run_over_smtp(
         timeout=settings.smtp_timeout,
         default_starttls=settings.smtp_starttls,
         local_hostname=settings.helo_name,
+        credentials=credentials_for(settings),
     )
     try:
         dispatcher = build_dispatcher(db, settings, smtp, options, account_filter=accounts)

@@ -6,6 +6,8 @@ import typer
 from rich.markup import escape
 
 from app.cli.common import console, fail, run_db, settings_of
+from app.config import Settings
+from app.credentials import CredentialsError, credentials_for
 from app.domain.accounts import DEFAULT_IMAP_TIMEOUT
 from app.domain.models import EmailAccount
 from app.store import schema
@@ -42,19 +44,32 @@ def test_imap(
                 "set imap_host (and imap_port, imap_security) on the account"
             )
         )
+    if account.status != "active":
+        console.print(f"note: the account's status is {account.status}; the dispatcher does not use it", markup=False)
+    problem = check_imap(settings, account, timeout)
+    if problem is not None:
+        fail(escape(problem))
+    console.print("IMAP check passed: Outbound can read the account's mailbox (nothing in it was changed).")
+
+
+def check_imap(settings: Settings, account: EmailAccount, timeout: float | None = None) -> str | None:
+    """Connect, secure, log in, list and examine the folders of an account with imap_host (its password revealed
+    just for this), printing each step; None when it passed, else the failed step and its fix. Changes nothing."""
     imap = account.imap_settings(timeout or DEFAULT_IMAP_TIMEOUT)
     console.print(
         f"Testing {account.email} ({account.id}) via IMAP {imap.address}, security {imap.security}, "
         f"folders {', '.join(imap.folders)}",
         markup=False,
     )
-    if account.status != "active":
-        console.print(f"note: the account's status is {account.status}; the dispatcher does not use it", markup=False)
+    try:
+        imap = credentials_for(settings).for_imap(account, imap.timeout)
+    except CredentialsError as exc:
+        return f"IMAP check failed before connecting: {exc}"
     steps = check(imap, on_step=_print_step)
     failed = next((step for step in steps if not step.ok), None)
     if failed is not None:
-        fail(escape(f"IMAP check failed at {failed.name}: {failed.detail}\nhint: {failed.hint}"))
-    console.print("IMAP check passed: Outbound can read the account's mailbox (nothing in it was changed).")
+        return f"IMAP check failed at {failed.name}: {failed.detail}\nhint: {failed.hint}"
+    return None
 
 
 def register(app: typer.Typer) -> None:

@@ -16,6 +16,7 @@ import typer
 
 from app.cli.common import JSON_OPTION, console, err_console, fail, print_json, print_table, run_db, settings_of
 from app.config import Settings
+from app.credentials import credentials_for
 from app.inbound.imap_reader import read_mailbox
 from app.inbound.sync import AccountReport, InboxSync, SyncOptions
 from app.store import schema
@@ -37,7 +38,8 @@ def build_sync(db: Database, settings: Settings, *, dry_run: bool = False, due_o
         dry_run=dry_run,
         due_only=due_only,
     )
-    return InboxSync(db, read_mailbox(settings.smtp_timeout), owner=inbox_owner(), options=options)
+    reader = read_mailbox(settings.smtp_timeout, credentials=credentials_for(settings))
+    return InboxSync(db, reader, owner=inbox_owner(), options=options)
 
 
 async def run_inbox_until(sync: InboxSync, stop: asyncio.Event) -> None:

@@ -11,6 +11,8 @@ from rich.markup import escape
 
 from app.cli.common import JSON_OPTION, console, err_console, fail, print_json, run_db, settings_of
 from app.cli.dispatcher_wiring import unsubscribe_links
+from app.config import Settings
+from app.credentials import CredentialsError, credentials_for
 from app.domain.inbound import SendRef
 from app.domain.models import Campaign, EmailAccount, GeneralSettings, Lead, SequenceStep, Template
 from app.domain.planning import Thread, thread_before, threading_for, threads_of
@@ -228,6 +230,34 @@ def _hint(err: SendError) -> str:
     return "the server refused the session; read its reply above"
 
 
+def check_smtp(settings: Settings, account: EmailAccount, timeout: float | None = None) -> str | None:
+    """Connect, secure and authenticate as `account` (its password revealed just for this), printing each step;
+    None when it passed, else what failed and what to fix. Sends no email."""
+    security = effective_security(account, settings.smtp_starttls)
+    console.print(
+        f"Testing {account.email} ({account.id}) via {account.smtp_host}:{account.smtp_port}, security {security}",
+        markup=False,
+    )
+    try:
+        login = credentials_for(settings).for_smtp(account)
+    except CredentialsError as exc:
+        return f"SMTP check failed before connecting: {exc}"
+    try:
+        asyncio.run(
+            check_account(
+                login,
+                timeout=timeout or settings.smtp_timeout,
+                default_starttls=settings.smtp_starttls,
+                local_hostname=settings.helo_name,
+                on_step=lambda text: console.print(f"  ok  {text}", markup=False),
+            )
+        )
+    except SendError as err:
+        kind = type(err).__name__
+        return f"SMTP check failed during {err.during or 'the session'} ({kind}): {err}\nhint: {_hint(err)}"
+    return None
+
+
 def test_smtp(
     ctx: typer.Context,
     account_id: str = typer.Argument(..., help="The email account's id."),
@@ -243,26 +273,11 @@ def test_smtp(
     account = run_db(
         settings, lambda db: get_model(db[schema.EMAIL_ACCOUNTS], "email account", account_id, EmailAccount.from_doc)
     )
-    security = effective_security(account, settings.smtp_starttls)
-    console.print(
-        f"Testing {account.email} ({account.id}) via {account.smtp_host}:{account.smtp_port}, security {security}",
-        markup=False,
-    )
     if account.status != "active":
         console.print(f"note: the account's status is {account.status}; the dispatcher does not use it", markup=False)
-    try:
-        asyncio.run(
-            check_account(
-                account,
-                timeout=timeout or settings.smtp_timeout,
-                default_starttls=settings.smtp_starttls,
-                local_hostname=settings.helo_name,
-                on_step=lambda text: console.print(f"  ok  {text}", markup=False),
-            )
-        )
-    except SendError as err:
-        kind = type(err).__name__
-        fail(escape(f"SMTP check failed during {err.during or 'the session'} ({kind}): {err}\nhint: {_hint(err)}"))
+    problem = check_smtp(settings, account, timeout)
+    if problem is not None:
+        fail(escape(problem))
     console.print("SMTP check passed: the account can connect and authenticate.")
 
 

@@ -4,6 +4,8 @@ Each account has at most one open connection, guarded by its own lock, reused wh
 and dropped after `max_idle_seconds`. Any failure leaves as a base.py SendError (classified in smtp_errors.py);
 a transient one also discards the connection, because its state is unknown. Connections are opened by
 smtp_handshake.py, which also holds `check_account` and the EHLO name; what callers import from here is re-exported.
+An account's password is revealed (app/credentials.py) only as a connection is opened; one that cannot be (no
+key, a wrong key) fails the account like a refused login.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import UTC, datetime
 
 import aiosmtplib
 
+from app.credentials import Credentials, CredentialsError
 from app.domain.accounts import EmailAccount
 from app.logging import get_logger
 from app.transport.base import (
@@ -107,7 +110,8 @@ class SmtpSender:
     """Sends through each account's SMTP server, reusing one connection per account.
 
     `local_hostname` is the EHLO/HELO name for every connection (OUTBOUND_HELO_NAME); None means
-    `default_helo_name()`, looked up once, on the first connection.
+    `default_helo_name()`, looked up once, on the first connection. `credentials` reveal the stored passwords
+    (default: no key, so only plain-text passwords work).
     """
 
     def __init__(
@@ -119,6 +123,7 @@ class SmtpSender:
         max_idle_seconds: float = 60.0,
         local_hostname: str | None = None,
         clock: Callable[[], datetime] = _utc_now,
+        credentials: Credentials | None = None,
     ) -> None:
         self.timeout = timeout
         self.default_starttls = default_starttls
@@ -126,6 +131,7 @@ class SmtpSender:
         self.max_idle_seconds = max_idle_seconds
         self.local_hostname = local_hostname
         self.clock = clock
+        self.credentials = credentials or Credentials()
         self._connections: dict[str, _Connection] = {}
 
     async def send(self, account: EmailAccount, message: OutgoingMessage | ValidatedMessage) -> SendResult:
@@ -180,13 +186,17 @@ class SmtpSender:
         if conn.client is not None and conn.client.is_connected and conn.fingerprint == fingerprint and not idle:
             return False
         conn.discard()
+        try:
+            login = self.credentials.for_smtp(account)
+        except CredentialsError as exc:
+            raise AccountConfigError(None, str(exc), during="auth") from None
         if self.local_hostname is None:
             # Once per sender, off the event loop: the lookup may wait on DNS.
             self.local_hostname = await asyncio.to_thread(default_helo_name)
         log = get_logger(account_id=account.id)
         log.debug("smtp.connecting", host=account.smtp_host, port=account.smtp_port, security=security)
         conn.client = await open_connection(
-            account,
+            login,
             timeout=self.timeout,
             default_starttls=self.default_starttls,
             tls_context=self.tls_context,

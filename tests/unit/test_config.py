@@ -8,6 +8,9 @@ import pytest
 
 from app.config import VARIABLES, ConfigError, Settings, load_settings, parse_variable
 
+FERNET_KEY = "x1mDDv8t8WZoWgZSHQwq0CnTbPlNqBUpr1eEcU4Q5eU="
+OTHER_FERNET_KEY = "p9nQfdbp9WcnHpZTFSVK1Kab0Wk8qEPHDLpNA7iC8Io="
+
 
 def load(environ: dict[str, str], env_file: Path | None = None) -> Settings:
     """Settings from exactly `environ` (never the test process's own environment)."""
@@ -57,6 +60,7 @@ def test_every_variable_is_parsed_into_its_field(tmp_path: Path) -> None:
         "OUTBOUND_INBOX_POLL_SECONDS": "15",
         "OUTBOUND_PUBLIC_URL": "https://outreach.example.com/",
         "OUTBOUND_SECRET_KEY": "k" * 40,
+        "OUTBOUND_CREDENTIALS_KEY": f" {FERNET_KEY} , {OTHER_FERNET_KEY} ",
     }
     assert set(environ) == set(VARIABLES), "this test must cover every documented variable"
     settings = load(environ)
@@ -83,8 +87,10 @@ def test_every_variable_is_parsed_into_its_field(tmp_path: Path) -> None:
         inbox_poll_seconds=15.0,
         public_url="https://outreach.example.com",
         secret_key="k" * 40,
+        credentials_key=f"{FERNET_KEY},{OTHER_FERNET_KEY}",
     )
     assert not settings.uses_embedded
+    assert FERNET_KEY not in repr(settings)
 
 
 @pytest.mark.parametrize("raw", ["0", "-0.1", "1.5", "half", "nan"])
@@ -292,6 +298,18 @@ def test_invalid_db_name_is_refused(raw: str) -> None:
         load({"DB_NAME": raw})
     assert "DB_NAME" in str(caught.value)
     assert "MongoDB database name" in str(caught.value)
+
+
+@pytest.mark.parametrize("raw", ["secret", "x" * 44, FERNET_KEY[:-4], f"{FERNET_KEY},nope"])
+def test_a_credentials_key_that_is_not_a_fernet_key_is_refused_without_showing_it(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"OUTBOUND_CREDENTIALS_KEY": raw})
+    assert "OUTBOUND_CREDENTIALS_KEY" in str(caught.value) and "Fernet key" in str(caught.value)
+    assert raw not in str(caught.value)
+
+
+def test_an_empty_credentials_key_means_the_key_file() -> None:
+    assert load({"OUTBOUND_CREDENTIALS_KEY": " "}).credentials_key is None
 
 
 def test_config_error_carries_variable_value_and_accepted_values() -> None:
