@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from app.cli import (
+    account_admin_cmds,
     account_cmds,
     campaign_cmds,
     db_cmds,
@@ -75,6 +76,7 @@ def root(
 for module in (
     campaign_cmds,
     account_cmds,
+    account_admin_cmds,
     lead_cmds,
     lead_repair_cmds,
     import_cmds,
