@@ -9,6 +9,8 @@ import typer
 from app.cli import (
     account_admin_cmds,
     account_cmds,
+    apply_cmds,
+    campaign_admin_cmds,
     campaign_cmds,
     db_cmds,
     demo_cmds,
@@ -21,7 +23,9 @@ from app.cli import (
     ledger_cmds,
     send_cmds,
     serve_cmds,
+    step_cmds,
     suppress_cmds,
+    template_cmds,
 )
 from app.cli.common import fail
 from app.config import LOG_FORMATS, LOG_LEVELS, ConfigError, load_settings, parse_variable
@@ -89,6 +93,10 @@ for module in (
     db_cmds,
     serve_cmds,
     suppress_cmds,
+    campaign_admin_cmds,
+    template_cmds,
+    step_cmds,
+    apply_cmds,
 ):
     module.register(app)
 

@@ -1,0 +1,244 @@
+"""`outbound campaign create/edit/pause/resume/archive`: campaigns without writing documents by hand.
+
+Documents keep seed 001's shape (`campaigns` with `sequence_id` and `settings`) and are checked by the model
+before anything is written. Status changes are fenced by the status read, so a concurrent automatic pause is
+never overwritten unseen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+import typer
+
+from app.cli.common import (
+    CAMPAIGN_ARGUMENT,
+    JSON_OPTION,
+    YES_OPTION,
+    confirm,
+    console,
+    fail,
+    now_utc,
+    print_json,
+    run_db,
+    settings_of,
+)
+from app.domain.models import InvalidDocument
+from app.domain.stop_policy import STOP_ON_REPLY
+from app.store import campaign_admin
+from app.store.client import Database
+
+T = TypeVar("T")
+campaign_app = typer.Typer(help="Create, edit, pause, resume and archive campaigns.", no_args_is_help=True)
+
+NAME_OPTION = typer.Option(None, "--name", help="The campaign's name (unique: campaign files find it by name).")
+DAILY_LIMIT_OPTION = typer.Option(None, "--daily-limit", min=0, help="Sends per account per day for this campaign.")
+MIN_WAIT_OPTION = typer.Option(None, "--min-wait", min=0, help="Minutes between two sends of one account.")
+BATCH_OPTION = typer.Option(None, "--batch-size", min=1, help="Leads fetched per due-leads query.")
+ACCOUNTS_OPTION = typer.Option(
+    None, "--accounts", help="Account ids or emails, comma-separated (empty: every active account)."
+)
+STOP_OPTION = typer.Option(None, "--stop-on-reply", help=f"Who a reply stops: {', '.join(STOP_ON_REPLY)}.")
+
+
+def run_admin(ctx: typer.Context, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run `work` against the database; a refused change (AdminError) or bad document exits 1 with its reason."""
+    try:
+        return run_db(settings_of(ctx), work)
+    except (campaign_admin.AdminError, InvalidDocument, ValueError) as exc:
+        fail(str(exc))
+
+
+def _accounts(raw: str | None) -> list[str] | None:
+    return None if raw is None else [a.strip() for a in raw.split(",") if a.strip()]
+
+
+def _check_stop(stop_on_reply: str | None) -> None:
+    if stop_on_reply is not None and stop_on_reply not in STOP_ON_REPLY:
+        fail(f"--stop-on-reply {stop_on_reply!r}: use one of {', '.join(STOP_ON_REPLY)}", code=2)
+
+
+async def _settings(db: Database, options: dict[str, Any], accounts: list[str] | None) -> dict[str, Any]:
+    given = {f"settings.{k}": v for k, v in options.items() if v is not None}
+    if accounts is not None:
+        given["settings.account_ids"] = await campaign_admin.resolve_accounts(db, accounts) or None
+    return given
+
+
+def create(
+    ctx: typer.Context,
+    name: str = typer.Option(..., "--name", help="The campaign's name (unique: campaign files find it by name)."),
+    daily_limit: int | None = DAILY_LIMIT_OPTION,
+    min_wait: float | None = MIN_WAIT_OPTION,
+    batch_size: int | None = BATCH_OPTION,
+    accounts: str | None = ACCOUNTS_OPTION,
+    stop_on_reply: str | None = STOP_OPTION,
+    status: str = typer.Option("draft", "--status", help="draft (default) or active."),
+    json_: bool = JSON_OPTION,
+) -> None:
+    """Create a campaign (no steps yet: add them with `step add`, then `campaign resume` if it is a draft).
+
+    Example: outbound campaign create --name "Spring outreach" --daily-limit 40 --min-wait 4 --accounts a@x.example
+    """
+    _check_stop(stop_on_reply)
+    if status not in ("draft", "active"):
+        fail(f"--status {status!r}: a new campaign is draft or active", code=2)
+    options: dict[str, Any] = {"daily_limit": daily_limit, "min_wait_time": min_wait, "batch_size": batch_size}
+    options["stop_on_reply"] = stop_on_reply
+    now = now_utc()
+
+    async def work(db: Database) -> dict[str, Any]:
+        if await campaign_admin.campaigns_named(db, name):
+            raise campaign_admin.AdminError(f"a campaign named {name!r} exists already: choose another name")
+        sets = await _settings(db, options, _accounts(accounts))
+        settings = {k.partition(".")[2]: v for k, v in sets.items() if v is not None}
+        doc = {"name": name, "status": status, "created_at": now, "sequence_id": campaign_admin.new_sequence_id()}
+        doc["settings"] = settings
+        doc["_id"] = await campaign_admin.insert_campaign(db, doc)
+        return doc
+
+    doc = run_admin(ctx, work)
+    if json_:
+        print_json(doc)
+        return
+    console.print(f"created campaign {doc['_id']} ({name}), status {status}")
+    console.print(f"next: outbound step add --campaign-id {doc['_id']} --template <template id or name>")
+
+
+def edit(
+    ctx: typer.Context,
+    campaign_id: str = CAMPAIGN_ARGUMENT,
+    name: str | None = NAME_OPTION,
+    daily_limit: int | None = DAILY_LIMIT_OPTION,
+    min_wait: float | None = MIN_WAIT_OPTION,
+    batch_size: int | None = BATCH_OPTION,
+    accounts: str | None = ACCOUNTS_OPTION,
+    stop_on_reply: str | None = STOP_OPTION,
+    uncertain_after_hours: float | None = typer.Option(
+        None, "--uncertain-after-hours", min=0, help="An unresolved uncertain send counts as sent after this long."
+    ),
+) -> None:
+    """Change a campaign's name or settings (it takes effect within seconds for a running dispatcher).
+
+    Example: outbound campaign edit 665f1c2e9b1e8a3d4c5b6a70 --daily-limit 60 --accounts ""
+    """
+    _check_stop(stop_on_reply)
+    options: dict[str, Any] = {"daily_limit": daily_limit, "min_wait_time": min_wait, "batch_size": batch_size}
+    options.update(stop_on_reply=stop_on_reply, uncertain_after_hours=uncertain_after_hours)
+
+    async def work(db: Database) -> list[str]:
+        doc = await campaign_admin.campaign_doc(db, campaign_id)
+        given = await _settings(db, options, _accounts(accounts))
+        if name is not None and name != doc.get("name"):
+            if await campaign_admin.campaigns_named(db, name):
+                raise campaign_admin.AdminError(f"a campaign named {name!r} exists already: choose another name")
+            given["name"] = name
+        settings = doc.get("settings") or {}
+        changed = {k: v for k, v in given.items() if (doc.get(k) if "." not in k else settings.get(k[9:])) != v}
+        sets = {k: v for k, v in changed.items() if v is not None}
+        unsets = [k for k, v in changed.items() if v is None]
+        campaign_admin.checked_campaign(doc, sets, unsets)
+        await campaign_admin.update_campaign(db, campaign_id, sets, unsets, expect={})
+        old = {k: doc.get(k) if "." not in k else settings.get(k[9:]) for k in changed}
+        return [f"{k}: {old[k]} -> {'(unset)' if v is None else v}" for k, v in changed.items()]
+
+    lines = run_admin(ctx, work)
+    console.print("\n".join(lines) if lines else "no change")
+
+
+def pause(ctx: typer.Context, campaign_id: str = CAMPAIGN_ARGUMENT) -> None:
+    """Stop sending for an active campaign now; its leads wait where they are until `campaign resume`.
+
+    Example: outbound campaign pause 665f1c2e9b1e8a3d4c5b6a70
+    """
+    now = now_utc()
+
+    async def work(db: Database) -> None:
+        doc = await campaign_admin.campaign_doc(db, campaign_id)
+        if doc.get("status") != "active":
+            raise campaign_admin.AdminError(f"campaign {campaign_id} is {doc.get('status')}, not active: not paused")
+        sets = {"status": "paused", "paused_at": now}
+        if not await campaign_admin.update_campaign(
+            db, campaign_id, sets, ["paused_reason"], expect={"status": "active"}
+        ):
+            raise campaign_admin.AdminError(f"campaign {campaign_id} changed status meanwhile: run the command again")
+
+    run_admin(ctx, work)
+    console.print(f"campaign {campaign_id} paused: nothing more is sent for it until `outbound campaign resume`")
+
+
+async def _resume_check(db: Database, doc: dict[str, Any]) -> None:
+    steps = await campaign_admin.sequence_steps(db, doc.get("sequence_id"))
+    if not steps:
+        raise campaign_admin.AdminError(f"campaign {doc['_id']} has no steps: add one with `outbound step add` first")
+    found = await campaign_admin.templates_by_id(db, [s.template_id for s in steps])
+    missing = [f"step {s.step_order} ({s.template_id})" for s in steps if s.template_id not in found]
+    if missing:
+        raise campaign_admin.AdminError(f"templates not found for {', '.join(missing)}: fix them with `step edit`")
+
+
+def resume(ctx: typer.Context, campaign_id: str = CAMPAIGN_ARGUMENT, yes: bool = YES_OPTION) -> None:
+    """Make a paused or draft campaign active. After an automatic pause it shows why first, asks, and clears it.
+
+    Example: outbound campaign resume 665f1c2e9b1e8a3d4c5b6a70 --yes
+    """
+
+    async def read(db: Database) -> dict[str, Any]:
+        doc = await campaign_admin.campaign_doc(db, campaign_id)
+        if doc.get("status") not in ("paused", "draft"):
+            raise campaign_admin.AdminError(f"campaign {campaign_id} is {doc.get('status')}: only paused or draft ones")
+        await _resume_check(db, doc)
+        return doc
+
+    doc = run_admin(ctx, read)
+    reason = doc.get("paused_reason")
+    if reason:
+        console.print(f"campaign {campaign_id} was paused automatically{_when(doc.get('paused_at'))}: {reason}")
+        confirm(f"Resume campaign {campaign_id}?", yes)
+
+    async def write(db: Database) -> None:
+        expect = {"status": doc.get("status")}
+        if not await campaign_admin.update_campaign(
+            db, campaign_id, {"status": "active"}, ["paused_reason", "paused_at"], expect=expect
+        ):
+            raise campaign_admin.AdminError(f"campaign {campaign_id} changed status meanwhile: run the command again")
+
+    run_admin(ctx, write)
+    console.print(f"campaign {campaign_id} is active: due leads are sent by the dispatcher")
+
+
+def _when(value: object) -> str:
+    return f" at {value:%Y-%m-%d %H:%M:%S} UTC" if isinstance(value, datetime) else ""
+
+
+def archive(ctx: typer.Context, campaign_id: str = CAMPAIGN_ARGUMENT, yes: bool = YES_OPTION) -> None:
+    """Mark a campaign completed: nothing more is sent for it (its leads and history are kept).
+
+    Example: outbound campaign archive 665f1c2e9b1e8a3d4c5b6a70 --yes
+    """
+    doc = run_admin(ctx, lambda db: campaign_admin.campaign_doc(db, campaign_id))
+    if doc.get("status") == "completed":
+        fail(f"campaign {campaign_id} is archived (completed) already")
+    confirm(f"Archive campaign {campaign_id} ({doc.get('name')}): its leads will receive nothing more?", yes)
+
+    async def write(db: Database) -> None:
+        expect = {"status": doc.get("status")}
+        if not await campaign_admin.update_campaign(db, campaign_id, {"status": "completed"}, (), expect=expect):
+            raise campaign_admin.AdminError(f"campaign {campaign_id} changed status meanwhile: run the command again")
+
+    run_admin(ctx, write)
+    console.print(f"campaign {campaign_id} archived (status completed)")
+
+
+campaign_app.command("create")(create)
+campaign_app.command("edit")(edit)
+campaign_app.command("pause")(pause)
+campaign_app.command("resume")(resume)
+campaign_app.command("archive")(archive)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the `campaign` commands to `app`."""
+    app.add_typer(campaign_app, name="campaign")
