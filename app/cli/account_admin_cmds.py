@@ -1,14 +1,14 @@
-"""`outbound account add|edit|pause|resume|disable|remove`: sending accounts set up from the command line.
+"""`outbound account add|edit`: sending accounts set up from the command line (the `account` group).
 
 An account is seed 001's three documents: `email_accounts` (server, login, status), `email_general_settings`
 (sender name, signature) and `email_campaign_settings` (limits). `add` and `edit` build them from the options and
 write only once the dispatcher's own typed views accept them (account_input.py); passwords are stored encrypted
-(app/credentials.py). The key commands, `encrypt-passwords` and `rotate-key`, are in account_key_cmds.py.
+(app/credentials.py). `pause`, `resume`, `disable` and `remove` are in account_status_cmds.py, `encrypt-passwords`
+and `rotate-key` in account_key_cmds.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import typer
 from bson import ObjectId
 from rich.markup import escape
 
-from app.cli import account_key_cmds
+from app.cli import account_key_cmds, account_status_cmds
 from app.cli.account_input import (
     ACCOUNT_FIELDS,
     CONNECTION_FIELDS,
@@ -54,7 +54,7 @@ from app.cli.account_input import (
     seal_passwords,
     validate,
 )
-from app.cli.common import YES_OPTION, confirm, console, err_console, fail, run_db, settings_of
+from app.cli.common import console, err_console, fail, run_db, settings_of
 from app.cli.imap_cmds import check_imap
 from app.cli.send_cmds import check_smtp
 from app.config import Settings
@@ -63,7 +63,6 @@ from app.domain.models import EmailAccount
 from app.store import schema
 from app.store.client import Database
 from app.store.documents import get_doc, id_values
-from app.store.reclaim import records
 
 account_app = typer.Typer(
     help="Sending accounts: add, edit, pause, resume, disable, remove; encrypt and re-key their passwords.",
@@ -197,9 +196,22 @@ def add_cmd(
     """
     settings = settings_of(ctx)
     given = Given(
-        *(email, smtp_host, smtp_port, smtp_security, smtp_username, provider),
-        *(imap_host, imap_port, imap_security, imap_username, imap_folder or None),
-        *(sender_name, read_signature(signature_file), max_daily_sends, daily_limit, min_wait),
+        email=email,
+        smtp_host=smtp_host,
+        smtp_port=smtp_port,
+        smtp_security=smtp_security,
+        smtp_username=smtp_username,
+        provider=provider,
+        imap_host=imap_host,
+        imap_port=imap_port,
+        imap_security=imap_security,
+        imap_username=imap_username,
+        imap_folders=imap_folder or None,
+        sender_name=sender_name,
+        signature=read_signature(signature_file),
+        max_daily_sends=max_daily_sends,
+        daily_limit=daily_limit,
+        min_wait_time=min_wait,
     )
     check_given(given)
     docs = _add_documents(given, ObjectId(), no_auth)
@@ -299,9 +311,22 @@ def edit_cmd(
     """
     settings = settings_of(ctx)
     given = Given(
-        *(email, smtp_host, smtp_port, smtp_security, smtp_username, provider),
-        *(imap_host, imap_port, imap_security, imap_username, imap_folder or None),
-        *(sender_name, read_signature(signature_file), max_daily_sends, daily_limit, min_wait),
+        email=email,
+        smtp_host=smtp_host,
+        smtp_port=smtp_port,
+        smtp_security=smtp_security,
+        smtp_username=smtp_username,
+        provider=provider,
+        imap_host=imap_host,
+        imap_port=imap_port,
+        imap_security=imap_security,
+        imap_username=imap_username,
+        imap_folders=imap_folder or None,
+        sender_name=sender_name,
+        signature=read_signature(signature_file),
+        max_daily_sends=max_daily_sends,
+        daily_limit=daily_limit,
+        min_wait_time=min_wait,
     )
     check_given(given)
     sources = PasswordSources(password_prompt, password_stdin, password_env, imap_password_stdin, imap_password_env)
@@ -320,140 +345,9 @@ def edit_cmd(
         run_checks(settings, EmailAccount.from_doc({**stored, **changes.account}))
 
 
-# ---- status ----
-
-
-async def _set_status(db: Database, account_id: str, status: str) -> tuple[dict[str, Any], bool]:
-    """Set the account's status (clearing an auth failure's reason); the document before, and whether it changed."""
-    coll = db[schema.EMAIL_ACCOUNTS]
-    doc = await get_doc(coll, "email account", account_id)
-    before = doc.get("status", "active")
-    if before == status:
-        return doc, False
-    result = await coll.update_one(
-        {"_id": doc["_id"], "status": doc.get("status")},
-        {"$set": {"status": status}, "$unset": {"disabled_reason": ""}},
-    )
-    if result.modified_count == 0:
-        fail(
-            f"account {account_id} changed while this ran (a dispatcher may have taken it out of rotation): "
-            "run it again"
-        )
-    return doc, True
-
-
-def _status_cmd(ctx: typer.Context, account_id: str, status: str, verb: str) -> None:
-    doc, changed = run_db(settings_of(ctx), lambda db: _set_status(db, account_id, status))
-    name = f"{doc.get('email')} ({doc['_id']})"
-    before = doc.get("status", "active")
-    if before == "auth_failed":
-        console.print(
-            f"It was out of rotation after a failed login: {doc.get('disabled_reason') or 'no reason recorded'}",
-            markup=False,
-        )
-    if not changed:
-        console.print(f"Account {name} is {status} already; nothing changed", markup=False)
-        return
-    console.print(f"Account {name} {verb}: status {before} -> {status}", markup=False)
-
-
-def pause_cmd(ctx: typer.Context, account_id: str = ACCOUNT_ARGUMENT) -> None:
-    """Stop sending from an account for now (status paused); `account resume` sends again.
-
-    Example: outbound account pause 665f0e...
-    """
-    _status_cmd(ctx, account_id, "paused", "paused")
-
-
-def resume_cmd(ctx: typer.Context, account_id: str = ACCOUNT_ARGUMENT) -> None:
-    """Send from an account again (status active), also after a failed login took it out of rotation: the
-    reason is shown first, so fix that (`account edit`) before resuming.
-
-    Example: outbound account resume 665f0e...
-    """
-    _status_cmd(ctx, account_id, "active", "resumed")
-
-
-def disable_cmd(ctx: typer.Context, account_id: str = ACCOUNT_ARGUMENT) -> None:
-    """Stop using an account for good (status disabled); its history stays. `account resume` undoes it.
-
-    Example: outbound account disable 665f0e...
-    """
-    _status_cmd(ctx, account_id, "disabled", "disabled")
-
-
-# ---- remove ----
-
-
-@dataclass(frozen=True)
-class InUse:
-    """What still depends on an account: reservations not yet committed or returned, and uncertain sends."""
-
-    open_reservations: int
-    uncertain_sends: int
-
-    def __bool__(self) -> bool:
-        return bool(self.open_reservations or self.uncertain_sends)
-
-
-async def in_use(db: Database, account_id: str) -> InUse:
-    """Count the account's open reservations (`account_usage.open.*`) and its `uncertain` sends."""
-    ids = id_values(account_id)
-    opened = 0
-    async for usage in db[schema.ACCOUNT_USAGE].find({"account_id": {"$in": ids}}, {"open": 1}):
-        opened += len(records(usage))
-    uncertain = await db[schema.SENDS].count_documents({"state": "uncertain", "account_id": {"$in": ids}})
-    return InUse(opened, uncertain)
-
-
-async def _remove(db: Database, account_id: str, force: bool, yes: bool) -> tuple[dict[str, Any], list[str]]:
-    doc = await get_doc(db[schema.EMAIL_ACCOUNTS], "email account", account_id)
-    key = str(doc["_id"])
-    name = f"{doc.get('email')} ({key})"
-    using = await in_use(db, key)
-    if using and not force:
-        fail(
-            escape(
-                f"account {name} has {using.open_reservations} open reservations and {using.uncertain_sends} "
-                "uncertain sends: wait for the dispatchers to commit or return the reservations (a stopped one's "
-                "are returned within a lease period), settle uncertain sends (`outbound list-uncertain`, "
-                "`outbound resolve-send`), or pass --force; nothing was removed"
-            )
-        )
-    confirm(f"Remove account {name} with its sender settings and limits?", yes)
-    ids = id_values(key)
-    await db[schema.EMAIL_ACCOUNTS].delete_one({"_id": doc["_id"]})
-    await db[schema.EMAIL_GENERAL_SETTINGS].delete_many({"email_id": {"$in": ids}})
-    await db[schema.EMAIL_CAMPAIGN_SETTINGS].delete_many({"email_id": {"$in": ids}})
-    naming = db[schema.CAMPAIGNS].find({"settings.account_ids": {"$in": ids}}, {"name": 1})
-    return doc, [f"{c.get('name')} ({c['_id']})" async for c in naming]
-
-
-def remove_cmd(
-    ctx: typer.Context,
-    account_id: str = ACCOUNT_ARGUMENT,
-    force: bool = typer.Option(False, "--force", help="Remove it even with open reservations or uncertain sends."),
-    yes: bool = YES_OPTION,
-) -> None:
-    """Remove an account with its email_general_settings and email_campaign_settings. Refused while it has open
-    reservations or uncertain sends, unless --force. Its send history (sends, activities, usage) stays.
-
-    Example: outbound account remove 665f0e... --yes
-    """
-    doc, campaigns = run_db(settings_of(ctx), lambda db: _remove(db, account_id, force, yes))
-    console.print(f"Removed account {doc.get('email')} ({doc['_id']}) and its settings", markup=False)
-    if campaigns:
-        err_console.print(
-            f"note: campaigns still list it in settings.account_ids: {', '.join(campaigns)}", markup=False
-        )
-
-
 account_app.command("add")(add_cmd)
 account_app.command("edit")(edit_cmd)
-account_app.command("pause")(pause_cmd)
-account_app.command("resume")(resume_cmd)
-account_app.command("disable")(disable_cmd)
-account_app.command("remove")(remove_cmd)
+account_status_cmds.register(account_app)
 account_key_cmds.register(account_app)
 
 
