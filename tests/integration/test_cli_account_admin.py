@@ -96,6 +96,16 @@ def test_add_takes_the_password_from_an_environment_variable_and_defaults_the_li
     assert mailbox.logins == [ANN]
 
 
+def test_an_account_without_a_login_stores_no_password_and_needs_no_key(cli: Any, sync_db: Any, tmp_path: Path) -> None:
+    with background(MailboxServer(tmp_path / "relay")) as relay:
+        result = ok(cli(*add_args(relay.port), "--no-auth"))
+
+    doc = sync_db.email_accounts.find_one({"email": ANN})
+    assert "smtp_username" not in doc and "smtp_password" not in doc
+    assert "no smtp_username: authentication skipped" in result.stdout
+    assert not key_file(cli).exists()
+
+
 def test_a_failed_check_keeps_the_account_says_what_to_fix_and_exits_1(
     cli: Any, sync_db: Any, mailbox: MailboxServer
 ) -> None:
