@@ -173,7 +173,10 @@ def _spec(model: CampaignFileModel, source: str, root: yaml.Node, read: Callable
     for name, entry in model.templates.items():
         try:
             templates.append(_template(name, entry, read))
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            reason = f"cannot read {exc.filename}: {exc.strerror}" if exc.filename else str(exc)
+            problems.append(f"{source}:{_line(root, ('templates', name))}: templates.{name}: {reason}")
+        except ValueError as exc:
             problems.append(f"{source}:{_line(root, ('templates', name))}: templates.{name}: {exc}")
     if problems:
         raise CampaignFileError(problems)
