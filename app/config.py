@@ -59,6 +59,7 @@ class Settings:
     shutdown_grace_seconds: float = 30.0  # OUTBOUND_SHUTDOWN_GRACE_SECONDS
     pause_error_rate: float = 0.5  # OUTBOUND_PAUSE_ERROR_RATE: pause a campaign failing this often...
     pause_min_attempts: int = 20  # OUTBOUND_PAUSE_MIN_ATTEMPTS: ...over at least this many recent attempts
+    db_timeout: float = 10.0  # OUTBOUND_DB_TIMEOUT: seconds to find a reachable database before giving up
     inbox_poll_seconds: float = 60.0  # OUTBOUND_INBOX_POLL_SECONDS: how often run-dispatcher reads each mailbox
     # OUTBOUND_PUBLIC_URL: where `outbound serve` is reachable from the internet (https, or http on loopback),
     # e.g. https://outreach.example.com; set, messages carry a one-click unsubscribe link under it.
@@ -262,6 +263,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "OUTBOUND_SHUTDOWN_GRACE_SECONDS": ("shutdown_grace_seconds", _positive_float),
     "OUTBOUND_PAUSE_ERROR_RATE": ("pause_error_rate", _fraction),
     "OUTBOUND_PAUSE_MIN_ATTEMPTS": ("pause_min_attempts", _positive_int),
+    "OUTBOUND_DB_TIMEOUT": ("db_timeout", _positive_float),
     "OUTBOUND_INBOX_POLL_SECONDS": ("inbox_poll_seconds", _positive_float),
     "OUTBOUND_PUBLIC_URL": ("public_url", _public_url),
     "OUTBOUND_SECRET_KEY": ("secret_key", _secret_key),

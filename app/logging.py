@@ -9,7 +9,7 @@ from typing import Any, TextIO
 
 import structlog
 
-SECRET_KEYS = ("password", "smtp_password", "secret", "token_secret", "passwd")
+SECRET_KEYS = ("password", "smtp_password", "secret", "token_secret", "passwd", "credentials_key", "secret_key")
 
 
 def redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

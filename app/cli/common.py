@@ -19,7 +19,7 @@ from rich.table import Table
 from app.config import ConfigError, Settings
 from app.domain.models import InvalidDocument
 from app.logging import get_logger, renders_json
-from app.store.client import SERVER_SELECTION_SECONDS, Database, connect, hosts_of, unreachable_reason
+from app.store.client import Database, connect, hosts_of, unreachable_reason
 from app.store.documents import NotFound
 from app.store.embedded import EmbeddedError
 from app.store.schema import ensure_schema
@@ -71,9 +71,9 @@ def unreachable(settings: Settings, exc: Exception) -> NoReturn:
             "check that the server is running and reachable from this machine, and MONGO_URI's host, port, TLS "
             "options and credentials (a cloud cluster may also need this machine's address on its access list)"
         )
-    message = f"cannot reach {where} within {SERVER_SELECTION_SECONDS:g} s: {reason}; {check}"
+    message = f"cannot reach {where} within {settings.db_timeout:g} s (OUTBOUND_DB_TIMEOUT): {reason}; {check}"
     if renders_json():
-        get_logger().error("db.unreachable", hosts=hosts, error=reason, timeout_s=SERVER_SELECTION_SECONDS, hint=check)
+        get_logger().error("db.unreachable", hosts=hosts, error=reason, timeout_s=settings.db_timeout, hint=check)
         raise typer.Exit(1)
     fail(message)
 

@@ -14,7 +14,6 @@ from app.config import Settings
 from app.store import embedded
 
 Database = AsyncDatabase[dict[str, Any]]
-SERVER_SELECTION_SECONDS = 10.0  # how long a command waits for a reachable server before it gives up
 
 _REASONS = (
     (("Errno 111", "Connection refused", "ECONNREFUSED"), "connection refused (nothing listens on that port)"),
@@ -32,11 +31,11 @@ async def resolve_uri(settings: Settings) -> str:
     return info.uri
 
 
-def make_client(uri: str, **kwargs: Any) -> AsyncMongoClient[dict[str, Any]]:
-    """An AsyncMongoClient with timeouts that fail fast enough for an operator to notice."""
+def make_client(uri: str, timeout: float = 10.0, **kwargs: Any) -> AsyncMongoClient[dict[str, Any]]:
+    """An AsyncMongoClient that gives up finding a server after `timeout` seconds (OUTBOUND_DB_TIMEOUT)."""
     options: dict[str, Any] = {
-        "serverSelectionTimeoutMS": int(SERVER_SELECTION_SECONDS * 1000),
-        "connectTimeoutMS": 10_000,
+        "serverSelectionTimeoutMS": int(timeout * 1000),
+        "connectTimeoutMS": int(timeout * 1000),
         "tz_aware": True,
         "retryWrites": True,
         "retryReads": True,
@@ -49,7 +48,7 @@ def make_client(uri: str, **kwargs: Any) -> AsyncMongoClient[dict[str, Any]]:
 @asynccontextmanager
 async def connect(settings: Settings, **kwargs: Any) -> AsyncIterator[Database]:
     """Yield the configured database, closing the client afterwards."""
-    client = make_client(await resolve_uri(settings), **kwargs)
+    client = make_client(await resolve_uri(settings), settings.db_timeout, **kwargs)
     try:
         yield client[settings.db_name]
     finally:

@@ -41,7 +41,7 @@ def test_an_unreachable_database_is_one_line_naming_the_host_in_the_log_format(c
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     uri = f"mongodb://app:s3cret@127.0.0.1:{port}/"
-    result = cli("--mongo-uri", uri, "--log-format", log_format, "list-campaigns")
+    result = cli("--mongo-uri", uri, "--log-format", log_format, "list-campaigns", env={"OUTBOUND_DB_TIMEOUT": "1"})
     assert result.exit_code == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
@@ -50,3 +50,4 @@ def test_an_unreachable_database_is_one_line_naming_the_host_in_the_log_format(c
         assert json.loads(lines[0])["event"] == "db.unreachable"
     else:
         assert lines[0].startswith("error: cannot reach MongoDB at") and "MONGO_URI" in lines[0]
+        assert "within 1 s (OUTBOUND_DB_TIMEOUT)" in lines[0]
