@@ -15,12 +15,15 @@ DEFAULT_GROUP_COLUMNS = ("website", "company_name")
 RESERVED_FIELDS = frozenset({"status", "last_contacted_at", "last_step"})
 
 _SPACES = re.compile(r"\s+")
+_NOT_NAME = re.compile(r"[\W_]+")
 
 
 def normalize_column(name: str) -> str:
-    """A header as a document field: stripped, lower-case, spaces to `_`; `.` and a leading `$` are unsafe."""
-    text = _SPACES.sub("_", name.strip().lstrip("\ufeff").strip().lower())
-    return text.replace(".", "_").lstrip("$")
+    """A header as a document field a template can name: lower-case, every run of spaces and punctuation one `_`.
+
+    `First Name`, `first-name` and `First.Name` are all `first_name`; `.` and `$` would be unsafe in a document.
+    """
+    return _NOT_NAME.sub("_", name.lower()).strip("_")
 
 
 def normalize_website(raw: str) -> str | None:

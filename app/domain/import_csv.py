@@ -1,43 +1,75 @@
-"""Lead import from CSV: the header row (checked before any write) and lazy rows numbered by their first line."""
+"""Lead import from delimited text (CSV, semicolon, tab or pipe separated): the delimiter, the header row (checked
+before any write) and lazy rows numbered by their first line.
+
+The delimiter is taken from the header and the rows after it: each candidate splits the sample with the CSV
+rules (so a quoted `"Acme; Inc"` stays one cell), and the one that gives a header of several columns and the
+most rows of that same width wins; then the one leaving fewer quote characters inside cells (the right one
+consumes them), then the wider header, then comma, semicolon, tab, pipe. A file of one column is comma-separated.
+"""
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
+from itertools import islice
 from typing import Any
 
-from app.domain.import_columns import EMAIL_COLUMN, normalize_column
-from app.domain.import_rows import UNDECODABLE, ImportFileError, RawRow, Rejection
+from app.domain.import_headers import ColumnMapping
+from app.domain.import_rows import ImportFileError, RawRow, Rejection
+from app.domain.import_table import cells_row, header_mappings
+
+DELIMITERS = {"comma": ",", "semicolon": ";", "tab": "\t", "pipe": "|"}
+SNIFF_ROWS = 50
 
 
-def open_csv(lines: Iterator[str]) -> tuple[tuple[str, ...], Iterator[RawRow | Rejection]]:
-    """The checked header and the lazy rows; raise ImportFileError for an unreadable, duplicate or email-less header."""
-    reader = csv.reader(lines, strict=True)
+def parse_delimiter(value: str) -> str:
+    """`--delimiter` as one character: `,` `;` `|`, a tab (`tab`, `\\t` or the character) or a name."""
+    text = value if value == "\t" else value.strip().lower()
+    if text in DELIMITERS:
+        return DELIMITERS[text]
+    if text == "\\t":
+        return "\t"
+    if text in DELIMITERS.values():
+        return text
+    raise ImportFileError(f"unknown --delimiter {value!r}: use one of , ; tab |")
+
+
+def sniff_delimiter(sample: Sequence[str]) -> str:
+    """The delimiter of the sample lines (the header first); comma when none splits the header."""
+    best, best_score = ",", (-1, 0, 0)
+    for delimiter in DELIMITERS.values():
+        records = [r for r in islice(csv.reader(iter(sample), delimiter=delimiter), SNIFF_ROWS + 1) if r]
+        if not records or len(records[0]) < 2:
+            continue
+        width = len(records[0])
+        stray_quotes = sum(cell.count('"') for r in records for cell in r)
+        score = (sum(1 for r in records[1:] if len(r) == width), -stray_quotes, width)
+        if score > best_score:
+            best, best_score = delimiter, score
+    return best
+
+
+def open_csv(
+    lines: Iterator[str], delimiter: str = ",", overrides: Mapping[str, str] | None = None
+) -> tuple[list[ColumnMapping], Iterator[RawRow | Rejection]]:
+    """The checked header mapping and the lazy rows; raise ImportFileError for a header that cannot be imported."""
+    reader = csv.reader(lines, delimiter=delimiter, strict=True)
     header: list[str] = []
     try:
         while not header:
             header = next(reader)
     except (StopIteration, csv.Error) as exc:
-        raise ImportFileError(f"the CSV header row cannot be read: {exc}") from None
-    columns = tuple(normalize_column(name) for name in header)
-    _check_header(header, columns)
-    return columns, _csv_rows(reader, columns)
+        raise ImportFileError(f"the header row cannot be read: {exc}") from None
+    mappings = header_mappings(header, overrides or {}, delimiter)
+    hint = f"; quote a value that holds {_named(delimiter)}"
+    return mappings, _csv_rows(reader, tuple(m.field for m in mappings), hint)
 
 
-def _check_header(header: list[str], columns: tuple[str, ...]) -> None:
-    if any(UNDECODABLE.search(name) for name in header):
-        raise ImportFileError("the CSV header row is not valid UTF-8: save the file as UTF-8 and retry")
-    seen: dict[str, int] = {}
-    for position, column in enumerate(columns, start=1):
-        if column and column in seen:
-            raise ImportFileError(f"columns {seen[column]} and {position} are both named {column!r}: rename one")
-        seen[column] = position
-    if EMAIL_COLUMN not in seen:
-        found = ", ".join(repr(c) for c in columns if c) or "none"
-        raise ImportFileError(f"the required column 'email' is missing (columns found: {found})")
+def _named(delimiter: str) -> str:
+    return "a tab" if delimiter == "\t" else f"{delimiter!r}"
 
 
-def _csv_rows(reader: Any, columns: tuple[str, ...]) -> Iterator[RawRow | Rejection]:
+def _csv_rows(reader: Any, columns: tuple[str, ...], hint: str) -> Iterator[RawRow | Rejection]:
     start = reader.line_num + 1
     while True:
         try:
@@ -49,15 +81,6 @@ def _csv_rows(reader: Any, columns: tuple[str, ...]) -> Iterator[RawRow | Reject
             start = reader.line_num + 1
             continue
         row, start = start, reader.line_num + 1
-        if not cells:
-            continue  # a blank line is not a row
-        yield _csv_row(row, cells, columns)
-
-
-def _csv_row(row: int, cells: list[str], columns: tuple[str, ...]) -> RawRow | Rejection:
-    if len(cells) != len(columns):
-        return Rejection(row, f"has {len(cells)} fields but the header has {len(columns)}")
-    if any(UNDECODABLE.search(cell) for cell in cells):
-        return Rejection(row, "is not valid UTF-8 text")
-    fields = {column: cell.strip() for column, cell in zip(columns, cells, strict=True) if column and cell.strip()}
-    return RawRow(row, fields)
+        if not "".join(cells).strip():
+            continue  # a blank line (or one of delimiters only, as spreadsheets export them) is not a row
+        yield cells_row(row, cells, columns, hint)

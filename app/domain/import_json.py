@@ -1,61 +1,125 @@
 """Lead import from JSON: one object per line (JSON Lines) or an array of objects decoded item by item.
 
-An array is read in chunks, so even a file written on one line never has to fit in memory.
+An array is read in chunks, so even a file written on one line never has to fit in memory. Nested objects are
+flattened: `{"address": {"city": "Lyon"}}` is the column `address.city`, stored as the field `address_city`
+(a template writes `{{ address_city }}`). A list of text, numbers and booleans is kept as a list
+(`{{ tags | join(", ") }}`); a list of objects is rejected, since one row is one person.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from app.domain.import_columns import normalize_column
+from app.domain.import_headers import ColumnMapping, map_columns
 from app.domain.import_rows import UNDECODABLE, RawRow, Rejection
 
 MAX_JSON_ITEM_CHARS = 1_000_000
+MAX_JSON_DEPTH = 8
 
 
-def json_lines_rows(lines: Iterable[str]) -> Iterator[RawRow | Rejection]:
+def json_lines_rows(lines: Iterable[str], mapper: KeyMapper | None = None) -> Iterator[RawRow | Rejection]:
     """One row per non-blank line, numbered by its line."""
+    mapper = mapper or KeyMapper()
     for number, line in enumerate(lines, start=1):
         text = line.strip().lstrip("\ufeff")
         if not text:
             continue
         if UNDECODABLE.search(text):
-            yield Rejection(number, "is not valid UTF-8 text")
+            yield Rejection(number, "is not valid text in the file's encoding")
             continue
         try:
             item = json.loads(text)
         except json.JSONDecodeError as exc:
             yield Rejection(number, f"is not valid JSON: {exc.msg} (column {exc.colno})")
             continue
-        yield json_row(number, item)
+        except RecursionError:
+            yield Rejection(number, f"is nested too deeply (more than {MAX_JSON_DEPTH} levels are not imported)")
+            continue
+        yield json_row(number, item, mapper)
 
 
-def json_row(number: int, item: Any) -> RawRow | Rejection:
-    """One JSON item as a row: an object of text, numbers and booleans; anything else is rejected."""
+def json_row(number: int, item: Any, mapper: KeyMapper | None = None) -> RawRow | Rejection:
+    """One JSON item as a row: an object whose nested objects are flattened (`address.city`) and whose lists of
+    text, numbers and booleans are kept as lists; keys are mapped like a header (`import_headers`)."""
     if not isinstance(item, dict):
         return Rejection(number, f"is a JSON {type(item).__name__}, expected an object")
+    pairs: list[tuple[str, Any]] = []
+    problem = _flatten(item, "", pairs, 1)
+    if problem:
+        return Rejection(number, problem)
+    mappings = (mapper or KeyMapper()).map_keys(tuple(path for path, _ in pairs))
     fields: dict[str, Any] = {}
     originals: dict[str, str] = {}
-    for key, value in item.items():
-        column = normalize_column(str(key))
-        if isinstance(value, dict | list):
-            return Rejection(number, f"field {key!r} is nested; only text, numbers and true/false are imported")
+    for (path, value), mapping in zip(pairs, mappings, strict=True):
         if isinstance(value, str):
-            if UNDECODABLE.search(value) or UNDECODABLE.search(str(key)):
-                return Rejection(number, "is not valid UTF-8 text")
+            if UNDECODABLE.search(value) or UNDECODABLE.search(path):
+                return Rejection(number, "is not valid text in the file's encoding")
             value = value.strip()
-        if not column or value is None or value == "":
+        if not mapping.field or value is None or value == "" or value == []:
             continue
-        if column in fields:
-            return Rejection(number, f"fields {originals[column]!r} and {key!r} are the same column {column!r}")
-        fields[column], originals[column] = value, str(key)
+        if mapping.field in fields:
+            return Rejection(
+                number, f"fields {originals[mapping.field]!r} and {path!r} are the same column {mapping.field!r}"
+            )
+        fields[mapping.field], originals[mapping.field] = value, path
     return RawRow(number, fields)
 
 
-def json_array_rows(chunks: Iterable[str]) -> Iterator[RawRow | Rejection]:
+def _flatten(item: Mapping[str, Any], prefix: str, out: list[tuple[str, Any]], depth: int) -> str | None:
+    """Append `item`'s leaves to `out` as (dotted path, value); return why the item cannot be imported, if so."""
+    for key, value in item.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            if depth >= MAX_JSON_DEPTH:
+                return f"field {path!r} is nested more than {MAX_JSON_DEPTH} levels deep"
+            problem = _flatten(value, f"{path}.", out, depth + 1)
+            if problem:
+                return problem
+        elif isinstance(value, list):
+            if any(isinstance(v, dict | list) for v in value):
+                return (
+                    f"field {path!r} is a list of objects or lists; "
+                    "only lists of text, numbers and true/false are imported"
+                )
+            out.append((path, [v.strip() if isinstance(v, str) else v for v in value if _present(v)]))
+        else:
+            out.append((path, value))
+    return None
+
+
+def _present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, str) and not value.strip())
+
+
+class KeyMapper:
+    """Maps JSON keys to fields as a header would be, remembering each key set's answer and every key seen."""
+
+    CACHED_KEY_SETS = 1024
+    REMEMBERED_KEYS = 200
+
+    def __init__(self, overrides: Mapping[str, str] | None = None) -> None:
+        self.overrides = dict(overrides or {})
+        self.cache: dict[tuple[str, ...], list[ColumnMapping]] = {}
+        self.seen: dict[str, ColumnMapping] = {}
+
+    def map_keys(self, keys: tuple[str, ...]) -> list[ColumnMapping]:
+        """The mapping of one object's keys (the same rules as a header's, `--map` included)."""
+        found = self.cache.get(keys)
+        if found is None:
+            if len(self.cache) >= self.CACHED_KEY_SETS:
+                self.cache.clear()
+            found = self.cache[keys] = map_columns(keys, self.overrides, strict=False)
+            for mapping in found:
+                if mapping.source not in self.seen and len(self.seen) < self.REMEMBERED_KEYS:
+                    self.seen[mapping.source] = mapping
+        return found
+
+
+def json_array_rows(chunks: Iterable[str], mapper: KeyMapper | None = None) -> Iterator[RawRow | Rejection]:
     """Items of a top-level JSON array, decoded one at a time so the file is never held in memory."""
+    mapper = mapper or KeyMapper()
     decoder = json.JSONDecoder()
     reader = _ChunkBuffer(iter(chunks))
     if reader.next_char() != "[":
@@ -73,7 +137,7 @@ def json_array_rows(chunks: Iterable[str]) -> Iterator[RawRow | Rejection]:
         except ValueError as exc:
             yield Rejection(number, f"invalid JSON, the rest of the array cannot be read: {exc}")
             return
-        yield json_row(number, item)
+        yield json_row(number, item, mapper)
         ch = reader.next_char()
         reader.pos += 1
         if ch == "]":
@@ -116,6 +180,8 @@ class _ChunkBuffer:
         while True:
             try:
                 item, end = decoder.raw_decode(self.buf, self.pos)
+            except RecursionError:
+                raise ValueError(f"an item nested too deeply at character {self.pos}") from None
             except json.JSONDecodeError as exc:
                 if len(self.buf) - self.pos > MAX_JSON_ITEM_CHARS or not self._fill():
                     raise ValueError(f"{exc.msg} in item starting at character {self.pos}") from None

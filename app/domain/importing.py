@@ -1,9 +1,13 @@
 """Lead import: validate parsed rows and group them into leads, one bounded batch at a time.
 
 Everything here is pure. The rest of the import's domain side, which this module re-exports:
-- `import_stream`: opening a file (format detection, lazy rows); `import_csv` and `import_json` parse;
+- `import_stream`: opening a file (format, encoding and delimiter detection, lazy rows);
+- `import_encoding`: byte-order marks, --encoding and where a file stops decoding;
+- `import_csv` (delimited text), `import_xlsx` (workbooks), `import_table` (their rows of cells) and
+  `import_json` (arrays, JSON Lines, flattening) parse;
+- `import_headers`: which column becomes which field (aliases, --map, custom fields);
 - `import_rows`: rows, candidates, rejections and file errors; `import_columns`: names, addresses, lead keys;
-- `import_report`: the outcome for the operator.
+- `import_report`: the outcome for the operator, with a dry run's preview.
 """
 
 from __future__ import annotations
@@ -22,9 +26,20 @@ from app.domain.import_columns import lead_key_for as lead_key_for
 from app.domain.import_columns import normalize_column as normalize_column
 from app.domain.import_columns import normalize_group_value as normalize_group_value
 from app.domain.import_columns import normalize_website as normalize_website
+from app.domain.import_csv import parse_delimiter as parse_delimiter
+from app.domain.import_csv import sniff_delimiter as sniff_delimiter
+from app.domain.import_encoding import choose_encoding as choose_encoding
+from app.domain.import_encoding import codec_name as codec_name
+from app.domain.import_encoding import first_undecodable as first_undecodable
+from app.domain.import_headers import ColumnMapping as ColumnMapping
+from app.domain.import_headers import header_key as header_key
+from app.domain.import_headers import map_columns as map_columns
+from app.domain.import_headers import parse_map_options as parse_map_options
+from app.domain.import_headers import resolve_column as resolve_column
 from app.domain.import_json import MAX_JSON_ITEM_CHARS as MAX_JSON_ITEM_CHARS
 from app.domain.import_json import json_row as json_row
 from app.domain.import_report import REPORTED_REJECTIONS as REPORTED_REJECTIONS
+from app.domain.import_report import ImportPreview as ImportPreview
 from app.domain.import_report import ImportReport as ImportReport
 from app.domain.import_rows import Candidate as Candidate
 from app.domain.import_rows import ImportFileError as ImportFileError
@@ -32,10 +47,13 @@ from app.domain.import_rows import RawRow as RawRow
 from app.domain.import_rows import Rejection as Rejection
 from app.domain.import_stream import FORMATS as FORMATS
 from app.domain.import_stream import READ_CHUNK_CHARS as READ_CHUNK_CHARS
+from app.domain.import_stream import ImportOptions as ImportOptions
 from app.domain.import_stream import RowStream as RowStream
 from app.domain.import_stream import TextSource as TextSource
 from app.domain.import_stream import detect_format as detect_format
+from app.domain.import_stream import open_file as open_file
 from app.domain.import_stream import open_stream as open_stream
+from app.domain.import_xlsx import cell_text as cell_text
 from app.domain.models import InvalidAddress
 
 T = TypeVar("T")
@@ -67,11 +85,6 @@ def to_candidate(raw: RawRow, group_by: str | None = None) -> Candidate | Reject
     recipient[EMAIL_COLUMN] = email
     recipient["status"] = "not_contacted"
     return Candidate(raw.row, email, lead_key_for(raw.fields, email, group_by), recipient)
-
-
-def ignored_fields(raw: RawRow) -> set[str]:
-    """The row's columns the import drops because the dispatcher owns them."""
-    return set(RESERVED_FIELDS.intersection(raw.fields))
 
 
 def plan_batch(candidates: Iterable[Candidate], existing: Iterable[str]) -> BatchPlan:

@@ -207,7 +207,9 @@ class ImportWriter:
         return retry
 
     async def _pretend(self, plan: BatchPlan, report: ImportReport) -> None:
-        known = set(await self.lead_ids(plan.groups)) | (self.dry_keys & set(plan.groups))
+        stored = set(await self.lead_ids(plan.groups))
+        known = stored | (self.dry_keys & set(plan.groups))
+        report.preview.add(plan.groups, stored)
         for key, candidates in plan.groups.items():
             report.recipients_added += len(candidates)
             if key in known:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from app.domain.importing import (
+    DEFAULT_GROUP_COLUMNS,
     BatchPlan,
     Candidate,
     ImportReport,
@@ -22,7 +23,7 @@ from app.domain.importing import (
     Rejection,
     RowStream,
     batched,
-    ignored_fields,
+    normalize_column,
     plan_batch,
     to_candidate,
 )
@@ -68,6 +69,8 @@ async def import_leads(
     campaign = await get_doc(db[schema.CAMPAIGNS], "campaign", campaign_id)
     writer = ImportWriter(db, str(campaign["_id"]), now, await first_step_due(db, campaign, now), dry_run)
     report = ImportReport(writer.campaign_id, stream.format, dry_run, keep_rejections=keep_rejections)
+    report.encoding, report.delimiter = stream.encoding, stream.delimiter
+    report.group_by = (group_by,) if group_by else DEFAULT_GROUP_COLUMNS
     log = get_logger(campaign_id=writer.campaign_id)
     writing: asyncio.Future[None] | None = None
     try:
@@ -86,7 +89,10 @@ async def import_leads(
     finally:
         if writing is not None and not writing.done():
             await asyncio.wait({writing})  # a failure reading the next batch must not cut a write short
-    log.info("import.finished", **{k: v for k, v in report.to_dict().items() if k != "rejections"})
+    report.columns = stream.mappings
+    report.ignored_columns |= {normalize_column(m.source) for m in report.columns if m.how == "reserved"}
+    summary = {k: v for k, v in report.to_dict().items() if k not in ("rejections", "columns", "preview")}
+    log.info("import.finished", **summary)
     return report
 
 
@@ -102,23 +108,19 @@ class _Checked:
     rows: int
     candidates: list[Candidate]
     rejections: list[Rejection]
-    ignored_columns: set[str]
 
     def count(self, report: ImportReport) -> None:
         report.rows_read += self.rows
         for rejection in self.rejections:
             report.reject(rejection)
-        report.ignored_columns |= self.ignored_columns
 
 
 def _validate(rows: list[RawRow | Rejection], group_by: str | None) -> _Checked:
-    checked = _Checked(len(rows), [], [], set())
+    checked = _Checked(len(rows), [], [])
     for row in rows:
         outcome = row if isinstance(row, Rejection) else to_candidate(row, group_by)
         if isinstance(outcome, Rejection):
             checked.rejections.append(outcome)
-            continue
-        if isinstance(row, RawRow):
-            checked.ignored_columns.update(ignored_fields(row))
-        checked.candidates.append(outcome)
+        else:
+            checked.candidates.append(outcome)
     return checked

@@ -12,11 +12,14 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
+from openpyxl import Workbook
 
 from app.domain.importing import open_stream
 from app.domain.models import Lead
 from app.store import lead_import, schema
 from app.store.lead_import import import_leads
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "imports"
 
 
 @pytest.fixture
@@ -169,7 +172,7 @@ def test_rejected_rows_are_reported_with_their_row_number_and_the_rest_imported(
     reasons = {r["row"]: r["reason"] for r in report["rejections"]}
     assert set(reasons) == {3, 4, 5}
     assert "invalid email" in reasons[3]
-    assert "3 fields but the header has 2" in reasons[4]
+    assert "3 cells but the header has 2 columns (extra: 'Many')" in reasons[4]
     assert "no email" in reasons[5]
     assert sorted(all_emails(leads_of(sync_db, campaign_id))) == ["fine@example.org", "good@example.com"]
 
@@ -182,21 +185,33 @@ def test_an_internationalised_address_is_imported(cli, sync_db, campaign_id, tmp
     assert sorted(all_emails(leads_of(sync_db, campaign_id))) == ["ann@example.com", "zoë@müller.example"]
 
 
-def test_text_report_lists_the_first_twenty_rejections(cli, campaign_id, tmp_path):
-    text = "email\n" + "".join(f"bad{i}\n" for i in range(25))
+def test_text_report_lists_the_first_twenty_rejections_and_ends_with_the_counts(cli, campaign_id, tmp_path):
+    text = "email\nok@example.com\n" + "".join(f"bad{i}\n" for i in range(25))
     result = cli("import-leads", "--campaign-id", campaign_id, str(write(tmp_path, "bad.csv", text)))
 
     assert result.exit_code == 0, result.output
     assert "first 20 of 25" in result.stdout
-    assert "row 21:" in result.stdout
-    assert "row 22:" not in result.stdout
+    assert "row 22:" in result.stdout
+    assert "row 23:" not in result.stdout
+    assert result.stdout.rstrip().splitlines()[-1].split() == ["rejected", "25"]
+
+
+def test_an_import_whose_every_row_is_rejected_exits_non_zero_after_its_report(cli, sync_db, campaign_id, tmp_path):
+    text = "email\nbad1\nbad2\n"
+
+    result = cli("import-leads", "--campaign-id", campaign_id, str(write(tmp_path, "bad.csv", text)), "--json")
+
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert (report["rows_read"], report["rejected"]) == (2, 2)
+    assert sync_db[schema.CAMPAIGN_LEADS].count_documents({}) == 0
 
 
 def test_json_lines_and_json_arrays_import_the_same_leads(cli, sync_db, campaign_id, tmp_path):
     people = [
         {"Email": "a@acme.example.com", "first_name": "Ä", "website": "acme.example.com"},
         {"email": "b@acme.example.com", "website": "http://www.ACME.example.com"},
-        {"email": "c@example.net", "tags": ["nested"]},
+        {"email": "c@example.net", "colleagues": [{"email": "d@example.net"}]},
     ]
     lines = write(tmp_path, "people.jsonl", "\n".join(json.dumps(p) for p in people) + "\n")
     array = write(tmp_path, "people.json", json.dumps(people, indent=2))
@@ -257,6 +272,11 @@ def test_missing_email_column_is_refused_naming_the_column(cli, sync_db, campaig
         (["--format", "xml", "l.csv"], "unknown --format 'xml'"),
         (["--group-by", "region", "l.csv"], "--group-by 'region': the file has no such column"),
         (["empty.csv"], "is empty"),
+        (["--delimiter", ":", "l.csv"], "unknown --delimiter ':'"),
+        (["--encoding", "klingon", "l.csv"], "unknown --encoding 'klingon'"),
+        (["--map", "email", "l.csv"], "--map 'email': expected FIELD=COLUMN"),
+        (["--map", "email=Work Email", "l.csv"], "--map email='Work Email': the file has no column 'Work Email'"),
+        (["--sheet", "Leads", "l.csv"], "--sheet is for .xlsx workbooks"),
     ],
 )
 def test_bad_file_arguments_get_a_clear_error(cli, campaign_id, tmp_path, args, message):
@@ -270,14 +290,23 @@ def test_bad_file_arguments_get_a_clear_error(cli, campaign_id, tmp_path, args, 
     assert message in result.stderr
 
 
-def test_undecodable_bytes_reject_only_their_row(cli, sync_db, campaign_id, tmp_path):
+def test_a_file_that_is_not_utf8_is_refused_naming_the_row_and_byte_until_its_encoding_is_given(
+    cli, sync_db, campaign_id, tmp_path
+):
     path = tmp_path / "latin1.csv"
-    path.write_bytes(b"\xef\xbb\xbfemail,name\nok@example.com,Ok\nbad@example.com,Jos\xe9\n")
+    path.write_bytes(b"email,name\nok@example.com,Ok\nbad@example.com,Jos\xe9\n")
 
-    report = run_import(cli, campaign_id, path)
+    refused = cli("import-leads", "--campaign-id", campaign_id, str(path))
 
-    assert report["recipients_added"] == 1
-    assert report["rejections"] == [{"row": 3, "reason": "is not valid UTF-8 text"}]
+    assert refused.exit_code == 1
+    assert "row 3 has byte 0xE9" in refused.stderr
+    assert "--encoding cp1252" in refused.stderr
+    assert "nothing was imported" in refused.stderr
+    assert sync_db[schema.CAMPAIGN_LEADS].count_documents({}) == 0
+    report = run_import(cli, campaign_id, path, "--encoding", "cp1252")
+    assert report["recipients_added"] == 2
+    names = {r["email"]: r["name"] for lead in leads_of(sync_db, campaign_id) for r in lead["lead_data"]}
+    assert names["bad@example.com"] == "José"
 
 
 def test_a_twenty_thousand_row_file_streams_into_leads(cli, sync_db, campaign_id, tmp_path):
@@ -404,3 +433,121 @@ async def test_rows_whose_address_another_lead_took_after_the_duplicate_check_ar
     assert [r["email"] for r in leads["website:acme.example.com"]["lead_data"]] == ["bo@acme.example.com"]
     assert [r["email"] for r in leads["website:globex.example.org"]["lead_data"]] == ["old@globex.example.org"]
     assert sorted(all_emails(list(leads.values()))) == sorted(set(all_emails(list(leads.values()))))
+
+
+def test_dry_run_shows_the_mapping_grouping_first_rows_and_rejections_and_writes_nothing_not_even_the_schema(
+    cli, sync_db, campaign_id, tmp_path
+):
+    collections = sorted(sync_db.list_collection_names())
+    indexes = {name: list(sync_db[name].list_indexes()) for name in collections}
+    export = (FIXTURES / "excel_semicolon_cp1252.csv").read_bytes()
+    path = tmp_path / "export.csv"
+    path.write_bytes(export.replace(b"nuria@pena.example", b"nuria-at-pena.example"))
+
+    result = cli("import-leads", "--campaign-id", campaign_id, str(path), "--encoding", "cp1252", "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "Dry run (nothing written)" in out
+    assert "read as csv, delimiter ';', encoding cp1252 (--encoding)" in out
+    assert "Email Address  -> email (recognised heading)" in out
+    assert "Company        -> company_name (recognised heading)" in out
+    assert "Budget         -> budget (custom field)" in out
+    assert "company_name:lumière sarl (new lead): rows 2, 3: rene.dubois@lumiere.example, francoise" in out
+    assert (
+        'row 2 -> company_name:lumière sarl: {"email": "rene.dubois@lumiere.example", "company_name": "Lumière' in out
+    )
+    assert "row 5: invalid email" in out
+    assert out.rstrip().splitlines()[-3:] == [
+        "  recipients added             3",
+        "  duplicates skipped           0",
+        "  rejected                     1",
+    ]
+    assert sorted(sync_db.list_collection_names()) == collections
+    assert {name: list(sync_db[name].list_indexes()) for name in collections} == indexes
+
+
+def test_dry_run_in_json_lists_the_preview_and_every_rejection(cli, campaign_id, tmp_path):
+    text = "email,company\n" + "".join(f"bad{i},Acme\n" for i in range(30)) + "ok@acme.example,Acme\n"
+
+    report = run_import(cli, campaign_id, write(tmp_path, "leads.csv", text), "--dry-run")
+
+    assert len(report["rejections"]) == 30
+    assert report["columns"] == [
+        {"source": "email", "field": "email", "how": "field"},
+        {"source": "company", "field": "company_name", "how": "alias"},
+    ]
+    assert report["preview"]["leads"] == [
+        {"lead_key": "company_name:acme", "new": True, "recipients": 1, "rows": [32], "emails": ["ok@acme.example"]}
+    ]
+    assert report["preview"]["rows"][0]["recipient"] == {
+        "email": "ok@acme.example",
+        "company_name": "Acme",
+        "status": "not_contacted",
+    }
+
+
+def test_a_dry_run_whose_every_row_is_rejected_exits_non_zero(cli, campaign_id, tmp_path):
+    result = cli(
+        "import-leads", "--campaign-id", campaign_id, str(write(tmp_path, "l.csv", "email\nnope\n")), "--dry-run"
+    )
+
+    assert result.exit_code == 1
+    assert "Every row was rejected" in result.stdout
+
+
+def test_excel_unicode_text_imports_as_tab_separated_utf16(cli, sync_db, campaign_id):
+    report = run_import(cli, campaign_id, FIXTURES / "unicode_text_utf16.txt")
+
+    assert (report["delimiter"], report["encoding"]) == ("\t", "utf-16 (BOM)")
+    (lead,) = leads_of(sync_db, campaign_id)
+    assert lead["lead_key"] == "company_name:株式会社カイシャ"
+    assert [r["name"] for r in lead["lead_data"]] == ["山田 明", "Zoë Ångström"]
+
+
+def test_a_workbook_sheet_imports_with_map_and_aliases(cli, sync_db, campaign_id, tmp_path):
+    book = Workbook()
+    book.active.title = "Notes"
+    book.active.append(["nothing to import"])
+    sheet = book.create_sheet("Leads")
+    sheet.append(["Contact", "Organization", "Employees", "Since"])
+    sheet.append(["ann@acme.example", "Acme", 250, datetime(2021, 6, 1)])
+    sheet.append(["bob@acme.example", "ACME"])
+    path = tmp_path / "leads.xlsx"
+    book.save(path)
+
+    report = run_import(cli, campaign_id, path, "--sheet", "Leads", "--map", "email=contact")
+
+    assert (report["format"], report["leads_created"], report["recipients_added"]) == ("xlsx", 1, 2)
+    (lead,) = leads_of(sync_db, campaign_id)
+    assert lead["lead_data"][0] == {
+        "email": "ann@acme.example",
+        "company_name": "Acme",
+        "employees": "250",
+        "since": "2021-06-01",
+        "status": "not_contacted",
+    }
+
+
+def test_ragged_rows_import_and_only_the_row_with_extra_cells_is_rejected(cli, sync_db, campaign_id):
+    report = run_import(cli, campaign_id, FIXTURES / "ragged.csv")
+
+    assert (report["rows_read"], report["recipients_added"], report["rejected"]) == (5, 4, 1)
+    assert report["rejections"][0]["row"] == 6
+    assert [lead["lead_key"] for lead in leads_of(sync_db, campaign_id)] == [
+        "company_name:acme",
+        "company_name:globex",
+        "email:cy@globex.example",
+    ]
+
+
+def test_nested_json_is_flattened_and_groups_by_an_aliased_column(cli, sync_db, campaign_id):
+    report = run_import(cli, campaign_id, FIXTURES / "nested.json", "--group-by", "Company")
+
+    assert report["group_by"] == ["company_name"]
+    assert (report["recipients_added"], report["rejected"]) == (2, 1)
+    (lead,) = leads_of(sync_db, campaign_id)
+    assert lead["lead_key"] == "company_name:acme"
+    ann, bob = lead["lead_data"]
+    assert (ann["address_city"], ann["tags"], ann["website"]) == ("Lyon", ["vip", "2024"], "https://acme.example")
+    assert (bob["email"], bob["address_geo_lat"]) == ("bob@acme.example", 48.85)

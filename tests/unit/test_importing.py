@@ -56,6 +56,8 @@ class ChunkedSource:
         ("company.name", "company_name"),
         ("$where", "where"),
         ("Größe  Firma", "größe_firma"),
+        ("Lead-Source", "lead_source"),
+        ("Revenue ($)", "revenue"),
     ],
 )
 def test_headers_are_normalised_to_safe_field_names(header, column):
@@ -80,13 +82,14 @@ def test_empty_cells_are_omitted_and_values_stripped():
     assert row == RawRow(2, {"email": "ann@example.com", "last_name": "Lee"})
 
 
-def test_rows_with_extra_or_missing_fields_are_rejected_with_their_line():
-    rows = rows_of("email,name\na@example.com,A,extra\nb@example.com\nc@example.com,C\n")
+def test_rows_with_extra_cells_are_rejected_with_their_line_and_short_rows_read_as_empty_cells():
+    rows = rows_of("email,name\na@example.com,A,extra\nb@example.com\nc@example.com,C\nd@example.com,D,,\n")
 
     assert rows == [
-        Rejection(2, "has 3 fields but the header has 2"),
-        Rejection(3, "has 1 fields but the header has 2"),
+        Rejection(2, "has 3 cells but the header has 2 columns (extra: 'extra'); quote a value that holds ','"),
+        RawRow(3, {"email": "b@example.com"}),
         RawRow(4, {"email": "c@example.com", "name": "C"}),
+        RawRow(5, {"email": "d@example.com", "name": "D"}),
     ]
 
 
@@ -99,7 +102,7 @@ def test_row_numbers_count_blank_lines_and_quoted_line_breaks():
 def test_undecodable_cells_reject_their_row():
     rows = rows_of("email,name\nok@example.com,Jos\udce9\n")
 
-    assert rows == [Rejection(2, "is not valid UTF-8 text")]
+    assert rows == [Rejection(2, "is not valid text in the file's encoding")]
 
 
 def test_missing_email_column_is_a_file_error_naming_the_column():
@@ -172,10 +175,15 @@ def test_empty_json_array_has_no_rows():
     assert rows_of("  []  ") == []
 
 
-def test_nested_json_values_are_rejected_with_the_field_named():
-    (row,) = rows_of('{"email": "a@example.com", "tags": ["x"]}\n')
+def test_nested_json_objects_are_flattened_and_lists_of_objects_rejected_with_the_field_named():
+    rows = rows_of('{"email": "a@example.com", "address": {"city": "Lyon"}}\n{"email": "b@example.com", "x": [{}]}\n')
 
-    assert row == Rejection(1, "field 'tags' is nested; only text, numbers and true/false are imported")
+    assert rows == [
+        RawRow(1, {"email": "a@example.com", "address_city": "Lyon"}),
+        Rejection(
+            2, "field 'x' is a list of objects or lists; only lists of text, numbers and true/false are imported"
+        ),
+    ]
 
 
 @pytest.mark.parametrize(
