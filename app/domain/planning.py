@@ -69,7 +69,8 @@ def plan(
             return LeadPlan(COMPLETE)
         reason = (
             f"the campaign's sequence {campaign.sequence_id} has no step {lead.progress.current_step_order}: "
-            "add it to sequence_steps, then set the campaign active again"
+            f"add it (outbound step add --campaign-id {campaign.id} ...), "
+            f"then run outbound campaign resume {campaign.id}"
         )
         return LeadPlan(CONFIG_ERROR, reason=reason)
     if campaign.settings.stop_on_reply == "lead":

@@ -252,7 +252,7 @@ def test_a_missing_step_is_a_config_error_saying_what_to_fix(steps: dict[int, Se
     assert result.action == CONFIG_ERROR
     assert result.reason == (
         f"the campaign's sequence s1 has no step {current}: "
-        "add it to sequence_steps, then set the campaign active again"
+        "add it (outbound step add --campaign-id c1 ...), then run outbound campaign resume c1"
     )
 
 
