@@ -68,6 +68,12 @@ class Settings:
     # OUTBOUND_CREDENTIALS_KEY: Fernet keys, comma-separated, the first encrypts stored passwords; None: the key
     # file under `home` (see app/credentials.py).
     credentials_key: str | None = field(default=None, repr=False)
+    # OUTBOUND_DNS_SERVERS: resolvers for the address checks and MX grouping, as (address, port); empty: the
+    # system's resolvers.
+    dns_servers: tuple[tuple[str, int], ...] = ()
+    # OUTBOUND_DEFAULT_DOMAIN_LIMIT: sends per hour to any one recipient domain without a `domain_limits` row;
+    # None: no limit for those domains.
+    default_domain_limit: int | None = None
 
     @property
     def uses_embedded(self) -> bool:
@@ -235,6 +241,44 @@ def _credentials_key(var: str, raw: str) -> str | None:
     return ",".join(keys)
 
 
+DNS_SERVERS_ACCEPTS = (
+    "IP addresses separated by commas, each with an optional port: 192.0.2.53, 192.0.2.53:5353, 2001:db8::53 or "
+    "[2001:db8::53]:5353 (empty: the system's resolvers)"
+)
+
+
+def _dns_servers(var: str, raw: str) -> tuple[tuple[str, int], ...]:
+    servers = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        server = _dns_server(part)
+        if server is None:
+            raise ConfigError(var, raw, DNS_SERVERS_ACCEPTS)
+        servers.append(server)
+    return tuple(servers)
+
+
+def _dns_server(text: str) -> tuple[str, int] | None:
+    """(address, port) from `192.0.2.1`, `192.0.2.1:53`, `2001:db8::1` or `[2001:db8::1]:53`; None when invalid."""
+    host, port = text, "53"
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                return None
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, _, port = text.partition(":")
+    if not _is_ip_address(host) or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return str(ipaddress.ip_address(host)), int(port)
+
+
+def _optional_positive_int(var: str, raw: str) -> int | None:
+    return _positive_int(var, raw) if raw.strip() else None
+
+
 def _path(var: str, raw: str) -> Path:
     value = raw.strip()
     if not value:
@@ -268,6 +312,8 @@ VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "OUTBOUND_PUBLIC_URL": ("public_url", _public_url),
     "OUTBOUND_SECRET_KEY": ("secret_key", _secret_key),
     "OUTBOUND_CREDENTIALS_KEY": ("credentials_key", _credentials_key),
+    "OUTBOUND_DNS_SERVERS": ("dns_servers", _dns_servers),
+    "OUTBOUND_DEFAULT_DOMAIN_LIMIT": ("default_domain_limit", _optional_positive_int),
 }
 
 

@@ -62,6 +62,8 @@ def test_every_variable_is_parsed_into_its_field(tmp_path: Path) -> None:
         "OUTBOUND_PUBLIC_URL": "https://outreach.example.com/",
         "OUTBOUND_SECRET_KEY": "k" * 40,
         "OUTBOUND_CREDENTIALS_KEY": f" {FERNET_KEY} , {OTHER_FERNET_KEY} ",
+        "OUTBOUND_DNS_SERVERS": "192.0.2.53, [2001:db8::53]:5353",
+        "OUTBOUND_DEFAULT_DOMAIN_LIMIT": "30",
     }
     assert set(environ) == set(VARIABLES), "this test must cover every documented variable"
     settings = load(environ)
@@ -90,6 +92,8 @@ def test_every_variable_is_parsed_into_its_field(tmp_path: Path) -> None:
         public_url="https://outreach.example.com",
         secret_key="k" * 40,
         credentials_key=f"{FERNET_KEY},{OTHER_FERNET_KEY}",
+        dns_servers=(("192.0.2.53", 53), ("2001:db8::53", 5353)),
+        default_domain_limit=30,
     )
     assert not settings.uses_embedded
     assert FERNET_KEY not in repr(settings)
@@ -419,3 +423,32 @@ def test_short_secret_key_is_refused_without_echoing_it() -> None:
     with pytest.raises(ConfigError) as caught:
         load({"OUTBOUND_SECRET_KEY": "short-secret"})
     assert "at least 32" in str(caught.value) and "short-secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "servers"),
+    [
+        ("", ()),
+        ("127.0.0.1", (("127.0.0.1", 53),)),
+        ("127.0.0.1:5353, 9.9.9.9", (("127.0.0.1", 5353), ("9.9.9.9", 53))),
+        ("2001:db8::1", (("2001:db8::1", 53),)),
+        ("[2001:db8::1]:10053", (("2001:db8::1", 10053),)),
+    ],
+)
+def test_dns_servers_are_addresses_with_optional_ports(raw: str, servers: tuple[tuple[str, int], ...]) -> None:
+    assert load({"OUTBOUND_DNS_SERVERS": raw}).dns_servers == servers
+
+
+@pytest.mark.parametrize("raw", ["dns.google", "127.0.0.1:0", "127.0.0.1:70000", "127.0.0.1:x", "[::1]x", "1.2.3"])
+def test_dns_servers_refuse_names_and_bad_ports(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"OUTBOUND_DNS_SERVERS": raw})
+    assert "OUTBOUND_DNS_SERVERS" in str(caught.value) and "optional port" in str(caught.value)
+
+
+@pytest.mark.parametrize("raw", ["0", "-3", "ten"])
+def test_default_domain_limit_is_a_positive_number_per_hour(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"OUTBOUND_DEFAULT_DOMAIN_LIMIT": raw})
+    assert "OUTBOUND_DEFAULT_DOMAIN_LIMIT" in str(caught.value)
+    assert load({"OUTBOUND_DEFAULT_DOMAIN_LIMIT": ""}).default_domain_limit is None
