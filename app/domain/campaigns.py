@@ -21,6 +21,7 @@ RECIPIENT_STATUSES = (
     "unsubscribed",
     "bounced",
     "uncertain",
+    "invalid",  # validate-leads: the domain has no MX and no A record
 )
 
 

@@ -48,7 +48,7 @@ def suppression_keys(email: str) -> tuple[str, str]:
 
 def stop_policy_gate(recipient: Recipient, _: GateContext) -> Skip | None:
     """A recipient who replied, bounced or unsubscribed is never mailed again."""
-    reason = skip_reason(recipient.status)
+    reason = skip_reason(recipient.status, recipient.email)
     return Skip(reason) if reason else None
 
 

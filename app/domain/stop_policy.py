@@ -10,16 +10,26 @@ from collections.abc import Iterable
 
 # `campaigns.settings.stop_on_reply`: a reply stops the whole lead (default), only that recipient, or nothing.
 STOP_ON_REPLY = ("lead", "recipient", "none")
-# A recipient with one of these statuses is never emailed again.
-SKIP_STATUSES = frozenset({"replied", "unsubscribed", "bounced"})
+# A recipient with one of these statuses is never emailed again (`invalid`: `validate-leads` found that their
+# domain cannot receive mail).
+SKIP_STATUSES = frozenset({"replied", "unsubscribed", "bounced", "invalid"})
 # A recipient with one of these statuses stops the whole lead: a reply from one person at a company ends the
 # sequence for their colleagues too.
 STOP_LEAD_STATUSES = frozenset({"replied"})
 
 
-def skip_reason(status: str) -> str | None:
-    """Why a recipient with this status must not be mailed, or None when they may be."""
-    return f"recipient is {status}" if status in SKIP_STATUSES else None
+def skip_reason(status: str, email: str | None = None) -> str | None:
+    """Why a recipient with this status (and address) must not be mailed, or None when they may be."""
+    if status not in SKIP_STATUSES:
+        return None
+    if status == "invalid" and email:
+        return f"recipient is invalid ({invalid_reason(email.rpartition('@')[2])})"
+    return f"recipient is {status}"
+
+
+def invalid_reason(domain: str) -> str:
+    """Why a recipient at `domain` is `invalid`: recorded on them by `validate-leads`, and said by every skip."""
+    return f"no MX or A record for {domain}"
 
 
 def lead_stop_reason(statuses: Iterable[str], *, stop_on_reply: str = "lead") -> str | None:

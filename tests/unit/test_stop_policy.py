@@ -17,6 +17,7 @@ from app.domain.stop_policy import SKIP_STATUSES, lead_stop_reason, skip_reason,
         ("replied", "recipient is replied"),
         ("unsubscribed", "recipient is unsubscribed"),
         ("bounced", "recipient is bounced"),
+        ("invalid", "recipient is invalid"),
     ],
 )
 def test_skip_reason_by_status(status: str, reason: str | None) -> None:
