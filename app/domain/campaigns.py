@@ -10,6 +10,7 @@ from typing import Any
 from app.domain import collections as schema
 from app.domain.addresses import InvalidAddress, normalize_email
 from app.domain.document_reader import DocumentReader, id_str
+from app.domain.sending_windows import InvalidSchedule, Schedule, parse_schedule
 from app.domain.stop_policy import STOP_ON_REPLY
 
 CAMPAIGN_STATUSES = ("active", "paused", "completed", "draft")
@@ -35,6 +36,7 @@ class CampaignSettings:
     account_ids: tuple[str, ...] = ()  # empty: every active account may send for this campaign
     uncertain_after_hours: float = 24.0  # an unresolved uncertain send counts as sent after this long
     stop_on_reply: str = "lead"  # lead: a reply stops the whole lead; recipient: only that recipient; none
+    schedule: Schedule | None = None  # the sending window; None: any time
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,20 @@ class Campaign:
                 account_ids=tuple(id_str(a) for a in accounts),
                 uncertain_after_hours=r.number("settings.uncertain_after_hours", default=24.0) or 0.0,
                 stop_on_reply=r.choice("settings.stop_on_reply", STOP_ON_REPLY, default="lead"),
+                schedule=_schedule(r),
             ),
             created_at=r.when("created_at"),
         )
+
+
+def _schedule(r: DocumentReader) -> Schedule | None:
+    """`settings.schedule`, refused with the field at fault (an unknown zone, a bad time, no open day)."""
+    if r.get("settings.schedule") is None:
+        return None
+    try:
+        return parse_schedule(r.mapping("settings.schedule"))
+    except InvalidSchedule as exc:
+        raise r.fail(f"settings.schedule.{exc.field}", exc.reason) from None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from app.domain.models import Recipient
+from app.domain.sending_windows import Schedule, describe_opening, next_open
 from app.domain.stop_policy import skip_reason
 
 
@@ -31,10 +32,12 @@ class Defer:
 
 @dataclass(frozen=True)
 class GateContext:
-    """What gates may look at besides the recipient: suppressed values (an address or a bare domain) and the time."""
+    """What gates may look at besides the recipient: suppressed values (an address or a bare domain), the time
+    and the campaign's sending window (`planning.plan` sets it per campaign)."""
 
     now: datetime
     suppressed: Mapping[str, str] = field(default_factory=dict)
+    schedule: Schedule | None = None
 
 
 Gate = Callable[[Recipient, GateContext], Skip | Defer | None]
@@ -60,7 +63,18 @@ def suppression_gate(recipient: Recipient, ctx: GateContext) -> Skip | None:
     return None
 
 
-DEFAULT_GATES: tuple[Gate, ...] = (stop_policy_gate, suppression_gate)
+def sending_window_gate(recipient: Recipient, ctx: GateContext) -> Defer | None:
+    """Outside the campaign's sending window (in the recipient's zone when the schedule says so), wait for it."""
+    if ctx.schedule is None:
+        return None
+    tz = ctx.schedule.zone_for(recipient.fields)
+    opens = next_open(ctx.now, ctx.schedule, tz)
+    if opens <= ctx.now:
+        return None
+    return Defer(opens, f"waiting for the sending window (opens {describe_opening(opens, tz)})")
+
+
+DEFAULT_GATES: tuple[Gate, ...] = (stop_policy_gate, suppression_gate, sending_window_gate)
 
 
 def judge(recipient: Recipient, ctx: GateContext, gates: Sequence[Gate] = DEFAULT_GATES) -> Skip | Defer | None:

@@ -12,7 +12,7 @@ A follow-up joins its recipient's thread (`threading_for`): what the earlier sen
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -77,7 +77,7 @@ def plan(
         replied = next((r.status for r in lead.recipients if r.status in STOP_LEAD_STATUSES), None)
         if replied is not None:
             return LeadPlan(STOP, step, reason=replied)
-    return _plan_step(lead, campaign, step, ctx, gates)
+    return _plan_step(lead, campaign, step, replace(ctx, schedule=campaign.settings.schedule), gates)
 
 
 def _plan_step(lead: Lead, campaign: Campaign, step: SequenceStep, ctx: GateContext, gates: Sequence[Gate]) -> LeadPlan:
