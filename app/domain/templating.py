@@ -10,7 +10,7 @@ import hashlib
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html import escape
 from html.parser import HTMLParser
 from typing import Any
@@ -21,6 +21,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
 from app.domain.models import Campaign, EmailAccount, GeneralSettings, Lead, Template, has_line_break
+from app.domain.variants import SpinChoice, SpintaxError, Variant, choose_variant, spin
 
 # Recipient keys that are tracking state, not data a template should see.
 _TRACKING_FIELDS = frozenset({"status", "last_contacted_at", "last_step"})
@@ -67,6 +68,22 @@ class RenderedEmail:
     subject: str
     text: str
     html: str | None
+    variant: str | None = None  # the template's variant it was worded from (None: the template has none)
+    spins: tuple[SpinChoice, ...] = ()  # what each spin chose, in the order they were resolved
+
+
+def _labels(template: Template, variant: Variant | None) -> dict[str, str]:
+    """How errors name each part: `variants[i].<part>` where the variant supplies it, else the part."""
+    labels = {part: part for part in ("subject", "body_text", "body_html")}
+    if variant is None:
+        return labels
+    where = f"variants[{template.variants.index(variant)}]"
+    own_body = variant.body_text is not None or variant.body_html is not None
+    if variant.subject is not None:
+        labels["subject"] = f"{where}.subject"
+    if own_body:
+        labels.update(body_text=f"{where}.body_text", body_html=f"{where}.body_html")
+    return labels
 
 
 def reply_subject(previous: str) -> str:
@@ -229,25 +246,57 @@ class Renderer:
         self._html_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=True)
         self._cache: OrderedDict[tuple[str, str, str], _Compiled] = OrderedDict()
 
-    def render(self, template: Template, context: Mapping[str, Any], *, reply: str | None = None) -> RenderedEmail:
+    def render(
+        self, template: Template, context: Mapping[str, Any], *, reply: str | None = None, send_key: str = ""
+    ) -> RenderedEmail:
         """Render subject, text and HTML; raise TemplateError naming the part and the reason.
 
-        A template without a subject of its own takes `reply` (a reply subject, used as it is, not rendered);
-        without one it cannot be sent.
+        The send `send_key` (`<lead>:<step>:<index>`) decides the variant and every spin, so rendering it again
+        gives the same message. A template without a subject of its own takes `reply` (a reply subject, used as
+        it is, not rendered); without one it cannot be sent.
         """
         available = sorted(context)
-        own_subject = template.subject or None
-        sources = {"subject": own_subject, "body_text": template.body_text, "body_html": template.body_html}
-        compiled = {
-            part: self._compile(template.id, part, source, available)
-            for part, source in sources.items()
-            if source is not None and (part != "body_text" or source.strip() or template.body_html is None)
+        variant = choose_variant(template.variants, send_key)
+        worded = template.as_variant(variant)
+        labels = _labels(template, variant)
+        sources: dict[str, str | None] = {
+            "subject": worded.subject or None,
+            "body_text": worded.body_text,
+            "body_html": worded.body_html,
         }
-        rendered = {part: self._run(template.id, part, c, context, available) for part, c in compiled.items()}
+        spins: list[SpinChoice] = []
+        for part, source in sources.items():
+            if source is not None:
+                try:
+                    sources[part], chosen = spin(source, send_key, "subject" if part == "subject" else "body")
+                except SpintaxError as exc:
+                    raise TemplateError(template.id, labels[part], str(exc), available) from None
+                spins += chosen
+        email = self._render_sources(template.id, sources, labels, context, reply)
+        return replace(email, variant=variant.name if variant else None, spins=tuple(spins))
+
+    def _render_sources(
+        self,
+        template_id: str,
+        sources: Mapping[str, str | None],
+        labels: Mapping[str, str],
+        context: Mapping[str, Any],
+        reply: str | None,
+    ) -> RenderedEmail:
+        available = sorted(context)
+        own_subject = sources["subject"]
+        html_source = sources["body_html"]
+        compiled = {
+            part: self._compile(template_id, part, labels[part], source, available)
+            for part, source in sources.items()
+            if source is not None and (part != "body_text" or source.strip() or html_source is None)
+        }
+        rendered = {part: self._run(template_id, labels[part], c, context, available) for part, c in compiled.items()}
         if own_subject is None and reply is None:
             reason = "has no subject: only a reply in the recipient's thread can do without one"
-            raise TemplateError(template.id, "subject", reason, available)
-        subject = self._subject(template.id, rendered["subject"] if own_subject is not None else reply or "", available)
+            raise TemplateError(template_id, labels["subject"], reason, available)
+        subject = rendered["subject"] if own_subject is not None else reply or ""
+        subject = self._subject(template_id, labels["subject"], subject, available)
         html = rendered.get("body_html")
         text = rendered["body_text"] if "body_text" in rendered else html_to_text(html or "")
         signature = str(context.get(_SIGNATURE_VARIABLE) or "").strip()
@@ -258,7 +307,7 @@ class Renderer:
             html = _append_html(html, _signature_html(signature)) if html is not None else None
         return RenderedEmail(subject=subject, text=text, html=html)
 
-    def _compile(self, template_id: str, part: str, source: str, available: list[str]) -> _Compiled:
+    def _compile(self, template_id: str, part: str, label: str, source: str, available: list[str]) -> _Compiled:
         digest = hashlib.sha256(source.encode("utf-8")).hexdigest()
         key = (template_id, part, digest)
         cached = self._cache.get(key)
@@ -271,7 +320,7 @@ class Renderer:
             compiled = _Compiled(env.from_string(ast), frozenset(meta.find_undeclared_variables(ast)))
         except TemplateSyntaxError as exc:
             reason = f"syntax error at line {exc.lineno}: {exc.message}"
-            raise TemplateError(template_id, part, reason, available) from None
+            raise TemplateError(template_id, label, reason, available) from None
         self._cache[key] = compiled
         while len(self._cache) > self.max_cached:
             self._cache.popitem(last=False)
@@ -292,12 +341,12 @@ class Renderer:
             raise TemplateError(template_id, part, f"{type(exc).__name__}: {exc}", available) from None
 
     @staticmethod
-    def _subject(template_id: str, rendered: str, available: list[str]) -> str:
+    def _subject(template_id: str, label: str, rendered: str, available: list[str]) -> str:
         subject = rendered.strip()
         if has_line_break(subject):
             reason = f"rendered subject contains a line break (header injection refused): {subject!r}"
-            raise TemplateError(template_id, "subject", reason, available)
+            raise TemplateError(template_id, label, reason, available)
         subject = _WHITESPACE.sub(" ", subject)
         if not subject:
-            raise TemplateError(template_id, "subject", "rendered subject is empty", available)
+            raise TemplateError(template_id, label, "rendered subject is empty", available)
         return subject
