@@ -42,6 +42,11 @@ class RecipientResult:
     activity: str | None = None  # the activity type when it is not `status` (template_error)
     subject: str | None = None  # of the message sent
     references: tuple[str, ...] = ()  # the thread it replied in, oldest first (empty: it started one)
+    variant: str | None = None  # the template variant the message was worded from
+
+
+# What an activity and a `processed_recipients` entry keep of a recipient's result, when set.
+_RESULT_FIELDS = ("account_id", "message_id", "error", "smtp_code", "variant")
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,7 @@ def activity(
         "created_at": now,
     }
     if result is not None:
-        for name in ("account_id", "message_id", "error", "smtp_code"):
+        for name in _RESULT_FIELDS:
             if getattr(result, name) is not None:
                 doc[name] = getattr(result, name)
     return doc
@@ -205,7 +210,7 @@ def _entry(ctx: LeadContext, index: int, result: RecipientResult, now: datetime)
         "template_id": ctx.step.template_id,
         "status": result.status,
     }
-    for name in ("account_id", "message_id", "error", "smtp_code"):
+    for name in _RESULT_FIELDS:
         if getattr(result, name) is not None:
             entry[name] = getattr(result, name)
     return entry

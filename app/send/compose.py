@@ -3,7 +3,8 @@
 Every message carries List-Unsubscribe (a mailto to the sending account naming the send, and the signed
 one-click link first when OUTBOUND_PUBLIC_URL is set, with List-Unsubscribe-Post); a follow-up that replies in
 its recipient's thread carries In-Reply-To and References, and "Re: <the previous subject>" when its template
-has no subject of its own (`planning.threading_for`).
+has no subject of its own (`planning.threading_for`). The send key picks the template's variant and its spins
+(`domain/variants.py`), so a retry is worded as the first attempt was.
 
 A failure says whose it is: `template` (the campaign's template or sequence is broken: the operator's error,
 so the campaign pauses), `account` (this account lacks what the template needs, e.g. no sender_name: it is
@@ -36,6 +37,19 @@ class ComposeError:
     kind: str
     reason: str
     template_id: str
+
+
+@dataclass(frozen=True)
+class ComposedMessage(OutgoingMessage):
+    """The message as composed for its send, with the template variant it was worded from (None: no variants),
+    which the send's ledger entry and activities record."""
+
+    variant: str | None = None
+
+
+def variant_of(message: OutgoingMessage) -> str | None:
+    """The variant `message` was composed from (None: its template has none, or it was not composed here)."""
+    return message.variant if isinstance(message, ComposedMessage) else None
 
 
 @dataclass(frozen=True)
@@ -107,7 +121,7 @@ def compose(
         unsubscribe_url=unsubscribe_link(ref, account.email, links),
     )
     try:
-        rendered = renderer.render(template, context, reply=threading.subject)
+        rendered = renderer.render(template, context, reply=threading.subject, send_key=ref.send_key)
     except TemplateError as exc:
         kind = "account" if _ACCOUNT_VARIABLE.search(exc.reason) else "template"
         where = ""
@@ -116,7 +130,7 @@ def compose(
         return ComposeError(kind, f"template error: {exc}{where}", template.id)
     recipient = lead.recipients[index]
     try:
-        message = OutgoingMessage(
+        message = ComposedMessage(
             message_id=make_message_id(lead.id, step_order, index, account.email.rpartition("@")[2]),
             from_email=account.email,
             from_name=(general.sender_name if general and general.sender_name else account.sender_name),
@@ -126,6 +140,7 @@ def compose(
             text=rendered.text,
             html=rendered.html,
             headers=extra_headers(ref, account.email, threading, links),
+            variant=rendered.variant,
         )
         checked = validated(message)
     except (InvalidHeader, ValueError) as exc:

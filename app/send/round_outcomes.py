@@ -12,6 +12,7 @@ from app.domain.outcomes import Verdict
 from app.domain.recipient_status import recipient_status
 from app.domain.settlement import Outcome, RecipientResult, Settlement, release
 from app.logging import get_logger
+from app.send.compose import variant_of
 from app.transport.base import OutgoingMessage
 
 if TYPE_CHECKING:
@@ -43,10 +44,17 @@ def from_ledger(doc: dict[str, Any]) -> RecipientResult:
         str(doc.get("message_id")) if doc.get("message_id") else None,
         error=doc.get("last_error"),
         smtp_code=code,
+        variant=str(doc["variant"]) if doc.get("variant") else None,
     )
 
 
 def with_message(result: RecipientResult, message: OutgoingMessage) -> RecipientResult:
     """`result` with what the recipient's next step needs of the message: its subject and the thread it replied
-    in (its References, oldest first), recorded in `progress.threads` when it was sent."""
-    return replace(result, subject=message.subject, references=tuple(message.headers.get("References", "").split()))
+    in (its References, oldest first), recorded in `progress.threads` when it was sent; and the template
+    variant it was worded from, recorded with the send."""
+    return replace(
+        result,
+        subject=message.subject,
+        references=tuple(message.headers.get("References", "").split()),
+        variant=variant_of(message) or result.variant,
+    )

@@ -60,11 +60,14 @@ async def start_attempt(
     account_id: str,
     now: datetime,
     known: dict[str, Any] | None = None,
+    variant: str | None = None,
 ) -> Attempt | Settled:
     """Move this recipient's send to `sending` for us, or report that it must not be sent.
 
     `known` is the ledger document the caller has just read (None: the caller saw none), saving a round trip.
+    `variant` is the template variant the message is worded from (a retry renders the same one).
     """
+    worded = {"variant": variant} if variant is not None else {}
     key = send_id(lead_id, step_order, recipient_index)
     token = uuid.uuid4().hex
     doc: dict[str, Any] | None = known
@@ -88,6 +91,7 @@ async def start_attempt(
                         "token": token,
                         "created_at": now,
                         "updated_at": now,
+                        **worded,
                     }
                 )
                 return Attempt(key, token, message_id, 1)
@@ -101,7 +105,7 @@ async def start_attempt(
         result = await coll.update_one(
             {"_id": key, "state": doc.get("state"), "token": doc.get("token")},
             {
-                "$set": {"state": "sending", "token": token, "account_id": account_id, "updated_at": now},
+                "$set": {"state": "sending", "token": token, "account_id": account_id, "updated_at": now, **worded},
                 "$inc": {"attempts": 1},
             },
         )
@@ -121,6 +125,7 @@ class NewSend:
     email: str
     message_id: str
     account_id: str
+    variant: str | None = None  # the template variant the message is worded from (`send/compose.variant_of`)
 
 
 async def start_many(coll: Collection, sends: list[NewSend], now: datetime) -> list[Attempt | Settled]:
@@ -147,6 +152,7 @@ async def start_many(coll: Collection, sends: list[NewSend], now: datetime) -> l
             "token": token,
             "created_at": now,
             "updated_at": now,
+            **({"variant": s.variant} if s.variant is not None else {}),
         }
         for s, token in zip(sends, tokens, strict=True)
     ]
@@ -180,6 +186,7 @@ async def start_many(coll: Collection, sends: list[NewSend], now: datetime) -> l
             account_id=s.account_id,
             now=now,
             known=await coll.find_one({"_id": doc["_id"]}),
+            variant=s.variant,
         )
         results.append(fallback)
     return results

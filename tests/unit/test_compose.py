@@ -9,7 +9,7 @@ from bson import ObjectId
 
 from app.domain.models import Campaign, EmailAccount, GeneralSettings, Lead, LeadProgress, Recipient, Template
 from app.domain.templating import Renderer
-from app.send.compose import ComposeError, compose, display_name
+from app.send.compose import ComposedMessage, ComposeError, compose, display_name
 from app.transport.base import OutgoingMessage, ValidatedMessage
 
 LEAD_ID = ObjectId("65f000000000000000000001")
@@ -68,7 +68,7 @@ def test_a_rendered_message_takes_its_from_name_from_general_settings_else_the_a
 ) -> None:
     message = run(the_account=the_account, general=general)
     assert isinstance(message, ValidatedMessage)  # checked once, here
-    assert message.message == OutgoingMessage(
+    assert message.message == ComposedMessage(
         message_id=f"<outbound.{LEAD_ID}.2.0@sender.example>",
         from_email="bob@sender.example",
         from_name=from_name,
