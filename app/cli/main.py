@@ -26,6 +26,7 @@ from app.cli import (
     step_cmds,
     suppress_cmds,
     template_cmds,
+    validate_cmds,
 )
 from app.cli.common import fail
 from app.config import LOG_FORMATS, LOG_LEVELS, ConfigError, load_settings, parse_variable
@@ -97,6 +98,7 @@ for module in (
     template_cmds,
     step_cmds,
     apply_cmds,
+    validate_cmds,
 ):
     module.register(app)
 
