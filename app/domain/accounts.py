@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, TypedDict
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from app.domain import collections as schema
 from app.domain.addresses import InvalidAddress, has_line_break, normalize_email
@@ -59,6 +61,10 @@ class EmailAccount:
     imap_username: str | None = None
     imap_password: str | None = field(default=None, repr=False)
     imap_folders: tuple[str, ...] = DEFAULT_IMAP_FOLDERS
+    # The IANA zone its days and hours are counted in: daily counters roll over at its local midnight.
+    timezone: str = "UTC"
+    # The first day of its warm-up ramp (email_campaign_settings.ramp), a date in its own time zone.
+    ramp_started_on: date | None = None
 
     @property
     def reads_inbox(self) -> bool:
@@ -106,7 +112,36 @@ class EmailAccount:
             security=security,
             sender_name=r.string("sender_name", required=False) or r.string("name", required=False),
             **_imap_fields(r, username, password),
+            timezone=_timezone(r),
+            ramp_started_on=_iso_date(r, "ramp_started_on"),
         )
+
+
+def _timezone(r: DocumentReader) -> str:
+    """`timezone`: an IANA zone name such as "Europe/Berlin" (default UTC)."""
+    name = r.get("timezone")
+    if name is None:
+        return "UTC"
+    if not isinstance(name, str) or not name.strip():
+        raise r.fail("timezone", f'must be an IANA time zone name such as "Europe/Berlin", got {name!r}')
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise r.fail("timezone", f'is not a known IANA time zone: {name!r} (e.g. "America/New_York", "UTC")') from None
+    return name
+
+
+def _iso_date(r: DocumentReader, name: str) -> date | None:
+    """An ISO date field ("YYYY-MM-DD"), or None when absent."""
+    value = r.get(name)
+    if value is None:
+        return None
+    try:
+        if isinstance(value, str) and len(value) == 10:
+            return date.fromisoformat(value)
+    except ValueError:
+        pass
+    raise r.fail(name, f"must be a date written YYYY-MM-DD, e.g. 2025-03-01, got {value!r}")
 
 
 def _host(r: DocumentReader, name: str, host: str) -> str:
@@ -189,6 +224,8 @@ class AccountCampaignSettings:
     daily_limit: int | None = None  # per campaign per day, unless the campaign sets a lower one
     min_wait_time: float = 0.0  # minutes between two sends of this account
     max_daily_sends: int | None = None  # per day across all campaigns
+    max_hourly_sends: int | None = None  # per clock hour (the account's) across all campaigns
+    ramp: Ramp | None = None  # warm-up: the daily limit grows from `start` by `increase` per day
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> AccountCampaignSettings:
@@ -198,4 +235,26 @@ class AccountCampaignSettings:
             daily_limit=r.integer("daily_limit", minimum=0),
             min_wait_time=r.number("min_wait_time", default=0.0) or 0.0,
             max_daily_sends=r.integer("max_daily_sends", minimum=0),
+            max_hourly_sends=r.integer("max_hourly_sends", minimum=0),
+            ramp=_ramp(r),
         )
+
+
+@dataclass(frozen=True)
+class Ramp:
+    """A warm-up ramp: `start` sends on its first day, `increase` more on each day after."""
+
+    start: int
+    increase: int
+
+
+def _ramp(r: DocumentReader) -> Ramp | None:
+    """`ramp`: {start, increase}, whole numbers (start >= 1, increase >= 0)."""
+    if r.get("ramp") is None:
+        return None
+    r.mapping("ramp")
+    start = r.integer("ramp.start", minimum=1)
+    increase = r.integer("ramp.increase", minimum=0)
+    if start is None or increase is None:
+        raise r.fail("ramp", f"needs start and increase, e.g. {{start: 5, increase: 2}}, got {r.get('ramp')!r}")
+    return Ramp(start, increase)

@@ -24,12 +24,13 @@ from app.domain.limits import (
     free_at,
     held_window_end,
     limits_for,
+    limits_on,
     unsent_recheck,
 )
 from app.domain.models import AccountCampaignSettings, Campaign, EmailAccount, InvalidDocument, id_str
 from app.store import schema
 from app.store.account_settings import SettingsSnapshot, log_invalid
-from app.store.account_usage import usage_key
+from app.store.account_usage import Slot, usage_key
 from app.store.client import Database
 from app.store.documents import id_values, iter_valid
 from app.store.reclaim import records
@@ -69,6 +70,8 @@ class Counts:
 
     sent: int = 0
     campaign: int = 0  # sent today for the campaign being reserved
+    hour: int = 0  # sent this clock hour (the account's), all campaigns
+    campaign_hour: int = 0  # sent this clock hour for the campaign being reserved
     # Open reservations not yet in flight, which a rollback or a reclaim may give back: all campaigns, this one.
     unsent: int = 0
     campaign_unsent: int = 0
@@ -85,6 +88,10 @@ class Candidate:
     @property
     def id(self) -> str:
         return self.row.account.id
+
+    def slot(self, now: datetime) -> Slot:
+        """The account's own day and hour of `now`: the counters a send at `now` is counted in."""
+        return Slot.at(now, self.row.account.timezone)
 
 
 @dataclass(frozen=True)
@@ -140,7 +147,8 @@ def blocked(candidate: Candidate, counts: Counts, now: datetime) -> Blocked:
     if candidate.limits is None:
         return Blocked(INVALID_SETTINGS, now + timedelta(seconds=RECHECK_SECONDS))
     limits, row = candidate.limits, candidate.row
-    reason = blocked_by(limits, counts.sent, counts.campaign, row.next_available_at, now)
+    hour = (counts.hour, counts.campaign_hour)
+    reason = blocked_by(limits, counts.sent, counts.campaign, row.next_available_at, now, hour=hour)
     when = free_at(
         limits,
         counts.sent,
@@ -149,6 +157,7 @@ def blocked(candidate: Candidate, counts: Counts, now: datetime) -> Blocked:
         now,
         unsent=(counts.unsent, counts.campaign_unsent),
         recheck_at=None if counts.unsent_since is None else unsent_recheck(counts.unsent_since, now),
+        hour=hour,
     )
     return Blocked(reason or "", when)
 
@@ -168,7 +177,8 @@ def room(
     for candidate in candidates:
         used = counts.get(candidate.id, Counts())
         if candidate.limits is not None and not blocked(candidate, used, now).reason:
-            shares.append((candidate.id, capacity(candidate.limits, used.sent, used.campaign, wanted)))
+            hour = (used.hour, used.campaign_hour)
+            shares.append((candidate.id, capacity(candidate.limits, used.sent, used.campaign, wanted, hour=hour)))
     return shares
 
 
@@ -217,9 +227,11 @@ class AccountScan:
         only: Collection[str] | None,
         tally: Tally,
         *,
+        now: datetime,
         limit: int = 0,
     ) -> list[Candidate]:
-        """Active allowed accounts matching `window`, least recently used first, with their limits.
+        """Active allowed accounts matching `window`, least recently used first, with their limits at `now` (a
+        warm-up ramp resolved to the account's day).
 
         Malformed accounts are logged, counted in `tally` and skipped.
         """
@@ -243,34 +255,37 @@ class AccountScan:
             )
         ]
         settings = await self._settings.settings_for([row.account.id for row in rows])
-        return [Candidate(row, _limits_or_none(settings.get(row.account.id), campaign)) for row in rows]
+        return [Candidate(row, _limits_or_none(settings.get(row.account.id), campaign, row, now)) for row in rows]
 
-    async def mailboxes(self, campaign: Campaign, pins: Iterable[str], only: Collection[str] | None) -> list[Candidate]:
+    async def mailboxes(
+        self, campaign: Campaign, pins: Iterable[str], only: Collection[str] | None, now: datetime
+    ) -> list[Candidate]:
         """Of the pinned accounts (recipients' mailboxes), those that may still send for `campaign` whatever their
         wait window: active, allowed, with valid limits. No round trip when there are none."""
         allowed = pinned_only(pins, only)
         if not allowed:
             return []
-        found = await self.scan(campaign, {}, (), allowed, Tally())
+        found = await self.scan(campaign, {}, (), allowed, Tally(), now=now)
         return [c for c in found if c.limits is not None]
 
-    async def counts_for(self, candidates: list[Candidate], day: str, path: str) -> dict[str, Counts]:
-        """Today's counters per account (overall, for this campaign, and how many are open and not yet in flight),
-        in one query by `_id`."""
+    async def counts_for(self, candidates: list[Candidate], now: datetime, path: str) -> dict[str, Counts]:
+        """Each account's counters for its day and hour of `now` (overall, for this campaign, and how many are open
+        and not yet in flight), in one query by `_id`."""
         if not candidates:
             return {}
         counts: dict[str, Counts] = {}
         campaign_id = path.partition(".")[2]
-        keys = [usage_key(c.id, day) for c in candidates]
-        projection = {"account_id": 1, "sent": 1, path: 1, "open": 1}
-        async for doc in self._usage.find({"_id": {"$in": keys}}, projection=projection):
-            campaigns = doc.get("campaigns")
-            campaign_sent = campaigns.get(campaign_id) if isinstance(campaigns, Mapping) else None
+        slots = {usage_key(c.id, c.slot(now).day): c.slot(now) for c in candidates}
+        projection = {"account_id": 1, "sent": 1, path: 1, "open": 1, "hours": 1, "hours_campaigns": 1}
+        async for doc in self._usage.find({"_id": {"$in": sorted(slots)}}, projection=projection):
+            hour = slots[str(doc["_id"])].hour
             unsent = [e for e in records(doc) if e.get("flown") is False]
             times = [_aware(e["at"]) for e in unsent if isinstance(e.get("at"), datetime)]
             counts[str(doc.get("account_id"))] = Counts(
                 sent=_count(doc.get("sent")),
-                campaign=_count(campaign_sent),
+                campaign=_count(_field(doc, "campaigns", campaign_id)),
+                hour=_count(_field(doc, "hours", hour)),
+                campaign_hour=_count(_field(_field(doc, "hours_campaigns", hour), campaign_id)),
                 unsent=len(unsent),
                 campaign_unsent=sum(1 for e in unsent if e.get("campaign") == campaign_id),
                 unsent_since=min((t for t in times if t is not None), default=None),
@@ -282,8 +297,20 @@ def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
-def _limits_or_none(own: AccountCampaignSettings | InvalidDocument | None, campaign: Campaign) -> AccountLimits | None:
-    return None if isinstance(own, InvalidDocument) else limits_for(own, campaign)
+def _limits_or_none(
+    own: AccountCampaignSettings | InvalidDocument | None, campaign: Campaign, row: AccountRow, now: datetime
+) -> AccountLimits | None:
+    if isinstance(own, InvalidDocument):
+        return None
+    return limits_on(limits_for(own, campaign, row.account), now)
+
+
+def _field(doc: object, *names: str) -> object:
+    """A nested field of a document, or None where a level is missing or not an object."""
+    value = doc
+    for name in names:
+        value = value.get(name) if isinstance(value, Mapping) else None
+    return value
 
 
 def _count(value: object) -> int:

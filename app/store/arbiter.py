@@ -1,8 +1,11 @@
 """The account arbiter: reserve a sending account for one email under its limits, then commit or roll back.
 
-Limits, with seed 001's names: an account sends at most `email_campaign_settings.max_daily_sends` per UTC day
-across all campaigns, at most the lower of the campaign's and the account's `daily_limit` per day for one
-campaign, and never twice within `min_wait_time` minutes (the larger of the account's and the campaign's).
+Limits, with seed 001's names: an account sends at most `email_campaign_settings.max_daily_sends` per day
+across all campaigns (under a warm-up `ramp`, that day's effective limit), at most the lower of the campaign's and
+the account's `daily_limit` per day for one campaign, at most `max_hourly_sends` per clock hour and the campaign's
+`settings.hourly_limit` per hour for it, and never twice within `min_wait_time` minutes (the larger of the
+account's and the campaign's; plus a random `settings.wait_jitter` drawn at commit). Days and hours are the
+account's own (`email_accounts.timezone`); see `app/domain/limits.py`.
 
 Every write is a conditional `update_one` aimed at one document and checked by its result, so any number of
 dispatchers on any number of machines can race without exceeding a limit. A reservation counts as a send the
@@ -26,9 +29,9 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.domain.limits import LIMIT_RACED, TAKEN
+from app.domain.limits import LIMIT_RACED, TAKEN, next_reset
 from app.domain.models import Campaign
-from app.domain.scheduling import after_minutes, next_day_start, utc_day
+from app.domain.scheduling import after_minutes
 from app.logging import get_logger
 from app.store import schema
 from app.store.account_scan import RECHECK_SECONDS as RECHECK_SECONDS
@@ -106,17 +109,16 @@ class Arbiter:
         """
         if pin is not None:
             tally = Tally()
-            pinned = await self._reads.mailboxes(campaign, [pin], only)
+            pinned = await self._reads.mailboxes(campaign, [pin], only, now)
             if pinned:
                 # Busy: the recipient waits for its mailbox (not "exhausted": other accounts may well be free).
                 return await self._first_free(pinned, campaign, now, tally) or tally.unavailable(now)
         path = usage_path(campaign.id)
-        day = utc_day(now)
         tally = Tally()
         # The least recently used few usually include a free account; the rest are read only when they do not.
         for limit in (USAGE_CHUNK, 0):
             invalid_before = len(tally.invalid)
-            page = await self._reads.scan(campaign, window_open(now), exclude, only, tally, limit=limit)
+            page = await self._reads.scan(campaign, window_open(now), exclude, only, tally, now=now, limit=limit)
             reservation = await self._first_free([c for c in page if c.id not in tally.tried], campaign, now, tally)
             if reservation is not None:
                 return reservation
@@ -124,8 +126,8 @@ class Arbiter:
             if len(page) + len(tally.invalid) - invalid_before < limit:
                 break
         # Only when nothing is free are the waiting accounts read: their windows and counts give the retry time.
-        waiting = await self._reads.scan(campaign, {"next_available_at": {"$gt": now}}, exclude, only, tally)
-        counts = await self._reads.counts_for(waiting, day, path)
+        waiting = await self._reads.scan(campaign, {"next_available_at": {"$gt": now}}, exclude, only, tally, now=now)
+        counts = await self._reads.counts_for(waiting, now, path)
         for candidate in waiting:
             tally.add(blocked(candidate, counts.get(candidate.id, Counts()), now), candidate.id)
         return self._unavailable(campaign, now, tally)
@@ -134,11 +136,11 @@ class Arbiter:
         self, candidates: list[Candidate], campaign: Campaign, now: datetime, tally: Tally
     ) -> Reservation | None:
         """Try `candidates` in order, reading their counts a chunk at a time; tally why each was passed over."""
-        path, day = usage_path(campaign.id), utc_day(now)
+        path = usage_path(campaign.id)
         for chunk in chunks(candidates, USAGE_CHUNK):
-            counts = await self._reads.counts_for(chunk, day, path)
+            counts = await self._reads.counts_for(chunk, now, path)
             for candidate in chunk:
-                outcome = await self._try(candidate, counts.get(candidate.id, Counts()), campaign, path, day, now)
+                outcome = await self._try(candidate, counts.get(candidate.id, Counts()), campaign, now)
                 if isinstance(outcome, Reservation):
                     return outcome
                 tally.add(outcome, candidate.id)
@@ -158,45 +160,47 @@ class Arbiter:
         """
         if not pins:
             return []
-        path, day = usage_path(campaign.id), utc_day(now)
-        pinned = await self._reads.mailboxes(campaign, [p for p in pins if p is not None], only)
+        path = usage_path(campaign.id)
+        pinned = await self._reads.mailboxes(campaign, [p for p in pins if p is not None], only, now)
         mailboxes = {c.id for c in pinned}
         wants = [p if p in mailboxes else None for p in pins]
         free_wanted = wants.count(None)
         others = []
         if free_wanted:
             others = await self._reads.scan(
-                campaign, window_open(now), (), only, Tally(), limit=free_wanted + USAGE_CHUNK
+                campaign, window_open(now), (), only, Tally(), now=now, limit=free_wanted + USAGE_CHUNK
             )
         candidates = others + [c for c in pinned if c.id not in {o.id for o in others}]
-        counts = await self._reads.counts_for(candidates, day, path)
+        counts = await self._reads.counts_for(candidates, now, path)
         accounts = assign(room(candidates, counts, now, len(pins)), wants)
         plan = {a: accounts.count(a) for a in dict.fromkeys(a for a in accounts if a is not None)}
         if not plan:
             return [None] * len(pins)
-        given = await self._count_shares(campaign, plan, {c.id: c for c in candidates}, day, now)
+        given = await self._count_shares(campaign, plan, {c.id: c for c in candidates}, now)
         return [given[a].pop() if a is not None and given.get(a) else None for a in accounts]
 
     async def _count_shares(
-        self, campaign: Campaign, plan: dict[str, int], by_id: Mapping[str, Candidate], day: str, now: datetime
+        self, campaign: Campaign, plan: dict[str, int], by_id: Mapping[str, Candidate], now: datetime
     ) -> dict[str, list[Reservation]]:
         """Count each planned account's share (its wait window first where it has one); the reservations made."""
         # One token per reservation; the first of an account's share also holds its wait window.
         tokens = {account_id: [self._token() for _ in range(k)] for account_id, k in plan.items()}
         plan, waits = await self._claim_windows(plan, by_id, tokens, now)
         plain = [by_id[a].row.raw_id for a in plan if a not in waits]
-        blocks = [Block(a, valid_limits(by_id[a]), tokens[a]) for a in plan]
+        blocks = [Block(a, by_id[a].slot(now), valid_limits(by_id[a]), tokens[a]) for a in plan]
         counted, _ = await asyncio.gather(
-            self._usage.count_blocks(blocks, campaign.id, day, now), self._windows.rotate(plain, now)
+            self._usage.count_blocks(blocks, campaign.id, now), self._windows.rotate(plain, now)
         )
         for account_id in plan:
             if account_id not in counted and account_id in waits:
                 await self._windows.release(account_id, tokens[account_id][0], now)
         given: dict[str, list[Reservation]] = {}
         for account_id in counted:
-            candidate = by_id[account_id]
+            candidate, slot = by_id[account_id], by_id[account_id].slot(now)
             for token in tokens[account_id]:
-                reservation = Reservation(token, candidate.row.account, campaign.id, day, now, valid_limits(candidate))
+                reservation = Reservation(
+                    token, candidate.row.account, campaign.id, slot.day, now, valid_limits(candidate), slot.hour
+                )
                 self._log_reserved(reservation, block=plan[account_id])
                 given.setdefault(account_id, []).append(reservation)
         return given
@@ -206,7 +210,7 @@ class Arbiter:
     ) -> tuple[dict[str, int], list[str]]:
         """Claim the wait windows of the planned accounts that have one, at once; return the plan without the
         accounts whose window a racing dispatcher took, and the accounts with a window."""
-        waits = [a for a in plan if valid_limits(by_id[a]).min_wait_minutes > 0]
+        waits = [a for a in plan if valid_limits(by_id[a]).waits]
         taken = await asyncio.gather(
             *(self._windows.claim(by_id[a].row.raw_id, tokens[a][0], valid_limits(by_id[a]), now) for a in waits)
         )
@@ -217,8 +221,6 @@ class Arbiter:
         candidate: Candidate,
         counts: Counts,
         campaign: Campaign,
-        path: str,
-        day: str,
         now: datetime,
     ) -> Reservation | Blocked:
         """Reserve one candidate, or say why not and when it could be free."""
@@ -226,26 +228,27 @@ class Arbiter:
         limits = candidate.limits
         if outcome.reason or limits is None:
             return outcome
-        token = self._token()
-        if limits.min_wait_minutes > 0:
+        slot = candidate.slot(now)
+        reservation = Reservation(self._token(), candidate.row.account, campaign.id, slot.day, now, limits, slot.hour)
+        token = reservation.token
+        if limits.waits:
             # The window first: a send may only be counted by whoever holds it.
             if not await self._windows.claim(candidate.row.raw_id, token, limits, now):
                 return Blocked(TAKEN, after_minutes(now, limits.min_wait_minutes))
-            counted = await self._usage.count_send(candidate.id, day, campaign.id, limits, token, now)
+            counted = await self._usage.count_send(candidate.id, slot, campaign.id, limits, token, now)
         else:
             # Without a window the account write only keeps the rotation order: do both at once.
             active, counted = await asyncio.gather(
                 self._windows.claim(candidate.row.raw_id, token, limits, now),
-                self._usage.count_send(candidate.id, day, campaign.id, limits, token, now),
+                self._usage.count_send(candidate.id, slot, campaign.id, limits, token, now),
             )
             if not active:  # paused or disabled meanwhile: give the count back
                 if counted:
-                    await self._usage.uncount(candidate.id, day, path, token)
+                    await self._usage.uncount(reservation)
                 return Blocked(TAKEN, now + timedelta(seconds=RECHECK_SECONDS))
         if not counted:
             await self._windows.release(candidate.row.account.id, token, now)
-            return Blocked(LIMIT_RACED, next_day_start(now))
-        reservation = Reservation(token, candidate.row.account, campaign.id, day, now, limits)
+            return Blocked(LIMIT_RACED, next_reset(limits, now))
         self._log_reserved(reservation)
         return reservation
 
@@ -256,6 +259,8 @@ class Arbiter:
             day=reservation.day,
             max_daily_sends=limits.max_daily_sends,
             daily_limit=limits.campaign_daily_limit,
+            max_hourly_sends=limits.max_hourly_sends,
+            hourly_limit=limits.campaign_hourly_limit,
             min_wait_time=limits.min_wait_minutes,
             next_available_at=self._windows.end(limits, reservation.reserved_at).isoformat(),
             **extra,
@@ -308,7 +313,7 @@ class Arbiter:
         get_logger(account_id=account_id, owner=self._owner).warning("arbiter.disabled", reason=reason)
 
     async def usage(self, account_id: str, day: str) -> dict[str, Any]:
-        """An account's counters for one UTC day ("YYYY-MM-DD"); zeros when it has not sent that day."""
+        """An account's counters for one of its days ("YYYY-MM-DD"); zeros when it has not sent that day."""
         return await self._usage.read(account_id, day)
 
     def _token(self) -> str:

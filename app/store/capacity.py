@@ -23,8 +23,8 @@ from app.domain.limits import (
     free_at,
 )
 from app.domain.models import Campaign, EmailAccount
-from app.domain.scheduling import after_minutes, utc_day
-from app.store.account_scan import RECHECK_SECONDS, AccountScan, Counts, NoAccountAvailable, Tally
+from app.domain.scheduling import after_minutes
+from app.store.account_scan import RECHECK_SECONDS, AccountScan, Candidate, Counts, NoAccountAvailable, Tally
 from app.store.account_usage import usage_path
 from app.store.client import Database
 
@@ -38,18 +38,23 @@ class AccountState:
     sent_today: int = 0
     campaign_sent_today: int = 0
     next_available_at: datetime | None = None
+    hour: tuple[int, int] = (0, 0)  # sent this clock hour (the account's): all campaigns, this campaign
 
     def blocked(self, now: datetime) -> str | None:
         """Why the arbiter would pass this account over at `now` (a limit, the wait window), or None."""
         if self.limits is None:
             return INVALID_SETTINGS
-        return blocked_by(self.limits, self.sent_today, self.campaign_sent_today, self.next_available_at, now)
+        return blocked_by(
+            self.limits, self.sent_today, self.campaign_sent_today, self.next_available_at, now, hour=self.hour
+        )
 
     def free_at(self, now: datetime) -> datetime:
         """When it could next send for the campaign."""
         if self.limits is None:
             return now + timedelta(seconds=RECHECK_SECONDS)
-        return free_at(self.limits, self.sent_today, self.campaign_sent_today, self.next_available_at, now)
+        return free_at(
+            self.limits, self.sent_today, self.campaign_sent_today, self.next_available_at, now, hour=self.hour
+        )
 
 
 @dataclass
@@ -65,7 +70,7 @@ class Planned:
         """One send from `account_id` for `campaign_id` at `now`: counted, its wait window opened, used last."""
         self.sent[account_id] += 1
         self.by_campaign[(account_id, campaign_id)] += 1
-        if limits.min_wait_minutes > 0:
+        if limits.waits:  # the shortest gap the arbiter could draw
             self.windows[account_id] = after_minutes(now, limits.min_wait_minutes)
         self.used.pop(account_id, None)
         self.used[account_id] = None
@@ -90,7 +95,7 @@ class CampaignAccounts:
     def capacities(self, now: datetime, wanted: int, planned: Planned | None = None) -> list[tuple[str, int]]:
         """How many of `wanted` sends each free account could take now (`limits.capacity`), in arbiter order."""
         return [
-            (s.account.id, capacity(s.limits, s.sent_today, s.campaign_sent_today, wanted))
+            (s.account.id, capacity(s.limits, s.sent_today, s.campaign_sent_today, wanted, hour=s.hour))
             for s in self.states(planned)
             if s.limits is not None and s.blocked(now) is None
         ]
@@ -119,11 +124,14 @@ class CampaignAccounts:
         if not given and window is None:
             return state
         opens = [t for t in (state.next_available_at, window) if t is not None]
+        mine = planned.by_campaign.get((account_id, self.campaign_id), 0)
+        # A preview is of one moment: its sends fall in the account's current hour.
         return replace(
             state,
             sent_today=state.sent_today + given,
-            campaign_sent_today=state.campaign_sent_today + planned.by_campaign.get((account_id, self.campaign_id), 0),
+            campaign_sent_today=state.campaign_sent_today + mine,
             next_available_at=max(opens, default=None),
+            hour=(state.hour[0] + given, state.hour[1] + mine),
         )
 
 
@@ -131,20 +139,23 @@ async def read_accounts(
     db: Database, campaign: Campaign, now: datetime, *, only: Collection[str] | None = None
 ) -> CampaignAccounts:
     """The campaign's active allowed accounts (settings.account_ids, narrowed to `only`), least recently used
-    first, with their combined limits, today's counts and wait windows: the arbiter's own scan, read only."""
+    first, with their combined limits at `now` (a ramp resolved to each account's day), the counts of each
+    account's day and hour, and wait windows: the arbiter's own scan, read only."""
     path = usage_path(campaign.id)  # refuses a campaign id the arbiter could not count either
     scan = AccountScan(db, settings_ttl=0.0)
     tally = Tally()
-    candidates = await scan.scan(campaign, {}, (), only, tally)
-    counts = await scan.counts_for(candidates, utc_day(now), path)
-    states = tuple(
-        AccountState(
-            c.row.account,
-            c.limits,
-            counts.get(c.id, Counts()).sent,
-            counts.get(c.id, Counts()).campaign,
-            c.row.next_available_at,
-        )
-        for c in candidates
-    )
+    candidates = await scan.scan(campaign, {}, (), only, tally, now=now)
+    counts = await scan.counts_for(candidates, now, path)
+    states = tuple(_state(c, counts.get(c.id, Counts())) for c in candidates)
     return CampaignAccounts(campaign.id, states, len(tally.invalid))
+
+
+def _state(candidate: Candidate, counts: Counts) -> AccountState:
+    return AccountState(
+        candidate.row.account,
+        candidate.limits,
+        counts.sent,
+        counts.campaign,
+        candidate.row.next_available_at,
+        (counts.hour, counts.campaign_hour),
+    )

@@ -1,11 +1,12 @@
 """Open reservations and their reclaim: what a gone dispatcher held is given back, or kept if it may have flown.
 
 Each counted reservation is recorded in its `account_usage` document as `open.<key>` = `{owner, campaign, at,
-flown}` by the same upsert that counts it (`app/store/account_usage.py`); commit and rollback remove the record, and
-`Arbiter.mark_in_flight` sets `flown` just before the SMTP exchange. When the owner is gone (it stopped, or
+hour, flown}` by the same upsert that counts it (`app/store/account_usage.py`); commit and rollback remove the
+record, and `Arbiter.mark_in_flight` sets `flown` just before the SMTP exchange. When the owner is gone (it stopped, or
 stopped beating: `app/domain/liveness.py`):
 
-- an unflown record was certainly never handed to SMTP: its count (`sent`, `campaigns.<id>`) is given back and
+- an unflown record was certainly never handed to SMTP: its count (`sent`, `campaigns.<id>`, and its hour's
+  `hours.<HH>`, `hours_campaigns.<HH>.<id>`) is given back and
   the account's wait window reopened if this reservation still holds it;
 - a flown one may have been delivered: the record is closed but the count stays, and so does the window's long
   hold (only the token is dropped, so waiting leads expect the hold instead of an early end).
@@ -18,6 +19,7 @@ twice nor send on a returned reservation.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +30,7 @@ from app.store.documents import Collection as MongoCollection
 from app.store.documents import id_values
 
 GoneCheck = Callable[[set[str]], Awaitable[set[str]]]
+_HOUR = re.compile(r"^\d{2}$")
 
 
 def open_key(token: str) -> str:
@@ -163,10 +166,23 @@ async def _close(usage: MongoCollection, closing: _Closing) -> bool:
     flt: dict[str, Any] = {"_id": closing.doc_id, **{f"open.{k}.flown": False for k in closing.unflown}}
     update: dict[str, Any] = {"$unset": {f"open.{k}": "" for k in (*closing.unflown, *closing.flown)}}
     if closing.unflown:
-        per_campaign = Counter(str(e.get("campaign")) for e in closing.unflown.values())
-        update["$inc"] = {"sent": -len(closing.unflown), **{f"campaigns.{c}": -n for c, n in per_campaign.items()}}
+        update["$inc"] = _given_back(closing.unflown.values())
     result = await usage.update_one(flt, update)
     return result.modified_count == 1
+
+
+def _given_back(unflown: Collection[Mapping[str, Any]]) -> dict[str, int]:
+    """The `$inc` returning the counts of unflown records: the day's, and the hour's of those that name one."""
+    per_campaign = Counter(str(e.get("campaign")) for e in unflown)
+    hours = [e for e in unflown if isinstance(e.get("hour"), str) and _HOUR.match(e["hour"])]
+    per_hour = Counter(str(e["hour"]) for e in hours)
+    per_campaign_hour = Counter((str(e["hour"]), str(e.get("campaign"))) for e in hours)
+    return {
+        "sent": -len(unflown),
+        **{f"campaigns.{c}": -n for c, n in per_campaign.items()},
+        **{f"hours.{h}": -n for h, n in per_hour.items()},
+        **{f"hours_campaigns.{h}.{c}": -n for (h, c), n in per_campaign_hour.items()},
+    }
 
 
 def _token(key: str, entry: Mapping[str, Any]) -> str:

@@ -9,8 +9,9 @@ import asyncio
 from collections.abc import Collection
 from datetime import datetime, timedelta
 
+from app.domain.limits import account_day
 from app.domain.models import id_str
-from app.domain.scheduling import next_day_start, utc_day
+from app.domain.scheduling import next_day_start
 from app.logging import get_logger
 from app.store import reclaim as reclaim_store
 from app.store import schema
@@ -34,7 +35,7 @@ class ReservationEnds:
         """Count one reservation as sent and start its wait at `now`."""
         await self._usage.commit(reservation)
         # Without a wait there is no window to move, and a leftover token is overwritten by the next reservation.
-        if reservation.limits.min_wait_minutes > 0:
+        if reservation.limits.waits:
             await self._windows.move(reservation, now)
         self._log_committed(reservation, now)
 
@@ -43,7 +44,7 @@ class ReservationEnds:
         if not reservations:
             return
         await self._usage.commit_many(reservations)
-        windows = [r for r in reservations if r.limits.min_wait_minutes > 0]
+        windows = [r for r in reservations if r.limits.waits]
         await asyncio.gather(*(self._windows.move(r, now) for r in windows))
         for reservation in reservations:
             self._log_committed(reservation, now)
@@ -72,16 +73,18 @@ class ReservationEnds:
         return returned
 
     async def reclaim(self, now: datetime, gone: GoneCheck | Collection[str]) -> Reclaimed:
-        """Close the open reservations of gone dispatchers in today's and yesterday's counters."""
-        # Every counted reservation stamps its account's last_used_at, so accounts unused since yesterday hold
-        # none: the usage documents are then read by `_id` (no query on a field that would scan every day's).
-        since = next_day_start(now) - timedelta(days=2)
-        used = [
-            id_str(doc["_id"])
-            async for doc in self._accounts.find({"last_used_at": {"$gte": since}}, projection={"_id": 1})
+        """Close the open reservations of gone dispatchers in each account's today's and yesterday's counters."""
+        # Every counted reservation stamps its account's last_used_at, so accounts unused since the start of
+        # their yesterday (at most 3 UTC days back, whatever their zone) hold none: the usage documents are then
+        # read by `_id` (no query on a field that would scan every day's).
+        since = next_day_start(now) - timedelta(days=3)
+        keys = [
+            usage_key(id_str(doc["_id"]), day)
+            async for doc in self._accounts.find(
+                {"last_used_at": {"$gte": since}}, projection={"_id": 1, "timezone": 1}
+            )
+            for day in _recent_days(doc.get("timezone"), now)
         ]
-        days = (utc_day(since), utc_day(now))
-        keys = [usage_key(account_id, day) for account_id in used for day in days]
         found = await reclaim_store.reclaim(self._usage_docs, self._accounts, keys, now, gone, keep=self._owner)
         if found:
             get_logger(owner=self._owner).info(
@@ -92,6 +95,16 @@ class ReservationEnds:
                 gone=sorted(found.owners),
             )
         return found
+
+
+def _recent_days(timezone: object, now: datetime) -> tuple[str, ...]:
+    """An account's yesterday and today in its time zone; around UTC's when the zone is unreadable (the
+    account is then skipped by the arbiter, but what it held is still closed)."""
+    try:
+        zone = timezone if isinstance(timezone, str) else "UTC"
+        return (account_day(now - timedelta(days=1), zone), account_day(now, zone))
+    except (ValueError, KeyError):
+        return tuple(account_day(now + timedelta(days=d), "UTC") for d in (-2, -1, 0, 1))
 
 
 def _all_or_none(landed: int, total: int) -> bool | None:

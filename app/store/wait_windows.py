@@ -3,15 +3,19 @@
 An account never sends twice within `min_wait_time` minutes. A reservation claims the account's window
 (`next_available_at`, `reservation_token`) with a conditional write; while it is open the window stays closed for
 the wait plus the longest a send can take (the hold). A commit moves the window to run from the hand-over, and a
-rollback reopens it, in both cases only if this reservation's token still holds it.
+rollback reopens it, in both cases only if this reservation's token still holds it. The commit is where each gap
+is drawn: `min_wait_time` plus a random 0..`wait_jitter` minutes (`limits.gap_minutes`), once, so that gaps vary
+and none is shorter than the minimum.
 """
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from app.domain.limits import AccountLimits
+from app.domain.limits import AccountLimits, gap_minutes
 from app.domain.scheduling import after_minutes
 from app.store import reclaim as reclaim_store
 from app.store.account_usage import Reservation
@@ -21,20 +25,21 @@ from app.store.documents import Collection, NotFound, id_filter
 class WaitWindows:
     """The wait windows of the accounts in `email_accounts`, held `hold_seconds` past the wait while reserved."""
 
-    def __init__(self, accounts: Collection, *, hold_seconds: float) -> None:
+    def __init__(self, accounts: Collection, *, hold_seconds: float, rand: Callable[[], float] = random.random) -> None:
         self._accounts = accounts
         self._hold_seconds = hold_seconds
+        self._rand = rand  # draws each gap's random part (uniform 0..1)
 
     def end(self, limits: AccountLimits, now: datetime) -> datetime:
         """When a reserved account may be reserved again if this reservation is never settled."""
-        if limits.min_wait_minutes <= 0:
+        if not limits.waits:
             return now  # no wait: sends of one account may overlap
         return after_minutes(now, limits.min_wait_minutes + self._hold_seconds / 60.0)
 
     async def claim(self, raw_id: Any, token: str, limits: AccountLimits, now: datetime) -> bool:
         """Take the account's wait window if it is open; False when another dispatcher took it first."""
         flt: dict[str, Any] = {"_id": raw_id, "status": "active"}
-        if limits.min_wait_minutes > 0:
+        if limits.waits:
             flt["$or"] = [{"next_available_at": {"$lte": now}}, {"next_available_at": None}]
         # Without a wait there is no window to contend for: racing dispatchers (whose clocks differ by a few
         # milliseconds) must not fail each other's reservations; the update only keeps the rotation order.
@@ -61,12 +66,14 @@ class WaitWindows:
             )
 
     async def move(self, reservation: Reservation, now: datetime) -> None:
-        """Start a committed reservation's wait at `now`, if the reservation still holds the window."""
+        """Start a committed reservation's wait at `now`, if the reservation still holds the window: the gap is
+        drawn here, once."""
         # The wait runs from when the message was handed over, not from when the account was reserved.
+        gap = gap_minutes(reservation.limits, self._rand)
         await self._accounts.update_one(
             {**id_filter(reservation.account.id), "reservation_token": reservation.token},
             {
-                "$set": {"next_available_at": after_minutes(now, reservation.limits.min_wait_minutes)},
+                "$set": {"next_available_at": after_minutes(now, gap)},
                 "$unset": {"reservation_token": "", "reserved_wait_end": ""},
             },
         )

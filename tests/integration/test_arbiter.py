@@ -630,7 +630,13 @@ async def test_a_reservation_is_recorded_open_by_the_upsert_that_counts_it(db: D
 
     usage = await arbiter.usage(account, "2026-03-14")
     assert usage["open"] == {
-        reservation.token.rpartition(":")[2]: {"owner": "d1", "campaign": campaign.id, "at": NOW, "flown": False}
+        reservation.token.rpartition(":")[2]: {
+            "owner": "d1",
+            "campaign": campaign.id,
+            "at": NOW,
+            "hour": "09",
+            "flown": False,
+        }
     }
     await arbiter.commit(reservation, NOW)
     assert (await arbiter.usage(account, "2026-03-14"))["open"] == {}
