@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import datetime
 from typing import Any
 
 import typer
 
 from app.cli.common import JSON_OPTION, console, fail, print_json, run_db, settings_of
-from app.cli.dispatch_dry_run import DryRunFindings, print_dry_run, read_dry_run
+from app.cli.dispatch_dry_run import DryRunFindings, parse_at, print_dry_run, read_dry_run
 from app.cli.dispatcher_wiring import build_dispatcher as build_dispatcher
 from app.cli.dispatcher_wiring import dispatcher_options, run_over_smtp, unsubscribe_links
 from app.cli.dispatcher_wiring import run_until_signalled as run_until_signalled
@@ -75,13 +76,19 @@ def _dispatch(
 
 
 def _dry_run_findings(
-    settings: Settings, options: DispatcherOptions, accounts: frozenset[str] | None, limit: int, inbox: bool
+    settings: Settings,
+    options: DispatcherOptions,
+    accounts: frozenset[str] | None,
+    limit: int,
+    inbox: bool,
+    at: datetime | None = None,
 ) -> tuple[DryRunFindings, list[AccountReport] | None]:
-    """Check the targets, then read what a real run would do now (and what the new inbound messages would do)."""
+    """Check the targets, then read what a real run would do now or `at` (and what the new inbound messages would
+    do)."""
 
     async def work(db: Database) -> tuple[DryRunFindings, list[AccountReport] | None]:
         await _check_targets(db, options.campaign_id, accounts)
-        findings = await read_dry_run(db, options, accounts, limit, unsubscribe_links(settings))
+        findings = await read_dry_run(db, options, accounts, limit, unsubscribe_links(settings), at)
         if not inbox:
             return findings, None
         sync = build_sync(db, settings, dry_run=True)
@@ -92,6 +99,18 @@ def _dry_run_findings(
 
     # A dry run must leave the database as it found it, so the schema is checked rather than ensured.
     return run_db(settings, work, read_only=True)
+
+
+def _moment(at: str | None, dry_run: bool) -> datetime | None:
+    """`--at` read, or the message that says what to pass (only a dry run looks at another moment)."""
+    if at is None:
+        return None
+    if not dry_run:
+        fail("--at goes with --dry-run: a real run sends now (try run-dispatcher --dry-run --at ...)")
+    try:
+        return parse_at(at)
+    except ValueError as exc:
+        fail(str(exc))
 
 
 def _print_stats(stats: DispatcherStats, as_json: bool) -> None:
@@ -135,6 +154,12 @@ def register(app: typer.Typer) -> None:
             "--dry-run",
             help="Show what a real run would do now (sends, skips, waits, pauses); send and change nothing, then exit.",
         ),
+        at: str | None = typer.Option(
+            None,
+            "--at",
+            help="With --dry-run: what would be sent at this moment instead of now, as an ISO time with Z or an "
+            "offset (e.g. 2025-03-10T09:30:00-04:00).",
+        ),
         campaign_id: str | None = typer.Option(None, "--campaign-id", help="Only this campaign."),
         batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Leads fetched per query."),
         limit: int = typer.Option(
@@ -160,10 +185,13 @@ def register(app: typer.Typer) -> None:
         inbound messages and says what they would do, changing nothing.
 
         Example: outbound run-dispatcher --verbose --campaign-id 665f1c... --batch-size 50
+
+        Example: outbound run-dispatcher --dry-run --at 2025-03-10T09:30:00-04:00
         """
         settings = settings_of(ctx)
         if verbose:
             configure_logging("DEBUG", "console")
+        moment = _moment(at, dry_run)
         accounts = _split_ids(account_filter)
         options = dispatcher_options(
             settings,
@@ -174,7 +202,7 @@ def register(app: typer.Typer) -> None:
             once=once,
         )
         if dry_run:
-            findings, inbox = _dry_run_findings(settings, options, accounts, limit, not no_inbox)
+            findings, inbox = _dry_run_findings(settings, options, accounts, limit, not no_inbox, moment)
             print_dry_run(findings, json_)
             if inbox:
                 print_reports(inbox, False, True, to_stderr=json_)  # stdout stays the preview alone with --json

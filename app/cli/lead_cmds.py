@@ -1,6 +1,7 @@
 """`show-lead-details` and `show-due-leads`: one lead in full, and the leads a dispatcher would send next.
 
-Leads are read through their typed view; in the due list a malformed lead is reported and skipped.
+Leads are read through their typed view; in the due list a malformed lead is reported and skipped. Both say when a
+lead waits for its campaign's sending window, as the dispatcher's gate would judge its next recipient.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from app.cli.common import (
 )
 from app.cli.lookups import any_of, load_campaign
 from app.domain import reports
-from app.domain.models import Campaign, Lead
+from app.domain.gates import GateContext, sending_window_gate
+from app.domain.models import Campaign, InvalidDocument, Lead
 from app.store import lead_queries, schema
 from app.store.answer_stats import ANSWER_TYPES
 from app.store.client import Database
@@ -70,6 +72,23 @@ async def _lead_history(
     return [{k: doc.get(k) for k in fields} async for doc in cursor]
 
 
+def _window_wait(lead: Lead, campaign: Campaign | None, now: datetime) -> str | None:
+    """Why the lead waits at `now` for its campaign's sending window (None: it is open, or there is none)."""
+    if campaign is None or campaign.settings.schedule is None or lead.progress.stopped or lead.progress.completed:
+        return None
+    pending = reports.pending_recipients(lead)
+    recipient = lead.recipients[pending[0] if pending else 0]
+    verdict = sending_window_gate(recipient, GateContext(now, schedule=campaign.settings.schedule))
+    return verdict.reason if verdict is not None else None
+
+
+def _typed_campaign(doc: Mapping[str, Any] | None) -> Campaign | None:
+    try:
+        return Campaign.from_doc(doc) if doc is not None else None
+    except InvalidDocument:
+        return None  # shown as stored; the dispatcher reports it
+
+
 async def _lead_details(db: Database, lead_id: str, now: datetime) -> dict[str, Any]:
     lead = await get_model(db[schema.CAMPAIGN_LEADS], "lead", lead_id, Lead.from_doc)
     campaign = await db[schema.CAMPAIGNS].find_one(id_filter(lead.campaign_id))
@@ -83,6 +102,7 @@ async def _lead_details(db: Database, lead_id: str, now: datetime) -> dict[str, 
             "status": campaign.get("status") if campaign else "missing",
         },
         "state": reports.lead_state(lead, now),
+        "window": _window_wait(lead, _typed_campaign(campaign), now),
         "progress": {
             "current_step_order": p.current_step_order,
             "next_due_at": p.next_due_at,
@@ -121,6 +141,8 @@ def _render_lead(info: Mapping[str, Any]) -> None:
         f"state {info['state']}: step {p['current_step_order']}, next due {fmt_time(p['next_due_at'])}, "
         f"stopped {p['stopped']}{' (' + p['stop_reason'] + ')' if p['stop_reason'] else ''}, completed {p['completed']}"
     )
+    if info["window"]:
+        console.print(info["window"])
     lease = p["lease"]
     console.print(
         f"lease: {lease['owner'] or 'free'}" + (f" until {fmt_time(lease['until'])}" if lease["until"] else "")
@@ -201,6 +223,7 @@ async def _due_leads(
             "first_recipient": lead.recipients[0].email if lead.recipients else None,
             "company": _company(lead),
             "next_due_at": lead.progress.next_due_at,
+            "window": _window_wait(lead, campaigns.get(lead.campaign_id), now),
         }
         async for lead in iter_valid(coll, flt, Lead.from_doc, sort=sort, limit=limit, on_invalid=skipped.add)
     ]
@@ -237,12 +260,13 @@ def show_due_leads(
         rows = [
             [
                 *(d["campaign"] or d["campaign_id"], d["lead_id"], d["first_recipient"], d["company"], d["step"]),
-                *(f"{d['recipients_pending']}/{d['recipients']}", fmt_time(d["next_due_at"])),
+                *(f"{d['recipients_pending']}/{d['recipients']}", fmt_time(d["next_due_at"]), d["window"] or ""),
             ]
             for d in info["leads"]
         ]
         title = f"Due leads (first {len(rows)} of {info['found']})" if len(rows) < info["found"] else "Due leads"
-        print_table(title, ["campaign", "lead", "first recipient", "company", "step", "pending", "due at"], rows)
+        columns = ["campaign", "lead", "first recipient", "company", "step", "pending", "due at", "note"]
+        print_table(title, columns, rows)
 
     emit(json_, info, skipped, render)
 
