@@ -256,15 +256,39 @@ async def _campaign_progress(db: Database, campaign_id: str, now: datetime, skip
     leads = [lead async for lead in iter_valid(coll, campaign_ref(campaign.id), Lead.from_doc, on_invalid=skipped.add)]
     progress = reports.campaign_progress(leads, [s.step_order for s in steps], now)
     answers = await answer_stats.per_step(db, campaign.id)
+    variants = await _per_variant(db, campaign.id)
     return {
         "id": campaign.id,
         "name": campaign.name,
         "status": campaign.status,
-        "steps": [{**asdict(s), **_answer_counts(answers.get(s.step_order))} for s in progress.steps],
+        "steps": [
+            {**asdict(s), **_answer_counts(answers.get(s.step_order)), "variants": variants.get(s.step_order, [])}
+            for s in progress.steps
+        ],
         "leads": asdict(progress.counts),
         "percent_complete": progress.percent_complete,
         **await _sends_today(db, campaign.id, now, skipped),
     }
+
+
+async def _per_variant(db: Database, campaign_id: str) -> dict[int, list[dict[str, Any]]]:
+    """Per step, for each template variant its messages were worded from: sent, replied and the reply rate
+    (replies per message sent), from the variant each `sent` and `replied` activity records."""
+    match = {
+        "$and": [campaign_ref(campaign_id), {"type": {"$in": ["sent", "replied"]}, "variant": {"$type": "string"}}]
+    }
+    group = {"_id": {"step": "$step_order", "variant": "$variant", "type": "$type"}, "n": {"$sum": 1}}
+    counts: dict[tuple[int, str], dict[str, int]] = {}
+    async for row in await db[schema.ACTIVITIES].aggregate([{"$match": match}, {"$group": group}]):
+        key = row["_id"]
+        if isinstance(key.get("step"), int):
+            counts.setdefault((key["step"], key["variant"]), {})[str(key["type"])] = int(row["n"])
+    out: dict[int, list[dict[str, Any]]] = {}
+    for (step, name), found in sorted(counts.items()):
+        sent, replied = found.get("sent", 0), found.get("replied", 0)
+        rate = round(replied / sent, 4) if sent else None
+        out.setdefault(step, []).append({"variant": name, "sent": sent, "replied": replied, "reply_rate": rate})
+    return out
 
 
 def _answer_counts(counts: Mapping[str, int] | None) -> dict[str, int]:
@@ -278,9 +302,25 @@ def _answer_counts(counts: Mapping[str, int] | None) -> dict[str, int]:
     }
 
 
+def _print_variants(steps: Sequence[Mapping[str, Any]]) -> None:
+    rows = [
+        [
+            s["step_order"],
+            v["variant"],
+            v["sent"],
+            v["replied"],
+            "-" if v["reply_rate"] is None else f"{v['reply_rate']:.1%}",
+        ]
+        for s in steps
+        for v in s["variants"]
+    ]
+    if rows:
+        print_table("Variants", ["step", "variant", "sent", "replied", "reply rate"], rows)
+
+
 def show_campaign_progress(ctx: typer.Context, campaign_id: str = CAMPAIGN_ARGUMENT, json_: bool = JSON_OPTION) -> None:
     """Show per step the leads at it, its sent/failed/uncertain recipients and the replies, bounces and
-    unsubscribes its messages drew, then lead states and sends today.
+    unsubscribes its messages drew, sent and reply rate per template variant, then lead states and sends today.
 
     Example: outbound show-campaign-progress 665f1c2e9b1e8a3d4c5b6a70
     """
@@ -296,6 +336,7 @@ def show_campaign_progress(ctx: typer.Context, campaign_id: str = CAMPAIGN_ARGUM
         ]
         columns = ["step", "leads at step", "sent", "failed", "uncertain", "replied", "auto-replies", "bounced"]
         print_table("Steps", [*columns, "unsubscribed"], rows)
+        _print_variants(info["steps"])
         _print_lead_counts(info)
         console.print(f"today (UTC): sent {info['sent_today']}, counted against limits {info['counted_today']}")
 

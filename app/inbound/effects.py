@@ -18,6 +18,7 @@ import structlog
 from pymongo.errors import DuplicateKeyError
 
 from app.domain import inbound_effects as fx
+from app.domain.campaigns import recipient_key
 from app.domain.collections import ACTIVITIES, CAMPAIGN_LEADS, CAMPAIGNS, INBOUND, SENDS, SUPPRESSIONS
 from app.domain.inbound import SendRef
 from app.store import inbound, suppressions
@@ -169,7 +170,8 @@ async def _send_email(db: Database, ref: SendRef) -> str | None:
 async def _lead(db: Database, ref: SendRef | None) -> dict[str, Any] | None:
     if ref is None:
         return None
-    doc = await db[CAMPAIGN_LEADS].find_one(id_filter(ref.lead_id), projection=_LEAD_FIELDS)
+    variant = f"progress.processed_recipients.{recipient_key(ref.step_order, ref.recipient_index)}.variant"
+    doc = await db[CAMPAIGN_LEADS].find_one(id_filter(ref.lead_id), projection={**_LEAD_FIELDS, variant: 1})
     return doc if doc is not None and isinstance(doc.get("lead_data"), list) else None
 
 
@@ -241,6 +243,17 @@ def _stopped(lead: Mapping[str, Any]) -> bool:
     return isinstance(progress, dict) and progress.get("stopped") is True
 
 
+def _variant_of(lead: Mapping[str, Any] | None, ref: SendRef) -> str | None:
+    """The template variant the send `ref` was worded from, as its settlement recorded it in the lead."""
+    if lead is None:
+        return None
+    processed = (lead.get("progress") or {}).get("processed_recipients") or {}
+    key = recipient_key(ref.step_order, ref.recipient_index)
+    entry = processed.get(key) if isinstance(processed, Mapping) else None
+    variant = entry.get("variant") if isinstance(entry, Mapping) else None
+    return variant if isinstance(variant, str) else None
+
+
 async def _record(
     db: Database,
     answer: Answer,
@@ -263,6 +276,9 @@ async def _record(
     if answer.ref is not None:
         doc["step_order"] = answer.ref.step_order
         doc.setdefault("lead_id", answer.ref.lead_id)
+        variant = _variant_of(lead, answer.ref)
+        if variant is not None:
+            doc["variant"] = variant  # the wording this answer is to, for the reply rate per variant
     if answer.account_id:
         doc["account_id"] = answer.account_id
     if change.note:

@@ -148,7 +148,7 @@ def test_show_campaign_progress_counts_per_step_outcomes_and_sends_today(cli, sy
     )
 
     data = as_json(cli("show-campaign-progress", cid, "--json"))
-    none = {"replied": 0, "auto_replies": 0, "bounced": 0, "soft_bounces": 0, "unsubscribed": 0}
+    none = {"replied": 0, "auto_replies": 0, "bounced": 0, "soft_bounces": 0, "unsubscribed": 0, "variants": []}
     assert data["steps"] == [
         {"step_order": 1, "leads_at_step": 1, "sent": 1, "failed": 1, "uncertain": 0, **none, "replied": 1},
         {"step_order": 2, "leads_at_step": 1, "sent": 0, "failed": 0, "uncertain": 0}
