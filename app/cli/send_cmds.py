@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import typer
@@ -128,7 +128,7 @@ def _render_one(
     if isinstance(threading, str):
         return TemplateError(preview.template.id, "subject", threading, sorted(context))
     try:
-        rendered = renderer.render(preview.template, context, reply=threading.subject)
+        rendered = renderer.render(preview.template, context, reply=threading.subject, send_key=ref.send_key)
     except TemplateError as exc:
         return exc
     return _Rendered(rendered, extra_headers(ref, account.email, threading, links))
@@ -148,6 +148,7 @@ def _as_json(preview: _Preview, results: list[tuple[int, _Rendered | TemplateErr
         else:
             email = outcome.email
             row.update(subject=email.subject, text=email.text, html=email.html, headers=outcome.headers)
+            row.update(variant=email.variant, spins=[asdict(s) for s in email.spins])
         rows.append(row)
     return {
         "campaign_id": preview.campaign.id,
@@ -175,9 +176,19 @@ def _print_results(preview: _Preview, results: list[tuple[int, _Rendered | Templ
             err_console.print(f"recipient {index} ({email}): template error: {outcome}", markup=False)
             continue
         parts = outcome.email
+        _print_wording(parts)
         headers = "".join(f"{name}: {value}\n" for name, value in outcome.headers.items())
         console.print(f"Subject: {parts.subject}\n{headers}--- text ---\n{parts.text}", markup=False)
         console.print(f"--- html ---\n{parts.html}" if parts.html is not None else "--- no html ---", markup=False)
+
+
+def _print_wording(email: RenderedEmail) -> None:
+    """Which variant the recipient gets and what each spin chose for it."""
+    if email.variant is not None:
+        console.print(f"variant: {email.variant}", markup=False)
+    for s in email.spins:
+        where = f"{s.part} line {s.line} column {s.column}"
+        console.print(f"spin at {where}: option {s.chosen + 1} of {s.options}: {s.text!r}", markup=False)
 
 
 def debug_template(
@@ -193,8 +204,8 @@ def debug_template(
 ) -> None:
     """Render a lead's email (subject, headers, text, HTML) for each recipient, or show the exact template error.
 
-    A follow-up shows the thread it would reply in (In-Reply-To, References, "Re: ..."); every email its
-    List-Unsubscribe.
+    Each recipient's template variant and spintax choices are shown (those its real send gets). A follow-up
+    shows the thread it would reply in (In-Reply-To, References, "Re: ..."); every email its List-Unsubscribe.
 
     Example: outbound debug-template 665f0c... --lead-id 665f0d... --step 2
     """

@@ -12,11 +12,14 @@ from bson import ObjectId
 
 from app.domain import inbound_effects as fx
 from app.domain.inbound import SendRef
+from app.domain.models import Template
+from app.domain.variants import choose_variant
 from app.inbound import effects
 from app.store import schema
 from app.store.client import Database
 from app.transport.mailbox import Fault, MailboxServer
 from tests.factories import add_account, add_campaign, add_lead
+from tests.integration.test_cli_send import CAMPAIGN, LEAD, seed
 from tests.integration.test_threaded_followups import Clock, run_once
 
 VARIANTS = [
@@ -106,3 +109,23 @@ async def test_two_variants_over_forty_recipients_each_worded_as_recorded_and_re
             "replied": 2,
             "reply_rate": round(2 / counts[name], 4),
         }
+
+
+def test_debug_template_shows_each_recipients_variant_and_spins_as_its_send_gets_them(cli: Any, sync_db: Any) -> None:
+    seed(sync_db)
+    sync_db.templates.update_one({"_id": "tpl1"}, {"$set": {"variants": VARIANTS}})
+    template = Template.from_doc(sync_db.templates.find_one({"_id": "tpl1"}))
+
+    result = cli("debug-template", str(CAMPAIGN), "--lead-id", str(LEAD), "--json")
+    text = cli("debug-template", str(CAMPAIGN), "--lead-id", str(LEAD), "--recipient", "0")
+
+    assert result.exit_code == 0, result.output
+    for row in json.loads(result.stdout)["recipients"]:
+        key = f"{LEAD}:1:{row['recipient_index']}"
+        variant = choose_variant(template.variants, key)
+        assert variant is not None
+        assert row["variant"] == variant.name
+        assert row["spins"] and all(spin["text"] in row["subject"] + row["text"] for spin in row["spins"])
+    first = json.loads(result.stdout)["recipients"][0]
+    assert f"variant: {first['variant']}" in text.stdout
+    assert f"option {first['spins'][0]['chosen'] + 1} of {first['spins'][0]['options']}" in text.stdout
