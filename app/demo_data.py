@@ -1,4 +1,7 @@
-"""Demo data: three campaigns, five local SMTP accounts and about forty leads that move within minutes.
+"""Demo data: four campaigns, five local SMTP accounts and about forty leads that move within minutes.
+
+The fourth campaign has a sending window in each recipient's own time zone: its recipients live where it is
+mid-day now (sent) or the middle of the night (waiting for the window to open).
 
 `build_demo` is pure (fixed ids, times from `now`); demo_seed.py validates it and writes it. Every address is
 on example.com/.org/.net.
@@ -9,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bson import ObjectId
 
@@ -103,6 +107,14 @@ TEMPLATES: list[dict[str, Any]] = [
     },
 ]
 
+# Every day rather than Monday to Friday, so that the demo shows the same thing whenever it is run.
+OFFICE_HOURS: dict[str, Any] = {
+    "timezone": "Europe/London",
+    "days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+    "start": "09:00",
+    "end": "17:00",
+    "recipient_timezone": True,
+}
 # (name, status, sequence id, [(template index, delay minutes)], settings, account numbers or None for all)
 CAMPAIGNS: list[tuple[str, str, str, list[tuple[int, float]], dict[str, Any], list[int] | None]] = [
     (
@@ -129,8 +141,28 @@ CAMPAIGNS: list[tuple[str, str, str, list[tuple[int, float]], dict[str, Any], li
         {"daily_limit": 10, "min_wait_time": 0.1, "batch_size": 5},
         None,
     ),
+    (
+        "Demo: Office hours (recipient's time zone)",
+        "active",
+        "demo-seq-office",
+        [(3, 0), (4, 0.5)],
+        {"daily_limit": 10, "min_wait_time": 0.05, "batch_size": 10, "schedule": OFFICE_HOURS},
+        [3, 4],
+    ),
 ]
-LEADS_PER_CAMPAIGN = (16, 14, 10)
+LEADS_PER_CAMPAIGN = (16, 14, 10, 4)
+WINDOWED_CAMPAIGN = 4
+# Spread around the world so that at any moment one is mid-day (10:00-15:59) and one in the night (00:00-05:59).
+DEMO_TIME_ZONES = (
+    "America/Los_Angeles",
+    "America/New_York",
+    "Europe/London",
+    "Europe/Berlin",
+    "Asia/Kolkata",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+    "Pacific/Auckland",
+)
 
 ACCOUNTS = [
     ("alex.carter", "Alex", "Carter", 40),
@@ -148,7 +180,8 @@ COMPANIES = [
     "Prestige Worldwide", "Bluth Homes", "Sterling Cooper", "Los Pollos Foods", "Krusty Kitchens",
     "Duff Brewing", "Nakatomi Trading", "Oscorp Biotech", "Gekko Capital", "Rekall Travel", "Spacely Sprockets",
     "Cogswell Cogs", "Virtucon Media", "Weyland Mining", "Zorg Industries", "Ollivander Crafts",
-    "Paper Street Soap", "Sirius Cybernetics",
+    "Paper Street Soap", "Sirius Cybernetics", "Initrode Software", "Hanso Foundation", "Primatech Paper",
+    "Yoyodyne Propulsion",
 ]  # fmt: skip
 PEOPLE = [
     ("Ana", "Silva"), ("Ben", "Okafor"), ("Chloé", "Martin"), ("Dmitri", "Ivanov"), ("Eva", "Nowak"),
@@ -190,8 +223,13 @@ def build_demo(now: datetime, smtp_port: int = DEMO_SMTP_PORT) -> DemoData:
                 }
             )
         first_due = now + timedelta(minutes=sequence[0][1])
-        for _ in range(LEADS_PER_CAMPAIGN[number - 1]):
-            leads.append(_lead(company, str(campaign_id), now, first_due))
+        for n in range(LEADS_PER_CAMPAIGN[number - 1]):
+            lead = _lead(company, str(campaign_id), now, first_due)
+            if number == WINDOWED_CAMPAIGN:
+                # Alternately mid-day and night where the recipients are: half sent now, half waiting.
+                zone = demo_time_zones(now)[n % 2]
+                lead["lead_data"] = [{**r, "timezone": zone} for r in lead["lead_data"]]
+            leads.append(lead)
             company += 1
     return DemoData(
         {
@@ -204,6 +242,14 @@ def build_demo(now: datetime, smtp_port: int = DEMO_SMTP_PORT) -> DemoData:
             schema.CAMPAIGN_LEADS: leads,
         }
     )
+
+
+def demo_time_zones(now: datetime) -> tuple[str, str]:
+    """A zone where it is mid-day at `now` (the window is open for hours) and one where it is night (closed)."""
+    hours = {name: now.astimezone(ZoneInfo(name)).hour for name in DEMO_TIME_ZONES}
+    day = next(name for name, hour in hours.items() if 10 <= hour < 16)
+    night = next(name for name, hour in hours.items() if hour < 6)
+    return day, night
 
 
 def _accounts(smtp_port: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from app.demo_data import build_demo
 from app.demo_seed import VALIDATORS, validate_demo
 from app.domain import models
+from app.domain.gates import GateContext, sending_window_gate
 from app.domain.templating import Renderer, build_context
 from app.store import schema
 
@@ -26,13 +29,13 @@ def snapshot(sync_db: Any) -> dict[str, list[dict[str, Any]]]:
     return {name: list(sync_db[name].find().sort("_id", 1)) for name in VALIDATORS}
 
 
-def test_demo_has_two_active_and_one_paused_campaign_with_short_sequences():
+def test_demo_has_three_active_and_one_paused_campaign_with_short_sequences():
     data = build_demo(datetime(2026, 1, 1, tzinfo=UTC))
     campaigns = data.documents[schema.CAMPAIGNS]
     steps = data.documents[schema.SEQUENCE_STEPS]
     leads = data.documents[schema.CAMPAIGN_LEADS]
 
-    assert sorted(c["status"] for c in campaigns) == ["active", "active", "paused"]
+    assert sorted(c["status"] for c in campaigns) == ["active", "active", "active", "paused"]
     for campaign in campaigns:
         delays = [s["delay_minutes"] for s in steps if s["sequence_id"] == campaign["sequence_id"]]
         assert 2 <= len(delays) <= 3
@@ -40,6 +43,23 @@ def test_demo_has_two_active_and_one_paused_campaign_with_short_sequences():
     assert 35 <= len(leads) <= 45
     assert {len(lead["lead_data"]) for lead in leads} == {1, 2, 3}
     assert len(data.documents[schema.EMAIL_ACCOUNTS]) == 5
+
+
+@pytest.mark.parametrize(
+    "now",
+    [datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=m) for m in range(0, 24 * 60, 20)]
+    + [datetime(2026, 7, 4, tzinfo=UTC) + timedelta(minutes=m) for m in range(0, 24 * 60, 20)],
+)
+def test_the_windowed_demo_campaign_has_recipients_inside_and_outside_their_window_at_any_time(now: datetime):
+    data = build_demo(now)
+    campaign = next(
+        models.Campaign.from_doc(c) for c in data.documents[schema.CAMPAIGNS] if "schedule" in c["settings"]
+    )
+    window = campaign.settings.schedule
+    assert window is not None and window.recipient_timezone
+    leads = [models.Lead.from_doc(d) for d in data.documents[schema.CAMPAIGN_LEADS] if d["campaign_id"] == campaign.id]
+    verdicts = {sending_window_gate(lead.recipients[0], GateContext(now, schedule=window)) is None for lead in leads}
+    assert verdicts == {True, False}  # some are sent at once, the others wait for their window
 
 
 def test_every_demo_document_passes_the_models_validation():
@@ -123,7 +143,7 @@ def test_seeding_again_keeps_lead_progress_but_restores_configuration(cli, sync_
     seed(cli)
 
     assert sync_db[schema.CAMPAIGN_LEADS].find_one({"_id": lead_id})["progress"]["current_step_order"] == 2
-    assert sorted(c["status"] for c in sync_db[schema.CAMPAIGNS].find()) == ["active", "active", "paused"]
+    assert sorted(c["status"] for c in sync_db[schema.CAMPAIGNS].find()) == ["active", "active", "active", "paused"]
 
 
 def test_reset_removes_demo_leads_and_sends_but_not_other_data(cli, sync_db):
