@@ -13,8 +13,8 @@ from typing import Any
 
 from app.domain import collections as schema
 from app.domain import planning
-from app.domain.limits import AccountLimits, limits_for, merge_settings
-from app.domain.models import AccountCampaignSettings, InvalidDocument, Lead
+from app.domain.limits import AccountLimits, account_day, effective_daily_limit, limits_for, merge_settings
+from app.domain.models import AccountCampaignSettings, EmailAccount, InvalidDocument, Lead
 from app.domain.scheduling import utc_day as utc_day  # re-exported: one definition of the day
 
 # A lead is in exactly one of these states; the order is the precedence when several could apply.
@@ -33,7 +33,7 @@ def parse_day(text: str) -> str:
     try:
         return datetime.strptime(text.strip(), "%Y-%m-%d").date().isoformat()
     except ValueError:
-        raise ValueError(f"day {text!r} is not a date: expected a UTC day as YYYY-MM-DD, e.g. 2025-01-31") from None
+        raise ValueError(f"day {text!r} is not a date: expected a day as YYYY-MM-DD, e.g. 2025-01-31") from None
 
 
 def lease_is_active(lead: Lead, now: datetime) -> bool:
@@ -145,20 +145,32 @@ def _bump(per_step: dict[int, dict[str, int]], step: int, name: str) -> None:
     counters[name] = counters.get(name, 0) + 1
 
 
-def account_limits(settings: Iterable[AccountCampaignSettings]) -> AccountLimits:
-    """An account's own limits (no campaign) from its settings documents, exactly as the arbiter combines them."""
-    return limits_for(merge_settings(settings))
+def account_limits(settings: Iterable[AccountCampaignSettings], account: EmailAccount | None = None) -> AccountLimits:
+    """An account's own limits (no campaign) from its settings documents, exactly as the arbiter combines them;
+    `account` gives its time zone and ramp start."""
+    return limits_for(merge_settings(settings), None, account)
+
+
+def day_limit(limits: AccountLimits, day: str) -> int | None:
+    """The daily limit for all campaigns on `day` (the account's own, "YYYY-MM-DD"): under a ramp, that day's."""
+    return effective_daily_limit(limits, datetime.strptime(day, "%Y-%m-%d").date())
+
+
+def today_of(account: EmailAccount, now: datetime) -> str:
+    """The account's day of `now`, in its time zone: the day its counters are kept under."""
+    return account_day(now, account.timezone)
 
 
 @dataclass(frozen=True)
 class AccountUsage:
-    """One `account_usage` document: sends of one account on one UTC day."""
+    """One `account_usage` document: sends of one account on one of its days (its own time zone)."""
 
     account_id: str
     day: str
     sent: int = 0  # reserved + committed, all campaigns
     committed: int = 0
     campaigns: Mapping[str, int] = field(default_factory=dict)
+    hours: Mapping[str, int] = field(default_factory=dict)  # "HH" (the account's clock) -> sent that hour
     # Open reservations whose message was not yet handed to SMTP (`open.<key>.flown` false): a crash of their
     # holder gives them back; they are part of `reserved`.
     reserved_unsent: int = 0
@@ -193,8 +205,16 @@ def usage_from_doc(doc: Mapping[str, Any]) -> AccountUsage:
         sent=_count(doc, "sent", doc.get("sent")),
         committed=_count(doc, "committed", doc.get("committed")),
         campaigns={str(k): _count(doc, f"campaigns.{k}", v) for k, v in campaigns.items()},
+        hours=_hours(doc),
         reserved_unsent=_unsent(doc),
     )
+
+
+def _hours(doc: Mapping[str, Any]) -> dict[str, int]:
+    hours = doc.get("hours") or {}
+    if not isinstance(hours, Mapping):
+        raise InvalidDocument(schema.ACCOUNT_USAGE, doc.get("_id"), "hours", "must be an object of counts per hour")
+    return {str(k): _count(doc, f"hours.{k}", v) for k, v in hours.items()}
 
 
 def _unsent(doc: Mapping[str, Any]) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from bson import ObjectId
 
@@ -90,7 +91,7 @@ def test_show_account_stats_splits_sent_into_committed_and_reserved_for_the_day(
     today = as_json(cli("show-account-stats", "--json"))
     assert today["day"] == TODAY and today["accounts"][0]["sent"] == 1
     table = ok(cli("show-account-stats", "--day", "2025-01-31")).stdout
-    assert "Account usage on 2025-01-31 (UTC)" in table
+    assert "Account usage on 2025-01-31 (each account's day, in its time zone)" in table
     assert "sender@mail.example: next available" in table
 
 
@@ -181,3 +182,53 @@ def test_show_account_stats_names_the_campaigns_of_the_days_sends(cli, sync_db) 
     assert row["campaign_names"] == {cid: "Spring outreach", "gone": None}
     table = ok(cli("show-account-stats", "--day", "2025-01-31")).stdout
     assert "Spring outreach: 2" in table and "gone: 1" in table
+
+
+def test_show_account_stats_uses_each_accounts_own_day_and_todays_ramp_step(cli, sync_db) -> None:
+    now = datetime.now(UTC)
+    # Kiritimati is UTC+14 and Pago Pago UTC-11: at any moment their days differ (by one, sometimes two).
+    east_day = now.astimezone(ZoneInfo("Pacific/Kiritimati")).date()
+    west_day = now.astimezone(ZoneInfo("Pacific/Pago_Pago")).date()
+    east = add_account(
+        sync_db, "east@mail.example", timezone="Pacific/Kiritimati", ramp_started_on=east_day.isoformat()
+    )
+    west = add_account(sync_db, "west@mail.example", timezone="Pacific/Pago_Pago")
+    sync_db.email_campaign_settings.insert_many(
+        [
+            {"email_id": east, "max_daily_sends": 40, "max_hourly_sends": 6, "ramp": {"start": 5, "increase": 2}},
+            {"email_id": west, "max_daily_sends": 40},
+        ]
+    )
+    sync_db.account_usage.insert_many(
+        [
+            {"account_id": east, "day": east_day.isoformat(), "sent": 3, "committed": 3},
+            {"account_id": west, "day": west_day.isoformat(), "sent": 9, "committed": 9},
+            {"account_id": west, "day": east_day.isoformat(), "sent": 30, "committed": 30},  # not the west's today
+        ]
+    )
+
+    rows = {r["email"]: r for r in as_json(cli("show-account-stats", "--json"))["accounts"]}
+
+    assert (rows["east@mail.example"]["day"], rows["west@mail.example"]["day"]) == (
+        east_day.isoformat(),
+        west_day.isoformat(),
+    )
+    # Ramp day 0: 5 sends, not max_daily_sends.
+    assert (rows["east@mail.example"]["sent"], rows["east@mail.example"]["limit"]) == (3, 5)
+    assert rows["east@mail.example"]["remaining"] == 2
+    assert rows["east@mail.example"]["max_hourly_sends"] == 6
+    assert (rows["west@mail.example"]["sent"], rows["west@mail.example"]["limit"]) == (9, 40)
+    table = ok(cli("show-account-stats")).output
+    assert "ramp from" in table and "Pacific/Kiritimati" in table
+
+
+def test_reset_account_limits_clears_the_accounts_own_today(cli, sync_db) -> None:
+    zone = "Pacific/Kiritimati"
+    today = datetime.now(UTC).astimezone(ZoneInfo(zone)).date().isoformat()
+    acc = add_account(sync_db, timezone=zone)
+    sync_db.account_usage.insert_one({"account_id": acc, "day": today, "sent": 4, "committed": 4})
+
+    result = ok(cli("reset-account-limits", acc, "--yes"))
+
+    assert f"usage for {today}" in result.output
+    assert sync_db.account_usage.count_documents({}) == 0
