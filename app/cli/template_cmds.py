@@ -18,6 +18,7 @@ from app.cli.common import JSON_OPTION, console, fail, print_json, print_table
 from app.domain import template_lint
 from app.domain.campaign_file import TemplateSpec, template_from_text, template_spec
 from app.domain.campaigns import Template
+from app.domain.templating import RenderedEmail
 from app.store import campaign_admin
 from app.store.client import Database
 
@@ -202,7 +203,8 @@ def lint(
     field: list[str] = typer.Option([], "--field", help="A custom recipient field for the sample, NAME=VALUE."),
     json_: bool = JSON_OPTION,
 ) -> None:
-    """Render a template for a sample recipient and account; report undefined variables and sandbox violations.
+    """Render a template and each of its variants for a sample recipient and account; report undefined variables,
+    sandbox violations and unclosed spintax.
 
     The sample recipient has email, first_name, last_name, name, company_name and website; the sample account
     gives sender_* and account_signature; unsubscribe_url, campaign_* and step_order get sample values. Exits 1
@@ -215,8 +217,9 @@ def lint(
     if json_:
         rendered = asdict(result.rendered) if result.rendered else None
         problems = [asdict(p) for p in result.problems]
+        variants = {name: asdict(r) if r else None for name, r in result.variants.items()}
         print_json({"template_id": found.id, "ok": result.ok, "problems": problems, "rendered": rendered,
-                    "notes": list(result.notes), "sample": dict(result.context)})  # fmt: skip
+                    "variants": variants, "notes": list(result.notes), "sample": dict(result.context)})  # fmt: skip
     else:
         _print_lint(found, result)
     if not result.ok:
@@ -229,14 +232,22 @@ def _print_lint(found: Template, result: template_lint.LintResult) -> None:
     for note in result.notes:
         console.print(f"note: {note}")
     if result.rendered is not None:
-        console.print(f"subject: {result.rendered.subject}", markup=False)
-        console.print("--- text ---", markup=False)
-        console.print(result.rendered.text, markup=False)
-        if result.rendered.html is not None:
-            console.print("--- html ---", markup=False)
-            console.print(result.rendered.html, markup=False)
+        _print_rendered(result.rendered)
+    for name, rendered in result.variants.items():
+        console.print(f"=== variant {name} ===", markup=False)
+        if rendered is not None:
+            _print_rendered(rendered)
     verdict = "renders for the sample" if result.ok else f"{len(result.problems)} problem(s)"
     console.print(f"template {found.id} ({found.name}): {verdict}")
+
+
+def _print_rendered(rendered: RenderedEmail) -> None:
+    console.print(f"subject: {rendered.subject}", markup=False)
+    console.print("--- text ---", markup=False)
+    console.print(rendered.text, markup=False)
+    if rendered.html is not None:
+        console.print("--- html ---", markup=False)
+        console.print(rendered.html, markup=False)
 
 
 template_app.command("add")(add)

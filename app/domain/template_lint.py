@@ -3,19 +3,21 @@ sample account, and report every undefined variable and every sandbox or syntax 
 
 Each part (subject, text, HTML) is rendered on its own, so a problem in one does not hide those in another. A
 variable the sample does not supply is reported and then given a placeholder, so one missing name does not
-hide the next.
+hide the next. Each variant is linted too, its own parts named `variants[i].<part>`; spins are resolved as for
+one sample send, and a spin that is never closed is a `spintax` problem.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app.domain.accounts import EmailAccount, GeneralSettings
 from app.domain.campaigns import Campaign, CampaignSettings, Lead, LeadProgress, Recipient, Template
 from app.domain.templating import RenderedEmail, Renderer, TemplateError, build_context
+from app.domain.variants import Variant
 
 SAMPLE_RECIPIENT: Mapping[str, str] = {
     "email": "ada@example.com",
@@ -39,6 +41,8 @@ SAMPLE_GENERAL = GeneralSettings(
 )
 SAMPLE_UNSUBSCRIBE_URL = "https://outbound.example/u/sample-token"
 SAMPLE_REPLY_SUBJECT = "Re: (the previous step's subject)"
+SAMPLE_SEND_KEY = "sample-lead:1:0"  # the spins shown are those of this send
+_PARTS = ("subject", "body_text", "body_html")
 _UNDEFINED = re.compile(r"'([^']+)' is undefined")
 _MAX_PLACEHOLDERS = 50
 
@@ -59,7 +63,8 @@ class _Placeholder(str):
 
 @dataclass(frozen=True)
 class LintProblem:
-    """One thing that would stop the template from being sent: `kind` is undefined, sandbox, syntax or error."""
+    """One thing that would stop the template from being sent: `kind` is undefined, sandbox, syntax, spintax or
+    error; `part` is `subject`, `body_text`, `body_html`, or `variants[i].<part>` for a variant's own."""
 
     part: str
     kind: str
@@ -74,6 +79,7 @@ class LintResult:
     rendered: RenderedEmail | None
     notes: tuple[str, ...]
     context: Mapping[str, Any]
+    variants: Mapping[str, RenderedEmail | None] = field(default_factory=dict)  # each variant's rendering
 
     @property
     def ok(self) -> bool:
@@ -98,36 +104,59 @@ def sample_context(fields: Mapping[str, str] | None = None) -> dict[str, Any]:
 
 
 def lint(template: Template, fields: Mapping[str, str] | None = None) -> LintResult:
-    """Render `template` for the sample recipient and account; report what would fail for a real one."""
+    """Render `template` and each of its variants for the sample recipient and account; report what would fail
+    for a real one. A variant's problems are named `variants[i].<part>`; the parts it takes from the template
+    are checked once, with the template's."""
     renderer = Renderer()
     context = sample_context(fields)
-    problems: list[LintProblem] = []
-    parts = {
+    problems, rendered = _lint_wording(renderer, replace(template, variants=()), context, "", _PARTS)
+    notes = []
+    if not template.subject:
+        notes.append("no subject of its own: it can only be sent as a reply in the recipient's thread (Re: ...)")
+    variants: dict[str, RenderedEmail | None] = {}
+    for i, variant in enumerate(template.variants):
+        found, variants[variant.name] = _lint_wording(
+            renderer, template.as_variant(variant), context, f"variants[{i}].", _own_parts(variant)
+        )
+        problems += [p for p in found if p.part.startswith("variants[")]
+    return LintResult(tuple(problems), rendered, tuple(notes), context, variants)
+
+
+def _own_parts(variant: Variant) -> list[str]:
+    """The parts a variant words itself: its subject if it has one, both bodies if it has either."""
+    own_body = variant.body_text is not None or variant.body_html is not None
+    return [p for p in _PARTS if (variant.subject is not None if p == "subject" else own_body)]
+
+
+def _lint_wording(
+    renderer: Renderer, template: Template, context: dict[str, Any], prefix: str, parts: Sequence[str]
+) -> tuple[list[LintProblem], RenderedEmail | None]:
+    """Lint one wording (the template, or the template as one variant words it) part by part, then render it."""
+    sources = {
         "subject": (template.subject or None, Template(template.id, template.name, template.subject, "")),
         "body_text": (template.body_text or None, Template(template.id, template.name, "-", template.body_text)),
         "body_html": (template.body_html, Template(template.id, template.name, "-", "", template.body_html)),
     }
-    for part, (source, alone) in parts.items():
+    problems: list[LintProblem] = []
+    for part in parts:
+        source, alone = sources[part]
         if source is not None:
-            problems += _lint_part(renderer, part, alone, context)
-    notes = []
-    if not template.subject:
-        notes.append("no subject of its own: it can only be sent as a reply in the recipient's thread (Re: ...)")
-    rendered = None
-    if not any(p.kind != "undefined" for p in problems):
-        reply = None if template.subject else SAMPLE_REPLY_SUBJECT
-        try:
-            rendered = renderer.render(template, context, reply=reply)
-        except TemplateError as exc:  # e.g. a subject that renders empty or with a line break
-            problems.append(LintProblem(exc.part, _kind(exc.reason), exc.reason))
-    return LintResult(tuple(problems), rendered, tuple(notes), context)
+            problems += _lint_part(renderer, prefix + part, alone, context)
+    if any(p.kind != "undefined" for p in problems):
+        return problems, None
+    reply = None if template.subject else SAMPLE_REPLY_SUBJECT
+    try:
+        return problems, renderer.render(template, context, reply=reply, send_key=SAMPLE_SEND_KEY)
+    except TemplateError as exc:  # e.g. a subject that renders empty or with a line break
+        label = prefix + exc.part if exc.part in parts else exc.part
+        return [*problems, LintProblem(label, _kind(exc.reason), exc.reason)], None
 
 
 def _lint_part(renderer: Renderer, part: str, template: Template, context: dict[str, Any]) -> list[LintProblem]:
     problems: list[LintProblem] = []
     for _ in range(_MAX_PLACEHOLDERS):
         try:
-            renderer.render(template, context)
+            renderer.render(template, context, send_key=SAMPLE_SEND_KEY)
             return problems
         except TemplateError as exc:
             found = _UNDEFINED.search(exc.reason) if exc.reason.startswith("missing variable") else None
@@ -140,6 +169,8 @@ def _lint_part(renderer: Renderer, part: str, template: Template, context: dict[
 
 
 def _kind(reason: str) -> str:
+    if reason.startswith("spintax"):
+        return "spintax"
     if reason.startswith("sandbox violation"):
         return "sandbox"
     if reason.startswith("syntax error"):

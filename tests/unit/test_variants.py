@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from app.domain import template_lint
 from app.domain.document_reader import InvalidDocument
 from app.domain.models import Template
 from app.domain.templating import Renderer, TemplateError
@@ -210,3 +211,25 @@ def test_a_jinja_error_in_a_variant_names_the_variant_part() -> None:
     with pytest.raises(TemplateError) as caught:
         Renderer().render(broken, {}, send_key="l:1:0")
     assert caught.value.part == "variants[0].subject"
+
+
+def test_lint_checks_every_variant_and_names_the_variant_part_at_fault() -> None:
+    found = Template.from_doc(
+        doc(
+            subject="Hi {{ first_name }}",
+            variants=[
+                {"name": "fine", "subject": "{Hey|Hello} {{ first_name }}"},
+                {"name": "typo", "body_text": "Dear {{ frist_name }}"},
+                {"name": "open", "subject": "{Hey|Hello"},
+            ],
+        )
+    )
+    result = template_lint.lint(found)
+    assert [(p.part, p.kind) for p in result.problems] == [
+        ("variants[1].body_text", "undefined"),
+        ("variants[2].subject", "spintax"),
+    ]
+    assert result.rendered is not None and result.rendered.subject == "Hi Ada"
+    fine = result.variants["fine"]
+    assert fine is not None and fine.subject in ("Hey Ada", "Hello Ada") and fine.variant is None
+    assert result.variants["open"] is None
