@@ -189,7 +189,8 @@ def next_open(now: datetime, schedule: Schedule, tz: ZoneInfo) -> datetime:
     # the opening at most one day further.
     for offset in range(-1, 7 * (len(schedule.blackout_dates) + 2)):
         window = window_on(today + timedelta(days=offset), schedule, tz)
-        if window is None or window.closes <= now:
+        # A window inside the spring-forward gap has no instant at all.
+        if window is None or window.closes <= now or window.closes <= window.opens:
             continue
         return now if window.opens <= now else window.opens
     raise ValueError("the schedule has no opening day")  # parse_schedule refuses a schedule with no days

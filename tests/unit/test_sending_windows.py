@@ -142,6 +142,13 @@ def test_a_window_starting_in_the_gap_opens_when_the_gap_ends(
     assert next_open(now, sched, sched.timezone) == opens, name
 
 
+def test_a_window_wholly_inside_the_gap_does_not_open_that_day() -> None:
+    sched = parse_schedule({"timezone": "America/New_York", "start": "02:10", "end": "02:40", "days": EVERY_DAY})
+    # 2025-03-09 has no 02:10-02:40 in New York; the next window is Monday's, 02:10 EDT (06:10 UTC).
+    assert next_open(utc(2025, 3, 9, 6, 0), sched, sched.timezone) == utc(2025, 3, 10, 6, 10)
+    assert not is_open(utc(2025, 3, 9, 7, 0), sched, sched.timezone)
+
+
 def test_a_window_starting_in_the_fold_opens_at_its_first_occurrence() -> None:
     sched = parse_schedule({"timezone": "Europe/Berlin", "start": "02:30", "end": "04:00", "days": EVERY_DAY})
     # 2025-10-26 02:30 CEST is 00:30 UTC; the second 02:30 (CET) would be 01:30 UTC.
