@@ -300,8 +300,6 @@ def _variant(r: DocumentReader, index: int, item: Any) -> Variant:
     if unknown:
         raise r.fail(f"{where}.{unknown[0]}", f"is not a variant field (use {', '.join(_VARIANT_FIELDS)})")
     parts = {name: r.string(f"{where}.{name}", required=False, value=item.get(name)) for name in _VARIANT_PARTS}
-    if not any(parts.values()):
-        raise r.fail(where, "overrides nothing: give subject, body_text or body_html")
     weight = item.get("weight", 1)
     if isinstance(weight, bool) or not isinstance(weight, int | float) or not math.isfinite(weight) or weight <= 0:
         raise r.fail(f"{where}.weight", f"must be a positive number, got {weight!r}")

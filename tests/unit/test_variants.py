@@ -135,7 +135,6 @@ def test_a_template_reads_its_variants_with_default_names_and_weights() -> None:
         pytest.param([{"subject": "A", "weight": "2"}], "variants[0].weight", "positive", id="text-weight"),
         pytest.param([{"subject": "A", "weight": True}], "variants[0].weight", "positive", id="bool-weight"),
         pytest.param([{"subject": "A"}, {"subject": 5}], "variants[1].subject", "must be a string", id="subject"),
-        pytest.param([{"weight": 1}], "variants[0]", "overrides nothing", id="empty"),
         pytest.param([{"subject": "A", "body": "x"}], "variants[0].body", "not a variant field", id="unknown"),
         pytest.param(
             [{"name": "x", "subject": "A"}, {"name": "x", "subject": "B"}], "variants[1].name", "must differ", id="dup"
@@ -151,6 +150,7 @@ def test_a_malformed_variant_is_refused_naming_its_field(variants: Any, field: s
 
 def test_a_variant_overrides_the_subject_alone_or_both_bodies() -> None:
     base = Template("t1", "intro", "Hi", "Text", "<p>HTML</p>")
+    assert base.as_variant(Variant("own", 2.0)) == Template("t1", "intro", "Hi", "Text", "<p>HTML</p>")
     assert base.as_variant(Variant("s", subject="Yo")) == Template("t1", "intro", "Yo", "Text", "<p>HTML</p>")
     assert base.as_variant(Variant("h", body_html="<p>B</p>")) == Template("t1", "intro", "Hi", "", "<p>B</p>")
     assert base.as_variant(None) is base
