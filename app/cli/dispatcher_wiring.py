@@ -84,6 +84,8 @@ def build_dispatcher(
                 window=max(50, settings.pause_min_attempts),
             ),
             unsubscribe=unsubscribe_links(settings),
+            default_domain_limit=settings.default_domain_limit,
+            dns_servers=settings.dns_servers,
         ),
     )
     return Dispatcher(db, pipeline, catalog, options, owner=owner, on_outcome=on_outcome)

@@ -18,6 +18,8 @@ SUPPRESSIONS = "suppressions"
 DISPATCHERS = "dispatchers"  # heartbeats
 INBOUND = "inbound"  # one record per inbound message read (and per deferred answer)
 INBOUND_SYNC = "inbound_sync"  # per account: the sync lease and backoff; per folder: UIDVALIDITY and last UID
+DOMAIN_LIMITS = "domain_limits"  # per recipient domain: max_per_hour, optional max_per_day and group_by_mx
+DOMAIN_USAGE = "domain_usage"  # per (bucket, UTC day): sends counted, in total and per hour
 
 ALL_COLLECTIONS = (
     CAMPAIGNS,
@@ -34,4 +36,6 @@ ALL_COLLECTIONS = (
     DISPATCHERS,
     INBOUND,
     INBOUND_SYNC,
+    DOMAIN_LIMITS,
+    DOMAIN_USAGE,
 )

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from pymongo.errors import PyMongoError
+
 from app.domain.models import Template, recipient_key
 from app.domain.settlement import LeadContext, Outcome, RecipientResult, Settlement, release, retry, settle
 from app.domain.templating import Renderer
@@ -26,13 +28,16 @@ from app.store import leases, schema
 from app.store.arbiter import Arbiter, NoAccountAvailable, Reservation
 from app.store.catalog import Catalog
 from app.store.client import Database
+from app.store.domain_limits import DomainSlot, DomainSlots
 from app.store.leases import Lease, LeaseLost
 from app.transport.base import Sender
+from app.transport.dns_check import DnsChecker
 
 if TYPE_CHECKING:
     from app.send.pipeline import PipelineConfig
 
 LEASE_MARGIN_SECONDS = 10.0
+MX_TIMEOUT_SECONDS = 2.0  # a domain limit grouped by MX waits no longer for DNS; without an answer it counts alone
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,8 @@ class Delivery:
         self.config = config
         self.stopping = asyncio.Event()
         self.rounds = Rounds(db, arbiter=arbiter, sender=sender, config=config, stopping=self.stopping, clock=clock)
+        dns = DnsChecker(config.dns_servers, timeout=MX_TIMEOUT_SECONDS)
+        self.domains = DomainSlots(db, default_limit=config.default_domain_limit, mx_hosts=dns.mx_hosts)
 
     async def run(self, items: Sequence[SendItem], now: datetime) -> Delivered:
         """Deliver `items`; every item ends with a settlement or a final outcome."""
@@ -102,12 +109,47 @@ class Delivery:
             else:
                 reason = f"template {item.ctx.step.template_id} not found" if template is None else str(template)
                 out.settled.append((item, await self._config_error(item, reason, now)))
+        with_template, slots = await self._take_domain_slots(with_template, now, out)
         # Shared reservations first; what they left over is reserved one at a time after those sends, when
         # their commits have moved the accounts' wait windows to where they really are.
-        reserved, rest = await self._reserve_many(with_template, now)
-        await self._send(reserved, now, out)
-        await self._send(await self._reserve_rest(rest, now, out), now, out)
+        try:
+            reserved, rest = await self._reserve_many(with_template, now)
+            await self._send(reserved, now, out)
+            await self._send(await self._reserve_rest(rest, now, out), now, out)
+            await self._give_back_domain_slots(slots)
+        finally:
+            self.rounds.handed.difference_update(id(item) for item in items)
         return out
+
+    async def _take_domain_slots(
+        self, pairs: list[tuple[SendItem, Template]], now: datetime, out: Delivered
+    ) -> tuple[list[tuple[SendItem, Template]], dict[int, DomainSlot]]:
+        """Per-domain limits, one write for the batch: a recipient whose domain is full waits for its next slot
+        (the next hour), the others go on."""
+        domains = [item.ctx.lead.recipients[item.index].email.rpartition("@")[2] for item, _ in pairs]
+        decisions = await self.domains.reserve(domains, now)
+        kept: list[tuple[SendItem, Template]] = []
+        slots: dict[int, DomainSlot] = {}
+        for (item, template), decision in zip(pairs, decisions, strict=True):
+            if decision.wait_until is not None:
+                get_logger(campaign_id=item.ctx.campaign.id, lead_id=str(item.ctx.lead.id)).debug(
+                    "worker.waiting_for_domain", retry_at=decision.wait_until.isoformat(), reason=decision.reason
+                )
+                outcome = Outcome("waiting", item.ctx.lead.id, item.ctx.campaign.id, next_due_at=decision.wait_until)
+                out.settled.append((item, release(item.ctx, item.skipped, decision.wait_until, outcome, now)))
+                continue
+            if decision.slot is not None:
+                slots[id(item)] = decision.slot
+            kept.append((item, template))
+        return kept, slots
+
+    async def _give_back_domain_slots(self, slots: dict[int, DomainSlot]) -> None:
+        """The slots of recipients whose messages were not handed to SMTP (no account, compose error, stopping)."""
+        unused = [slot for key, slot in slots.items() if key not in self.rounds.handed]
+        try:
+            await self.domains.give_back(unused)
+        except PyMongoError as exc:  # they stay counted: the limit errs toward fewer sends
+            get_logger().warning("worker.db_error", error=str(exc), phase="domain_slots_give_back")
 
     async def _config_error(self, item: SendItem, reason: str, now: datetime) -> Settlement:
         """The operator's error: pause the campaign with the reason and hand the lead back untouched."""

@@ -56,6 +56,8 @@ class PipelineConfig:
     account_filter: frozenset[str] | None = None
     health: HealthPolicy = field(default_factory=HealthPolicy)
     unsubscribe: UnsubscribeLinks = MAILTO_ONLY
+    default_domain_limit: int | None = None  # OUTBOUND_DEFAULT_DOMAIN_LIMIT: sends per hour to a domain without a row
+    dns_servers: tuple[tuple[str, int], ...] = ()  # OUTBOUND_DNS_SERVERS: for domain limits grouped by MX
 
 
 @dataclass

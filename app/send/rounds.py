@@ -85,6 +85,8 @@ class Rounds:
         self.config = config
         self.stopping = stopping
         self.lost: dict[int, Outcome] = {}
+        # id() of the items whose messages were handed to SMTP and count: their domain slots are kept.
+        self.handed: set[int] = set()
         self.clock = clock
         self._connections = ConnectionLocks()
 
@@ -231,6 +233,7 @@ class Rounds:
         if not finished:
             return []
         counted = [s.ready.reservation for s in finished if s.verdict.counts]
+        self.handed.update(id(s.ready.item) for s in finished if s.verdict.counts)
         # Wait windows run from when the messages were handed over: the end of the last round is never earlier.
         ended = max(s.ended for s in finished)
         try:

@@ -26,6 +26,12 @@ from app.domain.collections import (  # re-exported: one list of names
     CAMPAIGNS as CAMPAIGNS,
 )
 from app.domain.collections import (
+    DOMAIN_LIMITS as DOMAIN_LIMITS,
+)
+from app.domain.collections import (
+    DOMAIN_USAGE as DOMAIN_USAGE,
+)
+from app.domain.collections import (
     EMAIL_ACCOUNTS as EMAIL_ACCOUNTS,
 )
 from app.domain.collections import (
@@ -119,6 +125,10 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("account_id", ASCENDING), ("read_at", ASCENDING)], name="account_read"),
     ],
     INBOUND_SYNC: [IndexModel([("kind", ASCENDING), ("account_id", ASCENDING)], name="kind_account")],
+    DOMAIN_LIMITS: [IndexModel([("domain", ASCENDING)], name="domain", unique=True)],
+    # The per-domain throttle's conditional upsert: one document per (bucket, UTC day), so a full bucket's
+    # upsert is refused as a duplicate instead of inserting a second counter.
+    DOMAIN_USAGE: [IndexModel([("bucket", ASCENDING), ("day", ASCENDING)], name="bucket_day", unique=True)],
 }
 
 

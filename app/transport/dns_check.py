@@ -113,6 +113,10 @@ class DnsChecker:
         verdicts = await asyncio.gather(*(one(d) for d in wanted))
         return dict(zip(wanted, verdicts, strict=True))
 
+    async def mx_hosts(self, domains: Iterable[str]) -> dict[str, tuple[str, ...]]:
+        """Each domain's MX hosts (empty when it has none or DNS did not answer): the domain limits' grouping."""
+        return {domain: verdict.mx_hosts for domain, verdict in (await self.check_many(domains)).items()}
+
     async def _lookup(self, domain: str) -> DomainVerdict:
         if self._resolver is None:
             return DomainVerdict(domain, UNKNOWN, f"DNS not asked for {domain}: {self._setup_error}")
