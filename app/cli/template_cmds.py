@@ -152,7 +152,7 @@ def _as_json(t: Template) -> dict[str, Any]:
 
 
 def show(ctx: typer.Context, template: str = TEMPLATE_ARGUMENT, json_: bool = JSON_OPTION) -> None:
-    """Show a template's subject and bodies, and the campaigns using it.
+    """Show a template's subject, bodies and variants, and the campaigns using it.
 
     Example: outbound template show intro
     """
@@ -172,6 +172,12 @@ def show(ctx: typer.Context, template: str = TEMPLATE_ARGUMENT, json_: bool = JS
     if found.body_html is not None:
         console.print("--- html ---", markup=False)
         console.print(found.body_html, markup=False)
+    for i, variant in enumerate(found.variants):
+        console.print(f"--- variants[{i}]: {variant.name}, weight {variant.weight:g} ---", markup=False)
+        for part in ("subject", "body_text", "body_html"):
+            value = getattr(variant, part)
+            if value is not None:
+                console.print(f"{part}: {value}", markup=False)
 
 
 def list_templates(ctx: typer.Context, json_: bool = JSON_OPTION) -> None:

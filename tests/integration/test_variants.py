@@ -129,3 +129,24 @@ def test_debug_template_shows_each_recipients_variant_and_spins_as_its_send_gets
     first = json.loads(result.stdout)["recipients"][0]
     assert f"variant: {first['variant']}" in text.stdout
     assert f"option {first['spins'][0]['chosen'] + 1} of {first['spins'][0]['options']}" in text.stdout
+
+
+def test_template_lint_and_show_cover_every_variant(cli: Any, sync_db: Any) -> None:
+    sync_db.templates.insert_one(
+        {"_id": "tv", "name": "intro", "subject": "Intro for {{ first_name }}", "body_text": "x", "variants": VARIANTS}
+    )
+    sync_db.templates.insert_one(
+        {"_id": "tb", "name": "broken", "subject": "Hi", "body_text": "x", "variants": [{"body_text": "{a|b"}]}
+    )
+
+    lint = cli("template", "lint", "intro", "--json")
+    broken = cli("template", "lint", "broken")
+    show = cli("template", "show", "intro")
+
+    assert lint.exit_code == 0, lint.output
+    rendered = json.loads(lint.stdout)["variants"]
+    assert WORDING["short"][1].match(rendered["short"]["text"])
+    assert rendered["long"]["subject"] == "Intro for Ada"
+    assert broken.exit_code == 1
+    assert "variants[0].body_text: spintax: spintax at line 1, column 1" in broken.stdout
+    assert "variants[1]: long, weight 1" in show.stdout
