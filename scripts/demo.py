@@ -224,6 +224,22 @@ async def answers_table(db: Database, answered: list[demo_inbox.Answered], messa
     return table
 
 
+async def print_windowed(db: Database) -> None:
+    """For each campaign with a sending window: how many of its leads wait for it, and when the next opens."""
+    now = datetime.now(UTC)
+    async for campaign in db[schema.CAMPAIGNS].find({"settings.schedule": {"$exists": True}, "status": "active"}):
+        flt = {"campaign_id": str(campaign["_id"]), "progress.next_due_at": {"$gt": now}}
+        waiting = await db[schema.CAMPAIGN_LEADS].count_documents(flt)
+        first = await db[schema.CAMPAIGN_LEADS].find_one(flt, sort=[("progress.next_due_at", 1)])
+        if first is None:
+            continue
+        opens = first["progress"]["next_due_at"].astimezone(UTC).strftime("%H:%M UTC")
+        console.print(
+            f"{campaign['name']} (sending window in each recipient's time zone): {waiting} leads waiting, the next "
+            f"due at {opens}; `show-due-leads` and `show-lead-details` say when each one's window opens"
+        )
+
+
 async def start_inbox(
     db: Database, server: demo_inbox.LocalImapServer | None, mailbox: MailboxServer, stop: asyncio.Event
 ) -> tuple[list[asyncio.Task[None]], list[demo_inbox.Answered], InboxSync | None]:
@@ -232,7 +248,8 @@ async def start_inbox(
     account_id = await demo_inbox.read_inbox_of(db, DEMO_INBOX_ACCOUNT, server) if server else None
     if server is None or account_id is None:
         return [], answered, None
-    sync = InboxSync(db, read_mailbox(10.0), owner=inbox_owner(), options=SyncOptions(poll_seconds=1.0))
+    options = SyncOptions(poll_seconds=1.0, due_only=False)
+    sync = InboxSync(db, read_mailbox(10.0), owner=inbox_owner(), options=options)
     tasks = [
         asyncio.create_task(sync.run(stop, tick=0.5)),
         asyncio.create_task(
@@ -283,6 +300,9 @@ async def main(args: argparse.Namespace) -> int:
                     if isinstance(failure, BaseException):
                         console.print(f"[red]inbox task failed:[/] {failure!r}")
                 if sync is not None:
+                    # A last read once the dispatcher has let go of every lead: late answers, and those that
+                    # waited because a lead was held when they arrived.
+                    await sync.run_once()
                     sync.close()
                 await sender.close()
             console.print(await limits_table(db, list(mailbox.messages)))
@@ -292,6 +312,7 @@ async def main(args: argparse.Namespace) -> int:
                     f"Why a lead stopped: `outbound --db-name {settings.db_name} show-lead-details "
                     f"{answered[0].lead_id}` (its answers, with the message's subject and snippet)"
                 )
+            await print_windowed(db)
             waiting = await unfinished(db)
             soonest = await db[schema.CAMPAIGN_LEADS].find_one(
                 {"progress.next_due_at": {"$ne": None}}, sort=[("progress.next_due_at", 1)]
