@@ -38,6 +38,8 @@ class CampaignSettings:
     account_ids: tuple[str, ...] = ()  # empty: every active account may send for this campaign
     uncertain_after_hours: float = 24.0  # an unresolved uncertain send counts as sent after this long
     stop_on_reply: str = "lead"  # lead: a reply stops the whole lead; recipient: only that recipient; none
+    hourly_limit: int | None = None  # sends per account per hour for this campaign
+    wait_jitter: float = 0.0  # extra random minutes (uniform 0..N) on top of min_wait_time, drawn once per gap
     schedule: Schedule | None = None  # the sending window; None: any time
 
 
@@ -71,6 +73,8 @@ class Campaign:
                 account_ids=tuple(id_str(a) for a in accounts),
                 uncertain_after_hours=r.number("settings.uncertain_after_hours", default=24.0) or 0.0,
                 stop_on_reply=r.choice("settings.stop_on_reply", STOP_ON_REPLY, default="lead"),
+                hourly_limit=r.integer("settings.hourly_limit", minimum=0),
+                wait_jitter=r.number("settings.wait_jitter", default=0.0, minimum=0.0) or 0.0,
                 schedule=_schedule(r),
             ),
             created_at=r.when("created_at"),

@@ -192,13 +192,10 @@ def next_reset(limits: AccountLimits, now: datetime) -> datetime:
 
 
 def _campaign_pace(campaign: Campaign | None) -> tuple[int | None, float]:
-    """The campaign's `settings.hourly_limit` and `settings.wait_jitter` (minutes); unlimited and none when its
-    settings do not carry them."""
+    """The campaign's `settings.hourly_limit` and `settings.wait_jitter` (minutes)."""
     if campaign is None:
         return None, 0.0
-    hourly = getattr(campaign.settings, "hourly_limit", None)
-    jitter = getattr(campaign.settings, "wait_jitter", 0.0)
-    return (hourly if isinstance(hourly, int) else None), (float(jitter) if isinstance(jitter, int | float) else 0.0)
+    return campaign.settings.hourly_limit, campaign.settings.wait_jitter
 
 
 def limit_reached(

@@ -21,7 +21,7 @@ from app.domain.models import Campaign, InvalidDocument, Lead, SequenceStep, Tem
 from app.domain.planning import LeadPlan, threads_of
 from app.domain.settlement import LeadContext, RecipientResult, Settlement, advance, retry, settle
 from app.domain.templating import Renderer
-from app.send.compose import MAILTO_ONLY, ComposeError, UnsubscribeLinks, compose
+from app.send.compose import MAILTO_ONLY, ComposeError, UnsubscribeLinks, compose, variant_of
 from app.send.lead_copy import LeadCopy
 from app.send.preview_rows import (
     ADVANCE,
@@ -210,7 +210,8 @@ class CampaignDryRun:
             await self.sender.send(state.account, message)
         outgoing = message.message
         sent = with_message(RecipientResult("sent", "contacted", account_id, outgoing.message_id), outgoing)
-        values = {"account": state.account.email, "subject": outgoing.subject, "headers": dict(outgoing.headers)}
+        values: dict[str, Any] = {"account": state.account.email, "subject": outgoing.subject}
+        values.update(headers=dict(outgoing.headers), variant=variant_of(outgoing))
         return self._done(claim, sent, SEND, **values)
 
     def _wait_for_mailbox(self, claim: _Claim, pin: str) -> bool:

@@ -40,6 +40,7 @@ class PreviewRow:
     problem: str | None = None  # why it is not sent: the skip, wait, stop or pause reason
     action: str = SEND
     headers: dict[str, str] | None = None  # SEND: the message's other headers (thread, List-Unsubscribe)
+    variant: str | None = None  # SEND: the template variant the message is worded from
 
 
 @dataclass

@@ -21,6 +21,7 @@ from app.domain import ledger_states as lstate
 from app.domain.outcomes import AUTH, IN_DOUBT, PERMANENT, TRANSIENT, UNSENDABLE, Failure, Verdict, classify
 from app.domain.settlement import Outcome, RecipientResult, Settlement, release, retry, settle
 from app.logging import get_logger
+from app.send.compose import variant_of
 from app.send.connections import ConnectionLocks, HeldConnections
 from app.send.round_outcomes import from_ledger, ledger_state, reclaimed, with_message
 from app.store import ledger, schema, suppressions
@@ -154,6 +155,7 @@ class Rounds:
                 r.item.ctx.lead.recipients[r.item.index].email,
                 r.message.message.message_id,
                 r.reservation.account.id,
+                variant=variant_of(r.message.message),
             )
             for r in batch
         ]

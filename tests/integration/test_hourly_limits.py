@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from bson import ObjectId
@@ -17,16 +16,8 @@ from tests.integration.test_arbiter import add_account, fenced, make_campaign, r
 NOW = datetime(2026, 3, 14, 9, 30, tzinfo=UTC)
 
 
-@dataclass(frozen=True)
-class PacedSettings(CampaignSettings):
-    """Campaign settings carrying `settings.hourly_limit` and `settings.wait_jitter`."""
-
-    hourly_limit: int | None = None
-    wait_jitter: float = 0.0
-
-
 def paced_campaign(*, hourly_limit: int | None = None, min_wait: float = 0.0, jitter: float = 0.0) -> Campaign:
-    settings = PacedSettings(min_wait_time=min_wait, hourly_limit=hourly_limit, wait_jitter=jitter)
+    settings = CampaignSettings(min_wait_time=min_wait, hourly_limit=hourly_limit, wait_jitter=jitter)
     return Campaign(str(ObjectId()), "Paced", "active", "seq-1", settings)
 
 

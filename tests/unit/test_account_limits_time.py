@@ -265,3 +265,15 @@ def test_settings_read_the_hourly_limit_and_the_ramp() -> None:
         {"email_id": "a1", "max_hourly_sends": 6, "ramp": {"start": 5, "increase": 2}}
     )
     assert (settings.max_hourly_sends, settings.ramp) == (6, RAMP)
+
+
+def test_campaign_pacing_settings_are_read_and_checked() -> None:
+    from app.domain.models import Campaign, InvalidDocument
+
+    doc = {"_id": "c", "name": "C", "status": "active", "settings": {"hourly_limit": 6, "wait_jitter": 2.5}}
+    settings = Campaign.from_doc(doc).settings
+    assert (settings.hourly_limit, settings.wait_jitter) == (6, 2.5)
+    assert Campaign.from_doc({**doc, "settings": {}}).settings.hourly_limit is None
+    for bad in ({"hourly_limit": -1}, {"wait_jitter": "lots"}):
+        with pytest.raises(InvalidDocument, match=next(iter(bad))):
+            Campaign.from_doc({**doc, "settings": bad})
