@@ -7,7 +7,7 @@ a text file may be in seed 001's form, its first line `Subject: ...`. Templates 
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,9 @@ def _content(name: str, subject: str | None, file: Path | None, body_file: Path 
             spec = TemplateSpec(name, base.subject if subject is None else subject or None,
                                 base.body_text if text is None else text,
                                 base.body_html if html is None else html, base.id)  # fmt: skip
-        spec = TemplateSpec(spec.name, spec.subject or None, spec.body_text, spec.body_html, base.id if base else None)
+        # An edit keeps the template's variants: only campaign files change them.
+        spec = TemplateSpec(spec.name, spec.subject or None, spec.body_text, spec.body_html, base.id if base else None,
+                            base.variants if base else ())  # fmt: skip
         spec.document()
     except ValueError as exc:
         fail(str(exc), code=2)
@@ -125,9 +127,9 @@ def edit(
     current = run_admin(ctx, lambda db: campaign_admin.find_template(db, template))
     base = template_spec(current)
     if no_subject:
-        base = TemplateSpec(base.name, None, base.body_text, base.body_html, base.id)
+        base = replace(base, subject=None)
     if no_html:
-        base = TemplateSpec(base.name, base.subject, base.body_text, None, base.id)
+        base = replace(base, body_html=None)
     spec = _content(name or current.name, subject, file, body_file, html_file, base)
     result = _syntax_check(spec)
     if spec == template_spec(current):

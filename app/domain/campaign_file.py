@@ -8,18 +8,34 @@ Template files named in a campaign file are read through the `read` callback the
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from app.domain.campaigns import Campaign, Template, split_subject_line
+from app.domain.document_reader import InvalidDocument
+from app.domain.sending_windows import InvalidSchedule, parse_schedule
 from app.domain.sequence_edits import StepSpec, match_steps
+from app.domain.variants import Variant
 
 # The settings a campaign file manages; other keys stored under `settings` by other tools are left alone.
-SETTINGS_KEYS = ("daily_limit", "min_wait_time", "batch_size", "stop_on_reply", "uncertain_after_hours")
+SETTINGS_KEYS = (
+    "daily_limit",
+    "min_wait_time",
+    "batch_size",
+    "stop_on_reply",
+    "uncertain_after_hours",
+    "hourly_limit",
+    "wait_jitter",
+    "schedule",
+)
+# `settings.schedule`'s fields, in the order files and diffs show them.
+SCHEDULE_KEYS = ("timezone", "days", "start", "end", "blackout_dates", "recipient_timezone")
 
 
 class CampaignFileError(ValueError):
@@ -34,6 +50,33 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+class ScheduleEntry(_Strict):
+    """`settings.schedule:` the sending window (checked by `parse_schedule` once the types are right)."""
+
+    timezone: str
+    days: list[str] | None = None
+    start: str
+    end: str
+    blackout_dates: list[str] | None = None
+    recipient_timezone: bool | None = None
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _quoted_time(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            # YAML 1.1 reads an unquoted 17:00 as the number 1020 (base 60).
+            raise ValueError("must be a local time in quotes, such as '17:00' (unquoted, YAML reads it as a number)")
+        return value
+
+    @field_validator("blackout_dates", mode="before")
+    @classmethod
+    def _dates_as_text(cls, value: Any) -> Any:
+        # YAML reads an unquoted 2025-12-25 as a date; it is stored as the text `YYYY-MM-DD`.
+        if isinstance(value, list):
+            return [v.isoformat() if type(v) is date else v for v in value]
+        return value
+
+
 class SettingsEntry(_Strict):
     """`settings:` of a campaign file (see `campaigns.settings`)."""
 
@@ -42,6 +85,19 @@ class SettingsEntry(_Strict):
     batch_size: int | None = Field(default=None, ge=1)
     stop_on_reply: Literal["lead", "recipient", "none"] | None = None
     uncertain_after_hours: float | None = Field(default=None, ge=0)
+    hourly_limit: int | None = Field(default=None, ge=0)
+    wait_jitter: float | None = Field(default=None, ge=0)  # minutes
+    schedule: ScheduleEntry | None = None
+
+
+class VariantEntry(_Strict):
+    """One of a template's `variants:` (see Variants and spintax); every field is optional."""
+
+    name: str | None = Field(default=None, min_length=1)
+    subject: str | None = None
+    body_text: str | None = None
+    body_html: str | None = None
+    weight: float | None = Field(default=None, gt=0)
 
 
 class TemplateEntry(_Strict):
@@ -54,6 +110,7 @@ class TemplateEntry(_Strict):
     file: str | None = None  # seed 001's form: a first line `Subject: ...`, then the text body
     body_text_file: str | None = None
     body_html_file: str | None = None
+    variants: list[VariantEntry] | None = None
 
     @model_validator(mode="after")
     def _one_source_each(self) -> TemplateEntry:
@@ -89,13 +146,17 @@ class CampaignFileModel(_Strict):
 
 @dataclass(frozen=True)
 class TemplateSpec:
-    """A template's stored content; `subject` None when it has none of its own."""
+    """A template's stored content; `subject` None when it has none of its own.
+
+    `variants` are `templates.variants` entries as `variant_docs` writes them (name always, weight when not 1).
+    """
 
     name: str
     subject: str | None
     body_text: str
     body_html: str | None = None
     id: str | None = None
+    variants: tuple[Mapping[str, Any], ...] = ()
 
     def document(self) -> dict[str, Any]:
         """The `templates` document (without `_id`), checked by the model."""
@@ -104,21 +165,47 @@ class TemplateSpec:
             doc["subject"] = self.subject
         if self.body_html is not None:
             doc["body_html"] = self.body_html
+        if self.variants:
+            doc["variants"] = [dict(v) for v in self.variants]
         Template.from_doc({"_id": self.id or "new", **doc})
         return doc
 
     def same_content(self, other: TemplateSpec) -> bool:
         """True when both would be stored alike (names and ids aside)."""
-        return (self.subject or None, self.body_text, self.body_html) == (
+        return (self.subject or None, self.body_text, self.body_html, self.variants) == (
             other.subject or None,
             other.body_text,
             other.body_html,
+            other.variants,
         )
+
+
+def variant_docs(variants: Sequence[Variant]) -> tuple[dict[str, Any], ...]:
+    """Variants as `templates.variants` entries in one canonical form, so a file and the store compare alike."""
+    docs = []
+    for v in variants:
+        doc: dict[str, Any] = {"name": v.name}
+        doc.update({part: text for part, text in _variant_parts(v) if text is not None})
+        if v.weight != 1:
+            doc["weight"] = int(v.weight) if v.weight.is_integer() else v.weight
+        docs.append(doc)
+    return tuple(docs)
+
+
+def _variant_parts(v: Variant) -> tuple[tuple[str, str | None], ...]:
+    return (("subject", v.subject), ("body_text", v.body_text), ("body_html", v.body_html))
 
 
 def template_spec(template: Template) -> TemplateSpec:
     """A stored template as a spec (a seed 001 `Subject:` line already split off by the model)."""
-    return TemplateSpec(template.name, template.subject or None, template.body_text, template.body_html, template.id)
+    return TemplateSpec(
+        template.name,
+        template.subject or None,
+        template.body_text,
+        template.body_html,
+        template.id,
+        variant_docs(template.variants),
+    )
 
 
 def template_from_text(name: str, text: str, html: str | None = None, subject: str | None = None) -> TemplateSpec:
@@ -169,10 +256,14 @@ def _spec(model: CampaignFileModel, source: str, root: yaml.Node, read: Callable
         for i, s in enumerate(model.steps)
         if s.template not in model.templates
     ]
+    problems += _schedule_problems(model.settings.schedule, source, root)
     templates = []
     for name, entry in model.templates.items():
         try:
             templates.append(_template(name, entry, read))
+        except InvalidDocument as exc:
+            loc = ("templates", name, *_path(exc.field))
+            problems.append(f"{source}:{_line(root, loc)}: templates.{name}.{exc.field}: {exc.reason}")
         except OSError as exc:
             reason = f"cannot read {exc.filename}: {exc.strerror}" if exc.filename else str(exc)
             problems.append(f"{source}:{_line(root, ('templates', name))}: templates.{name}: {reason}")
@@ -191,6 +282,22 @@ def _spec(model: CampaignFileModel, source: str, root: yaml.Node, read: Callable
     )
 
 
+def _schedule_problems(schedule: ScheduleEntry | None, source: str, root: yaml.Node) -> list[str]:
+    if schedule is None:
+        return []
+    try:
+        parse_schedule(schedule.model_dump(exclude_none=True))
+    except InvalidSchedule as exc:
+        line = _line(root, ("settings", "schedule", exc.field))
+        return [f"{source}:{line}: settings.schedule.{exc.field}: {exc.reason}"]
+    return []
+
+
+def _path(dotted: str) -> list[str | int]:
+    """`variants[1].weight` as the parts of a location: variants, 1, weight."""
+    return [int(p) if p.isdigit() else p for p in re.findall(r"[^.\[\]]+", dotted)]
+
+
 def _template(name: str, entry: TemplateEntry, read: Callable[[str], str]) -> TemplateSpec:
     html = read(entry.body_html_file) if entry.body_html_file is not None else entry.body_html
     if entry.file is not None:
@@ -198,9 +305,11 @@ def _template(name: str, entry: TemplateEntry, read: Callable[[str], str]) -> Te
     else:
         text = read(entry.body_text_file) if entry.body_text_file is not None else entry.body_text
         spec = TemplateSpec(name, entry.subject, text or "", html)
-    spec = TemplateSpec(spec.name, spec.subject or None, spec.body_text, spec.body_html, entry.id)
-    spec.document()
-    return spec
+    variants = tuple(v.model_dump(exclude_none=True) for v in entry.variants or ())
+    spec = TemplateSpec(spec.name, spec.subject or None, spec.body_text, spec.body_html, entry.id, variants)
+    # The model reads the variants as they are sent (names defaulted, a `Subject:` line split off); keep that form.
+    checked = Template.from_doc({"_id": entry.id or "new", **spec.document()})
+    return replace(spec, variants=variant_docs(checked.variants))
 
 
 def _duplicate_keys(node: yaml.Node, source: str) -> list[str]:
@@ -333,8 +442,7 @@ def _template_changes(
             changes.append(Change("create", f"template {template.name}"))
         elif not template.same_content(existing) or existing.name != template.name:
             parts = [p for p, a, b in _template_parts(existing, template) if a != b]
-            changed.append(TemplateSpec(template.name, template.subject, template.body_text, template.body_html,
-                                        existing.id))  # fmt: skip
+            changed.append(replace(template, id=existing.id))
             changes.append(Change("change", f"template {template.name} ({existing.id})", ", ".join(parts)))
     return new, changed
 
@@ -345,6 +453,7 @@ def _template_parts(a: TemplateSpec, b: TemplateSpec) -> list[tuple[str, Any, An
         ("subject", a.subject or None, b.subject or None),
         ("body_text", a.body_text, b.body_text),
         ("body_html", a.body_html, b.body_html),
+        ("variants", a.variants, b.variants),
     ]
 
 
@@ -376,8 +485,20 @@ def _campaign_changes(
             unsets.append(f"settings.{key}")
         else:
             sets[f"settings.{key}"] = after
-        changes.append(Change("change", f"settings.{key}", f"{_show(before)} -> {_show(after)}"))
+        changes += _setting_changes(key, before, after)
     return sets, unsets
+
+
+def _setting_changes(key: str, before: Any, after: Any) -> list[Change]:
+    """One line per changed setting; a schedule changed in place, one line per field of it."""
+    if isinstance(before, Mapping) and isinstance(after, Mapping):
+        fields = [*SCHEDULE_KEYS, *(k for k in {**before, **after} if k not in SCHEDULE_KEYS)]
+        return [
+            Change("change", f"settings.{key}.{k}", f"{show_value(before.get(k))} -> {show_value(after.get(k))}")
+            for k in fields
+            if before.get(k) != after.get(k)
+        ]
+    return [Change("change", f"settings.{key}", f"{show_value(before)} -> {show_value(after)}")]
 
 
 def _new_campaign(spec: CampaignSpec, account_ids: Sequence[str], changes: list[Change]) -> dict[str, Any]:
@@ -390,8 +511,17 @@ def _new_campaign(spec: CampaignSpec, account_ids: Sequence[str], changes: list[
     return sets
 
 
-def _show(value: Any) -> str:
-    return "(unset)" if value is None else ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+def show_value(value: Any) -> str:
+    """A setting as a diff shows it: lists comma-separated, a schedule field by field, `(unset)` for none."""
+    if value is None:
+        return "(unset)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return ", ".join(map(show_value, value))
+    if isinstance(value, Mapping):
+        return "; ".join(f"{k} {show_value(v)}" for k, v in value.items())
+    return str(value)
 
 
 def _step_changes(old: Sequence[StepSpec], new: Sequence[StepSpec]) -> list[Change]:
@@ -420,7 +550,8 @@ class _BlockDumper(yaml.SafeDumper):
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
+    # Times always quoted: YAML reads 17:00 unquoted as a number, and 09:00 alone would look safe to copy.
+    style = "|" if "\n" in value else "'" if re.fullmatch(r"\d\d:\d\d", value) else None
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
@@ -435,6 +566,8 @@ def export(stored: Stored, accounts: Sequence[str]) -> str:
     used = list(dict.fromkeys(spec.template for _key, spec in stored.steps))
     data: dict[str, Any] = {"id": campaign.id, "name": campaign.name, "status": campaign.status}
     settings = {k: stored.settings[k] for k in SETTINGS_KEYS if stored.settings.get(k) is not None}
+    if isinstance(settings.get("schedule"), Mapping):
+        settings["schedule"] = _schedule_entry(settings["schedule"])
     if settings:
         data["settings"] = settings
     if accounts:
@@ -447,6 +580,16 @@ def export(stored: Stored, accounts: Sequence[str]) -> str:
     return yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=120)
 
 
+def _schedule_entry(schedule: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored schedule's fields a file knows, in their order; a BSON date as its `YYYY-MM-DD` text."""
+    entry = {k: schedule[k] for k in SCHEDULE_KEYS if schedule.get(k) is not None}
+    if isinstance(entry.get("blackout_dates"), list):
+        entry["blackout_dates"] = [
+            d.date().isoformat() if isinstance(d, datetime) else d for d in entry["blackout_dates"]
+        ]
+    return entry
+
+
 def _template_entry(t: TemplateSpec) -> dict[str, Any]:
     entry: dict[str, Any] = {"id": t.id} if t.id else {}
     if t.subject:
@@ -454,6 +597,8 @@ def _template_entry(t: TemplateSpec) -> dict[str, Any]:
     entry["body_text"] = t.body_text
     if t.body_html is not None:
         entry["body_html"] = t.body_html
+    if t.variants:
+        entry["variants"] = [dict(v) for v in t.variants]
     return entry
 
 

@@ -130,12 +130,12 @@ async def insert_template(db: Database, spec: TemplateSpec) -> str:
 
 def _template_update(spec: TemplateSpec) -> dict[str, Any]:
     doc = spec.document()
-    unset = {k: "" for k in ("subject", "body_html") if k not in doc}
+    unset = {k: "" for k in ("subject", "body_html", "variants") if k not in doc}
     return {"$set": doc, **({"$unset": unset} if unset else {})}
 
 
 async def update_template(db: Database, template_id: str, spec: TemplateSpec) -> None:
-    """Replace a template's name, subject and bodies (other fields are kept)."""
+    """Replace a template's name, subject, bodies and variants (other fields are kept)."""
     await db[schema.TEMPLATES].update_one(id_filter(template_id), _template_update(spec))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from app.domain.campaign_file import CampaignFileError, Stored, export, parse, plan
@@ -93,7 +95,7 @@ def _stored(spec, account_ids=("acc1",)) -> Stored:
     """What apply(spec) leaves stored, in the form the store reads it back."""
     campaign = Campaign("c1", spec.name, spec.status or "draft", "seq-1", CampaignSettings())
     settings = {**spec.settings, "account_ids": list(account_ids)}
-    templates = {t.name: type(t)(t.name, t.subject, t.body_text, t.body_html, f"t-{t.name}") for t in spec.templates}
+    templates = {t.name: replace(t, id=f"t-{t.name}") for t in spec.templates}
     steps = tuple((f"s{i}", s) for i, s in enumerate(spec.steps))
     return Stored(campaign, settings, None, steps, templates)
 
@@ -147,6 +149,134 @@ def test_export_then_parse_is_no_change() -> None:
     again = parse(text, "exported.yaml", lambda name: "")
     assert plan(again, stored, ["acc1"]).empty
     assert "body_text: |\n      Hi there\n" in text
+
+
+# --- schedule, hourly limit, jitter and variants -----------------------------------------------------------------
+
+WINDOWED = """\
+name: Spring
+settings:
+  hourly_limit: 5
+  wait_jitter: 6
+  schedule:
+    timezone: America/New_York
+    days: [mon, tue, wed, thu, fri]
+    start: "09:00"
+    end: "17:00"
+    blackout_dates: [2025-11-27, "2025-12-25"]
+    recipient_timezone: true
+templates:
+  intro:
+    subject: "{Quick|Short} question"
+    body_text: Hi there
+    variants:
+      - name: short
+        weight: 2
+      - name: long
+        body_text: |
+          Subject: An idea for {{ company_name }}
+          A longer note.
+steps:
+  - template: intro
+"""
+SCHEDULE = {
+    "timezone": "America/New_York",
+    "days": ["mon", "tue", "wed", "thu", "fri"],
+    "start": "09:00",
+    "end": "17:00",
+    "blackout_dates": ["2025-11-27", "2025-12-25"],
+    "recipient_timezone": True,
+}
+
+
+def test_a_schedule_an_hourly_limit_jitter_and_variants_are_read_as_stored() -> None:
+    spec = _parse(WINDOWED)
+    assert spec.settings == {"hourly_limit": 5, "wait_jitter": 6.0, "schedule": SCHEDULE}  # dates as text
+    (intro,) = spec.templates
+    assert intro.variants == (  # the model's form: a Subject: line split off, the default weight left out
+        {"name": "short", "weight": 2},
+        {"name": "long", "subject": "An idea for {{ company_name }}", "body_text": "A longer note.\n"},
+    )
+    assert intro.document()["variants"] == list(intro.variants)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("  hourly_limit: 5", "  hourly_limit: -1", "spring.yaml:3: settings.hourly_limit: Input should be greater"),
+        ("  wait_jitter: 6", "  wait_jitter: soon", "spring.yaml:4: settings.wait_jitter: Input should be a valid"),
+        ('    end: "17:00"', "    end: 17:00", "spring.yaml:9: settings.schedule.end: Value error, must be a local"),
+        ('    end: "17:00"', '    end: "5pm"', "spring.yaml:9: settings.schedule.end: must be a local time as HH:MM"),
+        (
+            "    timezone: America/New_York",
+            "    timezone: Mars/Olympus",
+            "spring.yaml:6: settings.schedule.timezone: must be an",
+        ),
+        ("    days: [mon, tue, wed, thu, fri]", "    days: []", "spring.yaml:7: settings.schedule.days: must name"),
+        (
+            "    days: [mon, tue, wed, thu, fri]",
+            "    days: [mon, funday]",
+            "spring.yaml:7: settings.schedule.days: must name days",
+        ),
+        (
+            "    recipient_timezone: true",
+            "    recipient_zone: true",
+            "spring.yaml:11: settings.schedule.recipient_zone",
+        ),
+        ('    start: "09:00"\n', "", "spring.yaml:6: settings.schedule.start: is required"),
+        ("        weight: 2", "        weight: 0", "spring.yaml:18: templates.intro.variants[0].weight: Input should"),
+        (
+            "        weight: 2",
+            "        weigth: 2",
+            "spring.yaml:18: templates.intro.variants[0].weigth: is not a known",
+        ),
+        ("      - name: long", "      - name: short", "spring.yaml:19: templates.intro.variants[1].name: 'short' is"),
+    ],
+)
+def test_schedule_limit_and_variant_problems_name_the_line_and_field(old: str, new: str, expected: str) -> None:
+    assert old in WINDOWED
+    problems = _problems(WINDOWED.replace(old, new))
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_a_changed_schedule_is_shown_field_by_field_and_written_whole() -> None:
+    stored = _stored(_parse(WINDOWED))
+    edited = WINDOWED.replace('end: "17:00"', 'end: "18:30"').replace("    recipient_timezone: true\n", "")
+    result = plan(_parse(edited), stored, ["acc1"])
+    assert [c.line() for c in result.changes] == [
+        "~ settings.schedule.end: 17:00 -> 18:30",
+        "~ settings.schedule.recipient_timezone: true -> (unset)",
+    ]
+    expected = {k: v for k, v in SCHEDULE.items() if k != "recipient_timezone"}
+    assert result.campaign_set == {"settings.schedule": {**expected, "end": "18:30"}}
+
+
+def test_a_schedule_added_or_removed_is_one_line() -> None:
+    without = WINDOWED.split("  schedule:")[0] + WINDOWED.split("    recipient_timezone: true\n")[1]
+    stored = _stored(_parse(without))
+    added = plan(_parse(WINDOWED), stored, ["acc1"])
+    assert [c.line() for c in added.changes] == [
+        "~ settings.schedule: (unset) -> timezone America/New_York; days mon, tue, wed, thu, fri; start 09:00;"
+        " end 17:00; blackout_dates 2025-11-27, 2025-12-25; recipient_timezone true"
+    ]
+    removed = plan(_parse(without), _stored(_parse(WINDOWED)), ["acc1"])
+    assert removed.campaign_unset == ("settings.schedule",)
+
+
+def test_changed_variants_are_in_the_diff() -> None:
+    stored = _stored(_parse(WINDOWED))
+    result = plan(_parse(WINDOWED.replace("weight: 2", "weight: 3")), stored, ["acc1"])
+    assert [c.line() for c in result.changes] == ["~ template intro (t-intro): variants"]
+    assert result.templates_changed[0].variants[0] == {"name": "short", "weight": 3}
+
+
+def test_export_writes_the_schedule_limits_and_variants_back_and_parses_to_no_change() -> None:
+    stored = _stored(_parse(WINDOWED))
+    text = export(stored, [])
+    assert "    start: '09:00'\n    end: '17:00'\n" in text  # quoted, or YAML would read 17:00 as a number
+    assert "  hourly_limit: 5\n  wait_jitter: 6.0\n" in text and "    - name: short\n      weight: 2\n" in text
+    again = parse(text, "exported.yaml", lambda name: "")
+    assert plan(again, stored, ["acc1"]).empty
 
 
 # --- the sequence-change rule ------------------------------------------------------------------------------------
