@@ -7,7 +7,8 @@ never overwritten unseen.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -25,6 +26,8 @@ from app.cli.common import (
     run_db,
     settings_of,
 )
+from app.domain.campaign_file import SCHEDULE_KEYS, show_value
+from app.domain.campaigns import Campaign
 from app.domain.models import InvalidDocument
 from app.domain.stop_policy import STOP_ON_REPLY
 from app.store import campaign_admin
@@ -41,6 +44,69 @@ ACCOUNTS_OPTION = typer.Option(
     None, "--accounts", help="Account ids or emails, comma-separated (empty: every active account)."
 )
 STOP_OPTION = typer.Option(None, "--stop-on-reply", help=f"Who a reply stops: {', '.join(STOP_ON_REPLY)}.")
+HOURLY_OPTION = typer.Option(None, "--hourly-limit", min=0, help="Sends per account per hour for this campaign.")
+JITTER_OPTION = typer.Option(
+    None, "--wait-jitter", min=0, help="Extra random minutes (0 to M) added to each wait between sends."
+)
+TIMEZONE_OPTION = typer.Option(
+    None, "--schedule-timezone", help="The sending window's IANA zone, e.g. America/New_York (see Sending windows)."
+)
+DAYS_OPTION = typer.Option(
+    None, "--schedule-days", help="Days the window opens on, comma-separated: mon,tue,... (default mon to fri)."
+)
+START_OPTION = typer.Option(None, "--schedule-start", help="Local time the window opens, HH:MM.")
+END_OPTION = typer.Option(None, "--schedule-end", help="Local time it closes, HH:MM (at or before start: next day).")
+BLACKOUT_OPTION = typer.Option(
+    None, "--schedule-blackout", help="A local date (YYYY-MM-DD) with no window; repeatable (edit: replaces them)."
+)
+RECIPIENT_TZ_OPTION = typer.Option(
+    None,
+    "--recipient-timezone/--no-recipient-timezone",
+    help="Open each recipient's window in their own `timezone` field when it is a valid zone.",
+)
+
+# The option that sets each field the model may refuse, so an error names what to type.
+_OPTION_OF = {
+    "settings.hourly_limit": "--hourly-limit",
+    "settings.wait_jitter": "--wait-jitter",
+    "settings.schedule": "--schedule-timezone",
+    "settings.schedule.timezone": "--schedule-timezone",
+    "settings.schedule.days": "--schedule-days",
+    "settings.schedule.start": "--schedule-start",
+    "settings.schedule.end": "--schedule-end",
+    "settings.schedule.blackout_dates": "--schedule-blackout",
+    "settings.schedule.recipient_timezone": "--recipient-timezone",
+}
+
+
+@dataclass(frozen=True)
+class ScheduleOptions:
+    """The `--schedule-*` options as given (None: not given)."""
+
+    timezone: str | None = None
+    days: str | None = None
+    start: str | None = None
+    end: str | None = None
+    blackout: list[str] | None = None
+    recipient_timezone: bool | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The schedule fields given, as `settings.schedule` stores them."""
+        days = None if self.days is None else [d.strip().lower() for d in self.days.split(",") if d.strip()]
+        given = {
+            "timezone": self.timezone,
+            "days": days,
+            "start": self.start,
+            "end": self.end,
+            "blackout_dates": [d.strip() for d in self.blackout] if self.blackout else None,
+            "recipient_timezone": self.recipient_timezone,
+        }
+        return {k: v for k, v in given.items() if v is not None}
+
+    def schedule(self, current: object = None) -> dict[str, Any]:
+        """The whole schedule to store: the given fields over `current` (the stored one, if any)."""
+        merged = {**(current if isinstance(current, Mapping) else {}), **self.fields()}
+        return {k: merged[k] for k in (*SCHEDULE_KEYS, *(k for k in merged if k not in SCHEDULE_KEYS)) if k in merged}
 
 
 def run_admin(ctx: typer.Context, work: Callable[[Database], Awaitable[T]]) -> T:
@@ -67,6 +133,17 @@ async def _settings(db: Database, options: dict[str, Any], accounts: list[str] |
     return given
 
 
+def _checked(read: Callable[[], Campaign]) -> Campaign:
+    """The campaign `read` builds, checked by the model; a refused field names the option that set it."""
+    try:
+        return read()
+    except InvalidDocument as exc:
+        option = _OPTION_OF.get(exc.field)
+        if option is None:
+            raise
+        raise campaign_admin.AdminError(f"{option}: {exc.reason} (nothing was written)") from None
+
+
 def create(
     ctx: typer.Context,
     name: str = typer.Option(..., "--name", help="The campaign's name (unique: campaign files find it by name)."),
@@ -75,18 +152,31 @@ def create(
     batch_size: int | None = BATCH_OPTION,
     accounts: str | None = ACCOUNTS_OPTION,
     stop_on_reply: str | None = STOP_OPTION,
+    hourly_limit: int | None = HOURLY_OPTION,
+    wait_jitter: float | None = JITTER_OPTION,
+    schedule_timezone: str | None = TIMEZONE_OPTION,
+    schedule_days: str | None = DAYS_OPTION,
+    schedule_start: str | None = START_OPTION,
+    schedule_end: str | None = END_OPTION,
+    schedule_blackout: list[str] | None = BLACKOUT_OPTION,
+    recipient_timezone: bool | None = RECIPIENT_TZ_OPTION,
     status: str = typer.Option("draft", "--status", help="draft (default) or active."),
     json_: bool = JSON_OPTION,
 ) -> None:
     """Create a campaign (no steps yet: add them with `step add`, then `campaign resume` if it is a draft).
 
     Example: outbound campaign create --name "Spring outreach" --daily-limit 40 --min-wait 4 --accounts a@x.example
+    --schedule-timezone America/New_York --schedule-days mon,tue,wed,thu,fri --schedule-start 09:00 --schedule-end 17:00
     """
     _check_stop(stop_on_reply)
     if status not in ("draft", "active"):
         fail(f"--status {status!r}: a new campaign is draft or active", code=2)
+    window = ScheduleOptions(
+        schedule_timezone, schedule_days, schedule_start, schedule_end, schedule_blackout, recipient_timezone
+    )
     options: dict[str, Any] = {"daily_limit": daily_limit, "min_wait_time": min_wait, "batch_size": batch_size}
-    options["stop_on_reply"] = stop_on_reply
+    options.update(stop_on_reply=stop_on_reply, hourly_limit=hourly_limit, wait_jitter=wait_jitter)
+    options["schedule"] = window.schedule() if window.fields() else None
     now = now_utc()
 
     async def work(db: Database) -> dict[str, Any]:
@@ -96,6 +186,7 @@ def create(
         settings = {k.partition(".")[2]: v for k, v in sets.items() if v is not None}
         doc = {"name": name, "status": status, "created_at": now, "sequence_id": campaign_admin.new_sequence_id()}
         doc["settings"] = settings
+        _checked(lambda: Campaign.from_doc({"_id": "new", **doc}))
         doc["_id"] = await campaign_admin.insert_campaign(db, doc)
         return doc
 
@@ -119,18 +210,38 @@ def edit(
     uncertain_after_hours: float | None = typer.Option(
         None, "--uncertain-after-hours", min=0, help="An unresolved uncertain send counts as sent after this long."
     ),
+    hourly_limit: int | None = HOURLY_OPTION,
+    wait_jitter: float | None = JITTER_OPTION,
+    schedule_timezone: str | None = TIMEZONE_OPTION,
+    schedule_days: str | None = DAYS_OPTION,
+    schedule_start: str | None = START_OPTION,
+    schedule_end: str | None = END_OPTION,
+    schedule_blackout: list[str] | None = BLACKOUT_OPTION,
+    recipient_timezone: bool | None = RECIPIENT_TZ_OPTION,
+    no_schedule: bool = typer.Option(False, "--no-schedule", help="Remove the sending window (send at any time)."),
 ) -> None:
     """Change a campaign's name or settings (it takes effect within seconds for a running dispatcher).
 
-    Example: outbound campaign edit 665f1c2e9b1e8a3d4c5b6a70 --daily-limit 60 --accounts ""
+    `--schedule-*` options change those fields of the sending window and keep the others.
+
+    Example: outbound campaign edit 665f1c2e9b1e8a3d4c5b6a70 --daily-limit 60 --accounts "" --schedule-end 18:00
     """
     _check_stop(stop_on_reply)
+    window = ScheduleOptions(
+        schedule_timezone, schedule_days, schedule_start, schedule_end, schedule_blackout, recipient_timezone
+    )
     options: dict[str, Any] = {"daily_limit": daily_limit, "min_wait_time": min_wait, "batch_size": batch_size}
     options.update(stop_on_reply=stop_on_reply, uncertain_after_hours=uncertain_after_hours)
+    options.update(hourly_limit=hourly_limit, wait_jitter=wait_jitter)
+    if no_schedule and window.fields():
+        fail("--no-schedule removes the sending window: give it without --schedule-* options", code=2)
 
     async def work(db: Database) -> list[str]:
         doc = await campaign_admin.campaign_doc(db, campaign_id)
         given = await _settings(db, options, _accounts(accounts))
+        if no_schedule or window.fields():
+            current = (doc.get("settings") or {}).get("schedule")
+            given["settings.schedule"] = None if no_schedule else window.schedule(current)
         if name is not None and name != doc.get("name"):
             if await campaign_admin.campaigns_named(db, name):
                 raise campaign_admin.AdminError(f"a campaign named {name!r} exists already: choose another name")
@@ -139,10 +250,10 @@ def edit(
         changed = {k: v for k, v in given.items() if (doc.get(k) if "." not in k else settings.get(k[9:])) != v}
         sets = {k: v for k, v in changed.items() if v is not None}
         unsets = [k for k, v in changed.items() if v is None]
-        campaign_admin.checked_campaign(doc, sets, unsets)
+        _checked(lambda: campaign_admin.checked_campaign(doc, sets, unsets))
         await campaign_admin.update_campaign(db, campaign_id, sets, unsets, expect={})
         old = {k: doc.get(k) if "." not in k else settings.get(k[9:]) for k in changed}
-        return [f"{k}: {old[k]} -> {'(unset)' if v is None else v}" for k, v in changed.items()]
+        return [f"{k}: {show_value(old[k])} -> {show_value(v)}" for k, v in changed.items()]
 
     lines = run_admin(ctx, work)
     console.print("\n".join(lines) if lines else "no change")

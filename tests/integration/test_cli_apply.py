@@ -192,3 +192,100 @@ def test_activating_an_automatically_paused_campaign_shows_the_reason_and_clears
     assert "~ campaign status: paused -> active (it was paused: template intro: missing variable)" in out
     doc = sync_db.campaigns.find_one({"_id": ObjectId(cid)})
     assert doc["status"] == "active" and "paused_reason" not in doc
+
+
+WINDOWED = SPRING.replace(
+    "  min_wait_time: 4\n",
+    """\
+  min_wait_time: 4
+  hourly_limit: 5
+  wait_jitter: 6
+  schedule:
+    timezone: America/New_York
+    days: [mon, tue, wed, thu, fri]
+    start: "09:00"
+    end: "17:00"
+    blackout_dates: ["2025-12-25"]
+""",
+).replace(
+    "      a short note from {{ sender_name }}.\n",
+    """\
+      a short note from {{ sender_name }}.
+    variants:
+      - name: short
+        weight: 2
+      - name: long
+        subject: An idea for {{ company_name | default('you') }}
+        body_text: |
+          Hello {{ first_name | default('there') }},
+          a longer note.
+""",
+)
+
+
+def test_a_campaign_created_with_a_schedule_exports_it_and_the_export_applies_as_no_change(
+    cli, sync_db, tmp_path
+) -> None:
+    add_account(sync_db, "a@mail.example")
+    (tmp_path / "intro.txt").write_text(INTRO_BODY, encoding="utf-8")
+    ok(cli("template", "add", "--name", "intro", "--subject", "Hello", "--body-file", str(tmp_path / "intro.txt")))
+    window = ("--schedule-timezone", "Europe/Berlin", "--schedule-days", "mon,wed", "--schedule-start", "08:30")
+    window += ("--schedule-end", "17:00", "--schedule-blackout", "2025-12-24", "--no-recipient-timezone")
+    limits = ("--hourly-limit", "5", "--wait-jitter", "2.5", "--accounts", "a@mail.example")
+    created = json.loads(ok(cli("campaign", "create", "--name", "Spring", *window, *limits, "--json")).stdout)
+    ok(cli("step", "add", "--campaign-id", str(created["_id"]), "--template", "intro"))
+    stored = _raw(sync_db)
+
+    exported = tmp_path / "exported.yaml"
+    ok(cli("export", _campaign_id(sync_db), "-o", str(exported)))
+    text = exported.read_text()
+    assert "  hourly_limit: 5\n  wait_jitter: 2.5\n  schedule:\n    timezone: Europe/Berlin\n" in text
+    assert "    start: '08:30'\n    end: '17:00'\n" in text and "    recipient_timezone: false\n" in text
+    assert "Spring: no change" in ok(cli("apply", str(exported))).stdout
+    assert _raw(sync_db) == stored
+
+
+def test_apply_changing_the_schedule_shows_each_changed_field_in_the_diff(cli, sync_db, tmp_path) -> None:
+    add_account(sync_db, "a@mail.example")
+    out = ok(cli("apply", _files(tmp_path, WINDOWED), "--yes")).stdout
+    assert "+ campaign Spring: status draft" in out
+    settings = sync_db.campaigns.find_one({"name": "Spring"})["settings"]
+    assert settings["hourly_limit"] == 5 and settings["wait_jitter"] == 6.0
+    assert settings["schedule"]["blackout_dates"] == ["2025-12-25"] and settings["schedule"]["start"] == "09:00"
+
+    changed = WINDOWED.replace('end: "17:00"', 'end: "18:00"').replace("[mon, tue, wed, thu, fri]", "[mon, tue]")
+    changed = changed.replace("  hourly_limit: 5\n", "")
+    dry = ok(cli("apply", _files(tmp_path, changed), "--dry-run")).stdout
+    assert "~ settings.hourly_limit: 5 -> (unset)" in dry
+    assert "~ settings.schedule.days: mon, tue, wed, thu, fri -> mon, tue" in dry
+    assert "~ settings.schedule.end: 17:00 -> 18:00" in dry and "start" not in dry
+    ok(cli("apply", _files(tmp_path, changed), "--yes"))
+    settings = sync_db.campaigns.find_one({"name": "Spring"})["settings"]
+    assert "hourly_limit" not in settings and settings["schedule"]["end"] == "18:00"
+    assert "Spring: no change" in ok(cli("apply", _files(tmp_path, changed), "--yes")).stdout
+
+
+def test_template_variants_are_applied_exported_and_their_changes_shown(cli, sync_db, tmp_path) -> None:
+    add_account(sync_db, "a@mail.example")
+    ok(cli("apply", _files(tmp_path, WINDOWED), "--yes"))
+    intro = sync_db.templates.find_one({"name": "intro"})
+    assert intro["variants"] == [
+        {"name": "short", "weight": 2},
+        {
+            "name": "long",
+            "subject": "An idea for {{ company_name | default('you') }}",
+            "body_text": "Hello {{ first_name | default('there') }},\na longer note.\n",
+        },
+    ]
+    stored = _raw(sync_db)
+    exported = tmp_path / "exported.yaml"
+    ok(cli("export", _campaign_id(sync_db), "-o", str(exported)))
+    assert "    variants:\n    - name: short\n      weight: 2\n" in exported.read_text()
+    assert "Spring: no change" in ok(cli("apply", str(exported))).stdout
+    assert _raw(sync_db) == stored
+
+    out = ok(cli("apply", _files(tmp_path, WINDOWED.replace("weight: 2", "weight: 3")), "--yes")).stdout
+    assert f"~ template intro ({intro['_id']}): variants" in out
+    assert sync_db.templates.find_one({"name": "intro"})["variants"][0] == {"name": "short", "weight": 3}
+    ok(cli("apply", _files(tmp_path), "--yes"))  # the file without variants removes them
+    assert "variants" not in sync_db.templates.find_one({"name": "intro"})

@@ -92,6 +92,63 @@ def test_campaign_edit_changes_settings_and_an_empty_accounts_list_means_every_a
     assert "no change" in ok(cli("campaign", "edit", cid, "--daily-limit", "60")).stdout
 
 
+WINDOW = (
+    "--schedule-timezone", "America/New_York", "--schedule-days", "Mon,tue,wed", "--schedule-start", "09:00",
+    "--schedule-end", "17:00", "--schedule-blackout", "2025-12-25", "--schedule-blackout", "2026-01-01",
+)  # fmt: skip
+
+
+def test_campaign_create_writes_the_schedule_hourly_limit_and_jitter(cli, sync_db) -> None:
+    cid = _campaign(cli, "Spring", *WINDOW, "--recipient-timezone", "--hourly-limit", "5", "--wait-jitter", "6")
+    settings = sync_db.campaigns.find_one({"_id": ObjectId(cid)})["settings"]
+    assert settings == {
+        "hourly_limit": 5,
+        "wait_jitter": 6.0,
+        "schedule": {
+            "timezone": "America/New_York",
+            "days": ["mon", "tue", "wed"],
+            "start": "09:00",
+            "end": "17:00",
+            "blackout_dates": ["2025-12-25", "2026-01-01"],
+            "recipient_timezone": True,
+        },
+    }
+
+
+def test_campaign_edit_changes_one_field_of_the_schedule_and_no_schedule_removes_it(cli, sync_db) -> None:
+    cid = _campaign(cli, "Spring", *WINDOW)
+    out = ok(cli("campaign", "edit", cid, "--schedule-end", "18:30", "--hourly-limit", "4")).stdout
+    assert "settings.hourly_limit: (unset) -> 4" in out and "end 17:00; blackout_dates" in out
+    assert "end 18:30; blackout_dates 2025-12-25, 2026-01-01" in out
+    schedule = sync_db.campaigns.find_one({"_id": ObjectId(cid)})["settings"]["schedule"]
+    assert (schedule["timezone"], schedule["days"], schedule["end"]) == (
+        "America/New_York",
+        ["mon", "tue", "wed"],
+        "18:30",
+    )
+    assert "no change" in ok(cli("campaign", "edit", cid, "--schedule-end", "18:30")).stdout
+    both = cli("campaign", "edit", cid, "--no-schedule", "--schedule-end", "19:00")
+    assert both.exit_code == 2 and "--no-schedule" in both.stderr
+    ok(cli("campaign", "edit", cid, "--no-schedule"))
+    assert "schedule" not in sync_db.campaigns.find_one({"_id": ObjectId(cid)})["settings"]
+
+
+def test_a_schedule_the_model_refuses_names_the_option_and_writes_nothing(cli, sync_db) -> None:
+    cid = _campaign(cli, "Spring", *WINDOW)
+    before = _snapshot(sync_db)
+    for args, expected in [
+        (("--schedule-start", "9:00"), "--schedule-start: must be a local time as HH:MM"),
+        (("--schedule-days", "mon,funday"), "--schedule-days: must name days as mon, tue"),
+        (("--schedule-timezone", "Mars/Olympus"), "--schedule-timezone: must be an IANA time zone"),
+        (("--schedule-blackout", "25/12/2025"), "--schedule-blackout: must be dates as YYYY-MM-DD"),
+    ]:
+        refused = cli("campaign", "edit", cid, *args)
+        assert refused.exit_code == 1 and expected in refused.stderr, refused.stderr
+    no_zone = cli("campaign", "create", "--name", "Autumn", "--schedule-start", "09:00", "--schedule-end", "17:00")
+    assert no_zone.exit_code == 1 and "--schedule-timezone: must be an IANA time zone" in no_zone.stderr
+    assert _snapshot(sync_db) == before
+
+
 def test_pause_and_resume_a_campaign_and_refuse_what_does_not_apply(cli, sync_db, tmp_path) -> None:
     cid = _campaign(cli, "Spring", "--status", "active")
     no_steps = cli("campaign", "pause", cid)
