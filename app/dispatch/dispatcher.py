@@ -25,6 +25,7 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
+from app import __version__
 from app.domain.collections import DISPATCHERS
 from app.domain.liveness import beat_seconds
 from app.domain.models import Campaign
@@ -105,6 +106,7 @@ class Dispatcher:
         self._heartbeats = db[DISPATCHERS]
         self._beat_seconds = beat_seconds(options.lease_seconds)
         self._reclaimer = Arbiter(db, owner=self.owner)  # only reclaims: reservations are the pipeline's
+        self._last_error: dispatchers.LastError | None = None  # written with the next beat
 
     def stop(self) -> None:
         """Stop claiming; in-flight leads finish (or are released) within the shutdown grace period."""
@@ -132,9 +134,8 @@ class Dispatcher:
                     failures = 0
                 except PyMongoError as exc:
                     failures += 1
-                    self.stats.db_errors += 1
                     delay = min(DB_RETRY_MAX_SECONDS, 0.5 * 2 ** min(failures, 10))
-                    self.log.warning("dispatcher.db_error", error=str(exc), retry_in=delay, failures=failures)
+                    self._db_error(exc, "scan", retry_in=delay, failures=failures)
                     await self._sleep(delay)
                     continue
                 if self.options.once and claimed == 0 and not self._tasks and not self._due_soon(earliest):
@@ -166,14 +167,25 @@ class Dispatcher:
                 beat_seconds=self._beat_seconds,
                 host=socket.gethostname(),
                 pid=os.getpid(),
+                version=__version__,
+                leads_in_flight=self._in_flight,
+                last_error=self._last_error,
             )
             return True
         except PyMongoError as exc:
             # Missed beats only make peers take this dispatcher for gone: its unsent reservations are then
             # returned and mark_in_flight refuses their sends, so nothing is doubled.
-            self.stats.db_errors += 1
-            self.log.warning("dispatcher.db_error", error=str(exc), phase="heartbeat")
+            self._db_error(exc, "heartbeat")
             return False
+
+    def _db_error(self, exc: Exception, phase: str, **context: Any) -> None:
+        """Count and log a database error, and keep it for the heartbeat (`outbound status` shows it)."""
+        self.stats.db_errors += 1
+        self.log.warning("dispatcher.db_error", error=str(exc), phase=phase, **context)
+        self._note_error(f"{phase}: {exc}")
+
+    def _note_error(self, message: str) -> None:
+        self._last_error = dispatchers.LastError(message, self.clock())
 
     async def _reclaim(self) -> None:
         now = self.clock()
@@ -184,8 +196,7 @@ class Dispatcher:
         try:
             reclaimed = await self._reclaimer.reclaim(now, gone)
         except PyMongoError as exc:
-            self.stats.db_errors += 1
-            self.log.warning("dispatcher.db_error", error=str(exc), phase="reclaim")
+            self._db_error(exc, "reclaim")
             return
         if reclaimed.returned:
             # Accounts may be free before the times the arbiter last gave for them: look now.
@@ -273,11 +284,13 @@ class Dispatcher:
             # The leads stay leased and become due again when the lease expires: nothing is lost.
             self.stats.db_errors += 1
             self.log.warning("worker.db_error", leads=len(claimed), error=str(exc))
+            self._note_error(f"pass: {exc}")
             return
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             self.log.exception("worker.crashed", leads=[str(lease.lead_id) for _, lease in claimed])
+            self._note_error(f"pass crashed: {type(exc).__name__}: {exc}")
             return
         for outcome in outcomes:
             self.stats.outcomes[outcome.kind] += 1

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
+from typing import Literal
+
+State = Literal["alive", "gone", "stopped"]
 
 # Beats a dispatcher may miss (a slow database, a busy host) before it is taken for gone.
 GONE_AFTER_BEATS = 3
@@ -44,3 +47,15 @@ def is_gone(beat_at: datetime | None, stopped_at: datetime | None, now: datetime
     if beat_at is None:
         return False
     return now - beat_at > timedelta(seconds=GONE_AFTER_BEATS * beat)
+
+
+def state(beat_at: datetime | None, stopped_at: datetime | None, now: datetime, beat: float) -> State:
+    """What an operator is told about a dispatcher: `stopped` (cleanly), `gone` (missed its beats) or `alive`.
+
+    Unlike `is_gone`, a dispatcher never seen beating is not alive: nothing says it runs.
+    """
+    if stopped_at is not None:
+        return "stopped"
+    if beat_at is None or is_gone(beat_at, None, now, beat):
+        return "gone"
+    return "alive"

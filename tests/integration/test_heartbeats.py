@@ -6,6 +6,7 @@ import asyncio
 import os
 from datetime import UTC, datetime, timedelta
 
+from app import __version__
 from app.cli.dispatch_cmds import build_dispatcher
 from app.config import Settings
 from app.dispatch.dispatcher import DispatcherOptions
@@ -94,3 +95,29 @@ async def test_heartbeats_older_than_two_days_are_forgotten_when_a_dispatcher_st
     left = sorted([doc["_id"] async for doc in coll.find({}, projection={"_id": 1})])
     # Yesterday's may still answer for reservations a reclaim looks at; last week's answers for nothing.
     assert left == sorted(["yesterday", dispatcher.owner])
+
+
+async def test_a_dispatcher_pass_records_its_version_leads_in_flight_and_no_error(db: Database) -> None:
+    options = DispatcherOptions(once=True, poll_interval=0.05, lease_seconds=10)
+    dispatcher = build_dispatcher(db, Settings(), DryRunSender(), options)
+
+    await asyncio.wait_for(dispatcher.run(), timeout=30)
+
+    [heartbeat] = await dispatchers.heartbeats(db[DISPATCHERS])
+    assert heartbeat.owner == dispatcher.owner
+    assert (heartbeat.version, heartbeat.pid, heartbeat.leads_in_flight) == (__version__, os.getpid(), 0)
+    assert heartbeat.host and heartbeat.started_at and heartbeat.beat_at and heartbeat.stopped_at
+    assert (heartbeat.last_error, heartbeat.last_error_at) == (None, None)
+
+
+async def test_a_beat_records_the_last_error_and_the_leads_in_flight_in_one_write(db: Database) -> None:
+    coll = db[DISPATCHERS]
+    await dispatchers.beat(coll, "d", NOW, beat_seconds=2, host="h", pid=1, version="9.9", leads_in_flight=3)
+    error = dispatchers.LastError("scan: connection refused", NOW + timedelta(seconds=1))
+    later = NOW + timedelta(seconds=2)
+    await dispatchers.beat(coll, "d", later, beat_seconds=2, host="h", pid=1, version="9.9", last_error=error)
+
+    [heartbeat] = await dispatchers.heartbeats(coll)
+    assert (heartbeat.started_at, heartbeat.beat_at, heartbeat.version) == (NOW, later, "9.9")
+    assert heartbeat.leads_in_flight == 0
+    assert (heartbeat.last_error, heartbeat.last_error_at) == ("scan: connection refused", error.at)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.domain.liveness import beat_seconds, is_gone, reclaim_seconds
+from app.domain.liveness import beat_seconds, is_gone, reclaim_seconds, state
 
 NOW = datetime(2026, 3, 14, 9, 30, tzinfo=UTC)
 
@@ -56,3 +56,17 @@ def test_beats_come_a_fifth_of_a_lease_apart_and_a_crash_is_reclaimed_within_a_l
 def test_a_lease_that_is_not_a_positive_number_is_refused(lease: float) -> None:
     with pytest.raises(ValueError, match="lease_seconds"):
         beat_seconds(lease)
+
+
+@pytest.mark.parametrize(
+    ("beat_at", "stopped_at", "expected"),
+    [
+        (ago(1), None, "alive"),
+        (ago(6.0), None, "alive"),
+        (ago(6.1), None, "gone"),
+        (None, None, "gone"),  # never beat: nothing says it runs
+        (ago(0), ago(0), "stopped"),
+    ],
+)
+def test_the_state_an_operator_is_shown(beat_at: datetime | None, stopped_at: datetime | None, expected: str) -> None:
+    assert state(beat_at, stopped_at, NOW, 2.0) == expected
