@@ -13,8 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pymongo.errors import PyMongoError
+
+from app.domain.collections import DISPATCHERS
 from app.domain.liveness import is_gone
-from app.domain.readiness import Heartbeat
+from app.domain.readiness import Heartbeat, Readiness, judge
+from app.store.client import Database
 from app.store.documents import Collection as MongoCollection
 
 
@@ -118,3 +122,13 @@ async def gone(coll: MongoCollection, owners: Collection[str], now: datetime, *,
         ):
             found.add(str(doc["_id"]))
     return found
+
+
+async def readiness(db: Database, now: datetime) -> Readiness:
+    """Ping the database and judge the heartbeats at `now` (`GET /ready`, `outbound status`). Only reads."""
+    try:
+        await db.command("ping")
+        found = await heartbeats(db[DISPATCHERS])
+    except PyMongoError:
+        return judge(None, now)
+    return judge(found, now)

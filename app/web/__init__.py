@@ -1,4 +1,4 @@
-"""The web service of `outbound serve`: one-click unsubscribe links (RFC 8058) and a health check."""
+"""The web service of `outbound serve`: one-click unsubscribe links (RFC 8058), health and readiness."""
 
 from app.web.app import create_app
 

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
 from pymongo.errors import PyMongoError
 
 from app.config import SECRET_KEY_MIN_LENGTH, ConfigError, Settings
@@ -14,6 +13,7 @@ from app.logging import get_logger
 from app.store.client import connect
 from app.store.embedded import EmbeddedError
 from app.store.schema import ensure_schema
+from app.web.health_routes import health_router
 from app.web.security_headers import SecurityHeaders
 from app.web.unsubscribe_routes import unsubscribe_router
 
@@ -25,7 +25,7 @@ SECRET_KEY_NEEDED = (
 
 
 def create_app(settings: Settings, *, on_ready: Callable[[], None] | None = None) -> FastAPI:
-    """The web service: `/u/{token}` one-click unsubscribe, `/health`. Raises ConfigError without a secret key.
+    """The web service: `/u/{token}` one-click unsubscribe, `/health`, `/ready`; ConfigError without a secret key.
 
     The app connects to the database when it starts (uvicorn's lifespan), calls `on_ready` once the schema is
     ensured, and closes the connection when it stops; creating it touches nothing.
@@ -52,10 +52,5 @@ def create_app(settings: Settings, *, on_ready: Callable[[], None] | None = None
     app = FastAPI(title="Outbound", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(SecurityHeaders)
     app.include_router(unsubscribe_router(secret_key))
-
-    @app.api_route("/health", methods=["GET", "HEAD"])
-    async def health() -> JSONResponse:
-        """Liveness: the process answers."""
-        return JSONResponse({"status": "ok"})
-
+    app.include_router(health_router())
     return app

@@ -7,7 +7,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,43 +15,26 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from bson import ObjectId
 from pymongo.database import Database as SyncDatabase
 
-from app.cli.serve_cmds import server_config
 from app.config import Settings
 from app.domain.inbound import SendRef
 from app.domain.unsubscribe import ONE_CLICK_POST, sign
 from app.store import schema
-from app.web import create_app
+from tests.web_server import START_SECONDS, running_web
 
 KEY = "test-secret-key-" + "k" * 32
-START_SECONDS = 20
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 Db = SyncDatabase[dict[str, Any]]
 
 
 @pytest.fixture
 def web(sync_db: Db, mongo_uri: str, db_name: str, tmp_path: Path) -> Iterator[httpx.Client]:
-    """The app under uvicorn in a background thread, on a loopback socket bound here; a client for it."""
+    """The app under uvicorn on loopback, as `outbound serve` runs it; a client for it."""
     settings = Settings(mongo_uri=mongo_uri, db_name=db_name, home=tmp_path / "home", secret_key=KEY)
-    sock = socket.create_server(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(server_config(create_app(settings), settings))  # as `outbound serve` runs it
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + START_SECONDS
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        assert server.started, "the web service did not start"
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10, follow_redirects=False) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(timeout=START_SECONDS)
-        sock.close()
+    with running_web(settings) as client:
+        yield client
 
 
 def _lead(db: Db, emails: list[str], *, sent: bool = True) -> SendRef:
