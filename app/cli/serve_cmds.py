@@ -1,4 +1,4 @@
-"""`outbound serve`: the web service (one-click unsubscribe links, health) under uvicorn, until SIGTERM."""
+"""`outbound serve`: the web service (one-click unsubscribe links, health, readiness) under uvicorn, until SIGTERM."""
 
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option(DEFAULT_HOST, "--host", help="Address to listen on (keep loopback behind a proxy)."),
         port: int = typer.Option(DEFAULT_PORT, "--port", min=1, max=65535, help="Port to listen on."),
     ) -> None:
-        """Serve the one-click unsubscribe links (RFC 8058) and /health until SIGTERM.
+        """Serve the one-click unsubscribe links (RFC 8058), /health and /ready until SIGTERM.
 
         Needs OUTBOUND_SECRET_KEY (the key the dispatcher signs links with) and, for links to appear in
         messages, OUTBOUND_PUBLIC_URL pointing at a TLS reverse proxy in front of this service.
