@@ -15,8 +15,10 @@ import typer
 
 from app.cli.campaign_admin_cmds import run_admin
 from app.cli.common import YES_OPTION, confirm, console, fail, now_utc
-from app.domain import campaign_file, sequence_edits
-from app.domain.campaign_file import ApplyPlan, CampaignFileError, CampaignSpec, Stored
+from app.domain import campaign_file, campaign_plan, sequence_edits
+from app.domain.campaign_file import CampaignFileError
+from app.domain.campaign_plan import ApplyPlan, Stored
+from app.domain.campaign_specs import CampaignSpec
 from app.domain.sequence_edits import SequenceImpact
 from app.store import campaign_admin
 from app.store.client import Database
@@ -50,7 +52,7 @@ def _read_spec(path: Path) -> CampaignSpec:
 async def _prepare(db: Database, spec: CampaignSpec) -> Prepared:
     stored = await campaign_admin.stored_for(db, spec)
     account_ids = await campaign_admin.resolve_accounts(db, list(spec.accounts))
-    plan = campaign_file.plan(spec, stored, account_ids)
+    plan = campaign_plan.plan(spec, stored, account_ids)
     lines = [c.line() for c in plan.changes]
     changed_ids = [t.id for t in plan.templates_changed if t.id]
     users = await campaign_admin.campaigns_using_templates(db, changed_ids) if changed_ids else {}

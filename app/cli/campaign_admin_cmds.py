@@ -26,7 +26,8 @@ from app.cli.common import (
     run_db,
     settings_of,
 )
-from app.domain.campaign_file import SCHEDULE_KEYS, show_value
+from app.domain.campaign_plan import show_value
+from app.domain.campaign_specs import SCHEDULE_KEYS
 from app.domain.campaigns import Campaign
 from app.domain.models import InvalidDocument
 from app.domain.stop_policy import STOP_ON_REPLY

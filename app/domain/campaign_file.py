@@ -1,8 +1,7 @@
 """Campaign files: one YAML file holding a campaign, its templates, steps and accounts. Pure.
 
 `parse` validates a file (pydantic) and reports each problem with the file, line and field (YAML node marks);
-`plan` compares what the file asks for with what is stored and returns the writes and a readable diff as
-plain values; `export` writes a stored campaign back as a file that `plan` finds nothing to change in.
+`export` writes a stored campaign back as a file that `campaign_plan.plan` finds nothing to change in.
 Template files named in a campaign file are read through the `read` callback the caller passes.
 """
 
@@ -10,32 +9,26 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from app.domain.campaigns import Campaign, Template, split_subject_line
+from app.domain.campaign_plan import Stored
+from app.domain.campaign_specs import (
+    SCHEDULE_KEYS,
+    SETTINGS_KEYS,
+    CampaignSpec,
+    TemplateSpec,
+    template_from_text,
+    variant_docs,
+)
+from app.domain.campaigns import Template
 from app.domain.document_reader import InvalidDocument
 from app.domain.sending_windows import InvalidSchedule, parse_schedule
-from app.domain.sequence_edits import StepSpec, match_steps
-from app.domain.variants import Variant
-
-# The settings a campaign file manages; other keys stored under `settings` by other tools are left alone.
-SETTINGS_KEYS = (
-    "daily_limit",
-    "min_wait_time",
-    "batch_size",
-    "stop_on_reply",
-    "uncertain_after_hours",
-    "hourly_limit",
-    "wait_jitter",
-    "schedule",
-)
-# `settings.schedule`'s fields, in the order files and diffs show them.
-SCHEDULE_KEYS = ("timezone", "days", "start", "end", "blackout_dates", "recipient_timezone")
+from app.domain.sequence_edits import StepSpec
 
 
 class CampaignFileError(ValueError):
@@ -142,91 +135,6 @@ class CampaignFileModel(_Strict):
     accounts: list[str] | None = None  # ids or emails; absent or empty: every active account
     templates: dict[str, TemplateEntry] = Field(min_length=1)
     steps: list[StepEntry] = Field(min_length=1)
-
-
-@dataclass(frozen=True)
-class TemplateSpec:
-    """A template's stored content; `subject` None when it has none of its own.
-
-    `variants` are `templates.variants` entries as `variant_docs` writes them (name always, weight when not 1).
-    """
-
-    name: str
-    subject: str | None
-    body_text: str
-    body_html: str | None = None
-    id: str | None = None
-    variants: tuple[Mapping[str, Any], ...] = ()
-
-    def document(self) -> dict[str, Any]:
-        """The `templates` document (without `_id`), checked by the model."""
-        doc: dict[str, Any] = {"name": self.name, "body_text": self.body_text}
-        if self.subject:
-            doc["subject"] = self.subject
-        if self.body_html is not None:
-            doc["body_html"] = self.body_html
-        if self.variants:
-            doc["variants"] = [dict(v) for v in self.variants]
-        Template.from_doc({"_id": self.id or "new", **doc})
-        return doc
-
-    def same_content(self, other: TemplateSpec) -> bool:
-        """True when both would be stored alike (names and ids aside)."""
-        return (self.subject or None, self.body_text, self.body_html, self.variants) == (
-            other.subject or None,
-            other.body_text,
-            other.body_html,
-            other.variants,
-        )
-
-
-def variant_docs(variants: Sequence[Variant]) -> tuple[dict[str, Any], ...]:
-    """Variants as `templates.variants` entries in one canonical form, so a file and the store compare alike."""
-    docs = []
-    for v in variants:
-        doc: dict[str, Any] = {"name": v.name}
-        doc.update({part: text for part, text in _variant_parts(v) if text is not None})
-        if v.weight != 1:
-            doc["weight"] = int(v.weight) if v.weight.is_integer() else v.weight
-        docs.append(doc)
-    return tuple(docs)
-
-
-def _variant_parts(v: Variant) -> tuple[tuple[str, str | None], ...]:
-    return (("subject", v.subject), ("body_text", v.body_text), ("body_html", v.body_html))
-
-
-def template_spec(template: Template) -> TemplateSpec:
-    """A stored template as a spec (a seed 001 `Subject:` line already split off by the model)."""
-    return TemplateSpec(
-        template.name,
-        template.subject or None,
-        template.body_text,
-        template.body_html,
-        template.id,
-        variant_docs(template.variants),
-    )
-
-
-def template_from_text(name: str, text: str, html: str | None = None, subject: str | None = None) -> TemplateSpec:
-    """A template from a text body that may start with seed 001's `Subject: ...` line."""
-    line_subject, body = split_subject_line(text)
-    if line_subject is not None and subject is not None:
-        raise ValueError("the text starts with a Subject: line and a subject is given too: keep one")
-    return TemplateSpec(name, subject if subject is not None else line_subject, body, html)
-
-
-@dataclass(frozen=True)
-class CampaignSpec:
-    """What a campaign file asks for, validated, with its template files read."""
-
-    name: str
-    id: str | None
-    status: str | None
-    settings: Mapping[str, Any]  # only the keys the file gives
-    accounts: tuple[str, ...]  # ids or emails, as written
-    templates: tuple[TemplateSpec, ...]
-    steps: tuple[StepSpec, ...]  # template: a name in `templates`
 
 
 def parse(text: str, source: str, read: Callable[[str], str]) -> CampaignSpec:
@@ -360,189 +268,6 @@ def _child(node: yaml.Node, part: str | int) -> yaml.Node | None:
         child: yaml.Node = node.value[part]
         return child
     return None
-
-
-@dataclass(frozen=True)
-class Stored:
-    """What is stored for the campaign a file names (None: not created yet), as plain values."""
-
-    campaign: Campaign | None
-    settings: Mapping[str, Any] = field(default_factory=dict)  # the stored `settings` document
-    paused_reason: str | None = None
-    steps: tuple[tuple[str, StepSpec], ...] = ()  # step key, spec with the template's name
-    # The stored template each of the file's templates is (by its `id:`, else by name), under the file's name;
-    # for export, the templates the steps use, by their stored names.
-    templates: Mapping[str, TemplateSpec] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Change:
-    """One line of the diff: `op` is create, change or remove."""
-
-    op: str
-    what: str
-    detail: str = ""
-
-    def line(self) -> str:
-        """The diff line people read."""
-        mark = {"create": "+", "change": "~", "remove": "-"}[self.op]
-        return f"{mark} {self.what}{': ' + self.detail if self.detail else ''}"
-
-
-@dataclass(frozen=True)
-class ApplyPlan:
-    """The writes a campaign file needs, in plain values, and the diff that explains them."""
-
-    create: bool
-    campaign_set: Mapping[str, Any]
-    campaign_unset: tuple[str, ...]
-    templates_new: tuple[TemplateSpec, ...]
-    templates_changed: tuple[TemplateSpec, ...]  # with their ids
-    steps: tuple[StepSpec, ...] | None  # the whole new sequence (template names), None: unchanged
-    step_keys: tuple[str, ...]  # the new sequence as keys of `Stored.steps` (or new ones), for the impact
-    changes: tuple[Change, ...]
-
-    @property
-    def empty(self) -> bool:
-        """True when the file matches what is stored."""
-        return not self.changes
-
-
-def plan(spec: CampaignSpec, stored: Stored, account_ids: Sequence[str]) -> ApplyPlan:
-    """What to write so that the campaign is as `spec` says; `account_ids` are its accounts resolved to ids."""
-    changes: list[Change] = []
-    new_templates, changed_templates = _template_changes(spec, stored, changes)
-    sets, unsets = _campaign_changes(spec, stored, account_ids, changes)
-    old_specs = [s for _k, s in stored.steps]
-    steps: tuple[StepSpec, ...] | None = None
-    keys = tuple(match_steps(stored.steps, spec.steps))
-    if list(spec.steps) != old_specs:
-        steps = spec.steps
-        changes += _step_changes(old_specs, spec.steps)
-    return ApplyPlan(
-        create=stored.campaign is None,
-        campaign_set=sets,
-        campaign_unset=tuple(unsets),
-        templates_new=tuple(new_templates),
-        templates_changed=tuple(changed_templates),
-        steps=steps,
-        step_keys=keys,
-        changes=tuple(changes),
-    )
-
-
-def _template_changes(
-    spec: CampaignSpec, stored: Stored, changes: list[Change]
-) -> tuple[list[TemplateSpec], list[TemplateSpec]]:
-    new, changed = [], []
-    for template in spec.templates:
-        existing = stored.templates.get(template.name)
-        if existing is None:
-            new.append(template)
-            changes.append(Change("create", f"template {template.name}"))
-        elif not template.same_content(existing) or existing.name != template.name:
-            parts = [p for p, a, b in _template_parts(existing, template) if a != b]
-            changed.append(replace(template, id=existing.id))
-            changes.append(Change("change", f"template {template.name} ({existing.id})", ", ".join(parts)))
-    return new, changed
-
-
-def _template_parts(a: TemplateSpec, b: TemplateSpec) -> list[tuple[str, Any, Any]]:
-    return [
-        ("name", a.name, b.name),
-        ("subject", a.subject or None, b.subject or None),
-        ("body_text", a.body_text, b.body_text),
-        ("body_html", a.body_html, b.body_html),
-        ("variants", a.variants, b.variants),
-    ]
-
-
-def _campaign_changes(
-    spec: CampaignSpec, stored: Stored, account_ids: Sequence[str], changes: list[Change]
-) -> tuple[dict[str, Any], list[str]]:
-    sets: dict[str, Any] = {}
-    unsets: list[str] = []
-    current = stored.campaign
-    if current is None:
-        return _new_campaign(spec, account_ids, changes), unsets
-    if current.name != spec.name:
-        sets["name"] = spec.name
-        changes.append(Change("change", "campaign name", f"{current.name!r} -> {spec.name!r}"))
-    if spec.status is not None and spec.status != current.status:
-        sets["status"] = spec.status
-        reason = f" (it was paused: {stored.paused_reason})" if stored.paused_reason else ""
-        changes.append(Change("change", "campaign status", f"{current.status} -> {spec.status}{reason}"))
-        if current.status == "paused":
-            unsets += ["paused_reason", "paused_at"]
-    wanted = {**spec.settings, **({"account_ids": list(account_ids)} if account_ids else {})}
-    for key in (*SETTINGS_KEYS, "account_ids"):
-        before, after = stored.settings.get(key), wanted.get(key)
-        if key == "account_ids" and isinstance(before, list):
-            before = [str(a) for a in before] or None
-        if before == after:
-            continue
-        if after is None:
-            unsets.append(f"settings.{key}")
-        else:
-            sets[f"settings.{key}"] = after
-        changes += _setting_changes(key, before, after)
-    return sets, unsets
-
-
-def _setting_changes(key: str, before: Any, after: Any) -> list[Change]:
-    """One line per changed setting; a schedule changed in place, one line per field of it."""
-    if isinstance(before, Mapping) and isinstance(after, Mapping):
-        fields = [*SCHEDULE_KEYS, *(k for k in {**before, **after} if k not in SCHEDULE_KEYS)]
-        return [
-            Change("change", f"settings.{key}.{k}", f"{show_value(before.get(k))} -> {show_value(after.get(k))}")
-            for k in fields
-            if before.get(k) != after.get(k)
-        ]
-    return [Change("change", f"settings.{key}", f"{show_value(before)} -> {show_value(after)}")]
-
-
-def _new_campaign(spec: CampaignSpec, account_ids: Sequence[str], changes: list[Change]) -> dict[str, Any]:
-    status = spec.status or "draft"
-    changes.append(Change("create", f"campaign {spec.name}", f"status {status}"))
-    sets: dict[str, Any] = {"name": spec.name, "status": status}
-    sets.update({f"settings.{k}": v for k, v in spec.settings.items()})
-    if account_ids:
-        sets["settings.account_ids"] = list(account_ids)
-    return sets
-
-
-def show_value(value: Any) -> str:
-    """A setting as a diff shows it: lists comma-separated, a schedule field by field, `(unset)` for none."""
-    if value is None:
-        return "(unset)"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, list):
-        return ", ".join(map(show_value, value))
-    if isinstance(value, Mapping):
-        return "; ".join(f"{k} {show_value(v)}" for k, v in value.items())
-    return str(value)
-
-
-def _step_changes(old: Sequence[StepSpec], new: Sequence[StepSpec]) -> list[Change]:
-    changes = []
-    for i in range(max(len(old), len(new))):
-        a = old[i] if i < len(old) else None
-        b = new[i] if i < len(new) else None
-        if a == b:
-            continue
-        if a is None and b is not None:
-            changes.append(Change("create", f"step {i + 1}", _show_step(b)))
-        elif b is None and a is not None:
-            changes.append(Change("remove", f"step {i + 1}", _show_step(a)))
-        elif a is not None and b is not None:
-            changes.append(Change("change", f"step {i + 1}", f"{_show_step(a)} -> {_show_step(b)}"))
-    return changes
-
-
-def _show_step(step: StepSpec) -> str:
-    thread = "" if step.thread is None else f", thread {str(step.thread).lower()}"
-    return f"template {step.template}, delay {step.delay_minutes:g} min{thread}"
 
 
 class _BlockDumper(yaml.SafeDumper):

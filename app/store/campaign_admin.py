@@ -16,7 +16,8 @@ from typing import Any
 from bson import ObjectId
 from pymongo import InsertOne, UpdateOne
 
-from app.domain.campaign_file import ApplyPlan, CampaignSpec, Stored, TemplateSpec, template_spec
+from app.domain.campaign_plan import ApplyPlan, Stored
+from app.domain.campaign_specs import CampaignSpec, TemplateSpec, template_spec
 from app.domain.campaigns import Campaign, SequenceStep, Template
 from app.domain.document_reader import id_str
 from app.domain.sequence_edits import StepSpec, step_documents

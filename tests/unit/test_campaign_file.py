@@ -6,7 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from app.domain.campaign_file import CampaignFileError, Stored, export, parse, plan
+from app.domain.campaign_file import CampaignFileError, export, parse
+from app.domain.campaign_plan import Stored, plan
 from app.domain.campaigns import Campaign, CampaignSettings
 from app.domain.sequence_edits import CONTINUES, REFUSED, UNCHANGED, StepSpec, impact, match_steps
 
