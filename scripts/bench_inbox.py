@@ -25,7 +25,8 @@ from app import demo_inbox  # noqa: E402
 from app.config import load_settings  # noqa: E402
 from app.domain.inbound_classify import classify, parse  # noqa: E402
 from app.inbound.imap_reader import read_mailbox  # noqa: E402
-from app.inbound.sync import InboxSync, SyncOptions  # noqa: E402
+from app.inbound.sync import InboxSync  # noqa: E402
+from app.inbound.sync_values import SyncOptions  # noqa: E402
 from app.logging import configure_logging  # noqa: E402
 from app.store import schema  # noqa: E402
 from app.store.client import Database, connect  # noqa: E402

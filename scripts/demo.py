@@ -36,7 +36,8 @@ from app.domain.inbound import refs_in_message_ids
 from app.domain.settlement import Outcome
 from app.domain.templating import Renderer
 from app.inbound.imap_reader import read_mailbox
-from app.inbound.sync import InboxSync, SyncOptions
+from app.inbound.sync import InboxSync
+from app.inbound.sync_values import SyncOptions
 from app.logging import configure_logging
 from app.send.preview import preview
 from app.store import schema

@@ -20,7 +20,7 @@ from app.cli.dispatcher_wiring import run_until_signalled as run_until_signalled
 from app.cli.inbox_cmds import build_sync, print_reports, run_inbox_until
 from app.config import Settings
 from app.dispatch.dispatcher import DispatcherOptions, DispatcherStats
-from app.inbound.sync import AccountReport
+from app.inbound.sync_values import AccountReport
 from app.logging import configure_logging
 from app.store import schema
 from app.store.client import Database

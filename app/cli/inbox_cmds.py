@@ -18,7 +18,8 @@ from app.cli.common import JSON_OPTION, console, err_console, fail, print_json, 
 from app.config import Settings
 from app.credentials import credentials_for
 from app.inbound.imap_reader import read_mailbox
-from app.inbound.sync import AccountReport, InboxSync, SyncOptions
+from app.inbound.sync import InboxSync
+from app.inbound.sync_values import AccountReport, SyncOptions
 from app.store import schema
 from app.store.client import Database
 from app.store.documents import get_doc

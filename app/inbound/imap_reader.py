@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from app.credentials import Credentials
 from app.domain.models import EmailAccount
-from app.inbound.sync import FolderRead, ReadMailbox
+from app.inbound.sync_values import FolderRead, ReadMailbox
 from app.store.inbound import FolderProgress
 from app.transport.imap import ImapError, Mailbox
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,11 +21,19 @@ import structlog
 
 from app.domain import inbound as kinds
 from app.domain.collections import EMAIL_ACCOUNTS, INBOUND, INBOUND_SYNC
-from app.domain.inbound import Classified
 from app.domain.inbound_classify import classify, parse
 from app.domain.models import EmailAccount, InvalidDocument
 from app.inbound import effects, matching
 from app.inbound.effects import Answer
+from app.inbound.sync_values import (
+    AccountReport,
+    FolderRead,
+    ReadMailbox,
+    SyncOptions,
+    answer_of,
+    decision_of,
+    record_of,
+)
 from app.store import inbound as store
 from app.store.client import Database
 from app.store.documents import id_filter
@@ -37,50 +43,6 @@ from app.transport.imap import ImapPool
 log = structlog.get_logger()  # lazy: takes the configuration in force when it first logs
 
 MAX_BACKOFF_SECONDS = 3600.0
-SNIPPET_IN_RECORD = 200
-
-
-@dataclass(frozen=True)
-class FolderRead:
-    """What one read of a folder returned: the UIDVALIDITY read under and (uid, raw message) oldest first."""
-
-    folder: str
-    uidvalidity: int
-    messages: list[tuple[int, bytes]]
-    restarted: bool = False  # the UIDVALIDITY changed: the folder was read again from its start
-    error: str | None = None  # the folder could not be opened (the others were read)
-
-
-# (account, progress per folder, most messages per folder) -> what was read; blocking, run in the pool.
-ReadMailbox = Callable[[EmailAccount, dict[str, FolderProgress], int], list[FolderRead]]
-
-
-@dataclass
-class AccountReport:
-    """One account's sync: what was read and done, or the error."""
-
-    account_id: str
-    email: str
-    read: int = 0
-    classes: Counter[str] = field(default_factory=Counter)
-    applied: Counter[str] = field(default_factory=Counter)
-    deferred: int = 0
-    unmatched: int = 0
-    error: str | None = None
-    retry_at: datetime | None = None
-    skipped: str | None = None  # why it was not read this time (held by another process, not due)
-    decisions: list[dict[str, Any]] = field(default_factory=list)  # dry run: what would be done
-
-
-@dataclass(frozen=True)
-class SyncOptions:
-    """How the sync behaves: poll interval, lease, messages per folder per pass, dry run."""
-
-    poll_seconds: float = 60.0
-    lease_seconds: float = 120.0
-    batch: int = 200
-    dry_run: bool = False
-    due_only: bool = True  # False: read now even when the account's next sync is not due (sync-inbox)
 
 
 class InboxSync:
@@ -253,9 +215,9 @@ class InboxSync:
         found = await matching.answers(self.db, classified, account.id)
         kind = classified.kind if found or classified.kind != kinds.REPLY else kinds.UNRELATED
         report.classes[kind] += 1
-        answers = [_answer(classified, m, key, i, account.id, folder_read.folder) for i, m in enumerate(found)]
+        answers = [answer_of(classified, m, key, i, account.id, folder_read.folder) for i, m in enumerate(found)]
         existing = await store.record(
-            self._records, _record(classified, kind, key, account, folder_read, uid, found, now)
+            self._records, record_of(classified, kind, key, account, folder_read, uid, found, now)
         )
         if existing is not None and existing.get("state") in (store.APPLIED, store.IGNORED):
             return  # read and settled before (a restart, a UIDVALIDITY change): nothing more to do
@@ -294,69 +256,4 @@ class InboxSync:
                 report.read += 1
                 report.classes[kind] += 1
                 report.unmatched += 0 if found else 1
-                report.decisions.append(_decision(folder_read.folder, uid, classified, kind, found))
-
-
-def _answer(classified: Classified, m: matching.Matched, key: str, i: int, account_id: str, folder: str) -> Answer:
-    details: dict[str, Any] = {
-        "message_id": classified.message_id,
-        "date": classified.date,
-        "subject": classified.subject,
-        "snippet": classified.snippet,
-        "from": classified.from_email,
-        "reason": classified.reason,
-        "matched_by": m.match.by,
-        "folder": folder,
-    }
-    if m.bounce is not None:
-        details.update({"status": m.bounce.status, "action": m.bounce.action, "diagnostic": m.bounce.diagnostic})
-    sender = m.match.account_id or account_id  # the account that sent what is answered (stats per sender)
-    return Answer(m.answer, m.match.email, key if i == 0 else f"{key}#{i}", m.match.ref, sender, "inbox", details)
-
-
-def _record(
-    classified: Classified,
-    kind: str,
-    key: str,
-    account: EmailAccount,
-    folder_read: FolderRead,
-    uid: int,
-    found: Sequence[matching.Matched],
-    now: datetime,
-) -> dict[str, Any]:
-    return {
-        "_id": key,
-        "account_id": account.id,
-        "folder": folder_read.folder,
-        "uidvalidity": folder_read.uidvalidity,
-        "uid": uid,
-        "message_id": classified.message_id,
-        "kind": kind,
-        "reason": classified.reason,
-        "from_email": classified.from_email,
-        "subject": classified.subject,
-        "date": classified.date,
-        "snippet": classified.snippet[:SNIPPET_IN_RECORD],
-        "matches": [
-            {"answer": m.answer, "lead_id": m.match.ref.lead_id, "step_order": m.match.ref.step_order}
-            | {"recipient_index": m.match.ref.recipient_index, "email": m.match.email, "by": m.match.by}
-            for m in found
-        ],
-        "state": "new",
-        "read_at": now,
-    }
-
-
-def _decision(
-    folder: str, uid: int, classified: Classified, kind: str, found: Sequence[matching.Matched]
-) -> dict[str, Any]:
-    return {
-        "folder": folder,
-        "uid": uid,
-        "kind": kind,
-        "reason": classified.reason,
-        "subject": classified.subject,
-        "answers": [
-            {"answer": m.answer, "send": m.match.ref.send_key, "email": m.match.email, "by": m.match.by} for m in found
-        ],
-    }
+                report.decisions.append(decision_of(folder_read.folder, uid, classified, kind, found))

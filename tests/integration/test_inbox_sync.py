@@ -23,7 +23,8 @@ from app.dispatch.dispatcher import DispatcherOptions, DispatcherStats
 from app.domain.inbound import SendRef
 from app.domain.unsubscribe import mailto_subject
 from app.inbound.imap_reader import read_mailbox
-from app.inbound.sync import AccountReport, InboxSync, SyncOptions
+from app.inbound.sync import InboxSync
+from app.inbound.sync_values import AccountReport, SyncOptions
 from app.store import schema
 from app.store.client import Database
 from app.transport.mailbox import MailboxServer
