@@ -7,12 +7,16 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
+from datetime import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.fernet import Fernet
 from dotenv import dotenv_values
+
+from app.domain.addresses import InvalidAddress, normalize_email
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("auto", "console", "json")
@@ -74,6 +78,12 @@ class Settings:
     # OUTBOUND_DEFAULT_DOMAIN_LIMIT: sends per hour to any one recipient domain without a `domain_limits` row;
     # None: no limit for those domains.
     default_domain_limit: int | None = None
+    # OUTBOUND_REPORT_TO: who receives the daily report (normalised addresses); empty: no report is sent.
+    report_to: tuple[str, ...] = ()
+    # OUTBOUND_REPORT_ACCOUNT: the `email_accounts` _id that sends the report; None: the first active one by id.
+    report_account: str | None = None
+    report_at: time = time(7, 0)  # OUTBOUND_REPORT_AT: when the report goes out, local time in the zone below
+    report_timezone: str = "UTC"  # OUTBOUND_REPORT_TIMEZONE: IANA zone whose calendar day the report covers
 
     @property
     def uses_embedded(self) -> bool:
@@ -279,6 +289,51 @@ def _optional_positive_int(var: str, raw: str) -> int | None:
     return _positive_int(var, raw) if raw.strip() else None
 
 
+REPORT_TO_ACCEPTS = "email addresses separated by commas, e.g. ops@example.com, founder@example.com (empty: no report)"
+
+
+def _addresses(var: str, raw: str) -> tuple[str, ...]:
+    found: list[str] = []
+    for part in (p.strip() for p in raw.split(",")):
+        if not part:
+            continue
+        try:
+            address = normalize_email(part)
+        except InvalidAddress as exc:
+            raise ConfigError(var, raw, f"{REPORT_TO_ACCEPTS}; {exc}") from None
+        if address not in found:
+            found.append(address)
+    return tuple(found)
+
+
+def _optional_text(var: str, raw: str) -> str | None:
+    value = raw.strip()
+    if any(c.isspace() or ord(c) < 32 for c in value):
+        raise ConfigError(var, raw, "an account _id without spaces (see `outbound list-accounts`), or empty")
+    return value or None
+
+
+def _clock_time(var: str, raw: str) -> time:
+    if not raw.strip():
+        return Settings.report_at
+    hours, colon, minutes = raw.strip().partition(":")
+    valid = colon and len(hours) in (1, 2) and len(minutes) == 2 and hours.isdigit() and minutes.isdigit()
+    if not valid or int(hours) > 23 or int(minutes) > 59:
+        raise ConfigError(var, raw, "a local time of day as HH:MM, 24-hour clock (e.g. 07:00 or 18:30)")
+    return time(int(hours), int(minutes))
+
+
+def _time_zone(var: str, raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        return Settings.report_timezone
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(var, raw, "an IANA time zone name such as UTC, Europe/Berlin or America/New_York") from None
+    return value
+
+
 def _path(var: str, raw: str) -> Path:
     value = raw.strip()
     if not value:
@@ -314,6 +369,10 @@ VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "OUTBOUND_CREDENTIALS_KEY": ("credentials_key", _credentials_key),
     "OUTBOUND_DNS_SERVERS": ("dns_servers", _dns_servers),
     "OUTBOUND_DEFAULT_DOMAIN_LIMIT": ("default_domain_limit", _optional_positive_int),
+    "OUTBOUND_REPORT_TO": ("report_to", _addresses),
+    "OUTBOUND_REPORT_ACCOUNT": ("report_account", _optional_text),
+    "OUTBOUND_REPORT_AT": ("report_at", _clock_time),
+    "OUTBOUND_REPORT_TIMEZONE": ("report_timezone", _time_zone),
 }
 
 

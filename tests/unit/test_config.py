@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,10 @@ def test_every_variable_is_parsed_into_its_field(tmp_path: Path) -> None:
         "OUTBOUND_CREDENTIALS_KEY": f" {FERNET_KEY} , {OTHER_FERNET_KEY} ",
         "OUTBOUND_DNS_SERVERS": "192.0.2.53, [2001:db8::53]:5353",
         "OUTBOUND_DEFAULT_DOMAIN_LIMIT": "30",
+        "OUTBOUND_REPORT_TO": " ops@example.com, Founder@Example.COM ",
+        "OUTBOUND_REPORT_ACCOUNT": " 665f1c2e9b1e8a3d4c5b6a72 ",
+        "OUTBOUND_REPORT_AT": "6:30",
+        "OUTBOUND_REPORT_TIMEZONE": "Europe/Berlin",
     }
     assert set(environ) == set(VARIABLES), "this test must cover every documented variable"
     settings = load(environ)
@@ -94,6 +99,10 @@ def test_every_variable_is_parsed_into_its_field(tmp_path: Path) -> None:
         credentials_key=f"{FERNET_KEY},{OTHER_FERNET_KEY}",
         dns_servers=(("192.0.2.53", 53), ("2001:db8::53", 5353)),
         default_domain_limit=30,
+        report_to=("ops@example.com", "Founder@example.com"),
+        report_account="665f1c2e9b1e8a3d4c5b6a72",
+        report_at=time(6, 30),
+        report_timezone="Europe/Berlin",
     )
     assert not settings.uses_embedded
     assert FERNET_KEY not in repr(settings)
@@ -452,3 +461,49 @@ def test_default_domain_limit_is_a_positive_number_per_hour(raw: str) -> None:
         load({"OUTBOUND_DEFAULT_DOMAIN_LIMIT": raw})
     assert "OUTBOUND_DEFAULT_DOMAIN_LIMIT" in str(caught.value)
     assert load({"OUTBOUND_DEFAULT_DOMAIN_LIMIT": ""}).default_domain_limit is None
+
+
+def test_no_report_recipients_by_default_and_duplicates_are_dropped() -> None:
+    assert load({}).report_to == ()
+    assert load({"OUTBOUND_REPORT_TO": " , "}).report_to == ()
+    assert load({"OUTBOUND_REPORT_TO": "a@example.com,a@EXAMPLE.com, a@example.com"}).report_to == ("a@example.com",)
+
+
+@pytest.mark.parametrize(
+    "raw", ["ops", "ops@example.com, not an address", "a@b@c.example", "ops@example.com;x@y.example"]
+)
+def test_a_report_recipient_that_is_not_an_address_is_refused_naming_it(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"OUTBOUND_REPORT_TO": raw})
+    assert caught.value.variable == "OUTBOUND_REPORT_TO"
+    assert "separated by commas" in str(caught.value) and "is not a valid address" in str(caught.value)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("07:00", time(7, 0)), ("0:05", time(0, 5)), ("23:59", time(23, 59))])
+def test_report_at_is_a_local_time_of_day(raw: str, expected: time) -> None:
+    assert load({"OUTBOUND_REPORT_AT": raw}).report_at == expected
+
+
+@pytest.mark.parametrize("raw", ["24:00", "7", "7:5", "07:60", "7am", "-1:00", "07:00:00"])
+def test_report_at_that_is_not_hh_mm_is_refused(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"OUTBOUND_REPORT_AT": raw})
+    assert "OUTBOUND_REPORT_AT" in str(caught.value) and "HH:MM" in str(caught.value)
+
+
+def test_empty_report_time_and_zone_mean_their_defaults() -> None:
+    settings = load({"OUTBOUND_REPORT_AT": "", "OUTBOUND_REPORT_TIMEZONE": " ", "OUTBOUND_REPORT_ACCOUNT": ""})
+    assert (settings.report_at, settings.report_timezone, settings.report_account) == (time(7, 0), "UTC", None)
+
+
+@pytest.mark.parametrize("raw", ["Mars/Olympus", "CEST", "../etc/passwd", "Europe/"])
+def test_report_timezone_must_be_an_iana_zone(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"OUTBOUND_REPORT_TIMEZONE": raw})
+    assert "OUTBOUND_REPORT_TIMEZONE" in str(caught.value) and "IANA" in str(caught.value)
+
+
+def test_report_account_with_spaces_is_refused() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"OUTBOUND_REPORT_ACCOUNT": "my account"})
+    assert "OUTBOUND_REPORT_ACCOUNT" in str(caught.value) and "list-accounts" in str(caught.value)
