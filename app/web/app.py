@@ -15,6 +15,7 @@ from app.store.embedded import EmbeddedError
 from app.store.schema import ensure_schema
 from app.web.health_routes import health_router
 from app.web.security_headers import SecurityHeaders
+from app.web.templating import static_files
 from app.web.unsubscribe_routes import unsubscribe_router
 
 SECRET_KEY_NEEDED = (
@@ -50,7 +51,9 @@ def create_app(settings: Settings, *, on_ready: Callable[[], None] | None = None
 
     # No interactive API docs: they would need scripts from elsewhere and this service has nothing to browse.
     app = FastAPI(title="Outbound", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.settings = settings
     app.add_middleware(SecurityHeaders)
+    app.mount("/static", static_files(), name="static")
     app.include_router(unsubscribe_router(secret_key))
     app.include_router(health_router())
     return app

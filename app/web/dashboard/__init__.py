@@ -1,0 +1,1 @@
+"""The server-rendered dashboard: pages by subject, their view models, the chart, and the flash message."""
