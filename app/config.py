@@ -69,6 +69,7 @@ class Settings:
     # e.g. https://outreach.example.com; set, messages carry a one-click unsubscribe link under it.
     public_url: str | None = None
     secret_key: str | None = field(default=None, repr=False)  # OUTBOUND_SECRET_KEY: signs unsubscribe links
+    session_hours: float = 12.0  # OUTBOUND_SESSION_HOURS: how long a dashboard sign-in lasts
     # OUTBOUND_CREDENTIALS_KEY: Fernet keys, comma-separated, the first encrypts stored passwords; None: the key
     # file under `home` (see app/credentials.py).
     credentials_key: str | None = field(default=None, repr=False)
@@ -232,6 +233,21 @@ def _secret_key(var: str, raw: str) -> str | None:
     return value
 
 
+SESSION_HOURS_MAX = 24 * 30
+
+
+def _session_hours(var: str, raw: str) -> float:
+    # A month at most: a forgotten browser must not stay signed in for ever.
+    accepts = f"a number of hours greater than 0 and at most {SESSION_HOURS_MAX} (e.g. 12 or 0.5)"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(var, raw, accepts) from None
+    if not 0 < value <= SESSION_HOURS_MAX:
+        raise ConfigError(var, raw, accepts)
+    return value
+
+
 CREDENTIALS_KEY_ACCEPTS = (
     "one or more Fernet keys separated by commas, the first encrypting (make one with Outbound's Python: "
     '.venv/bin/python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"); '
@@ -366,6 +382,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "OUTBOUND_INBOX_POLL_SECONDS": ("inbox_poll_seconds", _positive_float),
     "OUTBOUND_PUBLIC_URL": ("public_url", _public_url),
     "OUTBOUND_SECRET_KEY": ("secret_key", _secret_key),
+    "OUTBOUND_SESSION_HOURS": ("session_hours", _session_hours),
     "OUTBOUND_CREDENTIALS_KEY": ("credentials_key", _credentials_key),
     "OUTBOUND_DNS_SERVERS": ("dns_servers", _dns_servers),
     "OUTBOUND_DEFAULT_DOMAIN_LIMIT": ("default_domain_limit", _optional_positive_int),

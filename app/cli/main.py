@@ -10,6 +10,7 @@ from app.cli import (
     account_admin_cmds,
     account_cmds,
     apply_cmds,
+    audit_cmds,
     campaign_admin_cmds,
     campaign_cmds,
     db_cmds,
@@ -27,6 +28,7 @@ from app.cli import (
     step_cmds,
     suppress_cmds,
     template_cmds,
+    token_cmds,
     validate_cmds,
 )
 from app.cli.common import fail
@@ -101,6 +103,8 @@ for module in (
     step_cmds,
     apply_cmds,
     validate_cmds,
+    token_cmds,
+    audit_cmds,
 ):
     module.register(app)
 

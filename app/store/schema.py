@@ -59,6 +59,11 @@ from app.domain.collections import (
     TEMPLATES as TEMPLATES,
 )
 from app.logging import get_logger
+from app.store.api_tokens import API_TOKENS
+from app.store.audit import AUDIT
+from app.store.login_attempts import LOGIN_ATTEMPTS
+from app.store.sessions import SESSIONS
+from app.store.users import USERS
 
 CAMPAIGN_RECIPIENT_INDEX = "campaign_recipient"
 DUPLICATE_KEY = 11000
@@ -129,6 +134,23 @@ INDEXES: dict[str, list[IndexModel]] = {
     # The per-domain throttle's conditional upsert: one document per (bucket, UTC day), so a full bucket's
     # upsert is refused as a duplicate instead of inserting a second counter.
     DOMAIN_USAGE: [IndexModel([("bucket", ASCENDING), ("day", ASCENDING)], name="bucket_day", unique=True)],
+    # Who may do what: a request's token or session is found by its hash; expired sessions and old login
+    # failures are removed by TTL (reads check the time too, since the TTL monitor runs only now and then).
+    API_TOKENS: [
+        IndexModel([("hash", ASCENDING)], name="hash", unique=True),
+        IndexModel([("name", ASCENDING)], name="name", unique=True),
+    ],
+    USERS: [IndexModel([("email", ASCENDING)], name="email", unique=True)],
+    SESSIONS: [
+        IndexModel([("hash", ASCENDING)], name="hash", unique=True),
+        IndexModel([("user_id", ASCENDING)], name="user_id"),
+        IndexModel([("expires_at", ASCENDING)], name="expires_at_ttl", expireAfterSeconds=0),
+    ],
+    LOGIN_ATTEMPTS: [
+        IndexModel([("key", ASCENDING), ("at", ASCENDING)], name="key_at"),
+        IndexModel([("expires_at", ASCENDING)], name="expires_at_ttl", expireAfterSeconds=0),
+    ],
+    AUDIT: [IndexModel([("action", ASCENDING)], name="action"), IndexModel([("actor.name", ASCENDING)], name="actor")],
 }
 
 

@@ -62,6 +62,7 @@ def test_every_variable_is_parsed_into_its_field(tmp_path: Path) -> None:
         "OUTBOUND_INBOX_POLL_SECONDS": "15",
         "OUTBOUND_PUBLIC_URL": "https://outreach.example.com/",
         "OUTBOUND_SECRET_KEY": "k" * 40,
+        "OUTBOUND_SESSION_HOURS": "8",
         "OUTBOUND_CREDENTIALS_KEY": f" {FERNET_KEY} , {OTHER_FERNET_KEY} ",
         "OUTBOUND_DNS_SERVERS": "192.0.2.53, [2001:db8::53]:5353",
         "OUTBOUND_DEFAULT_DOMAIN_LIMIT": "30",
@@ -96,6 +97,7 @@ def test_every_variable_is_parsed_into_its_field(tmp_path: Path) -> None:
         inbox_poll_seconds=15.0,
         public_url="https://outreach.example.com",
         secret_key="k" * 40,
+        session_hours=8.0,
         credentials_key=f"{FERNET_KEY},{OTHER_FERNET_KEY}",
         dns_servers=(("192.0.2.53", 53), ("2001:db8::53", 5353)),
         default_domain_limit=30,
@@ -507,3 +509,12 @@ def test_report_account_with_spaces_is_refused() -> None:
     with pytest.raises(ConfigError) as caught:
         load({"OUTBOUND_REPORT_ACCOUNT": "my account"})
     assert "OUTBOUND_REPORT_ACCOUNT" in str(caught.value) and "list-accounts" in str(caught.value)
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "721", "a day", "nan"])
+def test_session_hours_must_be_positive_and_at_most_a_month(raw: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load({"OUTBOUND_SESSION_HOURS": raw})
+    assert caught.value.variable == "OUTBOUND_SESSION_HOURS" and "at most 720" in str(caught.value)
+    assert load({"OUTBOUND_SESSION_HOURS": "0.5"}).session_hours == 0.5
+    assert load({}).session_hours == 12.0
