@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +22,11 @@ from app.cli.inbox_cmds import build_sync, print_reports, run_inbox_until
 from app.config import Settings
 from app.dispatch.dispatcher import DispatcherOptions, DispatcherStats
 from app.inbound.sync_values import AccountReport
-from app.logging import configure_logging
+from app.logging import configure_logging, get_logger
+from app.metrics import gauges as metric_gauges
+from app.metrics import registry as metrics
+from app.metrics.server import DEFAULT_HOST as METRICS_HOST
+from app.metrics.server import MetricsPortError, serving
 from app.store import schema
 from app.store.client import Database
 from app.store.documents import get_doc, id_filter
@@ -44,12 +49,17 @@ async def _check_targets(db: Database, campaign_id: str | None, accounts: frozen
 
 
 def _dispatch(
-    settings: Settings, options: DispatcherOptions, accounts: frozenset[str] | None, inbox: bool
+    settings: Settings,
+    options: DispatcherOptions,
+    accounts: frozenset[str] | None,
+    inbox: bool,
+    gauges: bool = False,
 ) -> DispatcherStats:
     """Check the targets, then send until signalled, reading the mailboxes alongside (unless `inbox` is off).
 
     With --once the mailboxes are read once first, so that answers already there stop their leads before
-    anything is sent; otherwise the inbox sync runs in the background until the dispatcher stops.
+    anything is sent; otherwise the inbox sync runs in the background until the dispatcher stops. With `gauges`
+    (a metrics endpoint is served), the database-derived gauges are refreshed alongside.
     """
 
     async def work(db: Database) -> DispatcherStats:
@@ -72,7 +82,26 @@ def _dispatch(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(reading, timeout=settings.shutdown_grace_seconds)
 
-    return run_db(settings, work)
+    async def observed(db: Database) -> DispatcherStats:
+        async with metric_gauges.refreshed(db, metrics.current().gauges, gauges):
+            return await work(db)
+
+    return run_db(settings, observed)
+
+
+@contextlib.contextmanager
+def _metrics_endpoint(host: str, port: int | None) -> Iterator[None]:
+    """Serve the process's metrics on host:port while the block runs (port None: not at all); a port in use
+    stops the command before anything runs."""
+    if port is None:
+        yield
+        return
+    try:
+        with serving(metrics.current().registry, host, port) as bound:
+            get_logger().info("metrics.serving", host=host, port=bound)
+            yield
+    except MetricsPortError as exc:
+        fail(str(exc))
 
 
 def _dry_run_findings(
@@ -176,6 +205,16 @@ def register(app: typer.Typer) -> None:
         poll_interval: float | None = typer.Option(
             None, "--poll-interval", min=0.01, help="Longest sleep between scans, seconds."
         ),
+        metrics_port: int | None = typer.Option(
+            None,
+            "--metrics-port",
+            min=1,
+            max=65535,
+            help="Serve Prometheus metrics on this port (GET /metrics); a port in use is refused.",
+        ),
+        metrics_host: str = typer.Option(
+            METRICS_HOST, "--metrics-host", help="Address the metrics endpoint listens on (keep it loopback)."
+        ),
         json_: bool = JSON_OPTION,
     ) -> None:
         """Start email processing: send every due step of every active campaign, until SIGTERM/SIGINT.
@@ -187,6 +226,8 @@ def register(app: typer.Typer) -> None:
         Example: outbound run-dispatcher --verbose --campaign-id 665f1c... --batch-size 50
 
         Example: outbound run-dispatcher --dry-run --at 2025-03-10T09:30:00-04:00
+
+        Example: outbound run-dispatcher --metrics-port 9105
         """
         settings = settings_of(ctx)
         if verbose:
@@ -207,7 +248,9 @@ def register(app: typer.Typer) -> None:
             if inbox:
                 print_reports(inbox, False, True, to_stderr=json_)  # stdout stays the preview alone with --json
             return
-        _print_stats(_dispatch(settings, options, accounts, not no_inbox), json_)
+        with _metrics_endpoint(metrics_host, metrics_port):
+            stats = _dispatch(settings, options, accounts, not no_inbox, gauges=metrics_port is not None)
+        _print_stats(stats, json_)
 
     @app.command("update-lead-statuses")
     def update_lead_statuses(

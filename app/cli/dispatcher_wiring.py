@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ from app.send.pipeline import Pipeline, PipelineConfig
 from app.store.arbiter import Arbiter
 from app.store.catalog import Catalog
 from app.store.client import Database
+from app.systemd import Notifier
 from app.transport.base import Sender
 from app.transport.smtp import SmtpSender
 
@@ -92,15 +94,43 @@ def build_dispatcher(
 
 
 async def run_until_signalled(dispatcher: Dispatcher) -> DispatcherStats:
-    """Run the loop; SIGTERM or SIGINT stops claiming and drains in-flight work."""
+    """Run the loop; SIGTERM or SIGINT stops claiming and drains in-flight work.
+
+    Under systemd (`Type=notify`) it says READY=1 after the first heartbeat, pings the watchdog with a status
+    line from the event loop, and says STOPPING=1 when the signal comes.
+    """
     loop = asyncio.get_running_loop()
+    notifier = Notifier()
+
+    def started() -> None:
+        notifier.ready(f"dispatching as {dispatcher.owner}")
+
+    def stop() -> None:
+        grace = dispatcher.options.shutdown_grace_seconds
+        notifier.stopping(f"stopping: finishing in-flight leads (up to {grace:g} s)")
+        dispatcher.stop()
+
+    dispatcher.on_started = started
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, dispatcher.stop)
+        loop.add_signal_handler(sig, stop)
+    watchdog = asyncio.create_task(notifier.keep_alive(lambda: _status(dispatcher)), name="watchdog")
     try:
         return await dispatcher.run()
     finally:
+        watchdog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watchdog
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+
+
+def _status(dispatcher: Dispatcher) -> str:
+    """The line `systemctl status` shows for a running dispatcher."""
+    stats = dispatcher.stats
+    return (
+        f"dispatching: {stats.claimed} leads processed, {stats.outcomes['sent']} sent, "
+        f"{stats.db_errors} database errors"
+    )
 
 
 async def run_over_smtp(

@@ -20,7 +20,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo.errors import PyMongoError
@@ -32,6 +32,7 @@ from app.domain.models import Campaign
 from app.domain.scheduling import sleep_seconds
 from app.domain.settlement import Outcome
 from app.logging import get_logger
+from app.metrics import registry as metrics
 from app.send.pipeline import Pipeline, utcnow
 from app.store import dispatchers, leases, schema, suppressions
 from app.store.arbiter import Arbiter
@@ -42,6 +43,8 @@ from app.store.leases import Lease
 DB_RETRY_MAX_SECONDS = 30.0
 CAMPAIGN_REFRESH_SECONDS = 1.0
 CLAIM_SPREAD = 3
+# A lead's outcome of these kinds means its email went out (or may have): its lateness is measured.
+SENT_KINDS = frozenset({"sent", "uncertain"})
 
 
 def default_owner() -> str:
@@ -107,6 +110,7 @@ class Dispatcher:
         self._beat_seconds = beat_seconds(options.lease_seconds)
         self._reclaimer = Arbiter(db, owner=self.owner)  # only reclaims: reservations are the pipeline's
         self._last_error: dispatchers.LastError | None = None  # written with the next beat
+        self.on_started: Callable[[], None] | None = None  # after the first beat (systemd's READY=1)
 
     def stop(self) -> None:
         """Stop claiming; in-flight leads finish (or are released) within the shutdown grace period."""
@@ -122,6 +126,8 @@ class Dispatcher:
         if await self._beat():
             with contextlib.suppress(PyMongoError):
                 await dispatchers.prune(self._heartbeats, self.clock())
+        if self.on_started is not None:
+            self.on_started()
         heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
         try:
             while not self._stopping.is_set():
@@ -249,6 +255,7 @@ class Dispatcher:
         window = self._windows.setdefault(campaign_id, leases.DueWindow())
         found = await window.find(self.leads, now, campaign_id, limit * CLAIM_SPREAD)
         random.shuffle(found)
+        due = {doc["_id"]: doc.get("progress", {}).get("next_due_at") for doc in found}
         claimed = await leases.claim_many(
             self.leads,
             [doc["_id"] for doc in found[:limit]],
@@ -261,11 +268,13 @@ class Dispatcher:
             emails = [r.get("email") for doc, _ in claimed for r in doc.get("lead_data") or [] if isinstance(r, dict)]
             suppressed = await suppressions.load(self.suppressions, [e for e in emails if isinstance(e, str)])
             self.stats.claimed += len(claimed)
-            self._start(claimed, suppressed)
+            self._start(claimed, suppressed, due)
         return len(claimed)
 
-    def _start(self, claimed: list[tuple[dict[str, Any], Lease]], suppressed: dict[str, str]) -> None:
-        task = asyncio.create_task(self._work(claimed, suppressed), name=f"batch-{claimed[0][1].lead_id}")
+    def _start(
+        self, claimed: list[tuple[dict[str, Any], Lease]], suppressed: dict[str, str], due: dict[Any, Any]
+    ) -> None:
+        task = asyncio.create_task(self._work(claimed, suppressed, due), name=f"batch-{claimed[0][1].lead_id}")
         self._tasks[task] = len(claimed)
         task.add_done_callback(self._done)
 
@@ -277,7 +286,10 @@ class Dispatcher:
         self._tasks.pop(task, None)
         self._wake.set()
 
-    async def _work(self, claimed: list[tuple[dict[str, Any], Lease]], suppressed: dict[str, str]) -> None:
+    async def _work(
+        self, claimed: list[tuple[dict[str, Any], Lease]], suppressed: dict[str, str], due: dict[Any, Any]
+    ) -> None:
+        """Process one claimed batch; `due` holds each lead's due time as found, before the claim moved it."""
         try:
             outcomes = await self.pipeline.process_batch(claimed, suppressed)
         except PyMongoError as exc:
@@ -294,12 +306,18 @@ class Dispatcher:
             return
         for outcome in outcomes:
             self.stats.outcomes[outcome.kind] += 1
+            self._measure_lateness(outcome, due.get(outcome.lead_id))
             if outcome.kind == "no_account" and outcome.campaign_id and outcome.next_due_at:
                 # No account may send for this campaign before then: claiming its leads meanwhile only costs
                 # round trips.
                 self._blocked[outcome.campaign_id] = outcome.next_due_at
             if self.on_outcome is not None:
                 self.on_outcome(outcome)
+
+    def _measure_lateness(self, outcome: Outcome, due_at: object) -> None:
+        if outcome.kind in SENT_KINDS and isinstance(due_at, datetime):
+            due_at = due_at if due_at.tzinfo is not None else due_at.replace(tzinfo=UTC)
+            metrics.current().sent_late((self.clock() - due_at).total_seconds())
 
     async def _sleep(self, seconds: float) -> None:
         self._wake.clear()

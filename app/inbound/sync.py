@@ -34,6 +34,7 @@ from app.inbound.sync_values import (
     decision_of,
     record_of,
 )
+from app.metrics import registry as metrics
 from app.store import inbound as store
 from app.store.client import Database
 from app.store.documents import id_filter
@@ -219,6 +220,8 @@ class InboxSync:
         existing = await store.record(
             self._records, record_of(classified, kind, key, account, folder_read, uid, found, now)
         )
+        if existing is None:  # read for the first time: a restart's second reading is not counted again
+            metrics.current().inbound(kind, account.id)
         if existing is not None and existing.get("state") in (store.APPLIED, store.IGNORED):
             return  # read and settled before (a restart, a UIDVALIDITY change): nothing more to do
         await self._apply(key, answers, report, now)

@@ -22,6 +22,7 @@ from app.domain.models import Template, recipient_key
 from app.domain.settlement import LeadContext, Outcome, RecipientResult, Settlement, release, retry, settle
 from app.domain.templating import Renderer
 from app.logging import get_logger
+from app.metrics import registry as metrics
 from app.send.compose import ComposeError, compose
 from app.send.rounds import Ready, Rounds
 from app.store import leases, schema
@@ -132,6 +133,7 @@ class Delivery:
         slots: dict[int, DomainSlot] = {}
         for (item, template), decision in zip(pairs, decisions, strict=True):
             if decision.wait_until is not None:
+                metrics.current().refused(metrics.DOMAIN_LIMIT)
                 get_logger(campaign_id=item.ctx.campaign.id, lead_id=str(item.ctx.lead.id)).debug(
                     "worker.waiting_for_domain", retry_at=decision.wait_until.isoformat(), reason=decision.reason
                 )

@@ -28,6 +28,7 @@ from app.domain.planning import LeadPlan, threads_of
 from app.domain.settlement import LeadContext, Outcome, RecipientResult, Settlement, advance, settle
 from app.domain.templating import Renderer
 from app.logging import get_logger
+from app.metrics import registry as metrics
 from app.send.compose import MAILTO_ONLY, UnsubscribeLinks
 from app.send.delivery import Delivery, SendItem
 from app.send.records import Records
@@ -179,6 +180,7 @@ class Pipeline:
         assert plan is not None
         campaign_id = claim.campaign.id if claim.campaign else None
         log = get_logger(lead_id=str(lead_id), campaign_id=str(campaign_id))
+        _count_plan(plan, campaign_id)
         if plan.action == planning.STOP and plan.skips:
             writes.append((claim, _stopped_after_skips(claim, plan, now)))
             log.info("worker.lead_stopped", reason=plan.reason)
@@ -206,6 +208,14 @@ class Pipeline:
         else:
             assert plan.index is not None
             sends.append(SendItem(claim.position, ctx, claim.lease, plan.index, plan.avoid, tuple(skipped)))
+
+
+def _count_plan(plan: LeadPlan, campaign_id: str | None) -> None:
+    """The metrics of a plan: recipients skipped for good, and a wait for the sending window to open."""
+    for _ in plan.skips:
+        metrics.current().email("skipped", campaign_id, None)
+    if plan.action == planning.WAIT and metrics.waits_for_window(plan.reason):
+        metrics.current().refused(metrics.WINDOW_CLOSED)
 
 
 def _final(claim: _Claim, plan: LeadPlan, now: datetime) -> Settlement:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -21,6 +22,7 @@ from app.domain import ledger_states as lstate
 from app.domain.outcomes import AUTH, IN_DOUBT, PERMANENT, TRANSIENT, UNSENDABLE, Failure, Verdict, classify
 from app.domain.settlement import Outcome, RecipientResult, Settlement, release, retry, settle
 from app.logging import get_logger
+from app.metrics import registry as metrics
 from app.send.compose import variant_of
 from app.send.connections import ConnectionLocks, HeldConnections
 from app.send.round_outcomes import from_ledger, ledger_state, reclaimed, with_message
@@ -187,6 +189,8 @@ class Rounds:
         # The accounts' wait windows run from when the messages were handed over, not from the batch's start.
         ended = max(now, self.clock())
         verdicts = [classify(f, a.attempts, now, self.config.retry) for (_, a), f in zip(go, failures, strict=True)]
+        for (r, _), v in zip(go, verdicts, strict=True):
+            _count(r, v)
         # Recorded before the connections are given up, so only sends really in the exchange are ever `sending`.
         finishes = [
             ledger.Finish(a, ledger_state(v), v.error, v.smtp_code) for (_, a), v in zip(go, verdicts, strict=True)
@@ -210,6 +214,7 @@ class Rounds:
 
     async def _exchange(self, r: Ready) -> Failure | None:
         """Hand one message to SMTP; its failure as a plain value (None: accepted)."""
+        started = time.monotonic()
         try:
             await self.sender.send(r.reservation.account, r.message)
         except asyncio.CancelledError:
@@ -225,6 +230,8 @@ class Rounds:
         except Exception as exc:  # unexpected, after the message may have reached the server: never resend
             get_logger(account_id=r.reservation.account.id).error("worker.smtp_error", error=repr(exc), exc_info=exc)
             return Failure(IN_DOUBT, None, repr(exc))
+        finally:
+            metrics.current().smtp_send(r.reservation.account.id, time.monotonic() - started)
         get_logger(
             lead_id=str(r.item.ctx.lead.id), campaign_id=r.item.ctx.campaign.id, account_id=r.reservation.account.id
         ).info("worker.sent", to=r.message.rcpt_to, message_id=r.message.message.message_id)
@@ -278,6 +285,12 @@ class Rounds:
             if s.verdict.suppress
         ]
         await suppressions.add(self.suppressions, bounced, now)
+
+
+def _count(r: Ready, v: Verdict) -> None:
+    """One email's outcome for the metrics: a hard bounce (5xx, suppressed) apart from other failures."""
+    outcome = "bounced" if v.status == "failed" and v.suppress else v.status
+    metrics.current().email(outcome, r.item.ctx.campaign.id, r.reservation.account.id)
 
 
 def _settlement(s: _Sent, now: datetime) -> Settlement:

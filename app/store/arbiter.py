@@ -33,6 +33,7 @@ from app.domain.limits import LIMIT_RACED, TAKEN, next_reset
 from app.domain.models import Campaign
 from app.domain.scheduling import after_minutes
 from app.logging import get_logger
+from app.metrics import registry as metrics
 from app.store import schema
 from app.store.account_scan import RECHECK_SECONDS as RECHECK_SECONDS
 from app.store.account_scan import (
@@ -321,6 +322,9 @@ class Arbiter:
 
     def _unavailable(self, campaign: Campaign, now: datetime, tally: Tally) -> NoAccountAvailable:
         result = tally.unavailable(now)
+        # Counted under the reason that held back the most accounts (none at all: the campaign has no account).
+        main = tally.reasons.most_common(1)
+        metrics.current().refused(main[0][0] if main else metrics.NO_ACCOUNT)
         get_logger(campaign_id=campaign.id, owner=self._owner).info(
             "arbiter.exhausted", retry_at=result.retry_at.isoformat(), reason=result.reason
         )

@@ -1,0 +1,73 @@
+"""The reads behind the database-derived metrics: one query each, bounded, on existing indexes.
+
+`app/metrics/gauges.py` turns them into gauges; a dispatcher runs them every few seconds and `outbound serve` at
+each scrape, so each must stay cheap on a large database: the backlog is counted on the due index and capped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+from app.domain.collections import DISPATCHERS
+from app.domain.liveness import MAX_BEAT_SECONDS, state
+from app.store import dispatchers, leases, schema
+from app.store.client import Database
+
+
+async def campaign_statuses(db: Database) -> tuple[list[str], int]:
+    """The ids of the active campaigns and how many are paused (one read of the campaigns' ids and statuses)."""
+    active: list[str] = []
+    paused = 0
+    cursor = db[schema.CAMPAIGNS].find({"status": {"$in": ["active", "paused"]}}, projection={"status": 1})
+    async for doc in cursor:
+        if doc.get("status") == "active":
+            active.append(str(doc["_id"]))
+        else:
+            paused += 1
+    return active, paused
+
+
+async def due_backlog(db: Database, campaign_ids: Collection[str], now: datetime, cap: int) -> dict[str, int]:
+    """Leads due at `now` per campaign of `campaign_ids`, counting at most `cap` leads in all (index campaign_due).
+
+    Leads held by a dispatcher are not due (a claim moves their due time to the lease's end), nor are completed
+    and stopped ones (they carry no due time). Campaigns with nothing due are absent.
+    """
+    if not campaign_ids:
+        return {}
+    pipeline: list[dict[str, Any]] = [
+        {"$match": {"campaign_id": {"$in": list(campaign_ids)}, "progress.next_due_at": leases.due_range(now)}},
+        {"$limit": cap},
+        {"$group": {"_id": "$campaign_id", "n": {"$sum": 1}}},
+    ]
+    cursor = await db[schema.CAMPAIGN_LEADS].aggregate(pipeline)
+    return {str(doc["_id"]): int(doc["n"]) async for doc in cursor}
+
+
+async def uncertain_sends(db: Database) -> int:
+    """Sends in the ledger's `uncertain` state (index state), the ones `list-uncertain` shows."""
+    return await db[schema.SENDS].count_documents({"state": "uncertain"})
+
+
+async def accounts_out_of_rotation(db: Database) -> int:
+    """Accounts the dispatcher took out of rotation after an authentication failure (status auth_failed)."""
+    return await db[schema.EMAIL_ACCOUNTS].count_documents({"status": "auth_failed"})
+
+
+async def last_synced(db: Database) -> dict[str, datetime | None]:
+    """When each account's mailbox was last read successfully (None: never), by account id."""
+    found: dict[str, datetime | None] = {}
+    cursor = db[schema.INBOUND_SYNC].find({"kind": "account"}, projection={"account_id": 1, "last_synced_at": 1})
+    async for doc in cursor:
+        when = doc.get("last_synced_at")
+        found[str(doc.get("account_id"))] = when if isinstance(when, datetime) else None
+    return found
+
+
+async def dispatchers_alive(db: Database, now: datetime) -> int:
+    """Dispatchers whose heartbeat is current (neither stopped nor past their missed beats), as `outbound status`
+    calls them alive; a heartbeat without its interval is judged by the longest one."""
+    beats = await dispatchers.heartbeats(db[DISPATCHERS])
+    return sum(1 for b in beats if state(b.beat_at, b.stopped_at, now, b.beat_seconds or MAX_BEAT_SECONDS) == "alive")
