@@ -6,14 +6,11 @@ copied into the output. `list-accounts` also names the active campaigns each acc
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Mapping
 from typing import Any
 
 import typer
 
-from app.cli.campaign_cmds import campaign_templates, general_settings_by_account
 from app.cli.common import (
     JSON_OPTION,
     YES_OPTION,
@@ -29,17 +26,14 @@ from app.cli.common import (
     settings_of,
     to_jsonable,
 )
-from app.domain import eligibility, reports
-from app.domain.limits import AccountLimits, account_hour
-from app.domain.models import AccountCampaignSettings, Campaign, EmailAccount, InvalidDocument
-from app.store import answer_stats, schema
+from app.domain import reports
+from app.domain.models import EmailAccount, InvalidDocument
+from app.ops import account_views
+from app.store import schema
 from app.store.client import Database
-from app.store.documents import get_doc, id_filter, id_values, iter_valid
+from app.store.documents import get_doc, id_filter
 
 DAY_OPTION = typer.Option(None, "--day", help="The account's day as YYYY-MM-DD, in its time zone (default: its today).")
-
-# For one account: the active campaigns whose templates it cannot render, with the variables it lacks.
-CannotSend = Callable[[EmailAccount], list[dict[str, Any]]]
 
 
 def _day_option(day: str | None) -> str | None:
@@ -50,109 +44,6 @@ def _day_option(day: str | None) -> str | None:
         return reports.parse_day(day)
     except ValueError as exc:
         fail(f"--day: {exc}", code=2)
-
-
-async def _settings_by_account(db: Database, skipped: Skipped) -> dict[str, list[AccountCampaignSettings]]:
-    grouped: dict[str, list[AccountCampaignSettings]] = {}
-    coll = db[schema.EMAIL_CAMPAIGN_SETTINGS]
-    async for item in iter_valid(coll, {}, AccountCampaignSettings.from_doc, on_invalid=skipped.add):
-        grouped.setdefault(item.email_id, []).append(item)
-    return grouped
-
-
-async def _usage_by_account(db: Database, days: Mapping[str, str], skipped: Skipped) -> dict[str, reports.AccountUsage]:
-    """Each account's usage document for its day in `days` (account id -> day); accounts in different zones may
-    be on different days."""
-    coll = db[schema.ACCOUNT_USAGE]
-    flt = {"day": {"$in": sorted(set(days.values()))}}
-    found = iter_valid(coll, flt, reports.usage_from_doc, on_invalid=skipped.add)
-    return {u.account_id: u async for u in found if days.get(u.account_id) == u.day}
-
-
-def _account_view(doc: Mapping[str, Any]) -> tuple[EmailAccount, reports.AccountState]:
-    return EmailAccount.from_doc(doc), reports.account_state(doc)
-
-
-async def _cannot_send(db: Database, skipped: Skipped) -> CannotSend:
-    """Read the active campaigns' templates and the general settings once; then judge each account in memory."""
-    general = await general_settings_by_account(db, skipped)
-    needs: list[tuple[Campaign, frozenset[str]]] = []
-    coll = db[schema.CAMPAIGNS]
-    active = iter_valid(coll, {"status": "active"}, Campaign.from_doc, sort=[("created_at", 1)], on_invalid=skipped.add)
-    async for campaign in active:
-        needed = eligibility.account_variables_used(await campaign_templates(db, campaign, skipped))
-        if needed:
-            needs.append((campaign, needed))
-
-    def check(account: EmailAccount) -> list[dict[str, Any]]:
-        mine = general.get(account.id)
-        found = [(c, eligibility.unsupplied(n, account, mine)) for c, n in needs if eligibility.may_send(c, account)]
-        return [{"campaign_id": c.id, "campaign": c.name, "missing": list(m)} for c, m in found if m]
-
-    return check
-
-
-async def _account_rows(
-    db: Database, day: str | None, skipped: Skipped, cannot_send: CannotSend | None = None
-) -> list[dict[str, Any]]:
-    """One row per valid account: identity, limits, usage for `day` (None: each account's today in its own time
-    zone) and `cannot_send` if given. No credentials."""
-    settings = await _settings_by_account(db, skipped)
-    coll = db[schema.EMAIL_ACCOUNTS]
-    now = now_utc()
-    views = [v async for v in iter_valid(coll, {}, _account_view, sort=[("email", 1)], on_invalid=skipped.add)]
-    days = {account.id: day or reports.today_of(account, now) for account, _ in views}
-    usage = await _usage_by_account(db, days, skipped)
-    rows: list[dict[str, Any]] = []
-    for account, state in views:
-        lim = reports.account_limits(settings.get(account.id, []), account)
-        used = usage.get(account.id, reports.AccountUsage(account_id=account.id, day=days[account.id]))
-        rows.append(_row(account, state, lim, used, now))
-        if cannot_send is not None:
-            rows[-1]["cannot_send"] = cannot_send(account)
-    return rows
-
-
-def _row(
-    account: EmailAccount, state: reports.AccountState, lim: AccountLimits, used: reports.AccountUsage, now: datetime
-) -> dict[str, Any]:
-    limit = reports.day_limit(lim, used.day)
-    return {
-        "id": account.id,
-        "email": account.email,
-        "status": account.status,
-        "disabled_reason": state.disabled_reason,
-        "provider": account.provider,
-        "smtp": f"{account.smtp_host}:{account.smtp_port}",
-        "inbox": _inbox_text(account),
-        "timezone": account.timezone,
-        "max_daily_sends": lim.max_daily_sends,
-        "daily_limit": lim.campaign_daily_limit,
-        "max_hourly_sends": lim.max_hourly_sends,
-        "min_wait_time": lim.min_wait_minutes,
-        "ramp": None if lim.ramp is None else {"start": lim.ramp.start, "increase": lim.ramp.increase},
-        "ramp_started_on": None if account.ramp_started_on is None else account.ramp_started_on.isoformat(),
-        "day": used.day,
-        "sent": used.sent,
-        "committed": used.committed,
-        "reserved": used.reserved,
-        # Of those, not yet handed to SMTP: given back within a lease period if their dispatcher died.
-        "reserved_unsent": used.reserved_unsent,
-        "campaigns": dict(used.campaigns),
-        "sent_this_hour": used.hours.get(account_hour(now, account.timezone), 0),
-        # The day's effective limit: max_daily_sends, or under a ramp that day's step of it.
-        "limit": limit,
-        "remaining": reports.remaining_sends(used.sent, limit),
-        "next_available_at": state.next_available_at,
-        "last_used_at": state.last_used_at,
-    }
-
-
-def _inbox_text(account: EmailAccount) -> str:
-    """Where the account's mailbox is read: `host:port (security)`, or `not read` without imap_host."""
-    if not account.reads_inbox:
-        return "not read"
-    return f"{account.imap_host}:{account.imap_port} ({account.imap_security})"
 
 
 def _or_dash(value: object) -> str:
@@ -184,10 +75,6 @@ def _cannot_send_text(row: Mapping[str, Any]) -> str:
     return "; ".join(f"{c['campaign']}: {', '.join(c['missing'])}" for c in row["cannot_send"]) or "-"
 
 
-async def _list_rows(db: Database, day: str | None, skipped: Skipped) -> list[dict[str, Any]]:
-    return await _account_rows(db, day, skipped, await _cannot_send(db, skipped))
-
-
 def list_accounts(ctx: typer.Context, json_: bool = JSON_OPTION) -> None:
     """List sending accounts: status, provider, SMTP server, the IMAP server its inbox is read from (or `not read`),
     limits, today's sends and the active campaigns each cannot render (a template variable such as sender_name it
@@ -196,7 +83,7 @@ def list_accounts(ctx: typer.Context, json_: bool = JSON_OPTION) -> None:
     Example: outbound list-accounts --json
     """
     skipped = Skipped()
-    rows = run_db(settings_of(ctx), lambda db: _list_rows(db, None, skipped))
+    rows = run_db(settings_of(ctx), lambda db: account_views.list_rows(db, None, now_utc(), skipped.add))
 
     def render() -> None:
         columns = [
@@ -218,41 +105,8 @@ def list_accounts(ctx: typer.Context, json_: bool = JSON_OPTION) -> None:
     emit(json_, {"accounts": [{k: r[k] for k in _LIST_FIELDS} for r in rows]}, skipped, render)
 
 
-ANSWER_DAYS = 30
+ANSWER_DAYS = account_views.ANSWER_DAYS
 ANSWER_COLUMNS = ("sent", "replied", "auto_replies", "bounced", "unsubscribed")
-
-
-async def _stats_rows(db: Database, day: str | None, skipped: Skipped) -> list[dict[str, Any]]:
-    """The usage rows, each with its replies and bounce rate over the last ANSWER_DAYS days."""
-    rows = await _account_rows(db, day, skipped)
-    ids = sorted({c for row in rows for c in row["campaigns"]})
-    names = await campaign_names(db, ids)
-    for row in rows:
-        row["campaign_names"] = {c: names.get(c) for c in row["campaigns"]}
-    answered = await answer_stats.per_account(db, now_utc() - timedelta(days=ANSWER_DAYS))
-    for row in rows:
-        counts = answered.get(row["id"], Counter())
-        row["answers_30d"] = {
-            "sent": counts.get("sent", 0),
-            "replied": counts.get("replied", 0),
-            "auto_replies": counts.get("auto_reply", 0),
-            "bounced": counts.get("bounced", 0),
-            "soft_bounces": counts.get("soft_bounce", 0),
-            "unsubscribed": counts.get("unsubscribed", 0),
-            "bounce_rate": answer_stats.bounce_rate(counts),
-        }
-    return rows
-
-
-async def campaign_names(db: Database, ids: list[str]) -> dict[str, str]:
-    """Campaign names by id (ids stored as ObjectIds or strings), for output people can read."""
-    values = [v for raw in ids for v in id_values(raw)]
-    if not values:
-        return {}
-    return {
-        str(doc["_id"]): str(doc.get("name"))
-        async for doc in db[schema.CAMPAIGNS].find({"_id": {"$in": values}}, projection={"name": 1})
-    }
 
 
 def _per_campaign(row: Mapping[str, Any]) -> str:
@@ -286,7 +140,7 @@ def show_account_stats(ctx: typer.Context, json_: bool = JSON_OPTION, day: str |
     Example: outbound show-account-stats --day 2025-01-31
     """
     chosen, skipped = _day_option(day), Skipped()
-    rows = run_db(settings_of(ctx), lambda db: _stats_rows(db, chosen, skipped))
+    rows = run_db(settings_of(ctx), lambda db: account_views.stats_rows(db, chosen, now_utc(), skipped.add))
 
     def render() -> None:
         columns = [

@@ -13,7 +13,9 @@ from typing import Any
 import typer
 from rich.markup import escape
 
-from app.cli.common import YES_OPTION, confirm, console, err_console, fail, run_db, settings_of
+from app.cli.common import YES_OPTION, confirm, console, err_console, fail, now_utc, run_db, settings_of
+from app.ops.accounts import AccountStatusChange, set_account_status
+from app.ops.errors import OpError
 from app.store import schema
 from app.store.client import Database
 from app.store.documents import get_doc, id_values
@@ -22,38 +24,25 @@ from app.store.reclaim import records
 ACCOUNT_ARGUMENT = typer.Argument(..., help="The account's _id.")
 
 
-async def _set_status(db: Database, account_id: str, status: str) -> tuple[dict[str, Any], bool]:
-    """Set the account's status (clearing an auth failure's reason); the document before, and whether it changed."""
-    coll = db[schema.EMAIL_ACCOUNTS]
-    doc = await get_doc(coll, "email account", account_id)
-    before = doc.get("status", "active")
-    if before == status:
-        return doc, False
-    result = await coll.update_one(
-        {"_id": doc["_id"], "status": doc.get("status")},
-        {"$set": {"status": status}, "$unset": {"disabled_reason": ""}},
-    )
-    if result.modified_count == 0:
-        fail(
-            f"account {account_id} changed while this ran (a dispatcher may have taken it out of rotation): "
-            "run it again"
-        )
-    return doc, True
+async def _set_status(db: Database, account_id: str, status: str) -> AccountStatusChange:
+    try:
+        return await set_account_status(db, account_id, status, now_utc())
+    except OpError as exc:
+        fail(exc.message)
 
 
 def _status_cmd(ctx: typer.Context, account_id: str, status: str, verb: str) -> None:
-    doc, changed = run_db(settings_of(ctx), lambda db: _set_status(db, account_id, status))
-    name = f"{doc.get('email')} ({doc['_id']})"
-    before = doc.get("status", "active")
-    if before == "auth_failed":
+    change = run_db(settings_of(ctx), lambda db: _set_status(db, account_id, status))
+    name = f"{change.email} ({change.account_id})"
+    if change.before == "auth_failed":
         console.print(
-            f"It was out of rotation after a failed login: {doc.get('disabled_reason') or 'no reason recorded'}",
+            f"It was out of rotation after a failed login: {change.disabled_reason or 'no reason recorded'}",
             markup=False,
         )
-    if not changed:
+    if not change.changed:
         console.print(f"Account {name} is {status} already; nothing changed", markup=False)
         return
-    console.print(f"Account {name} {verb}: status {before} -> {status}", markup=False)
+    console.print(f"Account {name} {verb}: status {change.before} -> {status}", markup=False)
 
 
 def pause_cmd(ctx: typer.Context, account_id: str = ACCOUNT_ARGUMENT) -> None:

@@ -31,6 +31,8 @@ from app.domain.campaign_specs import SCHEDULE_KEYS
 from app.domain.campaigns import Campaign
 from app.domain.models import InvalidDocument
 from app.domain.stop_policy import STOP_ON_REPLY
+from app.ops import campaigns
+from app.ops.errors import OpError
 from app.store import campaign_admin
 from app.store.client import Database
 
@@ -114,7 +116,7 @@ def run_admin(ctx: typer.Context, work: Callable[[Database], Awaitable[T]]) -> T
     """Run `work` against the database; a refused change (AdminError) or bad document exits 1 with its reason."""
     try:
         return run_db(settings_of(ctx), work)
-    except (campaign_admin.AdminError, InvalidDocument, ValueError) as exc:
+    except (campaign_admin.AdminError, InvalidDocument, ValueError, OpError) as exc:
         fail(str(exc))
 
 
@@ -266,29 +268,8 @@ def pause(ctx: typer.Context, campaign_id: str = CAMPAIGN_ARGUMENT) -> None:
     Example: outbound campaign pause 665f1c2e9b1e8a3d4c5b6a70
     """
     now = now_utc()
-
-    async def work(db: Database) -> None:
-        doc = await campaign_admin.campaign_doc(db, campaign_id)
-        if doc.get("status") != "active":
-            raise campaign_admin.AdminError(f"campaign {campaign_id} is {doc.get('status')}, not active: not paused")
-        sets = {"status": "paused", "paused_at": now}
-        if not await campaign_admin.update_campaign(
-            db, campaign_id, sets, ["paused_reason"], expect={"status": "active"}
-        ):
-            raise campaign_admin.AdminError(f"campaign {campaign_id} changed status meanwhile: run the command again")
-
-    run_admin(ctx, work)
+    run_admin(ctx, lambda db: campaigns.pause_campaign(db, campaign_id, None, now))
     console.print(f"campaign {campaign_id} paused: nothing more is sent for it until `outbound campaign resume`")
-
-
-async def _resume_check(db: Database, doc: dict[str, Any]) -> None:
-    steps = await campaign_admin.sequence_steps(db, doc.get("sequence_id"))
-    if not steps:
-        raise campaign_admin.AdminError(f"campaign {doc['_id']} has no steps: add one with `outbound step add` first")
-    found = await campaign_admin.templates_by_id(db, [s.template_id for s in steps])
-    missing = [f"step {s.step_order} ({s.template_id})" for s in steps if s.template_id not in found]
-    if missing:
-        raise campaign_admin.AdminError(f"templates not found for {', '.join(missing)}: fix them with `step edit`")
 
 
 def resume(ctx: typer.Context, campaign_id: str = CAMPAIGN_ARGUMENT, yes: bool = YES_OPTION) -> None:
@@ -296,28 +277,13 @@ def resume(ctx: typer.Context, campaign_id: str = CAMPAIGN_ARGUMENT, yes: bool =
 
     Example: outbound campaign resume 665f1c2e9b1e8a3d4c5b6a70 --yes
     """
-
-    async def read(db: Database) -> dict[str, Any]:
-        doc = await campaign_admin.campaign_doc(db, campaign_id)
-        if doc.get("status") not in ("paused", "draft"):
-            raise campaign_admin.AdminError(f"campaign {campaign_id} is {doc.get('status')}: only paused or draft ones")
-        await _resume_check(db, doc)
-        return doc
-
-    doc = run_admin(ctx, read)
+    doc = run_admin(ctx, lambda db: campaigns.resumable(db, campaign_id))
     reason = doc.get("paused_reason")
     if reason:
         console.print(f"campaign {campaign_id} was paused automatically{_when(doc.get('paused_at'))}: {reason}")
         confirm(f"Resume campaign {campaign_id}?", yes)
-
-    async def write(db: Database) -> None:
-        expect = {"status": doc.get("status")}
-        if not await campaign_admin.update_campaign(
-            db, campaign_id, {"status": "active"}, ["paused_reason", "paused_at"], expect=expect
-        ):
-            raise campaign_admin.AdminError(f"campaign {campaign_id} changed status meanwhile: run the command again")
-
-    run_admin(ctx, write)
+    now = now_utc()
+    run_admin(ctx, lambda db: campaigns.resume_campaign(db, campaign_id, now))
     console.print(f"campaign {campaign_id} is active: due leads are sent by the dispatcher")
 
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 import typer
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING
 
 from app.cli.common import (
     JSON_OPTION,
@@ -29,107 +29,14 @@ from app.cli.common import (
 )
 from app.cli.lookups import any_of, load_campaign
 from app.domain import reports
-from app.domain.gates import GateContext, sending_window_gate
-from app.domain.models import Campaign, InvalidDocument, Lead
+from app.domain.models import Campaign, Lead
+from app.ops import lead_views
 from app.store import lead_queries, schema
 from app.store.answer_stats import ANSWER_TYPES
 from app.store.client import Database
-from app.store.documents import Collection, get_model, id_filter, iter_valid
+from app.store.documents import iter_valid
 
-ACTIVITY_LIMIT = 20
-ACTIVITY_FIELDS = (
-    "created_at",
-    "type",
-    "step_order",
-    "recipient_index",
-    "email",
-    "account_id",
-    "message_id",
-    "smtp_code",
-    "error",
-    "inbound",
-    "note",
-    "source",
-)
-SEND_FIELDS = (
-    "_id",
-    "step_order",
-    "recipient_index",
-    "email",
-    "state",
-    "attempts",
-    "account_id",
-    "message_id",
-    "last_error",
-)
-
-
-async def _lead_history(
-    coll: Collection, lead_id: object, fields: Sequence[str], sort: list[tuple[str, int]], limit: int = 0
-) -> list[dict[str, Any]]:
-    """The lead's documents in `coll` (activities, sends), each cut down to `fields`."""
-    cursor = coll.find(id_filter(lead_id, "lead_id"), sort=sort, limit=limit)
-    return [{k: doc.get(k) for k in fields} async for doc in cursor]
-
-
-def _window_wait(lead: Lead, campaign: Campaign | None, now: datetime) -> str | None:
-    """Why the lead waits at `now` for its campaign's sending window (None: it is open, or there is none)."""
-    if campaign is None or campaign.settings.schedule is None or lead.progress.stopped or lead.progress.completed:
-        return None
-    pending = reports.pending_recipients(lead)
-    recipient = lead.recipients[pending[0] if pending else 0]
-    verdict = sending_window_gate(recipient, GateContext(now, schedule=campaign.settings.schedule))
-    return verdict.reason if verdict is not None else None
-
-
-def _typed_campaign(doc: Mapping[str, Any] | None) -> Campaign | None:
-    try:
-        return Campaign.from_doc(doc) if doc is not None else None
-    except InvalidDocument:
-        return None  # shown as stored; the dispatcher reports it
-
-
-async def _lead_details(db: Database, lead_id: str, now: datetime) -> dict[str, Any]:
-    lead = await get_model(db[schema.CAMPAIGN_LEADS], "lead", lead_id, Lead.from_doc)
-    campaign = await db[schema.CAMPAIGNS].find_one(id_filter(lead.campaign_id))
-    p = lead.progress
-    return {
-        "id": str(lead.id),
-        "lead_key": lead.lead_key,
-        "campaign": {
-            "id": lead.campaign_id,
-            "name": campaign.get("name") if campaign else None,
-            "status": campaign.get("status") if campaign else "missing",
-        },
-        "state": reports.lead_state(lead, now),
-        "window": _window_wait(lead, _typed_campaign(campaign), now),
-        "progress": {
-            "current_step_order": p.current_step_order,
-            "next_due_at": p.next_due_at,
-            "last_sent_at": p.last_sent_at,
-            "stopped": p.stopped,
-            "stop_reason": p.stop_reason,
-            "completed": p.completed,
-            "lease": {"owner": p.lease_owner, "until": p.lease_until, "active": reports.lease_is_active(lead, now)},
-        },
-        "recipients": [
-            {
-                "index": i,
-                "email": r.email,
-                "status": r.status,
-                "last_contacted_at": r.last_contacted_at,
-                "last_step": r.last_step,
-            }
-            for i, r in enumerate(lead.recipients)
-        ],
-        "processed_recipients": dict(sorted(p.processed_recipients.items())),
-        "sends": await _lead_history(
-            db[schema.SENDS], lead.id, SEND_FIELDS, [("step_order", 1), ("recipient_index", 1)]
-        ),
-        "activities": await _lead_history(
-            db[schema.ACTIVITIES], lead.id, ACTIVITY_FIELDS, [("created_at", DESCENDING)], ACTIVITY_LIMIT
-        ),
-    }
+ACTIVITY_LIMIT = lead_views.ACTIVITY_LIMIT
 
 
 def _render_lead(info: Mapping[str, Any]) -> None:
@@ -189,7 +96,7 @@ def show_lead_details(ctx: typer.Context, lead_id: str = LEAD_ARGUMENT, json_: b
     Example: outbound show-lead-details 665f1c2e9b1e8a3d4c5b6a71
     """
     now = now_utc()
-    info = run_db(settings_of(ctx), lambda db: _lead_details(db, lead_id, now))
+    info = run_db(settings_of(ctx), lambda db: lead_views.lead_details(db, lead_id, now))
     if json_:
         print_json(info)
     else:
@@ -221,23 +128,13 @@ async def _due_leads(
             "recipients_pending": len(reports.pending_recipients(lead)),
             "recipients": len(lead.recipients),
             "first_recipient": lead.recipients[0].email if lead.recipients else None,
-            "company": _company(lead),
+            "company": lead_views.lead_company(lead),
             "next_due_at": lead.progress.next_due_at,
-            "window": _window_wait(lead, campaigns.get(lead.campaign_id), now),
+            "window": lead_views.window_wait(lead, campaigns.get(lead.campaign_id), now),
         }
         async for lead in iter_valid(coll, flt, Lead.from_doc, sort=sort, limit=limit, on_invalid=skipped.add)
     ]
     return {"found": found, "active_campaigns": len(campaigns), "leads": leads}
-
-
-def _company(lead: Lead) -> str | None:
-    """The lead's company as its recipients name it (company_name, company), else their website."""
-    for key in ("company_name", "company", "website"):
-        for recipient in lead.recipients:
-            value = recipient.fields.get(key)
-            if isinstance(value, str) and value.strip():
-                return value.strip()
-    return None
 
 
 def show_due_leads(

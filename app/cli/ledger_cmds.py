@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import typer
@@ -14,81 +13,23 @@ from app.cli.common import (
     console,
     fail,
     fmt_time,
+    now_utc,
     print_json,
     print_table,
     run_db,
     settings_of,
 )
-from app.domain import ledger_states as lstate
-from app.domain.models import recipient_key
-from app.store import schema
+from app.ops import sends
+from app.ops.errors import OpError
 from app.store.client import Database
-from app.store.documents import NotFound, id_filter
-
-
-async def _uncertain(db: Database, campaign_id: str | None, limit: int) -> list[dict[str, Any]]:
-    flt: dict[str, Any] = {"state": "uncertain"}
-    if campaign_id is not None:
-        flt.update(id_filter(campaign_id, "campaign_id"))
-    return [doc async for doc in db[schema.SENDS].find(flt, sort=[("updated_at", 1)], limit=limit)]
-
-
-def _lead_is_held(lead: dict[str, Any], now: datetime) -> bool:
-    until = (lead.get("progress") or {}).get("lease_until")
-    return isinstance(until, datetime) and until > now
 
 
 async def _resolve(db: Database, send_id: str, sent: bool) -> dict[str, Any]:
-    """Settle one uncertain send as delivered (`sent`) or as not delivered (send it again)."""
-    sends, leads = db[schema.SENDS], db[schema.CAMPAIGN_LEADS]
-    send = await sends.find_one({"_id": send_id})
-    if send is None:
-        raise NotFound("send", send_id)
-    if send.get("state") != "uncertain":
-        fail(f"send {send_id} is {send.get('state')}, not uncertain: only uncertain sends can be resolved")
-    lead = await leads.find_one({"_id": send["lead_id"]})
-    if lead is None:
-        raise NotFound("lead", send["lead_id"])
-    now = datetime.now(UTC)
-    if _lead_is_held(lead, now):
-        fail(f"lead {lead['_id']} is being processed by {lead['progress'].get('lease_owner')}; try again shortly")
-    step, index = int(send["step_order"]), int(send["recipient_index"])
-    key = f"progress.processed_recipients.{recipient_key(step, index)}"
-    version = (lead.get("progress") or {}).get("version")
-    if sent:
-        values: dict[str, Any] = {f"{key}.status": "sent", f"lead_data.{index}.status": "contacted"}
-        if not (lead.get("progress") or {}).get("completed") and not (lead.get("progress") or {}).get("stopped"):
-            # A step held back by this uncertain send may go on now.
-            values["progress.next_due_at"] = now
-        lead_update: dict[str, Any] = {"$set": values}
-    else:
-        lead_update = {
-            "$set": {"progress.current_step_order": step, "progress.next_due_at": now},
-            "$unset": {key: "", "progress.completed": "", "progress.completed_at": ""},
-        }
-    # Compare-and-set on the lead's version so a dispatcher claiming it meanwhile makes this fail, not race.
-    result = await leads.update_one({"_id": lead["_id"], "progress.version": version}, lead_update)
-    if result.modified_count != 1:
-        fail(f"lead {lead['_id']} changed while resolving; nothing was changed, run the command again")
-    state = lstate.SENT if sent else lstate.RETRY_WAIT
-    await sends.update_one(
-        {"_id": send_id, "state": lstate.UNCERTAIN},
-        {"$set": {**lstate.move(lstate.UNCERTAIN, state, now), "resolved_by_operator": True, "resolved_at": now}},
-    )
-    await db[schema.ACTIVITIES].insert_one(
-        {
-            "campaign_id": send.get("campaign_id"),
-            "lead_id": send["lead_id"],
-            "account_id": send.get("account_id"),
-            "step_order": step,
-            "recipient_index": index,
-            "email": send.get("email"),
-            "type": "resolved_sent" if sent else "resolved_resend",
-            "message_id": send.get("message_id"),
-            "created_at": now,
-        }
-    )
-    return {"send_id": send_id, "state": state, "lead_id": str(lead["_id"]), "email": send.get("email")}
+    try:
+        done = await sends.resolve_send(db, send_id, "sent" if sent else "resend", now_utc())
+    except OpError as exc:
+        fail(exc.message)
+    return {"send_id": done.send_key, "state": done.state, "lead_id": done.lead_id, "email": done.email}
 
 
 def register(app: typer.Typer) -> None:
@@ -107,7 +48,7 @@ def register(app: typer.Typer) -> None:
 
         Example: outbound list-uncertain --campaign-id 665f1c...
         """
-        docs = run_db(settings_of(ctx), lambda db: _uncertain(db, campaign_id, limit))
+        docs = run_db(settings_of(ctx), lambda db: sends.list_uncertain(db, campaign_id, limit))
         if json_:
             print_json(docs)
             return

@@ -37,6 +37,7 @@ from app.domain.suppression_entries import (
     parse_file,
     suppression_value,
 )
+from app.ops.suppressions import suppress_address
 from app.store import schema, suppressions
 from app.store.client import Database
 
@@ -86,9 +87,10 @@ def add_cmd(ctx: typer.Context, value: str = VALUE_ARGUMENT, reason: str = REASO
 
     Example: outbound suppress add @competitor.example --reason competitor
     """
-    stored, why = _value(value), _reason(reason)
-    result = run_db(settings_of(ctx), lambda db: _add(db, [stored], why, "suppress add"))
-    shown = display_value(stored)
+    _value(value)  # refused here, before connecting, with the exit code of bad input
+    why = _reason(reason)
+    result = run_db(settings_of(ctx), lambda db: suppress_address(db, value, why, now_utc(), detail="suppress add"))
+    shown = result.value
     if result.added:
         console.print(f"Suppressed {shown} (reason: {why}); added 1, already suppressed 0", markup=False)
     else:

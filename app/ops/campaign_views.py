@@ -1,0 +1,242 @@
+"""What `list-campaigns`, `show-campaign` and `show-campaign-progress` print, gathered for every surface.
+
+Every document is read through its typed view; a malformed one is passed to `on_invalid` and skipped, so one bad
+document never hides the rest. An unknown campaign raises the store's NotFound (naming the id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING
+
+from app.domain import eligibility, reports
+from app.domain.models import (
+    Campaign,
+    EmailAccount,
+    GeneralSettings,
+    InvalidDocument,
+    Lead,
+    SequenceStep,
+    Template,
+    id_str,
+)
+from app.store import answer_stats, lead_queries, schema
+from app.store.client import Database
+from app.store.documents import get_model, id_filter, id_values, iter_valid
+
+OnInvalid = Callable[[InvalidDocument], None]
+
+
+def campaign_ref(campaign_id: str) -> dict[str, Any]:
+    """A filter for the documents of one campaign (leads, activities) by their `campaign_id`."""
+    # campaign_leads.campaign_id is a string, but older data may hold the ObjectId itself.
+    return id_filter(campaign_id, "campaign_id")
+
+
+def any_of(ids: Sequence[object]) -> list[Any]:
+    """Every stored form of these ids, for an `$in` query."""
+    return [value for raw in ids for value in id_values(raw)]
+
+
+async def load_campaign(db: Database, campaign_id: str) -> Campaign:
+    """The campaign with this id; NotFound or InvalidDocument otherwise."""
+    return await get_model(db[schema.CAMPAIGNS], "campaign", campaign_id, Campaign.from_doc)
+
+
+async def lead_counts(db: Database, campaign_id: str, now: datetime) -> reports.LeadCounts:
+    """Count a campaign's leads per state on the server (no lead is loaded)."""
+    leads = db[schema.CAMPAIGN_LEADS]
+    scope = campaign_ref(campaign_id)
+    total = await leads.count_documents(scope)
+    counts = {
+        state: await leads.count_documents({"$and": [scope, flt]})
+        for state, flt in lead_queries.state_filters(now).items()
+    }
+    counts[reports.WAITING] = max(total - sum(counts.values()), 0)
+    return reports.LeadCounts.from_states(counts)
+
+
+async def campaign_steps(db: Database, campaign: Campaign, on_invalid: OnInvalid) -> list[SequenceStep]:
+    """The campaign's valid sequence steps, in order."""
+    if campaign.sequence_id is None:
+        return []
+    flt = {"sequence_id": campaign.sequence_id}
+    coll = db[schema.SEQUENCE_STEPS]
+    return [
+        s async for s in iter_valid(coll, flt, SequenceStep.from_doc, sort=[("step_order", 1)], on_invalid=on_invalid)
+    ]
+
+
+async def list_campaigns(
+    db: Database, status: str | None, now: datetime, on_invalid: OnInvalid
+) -> list[dict[str, Any]]:
+    """One row per valid campaign (optionally of one status), oldest first: limits and lead counts."""
+    flt = {"status": status} if status else {}
+    rows = []
+    async for campaign in iter_valid(
+        db[schema.CAMPAIGNS], flt, Campaign.from_doc, sort=[("created_at", ASCENDING)], on_invalid=on_invalid
+    ):
+        counts = await lead_counts(db, campaign.id, now)
+        rows.append(
+            {
+                "id": campaign.id,
+                "name": campaign.name,
+                "status": campaign.status,
+                "sequence_id": campaign.sequence_id,
+                "daily_limit": campaign.settings.daily_limit,
+                "min_wait_time": campaign.settings.min_wait_time,
+                "leads": counts.total,
+                "completed": counts.completed,
+                "due_now": counts.due,
+            }
+        )
+    return rows
+
+
+async def _templates_by_id(db: Database, steps: Sequence[SequenceStep], on_invalid: OnInvalid) -> dict[str, Template]:
+    flt = {"_id": {"$in": any_of([s.template_id for s in steps])}}
+    found = iter_valid(db[schema.TEMPLATES], flt, Template.from_doc, on_invalid=on_invalid)
+    return {t.id: t async for t in found}
+
+
+async def campaign_templates(db: Database, campaign: Campaign, on_invalid: OnInvalid) -> list[Template]:
+    """The valid templates the campaign's sequence steps use (a missing one is left out)."""
+    steps = await campaign_steps(db, campaign, on_invalid)
+    return list((await _templates_by_id(db, steps, on_invalid)).values())
+
+
+async def general_settings_by_account(db: Database, on_invalid: OnInvalid) -> dict[str, GeneralSettings]:
+    """Each account's `email_general_settings` by account id (its first valid one, as the send pipeline reads)."""
+    found: dict[str, GeneralSettings] = {}
+    coll = db[schema.EMAIL_GENERAL_SETTINGS]
+    async for general in iter_valid(coll, {}, GeneralSettings.from_doc, on_invalid=on_invalid):
+        found.setdefault(id_str(general.email_id), general)
+    return found
+
+
+async def _scope_accounts(
+    db: Database, campaign: Campaign, on_invalid: OnInvalid
+) -> tuple[list[str], dict[str, EmailAccount]]:
+    """The ids of the accounts the campaign may send from (listed, else every active one) and those found."""
+    wanted = campaign.settings.account_ids
+    flt: dict[str, Any] = {"_id": {"$in": any_of(wanted)}} if wanted else {"status": "active"}
+    coll = db[schema.EMAIL_ACCOUNTS]
+    found = {a.id: a async for a in iter_valid(coll, flt, EmailAccount.from_doc, on_invalid=on_invalid)}
+    return (list(wanted) if wanted else sorted(found)), found
+
+
+def _account_rows(ids: Sequence[str], found: Mapping[str, EmailAccount]) -> list[dict[str, Any]]:
+    return [
+        {"id": i, "email": found[i].email, "status": found[i].status}
+        if i in found
+        else {"id": i, "email": None, "status": "missing"}
+        for i in ids
+    ]
+
+
+async def _ineligible(
+    db: Database, templates: Mapping[str, Template], accounts: Sequence[EmailAccount], on_invalid: OnInvalid
+) -> list[dict[str, Any]]:
+    general = await general_settings_by_account(db, on_invalid)
+    found = eligibility.ineligible_accounts(templates.values(), accounts, general)
+    return [{"id": i.account.id, "email": i.account.email, "missing": list(i.missing)} for i in found]
+
+
+async def campaign_details(db: Database, campaign_id: str, now: datetime, on_invalid: OnInvalid) -> dict[str, Any]:
+    """A campaign's settings, steps, accounts in scope, lead counts and the accounts that cannot render it."""
+    campaign = await load_campaign(db, campaign_id)
+    steps = await campaign_steps(db, campaign, on_invalid)
+    templates = await _templates_by_id(db, steps, on_invalid)
+    ids, found = await _scope_accounts(db, campaign, on_invalid)
+    in_scope = [found[i] for i in dict.fromkeys(ids) if i in found]
+    return {
+        "id": campaign.id,
+        "name": campaign.name,
+        "status": campaign.status,
+        "sequence_id": campaign.sequence_id,
+        "created_at": campaign.created_at,
+        "settings": {**asdict(campaign.settings), "account_ids": list(campaign.settings.account_ids)},
+        "steps": [
+            {
+                "step_order": s.step_order,
+                "template_id": s.template_id,
+                "template_name": templates[s.template_id].name if s.template_id in templates else None,
+                "delay_minutes": s.delay_minutes,
+            }
+            for s in steps
+        ],
+        "accounts": _account_rows(ids, found),
+        "account_scope": "listed" if campaign.settings.account_ids else "every active account",
+        "leads": asdict(await lead_counts(db, campaign.id, now)),
+        "ineligible_accounts": await _ineligible(db, templates, in_scope, on_invalid),
+    }
+
+
+async def _sends_today(db: Database, campaign_id: str, now: datetime, on_invalid: OnInvalid) -> dict[str, int]:
+    midnight = datetime.combine(now.astimezone(UTC).date(), datetime.min.time(), tzinfo=UTC)
+    sent = await db[schema.ACTIVITIES].count_documents(
+        {"$and": [campaign_ref(campaign_id), {"type": "sent", "created_at": {"$gte": midnight}}]}
+    )
+    counted = 0
+    flt = {"day": reports.utc_day(now), f"campaigns.{campaign_id}": {"$exists": True}}
+    async for usage in iter_valid(db[schema.ACCOUNT_USAGE], flt, reports.usage_from_doc, on_invalid=on_invalid):
+        counted += usage.campaigns.get(campaign_id, 0)
+    return {"sent_today": sent, "counted_today": counted}
+
+
+async def campaign_progress(db: Database, campaign_id: str, now: datetime, on_invalid: OnInvalid) -> dict[str, Any]:
+    """Per step: leads at it, sent/failed/uncertain recipients, answers and variants; lead states; sends today."""
+    campaign = await load_campaign(db, campaign_id)
+    steps = await campaign_steps(db, campaign, on_invalid)
+    coll = db[schema.CAMPAIGN_LEADS]
+    leads = [lead async for lead in iter_valid(coll, campaign_ref(campaign.id), Lead.from_doc, on_invalid=on_invalid)]
+    progress = reports.campaign_progress(leads, [s.step_order for s in steps], now)
+    answers = await answer_stats.per_step(db, campaign.id)
+    variants = await _per_variant(db, campaign.id)
+    return {
+        "id": campaign.id,
+        "name": campaign.name,
+        "status": campaign.status,
+        "steps": [
+            {**asdict(s), **_answer_counts(answers.get(s.step_order)), "variants": variants.get(s.step_order, [])}
+            for s in progress.steps
+        ],
+        "leads": asdict(progress.counts),
+        "percent_complete": progress.percent_complete,
+        **await _sends_today(db, campaign.id, now, on_invalid),
+    }
+
+
+async def _per_variant(db: Database, campaign_id: str) -> dict[int, list[dict[str, Any]]]:
+    """Per step, for each template variant its messages were worded from: sent, replied and the reply rate
+    (replies per message sent), from the variant each `sent` and `replied` activity records."""
+    match = {
+        "$and": [campaign_ref(campaign_id), {"type": {"$in": ["sent", "replied"]}, "variant": {"$type": "string"}}]
+    }
+    group = {"_id": {"step": "$step_order", "variant": "$variant", "type": "$type"}, "n": {"$sum": 1}}
+    counts: dict[tuple[int, str], dict[str, int]] = {}
+    async for row in await db[schema.ACTIVITIES].aggregate([{"$match": match}, {"$group": group}]):
+        key = row["_id"]
+        if isinstance(key.get("step"), int):
+            counts.setdefault((key["step"], key["variant"]), {})[str(key["type"])] = int(row["n"])
+    out: dict[int, list[dict[str, Any]]] = {}
+    for (step, name), found in sorted(counts.items()):
+        sent, replied = found.get("sent", 0), found.get("replied", 0)
+        rate = round(replied / sent, 4) if sent else None
+        out.setdefault(step, []).append({"variant": name, "sent": sent, "replied": replied, "reply_rate": rate})
+    return out
+
+
+def _answer_counts(counts: Mapping[str, int] | None) -> dict[str, int]:
+    given = counts or {}
+    return {
+        "replied": given.get("replied", 0),
+        "auto_replies": given.get("auto_reply", 0),
+        "bounced": given.get("bounced", 0),
+        "soft_bounces": given.get("soft_bounce", 0),
+        "unsubscribed": given.get("unsubscribed", 0),
+    }
