@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import math
 import signal
@@ -17,6 +18,7 @@ from fastapi import FastAPI
 from app.cli.common import console, err_console, fail, settings_of
 from app.config import ConfigError, Settings
 from app.logging import get_logger
+from app.systemd import Notifier
 from app.web import create_app
 
 DEFAULT_HOST = "127.0.0.1"
@@ -79,6 +81,32 @@ def _announce(settings: Settings, host: str, port: int) -> None:
     get_logger().info("web.started", host=host, port=port, public_url=settings.public_url)
 
 
+class _NotifyingServer(uvicorn.Server):
+    """uvicorn's server, telling systemd (`Type=notify`) when a signal starts its shutdown."""
+
+    def __init__(self, config: uvicorn.Config, notifier: Notifier) -> None:
+        super().__init__(config)
+        self.notifier = notifier
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:
+            self.notifier.stopping("stopping: finishing the requests in progress")
+        super().handle_exit(sig, frame)
+
+
+def _ready(settings: Settings, host: str, port: int, notifier: Notifier) -> None:
+    """The database is ready: say where the service answers, tell systemd, start the watchdog pings (they come
+    from uvicorn's event loop, so a loop that blocks stops them)."""
+    _announce(settings, host, port)
+    notifier.ready(f"serving on {host}:{port}")
+    watchdog = asyncio.get_running_loop().create_task(notifier.keep_alive(), name="watchdog")
+    _WATCHDOGS.add(watchdog)  # held until done: the loop keeps only a weak reference to its tasks
+    watchdog.add_done_callback(_WATCHDOGS.discard)
+
+
+_WATCHDOGS: set[asyncio.Task[None]] = set()
+
+
 def server_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
     """How uvicorn runs the app (it is handed a bound socket, so host and port are not set here)."""
     return uvicorn.Config(
@@ -94,13 +122,14 @@ def server_config(app: FastAPI, settings: Settings) -> uvicorn.Config:
 
 def serve(settings: Settings, host: str, port: int) -> None:
     """Run the web service on host:port until SIGTERM or SIGINT, then exit 0."""
+    notifier = Notifier()
     try:
-        app = create_app(settings, on_ready=lambda: _announce(settings, host, port))
+        app = create_app(settings, on_ready=lambda: _ready(settings, host, port, notifier))
     except ConfigError as exc:
         fail(str(exc), code=2)
     _warn_if_exposed(host)
     sock = listen(host, port)
-    server = uvicorn.Server(server_config(app, settings))
+    server = _NotifyingServer(server_config(app, settings), notifier)
     try:
         with _exit_zero_after_stop():
             server.run(sockets=[sock])

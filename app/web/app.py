@@ -15,6 +15,7 @@ from app.store.embedded import EmbeddedError
 from app.store.schema import ensure_schema
 from app.web.admin_routes import admin_router
 from app.web.health_routes import health_router
+from app.web.metrics_routes import metrics_router
 from app.web.security_headers import SecurityHeaders
 from app.web.templating import static_files
 from app.web.unsubscribe_routes import unsubscribe_router
@@ -57,5 +58,6 @@ def create_app(settings: Settings, *, on_ready: Callable[[], None] | None = None
     app.mount("/static", static_files(), name="static")
     app.include_router(unsubscribe_router(secret_key))
     app.include_router(health_router())
+    app.include_router(metrics_router())
     app.include_router(admin_router())
     return app
