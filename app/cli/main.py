@@ -29,6 +29,7 @@ from app.cli import (
     suppress_cmds,
     template_cmds,
     token_cmds,
+    user_cmds,
     validate_cmds,
 )
 from app.cli.common import fail
@@ -105,6 +106,7 @@ for module in (
     validate_cmds,
     token_cmds,
     audit_cmds,
+    user_cmds,
 ):
     module.register(app)
 

@@ -16,6 +16,7 @@ from app.store.schema import ensure_schema
 from app.web.admin_routes import admin_router
 from app.web.health_routes import health_router
 from app.web.metrics_routes import metrics_router
+from app.web.login_routes import login_router
 from app.web.security_headers import SecurityHeaders
 from app.web.templating import static_files
 from app.web.unsubscribe_routes import unsubscribe_router
@@ -60,4 +61,5 @@ def create_app(settings: Settings, *, on_ready: Callable[[], None] | None = None
     app.include_router(health_router())
     app.include_router(metrics_router())
     app.include_router(admin_router())
+    app.include_router(login_router())
     return app

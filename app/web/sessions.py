@@ -123,12 +123,17 @@ def login_nonce(request: Request) -> str | None:
     return unsign(raw, _keys(request)[0]) if raw else None
 
 
-def issue_login_nonce(request: Request, response: Response) -> None:
-    """Give the login page a nonce cookie (kept when it has a valid one), so its form can be checked."""
+def prepare_login_nonce(request: Request) -> None:
+    """Give this login page a nonce (keeping the cookie's when it has a valid one), so `csrf_token` can sign it."""
     if login_nonce(request) is None:
         request.state.login_nonce = secrets.token_urlsafe(24)
-    nonce = login_nonce(request) or ""
-    _set_cookie(request, response, LOGIN_CSRF_COOKIE, sign(nonce, _keys(request)[0]), LOGIN_CSRF_MINUTES * 60)
+
+
+def set_login_nonce_cookie(request: Request, response: Response) -> None:
+    """Send the login page's nonce (see `prepare_login_nonce`) in its cookie, for the form's double submit."""
+    nonce = login_nonce(request)
+    if nonce:
+        _set_cookie(request, response, LOGIN_CSRF_COOKIE, sign(nonce, _keys(request)[0]), LOGIN_CSRF_MINUTES * 60)
 
 
 def login_csrf_ok(request: Request, given: str | None) -> bool:
