@@ -15,8 +15,8 @@ from app.store.embedded import EmbeddedError
 from app.store.schema import ensure_schema
 from app.web.admin_routes import admin_router
 from app.web.health_routes import health_router
-from app.web.metrics_routes import metrics_router
 from app.web.login_routes import login_router
+from app.web.metrics_routes import metrics_router
 from app.web.security_headers import SecurityHeaders
 from app.web.templating import static_files
 from app.web.unsubscribe_routes import unsubscribe_router
