@@ -14,6 +14,7 @@ from app.store.client import connect
 from app.store.embedded import EmbeddedError
 from app.store.schema import ensure_schema
 from app.web.admin_routes import admin_router
+from app.web.dashboard.routes import dashboard_router
 from app.web.health_routes import health_router
 from app.web.login_routes import login_router
 from app.web.metrics_routes import metrics_router
@@ -61,5 +62,6 @@ def create_app(settings: Settings, *, on_ready: Callable[[], None] | None = None
     app.include_router(health_router())
     app.include_router(metrics_router())
     app.include_router(admin_router())
+    app.include_router(dashboard_router())
     app.include_router(login_router())
     return app

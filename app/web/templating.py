@@ -16,12 +16,16 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from starlette.staticfiles import StaticFiles
 
+from app.web.auth import Principal, Role, csrf_token
+from app.web.dashboard import views
 from app.web.dashboard.flash import clear_flash, read_flash
 
 WEB_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = WEB_DIR / "templates"
 STATIC_DIR = WEB_DIR / "static"
 STATIC_PREFIX = "/static/"
+# How often a page's script asks for fresh numbers: often enough to watch a send go out, cheap enough to leave open.
+LIVE_SECONDS = 5
 
 
 @cache
@@ -35,6 +39,13 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.globals["static_url"] = static_url
+    env.globals["live_key"] = views.live_key
+    env.globals["relative"] = views.fmt_relative
+    env.globals["next_free"] = views.next_free
+    env.globals["usage_bar"] = views.usage_bar
+    env.filters["count"] = views.fmt_count
+    env.filters["percent"] = views.fmt_percent
+    env.filters["when"] = views.fmt_time
     return env
 
 
@@ -61,26 +72,23 @@ def static_files() -> StaticFiles:
     return StaticFiles(directory=STATIC_DIR)
 
 
-def _csrf(request: Request) -> str:
-    # Imported here: the auth module builds on the store, and a page template needs only its token.
-    from app.web.auth import csrf_token
-
-    return csrf_token(request)
-
-
 def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    """The template `name` as an HTML response, with `request`, `csrf_token`, `principal`, `static_url` and
-    `flash` (the message an action left for this page, shown once).
+    """The template `name` as an HTML response, with `request`, `csrf_token`, `principal`, `static_url`,
+    `flash` (the message an action left for this page, shown once), `can_operate` (the principal may act on
+    campaigns, leads and sends: show the buttons) and `live_seconds` (the poll interval).
 
     `principal` is the signed-in user or token the route's `require_page`/`require` dependency found
     (`request.state.principal`), or None on an open page such as the login form.
     """
+    principal: Principal | None = getattr(request.state, "principal", None)
     values: dict[str, Any] = {
         "request": request,
-        "csrf_token": _csrf(request),
-        "principal": getattr(request.state, "principal", None),
+        "csrf_token": csrf_token(request),
+        "principal": principal,
         "static_url": static_url,
         "flash": read_flash(request),
+        "can_operate": principal is not None and principal.may(Role.OPERATOR),
+        "live_seconds": LIVE_SECONDS,
     }
     values.update(context)
     response = HTMLResponse(environment().get_template(name).render(values), status_code=status)

@@ -1,0 +1,171 @@
+"""`/dashboard` (every campaign, the sends chart, the paused ones), `/dashboard/campaigns/{id}`, the
+campaign buttons (pause, resume, trigger) and `/dashboard/live`, the numbers the pages' script polls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from app.domain.models import InvalidDocument
+from app.ops import campaign_views, campaigns
+from app.store.client import Database
+from app.store.documents import NotFound
+from app.web.auth import Principal, Role, require, require_page
+from app.web.dashboard.actions import back_to, database, now_utc, run_action
+from app.web.dashboard.chart import sends_chart
+from app.web.dashboard.queries import pause_info, paused_campaigns, sends_per_hour
+from app.web.dashboard.views import CampaignView, campaign_live, campaign_view, fmt_count, live_key
+from app.web.templating import render
+
+MAX_LIVE_CAMPAIGNS = 50
+
+
+async def _views(db: Database, ids: list[str], now: Any) -> list[CampaignView]:
+    skipped: list[InvalidDocument] = []
+    found = []
+    for cid in ids:
+        try:
+            found.append(campaign_view(await campaign_views.campaign_progress(db, cid, now, skipped.append)))
+        except (NotFound, InvalidDocument):
+            continue  # deleted or broken since it was listed: the next poll no longer lists it
+    return found
+
+
+def not_found_page(request: Request, message: str, back: str) -> HTMLResponse:
+    """The dashboard's 404: what was not found, and a way back."""
+    return render(request, "dashboard/not_found.html", status=404, message=message, back=back)
+
+
+def _campaign_id(campaign_id: str) -> str:
+    return campaign_id.strip()
+
+
+def campaign_router() -> APIRouter:
+    """The campaign pages, their actions and the live numbers."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/")
+    async def home() -> RedirectResponse:
+        """The site's root opens the dashboard (which asks to sign in first)."""
+        return RedirectResponse("/dashboard", status_code=303)
+
+    @router.get("/dashboard", response_class=HTMLResponse)
+    async def overview(request: Request, _: Principal = Depends(require_page(Role.VIEWER))) -> HTMLResponse:
+        """Every campaign with its progress and funnel, sends per hour over the last day, the paused ones."""
+        db, now = database(request), now_utc()
+        rows = await campaign_views.list_campaigns(db, None, now, lambda _: None)
+        hours = await sends_per_hour(db, now)
+        return render(
+            request,
+            "dashboard/overview.html",
+            campaigns=await _views(db, [r["id"] for r in rows], now),
+            paused=await paused_campaigns(db),
+            chart=sends_chart(hours),
+            sent_24h=sum(h.count for h in hours),
+        )
+
+    @router.get("/dashboard/campaigns/{campaign_id}", response_class=HTMLResponse)
+    async def campaign_page(
+        request: Request, campaign_id: str, _: Principal = Depends(require_page(Role.VIEWER))
+    ) -> HTMLResponse:
+        """One campaign: progress per step, its funnel, why it is paused, and its buttons."""
+        db, now = database(request), now_utc()
+        try:
+            progress = await campaign_views.campaign_progress(db, campaign_id, now, lambda _: None)
+        except NotFound as exc:
+            return not_found_page(request, f"{exc}: it may have been deleted.", "/dashboard")
+        view = campaign_view(progress)
+        return render(
+            request,
+            "dashboard/campaign.html",
+            view=view,
+            pause=await pause_info(db, view.id),
+            chart=sends_chart(await sends_per_hour(db, now, [view.id])),
+        )
+
+    @router.get("/dashboard/live")
+    async def live(
+        request: Request,
+        campaign: list[str] | None = Query(None, description="Only these campaigns (repeat the parameter)."),
+        _: Principal = Depends(require(Role.VIEWER)),
+    ) -> Response:
+        """The live numbers of the campaigns (all, or those asked for) under the keys the pages mark."""
+        db, now = database(request), now_utc()
+        if campaign:
+            ids = [c for c in dict.fromkeys(campaign)][:MAX_LIVE_CAMPAIGNS]
+        else:
+            ids = [r["id"] for r in await campaign_views.list_campaigns(db, None, now, lambda _: None)]
+        values: dict[str, str] = {}
+        bars: dict[str, dict[str, float]] = {}
+        for view in await _views(db, ids, now):
+            more_values, more_bars = campaign_live(view.progress)
+            values.update(more_values)
+            bars.update(more_bars)
+        if not campaign:
+            values[live_key("sent_24h")] = fmt_count(sum(h.count for h in await sends_per_hour(db, now)))
+        return JSONResponse({"at": now.isoformat(), "values": values, "bars": bars})
+
+    _actions(router)
+    return router
+
+
+def _actions(router: APIRouter) -> None:
+    operator = require_page(Role.OPERATOR)
+
+    @router.post("/dashboard/campaigns/{campaign_id}/pause")
+    async def pause(
+        request: Request,
+        campaign_id: str,
+        reason: str | None = Form(None),
+        back: str | None = Form(None),
+        principal: Principal = Depends(operator),
+    ) -> RedirectResponse:
+        """Pause an active campaign (with an optional reason); nothing more is sent until it is resumed."""
+        cid = _campaign_id(campaign_id)
+        return await run_action(
+            request,
+            principal,
+            "campaign.pause",
+            {"campaign_id": cid},
+            lambda: campaigns.pause_campaign(database(request), cid, reason, now_utc()),
+            lambda done: "Campaign paused." + (f" Reason: {done.paused_reason}" if done.paused_reason else ""),
+            back_to(back, f"/dashboard/campaigns/{cid}"),
+            details={"reason": reason} if reason else None,
+        )
+
+    @router.post("/dashboard/campaigns/{campaign_id}/resume")
+    async def resume(
+        request: Request, campaign_id: str, back: str | None = Form(None), principal: Principal = Depends(operator)
+    ) -> RedirectResponse:
+        """Make a paused or draft campaign active again."""
+        cid = _campaign_id(campaign_id)
+        return await run_action(
+            request,
+            principal,
+            "campaign.resume",
+            {"campaign_id": cid},
+            lambda: campaigns.resume_campaign(database(request), cid, now_utc()),
+            lambda done: f"Campaign resumed (it was {done.before}); its due leads are sent now.",
+            back_to(back, f"/dashboard/campaigns/{cid}"),
+        )
+
+    @router.post("/dashboard/campaigns/{campaign_id}/trigger")
+    async def trigger(
+        request: Request, campaign_id: str, back: str | None = Form(None), principal: Principal = Depends(operator)
+    ) -> RedirectResponse:
+        """Make the campaign's waiting leads due now."""
+        cid = _campaign_id(campaign_id)
+        return await run_action(
+            request,
+            principal,
+            "campaign.trigger",
+            {"campaign_id": cid},
+            lambda: campaigns.trigger_campaign(database(request), cid, now_utc()),
+            lambda done: (
+                f"{done.leads_due_now} waiting lead(s) are due now"
+                + ("." if done.status == "active" else f"; the campaign is {done.status}, so nothing is sent yet.")
+            ),
+            back_to(back, f"/dashboard/campaigns/{cid}"),
+        )
