@@ -14,6 +14,7 @@ from app.domain.health import HealthPolicy
 from app.domain.outcomes import RetryPolicy
 from app.domain.settlement import Outcome
 from app.domain.templating import Renderer
+from app.report.loop import daily_reports
 from app.send.compose import UnsubscribeLinks
 from app.send.pipeline import Pipeline, PipelineConfig
 from app.store.arbiter import Arbiter
@@ -136,7 +137,10 @@ def _status(dispatcher: Dispatcher) -> str:
 async def run_over_smtp(
     db: Database, settings: Settings, options: DispatcherOptions, accounts: frozenset[str] | None
 ) -> DispatcherStats:
-    """Send over SMTP until signalled (or, with --once, until nothing is due); the connections are closed after."""
+    """Send over SMTP until signalled (or, with --once, until nothing is due); the connections are closed after.
+
+    The daily report (OUTBOUND_REPORT_TO) is checked beside the loop, through the same SMTP connections.
+    """
     smtp = SmtpSender(
         timeout=settings.smtp_timeout,
         default_starttls=settings.smtp_starttls,
@@ -145,6 +149,7 @@ async def run_over_smtp(
     )
     try:
         dispatcher = build_dispatcher(db, settings, smtp, options, account_filter=accounts)
-        return await run_until_signalled(dispatcher)
+        async with daily_reports(db, settings, smtp):
+            return await run_until_signalled(dispatcher)
     finally:
         await smtp.close()

@@ -123,8 +123,9 @@ class ReportLoop:
         return state
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Check, then wait `check_seconds` (or until `stop`), until `stop` is set."""
-        while not stop.is_set():
+        """Check, then wait `check_seconds` (or until `stop`), until `stop` is set. The first check runs even when
+        `stop` is already set, so a short `run-dispatcher --once` sends a due report too."""
+        while True:
             try:
                 await self.check()
             except PyMongoError as exc:
@@ -134,6 +135,8 @@ class ReportLoop:
                 get_logger().exception("report.crashed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=self.check_seconds)
+            if stop.is_set():
+                return
 
 
 @contextlib.asynccontextmanager

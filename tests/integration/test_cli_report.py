@@ -147,3 +147,15 @@ def test_an_smtp_refusal_is_shown_in_the_servers_words(cli: Any, sync_db: Any, t
     assert result.exit_code == 1
     assert "sent to ops@example.com" in result.stdout
     assert "554 5.7.1 report rejected by policy" in result.output and "founder@example.com" in result.output
+
+
+def test_run_dispatcher_mails_the_days_report_once(cli: Any, sync_db: Any, mailbox: MailboxServer) -> None:
+    seed(sync_db, mailbox.port)
+    # 00:00 is always past: the report of yesterday is due whenever this runs.
+    env = {"OUTBOUND_REPORT_TO": REPORT_TO, "OUTBOUND_REPORT_AT": "00:00"}
+    for _ in range(2):
+        result = cli("run-dispatcher", "--once", env=env)
+        assert result.exit_code == 0, result.output
+    assert sorted(r for m in mailbox.messages for r in m.recipients) == ["founder@example.com", "ops@example.com"]
+    (run,) = list(sync_db.report_runs.find())
+    assert run["state"] == "sent" and run["account_id"] == str(ACCOUNT) and run["attempts"] == 1
