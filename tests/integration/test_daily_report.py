@@ -232,3 +232,15 @@ async def test_without_recipients_the_task_does_nothing(db: Database, sender: Sm
     async with daily_reports(db, report_settings(report_to=()), sender) as loop:
         assert loop is None
     assert await db[store.REPORT_RUNS].count_documents({}) == 0
+
+
+async def test_a_crashed_last_attempt_is_given_up_as_failed(
+    db: Database, smtp: MailboxServer, sender: SmtpSender
+) -> None:
+    await add_account(db, smtp.port, email="sender@example.com")
+    last = {"_id": DAY, "state": store.SENDING, "token": "dead", "attempts": store.MAX_ATTEMPTS, "lease_until": NOW}
+    await db[store.REPORT_RUNS].insert_one(last)
+    loop = ReportLoop(db, report_settings(), sender, clock=Clock())
+    assert await loop.check() is None
+    run = await store.run_of(db, DAY)
+    assert run is not None and run["state"] == store.FAILED and smtp.messages == []
