@@ -17,7 +17,7 @@ from app.domain.models import AccountCampaignSettings, Campaign, EmailAccount
 from app.ops.campaign_views import OnInvalid, campaign_templates, general_settings_by_account
 from app.store import answer_stats, schema
 from app.store.client import Database
-from app.store.documents import id_values, iter_valid
+from app.store.documents import NotFound, id_filter, id_values, iter_valid
 
 ANSWER_DAYS = 30
 
@@ -163,6 +163,16 @@ async def stats_rows(
             "bounce_rate": answer_stats.bounce_rate(counts),
         }
     return rows
+
+
+async def account_stats(
+    db: Database, account_id: str, day: str | None, now: datetime, on_invalid: OnInvalid
+) -> dict[str, Any]:
+    """One account's `show-account-stats` row; NotFound naming the id when there is no such (valid) account."""
+    rows = await stats_rows(db, day, now, on_invalid, flt=id_filter(account_id))
+    if not rows:
+        raise NotFound("email account", account_id)
+    return rows[0]
 
 
 async def campaign_names(db: Database, ids: list[str]) -> dict[str, str]:

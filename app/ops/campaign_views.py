@@ -11,8 +11,6 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING
-
 from app.domain import eligibility, reports
 from app.domain.models import (
     Campaign,
@@ -26,7 +24,7 @@ from app.domain.models import (
 )
 from app.store import answer_stats, lead_queries, schema
 from app.store.client import Database
-from app.store.documents import get_model, id_filter, id_values, iter_valid
+from app.store.documents import get_doc, get_model, id_filter, id_values, iter_valid
 
 OnInvalid = Callable[[InvalidDocument], None]
 
@@ -78,7 +76,7 @@ async def list_campaigns(
     flt = {"status": status} if status else {}
     rows = []
     async for campaign in iter_valid(
-        db[schema.CAMPAIGNS], flt, Campaign.from_doc, sort=[("created_at", ASCENDING)], on_invalid=on_invalid
+        db[schema.CAMPAIGNS], flt, Campaign.from_doc, sort=[("created_at", 1)], on_invalid=on_invalid
     ):
         counts = await lead_counts(db, campaign.id, now)
         rows.append(
@@ -147,8 +145,10 @@ async def _ineligible(
 
 
 async def campaign_details(db: Database, campaign_id: str, now: datetime, on_invalid: OnInvalid) -> dict[str, Any]:
-    """A campaign's settings, steps, accounts in scope, lead counts and the accounts that cannot render it."""
-    campaign = await load_campaign(db, campaign_id)
+    """A campaign's settings, steps, accounts in scope, lead counts and the accounts that cannot render it, and
+    why and when it was paused (a pause by the dispatcher, or an operator's reason)."""
+    doc = await get_doc(db[schema.CAMPAIGNS], "campaign", campaign_id)
+    campaign = Campaign.from_doc(doc)
     steps = await campaign_steps(db, campaign, on_invalid)
     templates = await _templates_by_id(db, steps, on_invalid)
     ids, found = await _scope_accounts(db, campaign, on_invalid)
@@ -159,6 +159,8 @@ async def campaign_details(db: Database, campaign_id: str, now: datetime, on_inv
         "status": campaign.status,
         "sequence_id": campaign.sequence_id,
         "created_at": campaign.created_at,
+        "paused_reason": doc.get("paused_reason") if isinstance(doc.get("paused_reason"), str) else None,
+        "paused_at": doc.get("paused_at") if isinstance(doc.get("paused_at"), datetime) else None,
         "settings": {**asdict(campaign.settings), "account_ids": list(campaign.settings.account_ids)},
         "steps": [
             {
@@ -197,18 +199,35 @@ async def campaign_progress(db: Database, campaign_id: str, now: datetime, on_in
     progress = reports.campaign_progress(leads, [s.step_order for s in steps], now)
     answers = await answer_stats.per_step(db, campaign.id)
     variants = await _per_variant(db, campaign.id)
+    totals = step_totals(progress.steps, progress.counts)
     return {
         "id": campaign.id,
         "name": campaign.name,
         "status": campaign.status,
         "steps": [
-            {**asdict(s), **_answer_counts(answers.get(s.step_order)), "variants": variants.get(s.step_order, [])}
+            {
+                **asdict(s),
+                **totals[s.step_order],
+                **_answer_counts(answers.get(s.step_order)),
+                "variants": variants.get(s.step_order, []),
+            }
             for s in progress.steps
         ],
         "leads": asdict(progress.counts),
         "percent_complete": progress.percent_complete,
         **await _sends_today(db, campaign.id, now, on_invalid),
     }
+
+
+def step_totals(steps: Sequence[reports.StepProgress], counts: reports.LeadCounts) -> dict[int, dict[str, int | float]]:
+    """Per step: `total` leads that reached it (at it, at a later step, or completed), `pending` those still at it,
+    and `percentage`, the share of all the campaign's leads past it. Pure."""
+    out: dict[int, dict[str, int | float]] = {}
+    for step in steps:
+        later = sum(s.leads_at_step for s in steps if s.step_order > step.step_order) + counts.completed
+        share = round(100.0 * later / counts.total, 1) if counts.total else 0.0
+        out[step.step_order] = {"total": later + step.leads_at_step, "pending": step.leads_at_step, "percentage": share}
+    return out
 
 
 async def _per_variant(db: Database, campaign_id: str) -> dict[int, list[dict[str, Any]]]:

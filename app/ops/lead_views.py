@@ -10,8 +10,6 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from pymongo import DESCENDING
-
 from app.domain import reports
 from app.domain.gates import GateContext, sending_window_gate
 from app.domain.models import Campaign, InvalidDocument, Lead
@@ -113,7 +111,7 @@ async def lead_details(
             db[schema.SENDS], lead.id, SEND_FIELDS, [("step_order", 1), ("recipient_index", 1)]
         ),
         "activities": await _lead_history(
-            db[schema.ACTIVITIES], lead.id, ACTIVITY_FIELDS, [("created_at", DESCENDING)], activity_limit
+            db[schema.ACTIVITIES], lead.id, ACTIVITY_FIELDS, [("created_at", -1)], activity_limit
         ),
     }
 

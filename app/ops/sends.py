@@ -33,22 +33,19 @@ class ResolvedSend:
 
 
 async def list_uncertain(
-    db: Database, campaign_id: str | None, limit: int, *, after: str | None = None
+    db: Database, campaign_id: str | None, limit: int, *, by_key: bool = False, after: str | None = None
 ) -> list[dict[str, Any]]:
-    """Up to `limit` uncertain sends (of one campaign, if given), longest uncertain first, as stored.
-
-    `after` is the `_id` of the last one of a previous page: the sort is then `_id` order, so pages never repeat
-    or skip one while sends change state.
-    """
+    """Up to `limit` uncertain sends (of one campaign, if given) as stored: longest uncertain first, or with
+    `by_key` in send key (`_id`) order after the key `after`, so pages never repeat or skip one while sends
+    change state."""
     flt: dict[str, Any] = {"state": lstate.UNCERTAIN}
     if campaign_id is not None:
         flt.update(id_filter(campaign_id, "campaign_id"))
+    if not by_key:
+        return [doc async for doc in db[schema.SENDS].find(flt, sort=[("updated_at", 1)], limit=limit)]
     if after is not None:
         flt["_id"] = {"$gt": after}
-        sort = [("_id", 1)]
-    else:
-        sort = [("updated_at", 1)]
-    return [doc async for doc in db[schema.SENDS].find(flt, sort=sort, limit=limit)]
+    return [doc async for doc in db[schema.SENDS].find(flt, sort=[("_id", 1)], limit=limit)]
 
 
 def _lead_is_held(lead: dict[str, Any], now: datetime) -> bool:

@@ -14,6 +14,7 @@ from app.store.client import connect
 from app.store.embedded import EmbeddedError
 from app.store.schema import ensure_schema
 from app.web.admin_routes import admin_router
+from app.web.api import OPENAPI_URL, api_router, install_openapi
 from app.web.dashboard.routes import dashboard_router
 from app.web.health_routes import health_router
 from app.web.login_routes import login_router
@@ -54,7 +55,7 @@ def create_app(settings: Settings, *, on_ready: Callable[[], None] | None = None
             yield
 
     # No interactive API docs: they would need scripts from elsewhere and this service has nothing to browse.
-    app = FastAPI(title="Outbound", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="Outbound", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=OPENAPI_URL)
     app.state.settings = settings
     app.add_middleware(SecurityHeaders)
     app.mount("/static", static_files(), name="static")
@@ -62,6 +63,8 @@ def create_app(settings: Settings, *, on_ready: Callable[[], None] | None = None
     app.include_router(health_router())
     app.include_router(metrics_router())
     app.include_router(admin_router())
+    app.include_router(api_router())
+    install_openapi(app)
     app.include_router(dashboard_router())
     app.include_router(login_router())
     return app
