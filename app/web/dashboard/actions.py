@@ -78,12 +78,13 @@ async def run_action(
     except OpError as exc:
         refused = {**(details or {}), "error": exc.message}
         await audit(request, principal, action, dict(target), outcome="refused", details=refused)
-        log.info("dashboard.action_refused", action=action, kind=exc.kind, error=exc.message)
+        log.debug("dashboard.action_refused", action=action, kind=exc.kind, error=exc.message)
         return redirect_with(request, back, Flash("error", exc.message))
     except PyMongoError as exc:
         log.warning("dashboard.action_failed", action=action, error=type(exc).__name__)
         text = "The database did not answer, so the action may not have been done: check the page and try again."
         return redirect_with(request, back, Flash("error", text))
     await audit(request, principal, action, dict(target), details=details)
-    log.info("dashboard.action", action=action, actor=principal.name)
+    # The audit entry is logged at INFO already.
+    log.debug("dashboard.action", action=action, actor=principal.name)
     return redirect_with(request, back, Flash("ok", describe(result)))

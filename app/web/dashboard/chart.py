@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from markupsafe import Markup, escape
 
 HOURS = 24
-WIDTH = 480
-HEIGHT = 160
+WIDTH = 720
+HEIGHT = 180
 LEFT = 28  # room for the y-axis labels
 BOTTOM = 18  # room for the hour labels
 TOP = 8
