@@ -82,9 +82,20 @@ async def run_action(
         return redirect_with(request, back, Flash("error", exc.message))
     except PyMongoError as exc:
         log.warning("dashboard.action_failed", action=action, error=type(exc).__name__)
+        await _audit_failure(request, principal, action, target, {**(details or {}), "error": type(exc).__name__})
         text = "The database did not answer, so the action may not have been done: check the page and try again."
         return redirect_with(request, back, Flash("error", text))
     await audit(request, principal, action, dict(target), details=details)
     # The audit entry is logged at INFO already.
     log.debug("dashboard.action", action=action, actor=principal.name)
     return redirect_with(request, back, Flash("ok", describe(result)))
+
+
+async def _audit_failure(
+    request: Request, principal: Principal, action: str, target: Mapping[str, str], details: dict[str, Any]
+) -> None:
+    # The database just failed once: the audit entry may fail too, and must not hide the first error.
+    try:
+        await audit(request, principal, action, dict(target), outcome="failed", details=details)
+    except PyMongoError as exc:
+        get_logger(**target).warning("dashboard.audit_failed", action=action, error=type(exc).__name__)

@@ -3,7 +3,7 @@ campaign buttons (pause, resume, trigger) and `/dashboard/live`, the numbers the
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -22,7 +22,7 @@ from app.web.templating import render
 MAX_LIVE_CAMPAIGNS = 50
 
 
-async def _views(db: Database, ids: list[str], now: Any) -> list[CampaignView]:
+async def _views(db: Database, ids: list[str], now: datetime) -> list[CampaignView]:
     skipped: list[InvalidDocument] = []
     found = []
     for cid in ids:
@@ -36,10 +36,6 @@ async def _views(db: Database, ids: list[str], now: Any) -> list[CampaignView]:
 def not_found_page(request: Request, message: str, back: str) -> HTMLResponse:
     """The dashboard's 404: what was not found, and a way back."""
     return render(request, "dashboard/not_found.html", status=404, message=message, back=back)
-
-
-def _campaign_id(campaign_id: str) -> str:
-    return campaign_id.strip()
 
 
 def campaign_router() -> APIRouter:
@@ -123,15 +119,14 @@ def _actions(router: APIRouter) -> None:
         principal: Principal = Depends(operator),
     ) -> RedirectResponse:
         """Pause an active campaign (with an optional reason); nothing more is sent until it is resumed."""
-        cid = _campaign_id(campaign_id)
         return await run_action(
             request,
             principal,
             "campaign.pause",
-            {"campaign_id": cid},
-            lambda: campaigns.pause_campaign(database(request), cid, reason, now_utc()),
+            {"campaign_id": campaign_id},
+            lambda: campaigns.pause_campaign(database(request), campaign_id, reason, now_utc()),
             lambda done: "Campaign paused." + (f" Reason: {done.paused_reason}" if done.paused_reason else ""),
-            back_to(back, f"/dashboard/campaigns/{cid}"),
+            back_to(back, f"/dashboard/campaigns/{campaign_id}"),
             details={"reason": reason} if reason else None,
         )
 
@@ -140,15 +135,14 @@ def _actions(router: APIRouter) -> None:
         request: Request, campaign_id: str, back: str | None = Form(None), principal: Principal = Depends(operator)
     ) -> RedirectResponse:
         """Make a paused or draft campaign active again."""
-        cid = _campaign_id(campaign_id)
         return await run_action(
             request,
             principal,
             "campaign.resume",
-            {"campaign_id": cid},
-            lambda: campaigns.resume_campaign(database(request), cid, now_utc()),
+            {"campaign_id": campaign_id},
+            lambda: campaigns.resume_campaign(database(request), campaign_id, now_utc()),
             lambda done: f"Campaign resumed (it was {done.before}); its due leads are sent now.",
-            back_to(back, f"/dashboard/campaigns/{cid}"),
+            back_to(back, f"/dashboard/campaigns/{campaign_id}"),
         )
 
     @router.post("/dashboard/campaigns/{campaign_id}/trigger")
@@ -156,16 +150,15 @@ def _actions(router: APIRouter) -> None:
         request: Request, campaign_id: str, back: str | None = Form(None), principal: Principal = Depends(operator)
     ) -> RedirectResponse:
         """Make the campaign's waiting leads due now."""
-        cid = _campaign_id(campaign_id)
         return await run_action(
             request,
             principal,
             "campaign.trigger",
-            {"campaign_id": cid},
-            lambda: campaigns.trigger_campaign(database(request), cid, now_utc()),
+            {"campaign_id": campaign_id},
+            lambda: campaigns.trigger_campaign(database(request), campaign_id, now_utc()),
             lambda done: (
                 f"{done.leads_due_now} waiting lead(s) are due now"
                 + ("." if done.status == "active" else f"; the campaign is {done.status}, so nothing is sent yet.")
             ),
-            back_to(back, f"/dashboard/campaigns/{cid}"),
+            back_to(back, f"/dashboard/campaigns/{campaign_id}"),
         )
