@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from app import demo_inbox
+from app import demo_inbox, demo_web
 from app.cli.dispatch_cmds import build_dispatcher
 from app.cli.inbox_cmds import inbox_owner
 from app.config import Settings, load_settings
@@ -59,7 +59,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=45.0, help="longest time to let the dispatcher run")
     parser.add_argument("--db-name", default="outbound_demo", help="database for the demo data")
     parser.add_argument("--mailbox", type=Path, default=Path("demo-mail"), help="where messages are written")
+    parser.add_argument(
+        "--linger",
+        type=float,
+        default=600.0 if sys.stdin.isatty() else 0.0,
+        help="seconds the dashboard stays up after the run (until Enter; default 600 in a terminal, else 0)",
+    )
     args = parser.parse_args(argv)
+    if not 0 <= args.linger <= 3600:
+        parser.error("--linger must be between 0 and 3600")
     if not 1 <= args.seconds <= 3600:
         parser.error("--seconds must be between 1 and 3600")
     return args
@@ -260,9 +268,32 @@ async def start_inbox(
     return tasks, answered, sync
 
 
+async def linger(web_url: str, seconds: float) -> None:
+    """Keep the dashboard up after the run, until Enter or Ctrl-C, for at most `seconds`."""
+    if seconds <= 0:
+        return
+    console.print(f"The dashboard stays up at {web_url}/dashboard for {seconds:.0f}s: press Enter to end the demo.")
+    loop = asyncio.get_running_loop()
+    entered: asyncio.Future[None] = loop.create_future()
+
+    def on_input() -> None:
+        if not entered.done():
+            entered.set_result(None)
+
+    loop.add_reader(sys.stdin.fileno(), on_input)
+    try:
+        await asyncio.wait_for(entered, timeout=seconds)
+    except TimeoutError:
+        pass
+    finally:
+        loop.remove_reader(sys.stdin.fileno())
+    if entered.done():
+        sys.stdin.readline()
+
+
 async def main(args: argparse.Namespace) -> int:
     """The demo; returns the exit code."""
-    settings = load_settings().with_overrides(db_name=args.db_name)
+    settings = demo_web.demo_settings(load_settings().with_overrides(db_name=args.db_name))
     configure_logging("WARNING", "console")
     for old in args.mailbox.glob("*.eml"):  # a fresh mailbox for each run
         old.unlink()
@@ -283,8 +314,13 @@ async def main(args: argparse.Namespace) -> int:
         else:
             console.print("pymap is not installed: the inbox part of the demo is left out (`make install` adds it)")
         await asyncio.to_thread(seed, settings, mailbox.port)
-        async with connect(settings) as db:
+        async with connect(settings) as db, demo_web.serving(settings) as web_url:
             await ensure_schema(db)
+            login = await demo_web.demo_login(db, datetime.now(UTC))
+            # Unsubscribe links in the demo's messages point at its own web service.
+            settings = settings.with_overrides(public_url=web_url)
+            console.print(f"[bold]Dashboard[/] at {web_url}/dashboard (the HTTP API and its routes: README)")
+            console.print(f"Sign in as {login.email} with the one-time password [bold]{login.password}[/]")
             await show_dry_run(db)
             campaigns, accounts = await names_of(db)
             progress = Progress(campaigns, accounts)
@@ -314,6 +350,7 @@ async def main(args: argparse.Namespace) -> int:
                     f"{answered[0].lead_id}` (its answers, with the message's subject and snippet)"
                 )
             await print_windowed(db)
+            await linger(web_url, args.linger)
             waiting = await unfinished(db)
             soonest = await db[schema.CAMPAIGN_LEADS].find_one(
                 {"progress.next_due_at": {"$ne": None}}, sort=[("progress.next_due_at", 1)]
