@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request, UploadFile
-from starlette.datastructures import FormData
+from fastapi import APIRouter, Depends, HTTPException, Request
+from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
 
 from app.domain.importing import FORMATS
