@@ -24,8 +24,6 @@ WEB_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = WEB_DIR / "templates"
 STATIC_DIR = WEB_DIR / "static"
 STATIC_PREFIX = "/static/"
-# How often a page's script asks for fresh numbers: often enough to watch a send go out, cheap enough to leave open.
-LIVE_SECONDS = 5
 
 
 @cache
@@ -88,7 +86,7 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> HT
         "static_url": static_url,
         "flash": read_flash(request),
         "can_operate": principal is not None and principal.may(Role.OPERATOR),
-        "live_seconds": LIVE_SECONDS,
+        "live_seconds": views.LIVE_SECONDS,
     }
     values.update(context)
     response = HTMLResponse(environment().get_template(name).render(values), status_code=status)

@@ -123,6 +123,7 @@ def test_live_numbers_follow_the_database(web: httpx.Client, world: World, sync_
     assert before["values"][f"{key}.percent"] == "50%"
     assert before["values"][f"{key}.leads.completed"] == "1"
     assert before["bars"][f"{key}.progress"] == {"value": 50.0, "max": 100.0}
+    assert 5 <= before["next_seconds"] <= 120
     sync_db[schema.CAMPAIGN_LEADS].update_one(
         {"_id": ObjectId(world.lead_ids[1])}, {"$set": {"progress.completed": True}}
     )

@@ -20,6 +20,7 @@ from app.web.dashboard.views import (
     fmt_relative,
     fmt_time,
     next_free,
+    next_poll_seconds,
     step_funnel,
     usage_bar,
 )
@@ -72,6 +73,11 @@ def test_live_numbers_carry_the_keys_the_page_marks() -> None:
     assert values["campaign.c1.step.2.uncertain"] == "1"
     assert values["campaign.c1.step.2.unsubscribed.share"] == "33.3%"
     assert bars == {"campaign.c1.progress": {"value": 62.5, "max": 100.0}}
+
+
+@pytest.mark.parametrize(("took", "wait"), [(0.0, 5), (0.2, 5), (0.55, 6), (1.05, 11), (30.0, 120)])
+def test_a_page_polls_less_often_when_its_numbers_take_long_to_compute(took: float, wait: int) -> None:
+    assert next_poll_seconds(took) == wait
 
 
 def test_usage_bars_show_sends_against_the_limit_and_never_overflow() -> None:

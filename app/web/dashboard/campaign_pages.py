@@ -3,6 +3,7 @@ campaign buttons (pause, resume, trigger) and `/dashboard/live`, the numbers the
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 from fastapi import APIRouter, Depends, Form, Query, Request
@@ -15,11 +16,12 @@ from app.store.documents import NotFound
 from app.web.auth import Principal, Role, require, require_page
 from app.web.dashboard.actions import back_to, database, now_utc, run_action
 from app.web.dashboard.chart import sends_chart
-from app.web.dashboard.queries import pause_info, paused_campaigns, sends_per_hour
-from app.web.dashboard.views import CampaignView, campaign_live, campaign_view, fmt_count, live_key
+from app.web.dashboard.queries import campaign_ids, pause_info, paused_campaigns, sends_per_hour
+from app.web.dashboard.views import CampaignView, campaign_live, campaign_view, fmt_count, live_key, next_poll_seconds
 from app.web.templating import render
 
-MAX_LIVE_CAMPAIGNS = 50
+# The overview and the live numbers cover at most this many campaigns (oldest first).
+MAX_CAMPAIGNS = 100
 
 
 async def _views(db: Database, ids: list[str], now: datetime) -> list[CampaignView]:
@@ -51,12 +53,13 @@ def campaign_router() -> APIRouter:
     async def overview(request: Request, _: Principal = Depends(require_page(Role.VIEWER))) -> HTMLResponse:
         """Every campaign with its progress and funnel, sends per hour over the last day, the paused ones."""
         db, now = database(request), now_utc()
-        rows = await campaign_views.list_campaigns(db, None, now, lambda _: None)
+        ids = await campaign_ids(db, MAX_CAMPAIGNS + 1)
         hours = await sends_per_hour(db, now)
         return render(
             request,
             "dashboard/overview.html",
-            campaigns=await _views(db, [r["id"] for r in rows], now),
+            campaigns=await _views(db, ids[:MAX_CAMPAIGNS], now),
+            more_campaigns=len(ids) > MAX_CAMPAIGNS,
             paused=await paused_campaigns(db),
             chart=sends_chart(hours),
             sent_24h=sum(h.count for h in hours),
@@ -89,10 +92,8 @@ def campaign_router() -> APIRouter:
     ) -> Response:
         """The live numbers of the campaigns (all, or those asked for) under the keys the pages mark."""
         db, now = database(request), now_utc()
-        if campaign:
-            ids = [c for c in dict.fromkeys(campaign)][:MAX_LIVE_CAMPAIGNS]
-        else:
-            ids = [r["id"] for r in await campaign_views.list_campaigns(db, None, now, lambda _: None)]
+        started = time.monotonic()
+        ids = list(dict.fromkeys(campaign))[:MAX_CAMPAIGNS] if campaign else await campaign_ids(db, MAX_CAMPAIGNS)
         values: dict[str, str] = {}
         bars: dict[str, dict[str, float]] = {}
         for view in await _views(db, ids, now):
@@ -101,7 +102,8 @@ def campaign_router() -> APIRouter:
             bars.update(more_bars)
         if not campaign:
             values[live_key("sent_24h")] = fmt_count(sum(h.count for h in await sends_per_hour(db, now)))
-        return JSONResponse({"at": now.isoformat(), "values": values, "bars": bars})
+        wait = next_poll_seconds(time.monotonic() - started)
+        return JSONResponse({"at": now.isoformat(), "values": values, "bars": bars, "next_seconds": wait})
 
     _actions(router)
     return router

@@ -40,6 +40,16 @@ async def sends_per_hour(
     return last_hours(counts, now, hours)
 
 
+async def campaign_ids(db: Database, limit: int) -> list[str]:
+    """The ids of up to `limit` campaigns, oldest first (the order of `list-campaigns`).
+
+    Only the ids: each campaign's numbers come from `campaign_progress`, so counting its leads here as well
+    (as `list-campaigns` does) would read them twice.
+    """
+    found = db[schema.CAMPAIGNS].find({}, projection={"_id": 1}, sort=[("created_at", 1)], limit=limit)
+    return [str(doc["_id"]) async for doc in found]
+
+
 @dataclass(frozen=True)
 class PausedCampaign:
     """A paused campaign and why: the operator's reason or the health check's."""

@@ -7,6 +7,7 @@ a poll updates exactly what the server first rendered.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -126,6 +127,18 @@ def campaign_live(progress: Mapping[str, Any]) -> tuple[dict[str, str], dict[str
                 values[live_key("campaign", cid, "step", step, name)] = fmt_count(row[name])
     bars = {live_key("campaign", cid, "progress"): {"value": float(progress["percent_complete"]), "max": 100.0}}
     return values, bars
+
+
+# A page polls at most this often, and waits this many times as long as the server took to answer, so an
+# open tab never costs the service more than a tenth of its time however large the campaigns grow.
+LIVE_SECONDS = 5
+LIVE_COST_FACTOR = 10
+MAX_LIVE_SECONDS = 120
+
+
+def next_poll_seconds(took_seconds: float) -> int:
+    """How long a page waits before its next poll, given how long this answer took to compute."""
+    return int(min(max(LIVE_SECONDS, math.ceil(took_seconds * LIVE_COST_FACTOR)), MAX_LIVE_SECONDS))
 
 
 def fmt_count(value: int | float) -> str:

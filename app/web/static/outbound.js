@@ -1,7 +1,8 @@
 // Outbound's dashboard: live numbers without a reload. The pages work without this script; it only keeps
 // them current. An element with data-live-url is polled every data-live-seconds for JSON of the form
 // {"values": {"<key>": "<text>"}, "bars": {"<key>": {"value": n, "max": m}}}, and every element inside it
-// marked data-live="<key>" (text) or data-live-bar="<key>" (a <progress>) is updated in place.
+// marked data-live="<key>" (text) or data-live-bar="<key>" (a <progress>) is updated in place. The answer's
+// "next_seconds" stretches the interval when the numbers are costly to compute.
 (function () {
   "use strict";
 
@@ -31,6 +32,7 @@
   function poll(root) {
     var url = root.getAttribute("data-live-url");
     var seconds = Math.max(Number(root.getAttribute("data-live-seconds")) || 5, MIN_SECONDS);
+    var MAX_SECONDS = 300;
     var failures = 0;
 
     function schedule() {
@@ -48,6 +50,9 @@
         })
         .then(function (data) {
           failures = 0;
+          if (typeof data.next_seconds === "number") {
+            seconds = Math.min(Math.max(data.next_seconds, MIN_SECONDS), MAX_SECONDS);
+          }
           applyValues(root, data.values || {});
           applyBars(root, data.bars || {});
           root.setAttribute("data-live-updated", new Date().toISOString());
