@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -25,9 +26,12 @@ from app.store.client import Database
 
 REFRESH_SECONDS = 30.0
 STOP_WAIT_SECONDS = 5.0
-# The due backlog counts at most this many leads in all: past a million, "very many" is all an alert needs,
+# The due backlog counts at most this many leads per campaign: past a million, "very many" is all an alert needs,
 # and the count's cost stays bounded (the due index is read up to here and no further).
 BACKLOG_CAP = 1_000_000
+# The dispatcher's refresh waits at least this many times as long as its last read took, so counting a large
+# backlog never takes more than a tenth of the database's time.
+REFRESH_COST_FACTOR = 10.0
 # An account never read successfully is shown this far behind, so that an alert on the lag fires for it too.
 NEVER_SYNCED = float("inf")
 
@@ -45,7 +49,7 @@ class Readings:
 
 
 async def read(db: Database, now: datetime, *, cap: int = BACKLOG_CAP) -> Readings:
-    """Read every database-derived gauge at `now`: one query each."""
+    """Read every database-derived gauge at `now`: one query each (the backlog: one per active campaign)."""
     active, paused = await metric_reads.campaign_statuses(db)
     backlog = await metric_reads.due_backlog(db, active, now, cap)
     synced = await metric_reads.last_synced(db)
@@ -101,11 +105,13 @@ async def refresh_until(
     every: float = REFRESH_SECONDS,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> None:
-    """Refresh the gauges at once, then every `every` seconds until `stop` is set."""
+    """Refresh the gauges at once, then every `every` seconds (longer after a slow read) until `stop` is set."""
     while not stop.is_set():
+        started = time.monotonic()
         await refresh(db, gauges, clock())
+        pause = max(every, REFRESH_COST_FACTOR * (time.monotonic() - started))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=every)
+            await asyncio.wait_for(stop.wait(), timeout=pause)
 
 
 @asynccontextmanager

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
 
 from app.domain.collections import DISPATCHERS
 from app.domain.liveness import MAX_BEAT_SECONDS, state
@@ -30,20 +29,19 @@ async def campaign_statuses(db: Database) -> tuple[list[str], int]:
 
 
 async def due_backlog(db: Database, campaign_ids: Collection[str], now: datetime, cap: int) -> dict[str, int]:
-    """Leads due at `now` per campaign of `campaign_ids`, counting at most `cap` leads in all (index campaign_due).
+    """Leads due at `now` per campaign of `campaign_ids`, each counted up to `cap`: one bounded range of the index
+    campaign_due per campaign, as the dispatcher's own due queries read it.
 
     Leads held by a dispatcher are not due (a claim moves their due time to the lease's end), nor are completed
-    and stopped ones (they carry no due time). Campaigns with nothing due are absent.
+    and stopped ones (they carry no due time). On MongoDB a count stops at `cap`; SecantusDB reads every due
+    lead of the campaign first (about 30 us each, see README "Metrics").
     """
-    if not campaign_ids:
-        return {}
-    pipeline: list[dict[str, Any]] = [
-        {"$match": {"campaign_id": {"$in": list(campaign_ids)}, "progress.next_due_at": leases.due_range(now)}},
-        {"$limit": cap},
-        {"$group": {"_id": "$campaign_id", "n": {"$sum": 1}}},
-    ]
-    cursor = await db[schema.CAMPAIGN_LEADS].aggregate(pipeline)
-    return {str(doc["_id"]): int(doc["n"]) async for doc in cursor}
+    coll = db[schema.CAMPAIGN_LEADS]
+    due = leases.due_range(now)
+    return {
+        campaign_id: await coll.count_documents({"campaign_id": campaign_id, "progress.next_due_at": due}, limit=cap)
+        for campaign_id in campaign_ids
+    }
 
 
 async def uncertain_sends(db: Database) -> int:
