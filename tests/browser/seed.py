@@ -32,6 +32,13 @@ class World:
     uncertain_lead: str
 
 
+def one(db: Db, collection: str, flt: dict[str, Any]) -> dict[str, Any]:
+    """The one document of `collection` matching `flt`; the test fails if there is none."""
+    doc = db[collection].find_one(flt)
+    assert doc is not None, f"no {collection} document matches {flt}"
+    return doc
+
+
 def add_user(mongo_uri: str, db_name: str, email: str, role: str) -> None:
     """A dashboard user with PASSWORD, made with the users store exactly as `outbound user add` does."""
 

@@ -10,15 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from bson import ObjectId
-from playwright.sync_api import expect
+from playwright.sync_api import ViewportSize, expect
 from pymongo.database import Database as SyncDatabase
 
 from app.domain.models import recipient_key
 from app.store import schema
 from tests.browser.harness import OPERATOR, VIEWER, Site, sign_in
+from tests.browser.seed import one
 
 Db = SyncDatabase[dict[str, Any]]
-PHONE = {"width": 375, "height": 700}
+PHONE: ViewportSize = {"width": 375, "height": 700}
 LIVE_WAIT_MS = 20_000  # the page polls every 5 s; a missed poll or two still passes
 
 
@@ -62,14 +63,14 @@ def test_an_operator_pauses_and_resumes_a_campaign(site: Site, sync_db: Db) -> N
     site.page.click("button:has-text('Pause')")
     expect(site.page.locator(".flash")).to_have_text("Campaign paused. Reason: waiting for legal")
     expect(_live(site, "status")).to_have_text("paused")
-    doc = sync_db[schema.CAMPAIGNS].find_one({"_id": ObjectId(cid)})
+    doc = one(sync_db, schema.CAMPAIGNS, {"_id": ObjectId(cid)})
     assert (doc["status"], doc["paused_reason"]) == ("paused", "waiting for legal")
     site.screenshot("dashboard-paused")
 
     site.page.goto(site.url("/dashboard"))
     site.page.click("button:has-text('Resume Spring launch')")
     expect(site.page.locator(".flash")).to_contain_text("Campaign resumed")
-    assert sync_db[schema.CAMPAIGNS].find_one({"_id": ObjectId(cid)})["status"] == "active"
+    assert one(sync_db, schema.CAMPAIGNS, {"_id": ObjectId(cid)})["status"] == "active"
     audit = list(sync_db["audit"].find({"target.campaign_id": cid}, sort=[("at", 1)]))
     assert [(a["action"], a["outcome"], a["actor"]["name"]) for a in audit] == [
         ("campaign.pause", "ok", OPERATOR),
@@ -84,8 +85,8 @@ def test_an_operator_resolves_an_uncertain_send(site: Site, sync_db: Db) -> None
     site.screenshot("dashboard-uncertain")
     site.page.click("button:has-text('It was sent')")
     expect(site.page.locator(".flash")).to_contain_text("Recorded as sent to cat@acme.example")
-    assert sync_db[schema.SENDS].find_one({"_id": site.world.uncertain_send})["state"] == "sent"
-    lead = sync_db[schema.CAMPAIGN_LEADS].find_one({"_id": ObjectId(site.world.uncertain_lead)})
+    assert one(sync_db, schema.SENDS, {"_id": site.world.uncertain_send})["state"] == "sent"
+    lead = one(sync_db, schema.CAMPAIGN_LEADS, {"_id": ObjectId(site.world.uncertain_lead)})
     assert lead["progress"]["processed_recipients"][recipient_key(2, 0)]["status"] == "sent"
     assert sync_db["audit"].count_documents({"action": "send.resolve", "outcome": "ok"}) == 1
 

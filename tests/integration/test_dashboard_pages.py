@@ -18,7 +18,7 @@ from pymongo.database import Database as SyncDatabase
 
 from app.config import Settings
 from app.store import schema
-from tests.browser.seed import PASSWORD, World, add_user, seed_world
+from tests.browser.seed import PASSWORD, World, add_user, one, seed_world
 from tests.web_server import running_web
 
 Db = SyncDatabase[dict[str, Any]]
@@ -139,11 +139,11 @@ def test_an_operator_pauses_and_resumes_with_the_csrf_token_and_each_action_is_a
     path = f"/dashboard/campaigns/{world.campaign_id}"
     refused = web.post(f"{path}/pause", data={"reason": "no token"})
     assert refused.status_code == 403
-    assert sync_db[schema.CAMPAIGNS].find_one({"_id": ObjectId(world.campaign_id)})["status"] == "active"
+    assert one(sync_db, schema.CAMPAIGNS, {"_id": ObjectId(world.campaign_id)})["status"] == "active"
 
     paused = web.post(f"{path}/pause", data={"csrf_token": csrf, "reason": "checking the copy", "back": path})
     assert paused.status_code == 303 and paused.headers["location"] == path
-    doc = sync_db[schema.CAMPAIGNS].find_one({"_id": ObjectId(world.campaign_id)})
+    doc = one(sync_db, schema.CAMPAIGNS, {"_id": ObjectId(world.campaign_id)})
     assert (doc["status"], doc["paused_reason"]) == ("paused", "checking the copy")
     page = web.get(path)
     assert "Campaign paused. Reason: checking the copy" in text_of(page.text)
@@ -155,7 +155,7 @@ def test_an_operator_pauses_and_resumes_with_the_csrf_token_and_each_action_is_a
 
     resumed = web.post(f"{path}/resume", data={"csrf_token": csrf})
     assert resumed.status_code == 303
-    assert sync_db[schema.CAMPAIGNS].find_one({"_id": ObjectId(world.campaign_id)})["status"] == "active"
+    assert one(sync_db, schema.CAMPAIGNS, {"_id": ObjectId(world.campaign_id)})["status"] == "active"
 
     entries = list(sync_db["audit"].find({"action": {"$regex": "^campaign\\."}}, sort=[("at", 1)]))
     assert [(e["action"], e["outcome"]) for e in entries] == [
@@ -172,7 +172,7 @@ def test_a_viewer_may_not_act(web: httpx.Client, world: World, sync_db: Db) -> N
     response = web.post(f"/dashboard/campaigns/{world.campaign_id}/pause", data={"csrf_token": csrf})
     assert response.status_code == 403
     assert "needs the operator role" in response.json()["detail"]
-    assert sync_db[schema.CAMPAIGNS].find_one({"_id": ObjectId(world.campaign_id)})["status"] == "active"
+    assert one(sync_db, schema.CAMPAIGNS, {"_id": ObjectId(world.campaign_id)})["status"] == "active"
 
 
 def test_trigger_makes_the_waiting_leads_due_now(web: httpx.Client, world: World, sync_db: Db) -> None:
@@ -197,8 +197,8 @@ def test_an_uncertain_send_is_resolved_from_its_page(web: httpx.Client, world: W
     after = web.get("/dashboard/uncertain")
     assert "Recorded as sent to cat@acme.example" in text_of(after.text)
     assert "No uncertain sends" in after.text
-    assert sync_db[schema.SENDS].find_one({"_id": world.uncertain_send})["state"] == "sent"
-    audit = sync_db["audit"].find_one({"action": "send.resolve"})
+    assert one(sync_db, schema.SENDS, {"_id": world.uncertain_send})["state"] == "sent"
+    audit = one(sync_db, "audit", {"action": "send.resolve"})
     assert audit["outcome"] == "ok" and audit["details"] == {"outcome": "sent"}
 
     unknown = web.post("/dashboard/uncertain/resolve", data={"csrf_token": csrf, "send_key": "nope", "outcome": "sent"})
