@@ -199,18 +199,12 @@ async def campaign_progress(db: Database, campaign_id: str, now: datetime, on_in
     progress = reports.campaign_progress(leads, [s.step_order for s in steps], now)
     answers = await answer_stats.per_step(db, campaign.id)
     variants = await _per_variant(db, campaign.id)
-    totals = step_totals(progress.steps, progress.counts)
     return {
         "id": campaign.id,
         "name": campaign.name,
         "status": campaign.status,
         "steps": [
-            {
-                **asdict(s),
-                **totals[s.step_order],
-                **_answer_counts(answers.get(s.step_order)),
-                "variants": variants.get(s.step_order, []),
-            }
+            {**asdict(s), **_answer_counts(answers.get(s.step_order)), "variants": variants.get(s.step_order, [])}
             for s in progress.steps
         ],
         "leads": asdict(progress.counts),
@@ -228,6 +222,17 @@ def step_totals(steps: Sequence[reports.StepProgress], counts: reports.LeadCount
         share = round(100.0 * later / counts.total, 1) if counts.total else 0.0
         out[step.step_order] = {"total": later + step.leads_at_step, "pending": step.leads_at_step, "percentage": share}
     return out
+
+
+def with_step_totals(info: Mapping[str, Any]) -> dict[str, Any]:
+    """`campaign_progress`'s answer with each step's `total`, `pending` and `percentage` (see `step_totals`)."""
+    counts = reports.LeadCounts(**info["leads"])
+    steps = [
+        reports.StepProgress(s["step_order"], s["leads_at_step"], s["sent"], s["failed"], s["uncertain"])
+        for s in info["steps"]
+    ]
+    totals = step_totals(steps, counts)
+    return {**info, "steps": [{**s, **totals[s["step_order"]]} for s in info["steps"]]}
 
 
 async def _per_variant(db: Database, campaign_id: str) -> dict[int, list[dict[str, Any]]]:

@@ -62,7 +62,8 @@ def test_progress_has_the_numbers_of_show_campaign_progress_json(api: Api, sync_
     assert shown.exit_code == 0, shown.output
     expected = json.loads(shown.stdout)
     expected.pop("invalid_documents")
-    assert body == expected
+    added = ("total", "pending", "percentage")
+    assert {**body, "steps": [{k: v for k, v in s.items() if k not in added} for s in body["steps"]]} == expected
     first, second = body["steps"]
     assert (first["sent"], first["replied"], first["pending"], first["total"]) == (1, 1, 1, 3)
     # Past step 1: the lead at step 2 and the completed one, of three leads.

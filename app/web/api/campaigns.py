@@ -50,11 +50,11 @@ def campaigns_router() -> APIRouter:
     async def campaign_progress(
         campaign_id: str, request: Request, principal: Principal = VIEWER
     ) -> models.CampaignProgress:
-        """Per step: total, pending, percentage, sent, failed, uncertain, replies, bounces and unsubscribes; the
-        numbers of `outbound show-campaign-progress --json`."""
+        """Per step: total, pending, percentage, sent, failed, uncertain, replies, bounces and unsubscribes: the
+        JSON of `outbound show-campaign-progress --json` with each step's total, pending and percentage."""
         db = request.app.state.db
         info = await read(campaign_views.campaign_progress(db, campaign_id, datetime.now(UTC), log_invalid))
-        return models.CampaignProgress(**models.jsonable(info))
+        return models.CampaignProgress(**models.jsonable(campaign_views.with_step_totals(info)))
 
     @router.post("/{campaign_id}/pause", response_model=models.CampaignStatusChange)
     async def pause(
