@@ -35,6 +35,7 @@ def _uncertain(sync_db: Any, campaign_id: str, count: int) -> list[str]:
                 "state": "uncertain",
                 "last_error": "connection dropped after DATA",
                 "updated_at": then,
+                "token": "attempt-fence-secret",
             }
         )
         keys.append(key)
@@ -48,6 +49,7 @@ def test_uncertain_sends_page_by_key(api: Api, sync_db: Any) -> None:
     items, pages = all_pages(api, "/api/v1/sends/uncertain", {"campaign_id": campaign_id, "limit": 2})
     assert pages == 3 and [i["send_key"] for i in items] == sorted(keys)
     assert items[0]["last_error"] == "connection dropped after DATA"
+    assert all("token" not in item for item in items), "the attempt's fencing token stays on the server"
     everything, _ = all_pages(api, "/api/v1/sends/uncertain")
     assert len(everything) == 6
 

@@ -246,7 +246,9 @@ class ActivityPage(BaseModel):
     next_cursor: str | None
 
 
-class UncertainSend(Open):
+class UncertainSend(BaseModel):
+    """A ledger entry in doubt; only these fields leave the server (not the attempt's fencing token)."""
+
     send_key: str
     campaign_id: str | None
     lead_id: str | None
