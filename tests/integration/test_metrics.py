@@ -222,3 +222,22 @@ def test_run_dispatcher_refuses_a_metrics_port_in_use_and_sends_nothing(cli: Any
     assert f"cannot serve metrics on 127.0.0.1:{port}" in result.output
     assert "--metrics-port" in result.output
     assert sync_db["dispatchers"].count_documents({}) == 0
+
+
+async def test_the_dispatchers_refresh_sets_the_gauges_at_once_and_ends_with_the_block(
+    db: Database, metrics: Metrics
+) -> None:
+    campaign = await add_campaign(db, name="Due")
+    await add_lead(db, campaign, [{"email": "due@x.example"}])
+
+    started = asyncio.get_running_loop().time()
+    async with gauges.refreshed(db, metrics.gauges):
+        for _ in range(200):
+            if parse(metrics.text().decode()).get(("outbound_due_backlog", (("campaign_id", campaign),))) == 1:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the gauges were not refreshed")
+    # The block ended well before the next refresh was due (30 s): the loop stopped at once.
+    assert asyncio.get_running_loop().time() - started < 10
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "metrics-gauges"]
