@@ -55,6 +55,11 @@ def test_signing_in_opens_the_campaigns_and_a_campaigns_numbers_match_the_databa
     expect(site.page.locator("button", has_text="Pause")).to_have_count(0)
     site.screenshot("dashboard-campaign")
 
+    site.page.click("button:has-text('Sign out')")
+    site.page.wait_for_url(site.url("/login"))
+    site.page.goto(site.url("/dashboard"))
+    assert "/login?next=" in site.page.url
+
 
 def test_an_operator_pauses_and_resumes_a_campaign(site: Site, sync_db: Db) -> None:
     cid = site.world.campaign_id

@@ -5,6 +5,7 @@ Signed in through the real login form; the numbers on the pages are checked agai
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -225,3 +226,25 @@ def test_lead_search_finds_by_address_and_opens_the_lead_with_its_timeline(web: 
     missing = web.get(f"/dashboard/leads/{ObjectId()}")
     assert missing.status_code == 404 and "not found" in missing.text
     assert web.get(f"/dashboard/campaigns/{ObjectId()}").status_code == 404
+
+
+def test_a_malformed_document_is_named_on_the_page_and_never_breaks_it(
+    web: httpx.Client, world: World, sync_db: Db
+) -> None:
+    sign_in(web, VIEWER)
+    broken = sync_db[schema.CAMPAIGN_LEADS].insert_one({"campaign_id": world.campaign_id, "lead_data": "nobody"})
+    lead = web.get(f"/dashboard/leads/{broken.inserted_id}")
+    assert lead.status_code == 409
+    assert f"campaign_leads {broken.inserted_id}: field 'lead_data'" in html.unescape(lead.text)
+    overview = web.get("/dashboard")
+    assert overview.status_code == 200
+    assert "1 malformed document left out" in overview.text and str(broken.inserted_id) in overview.text
+    assert "Spring launch" in overview.text
+
+
+def test_an_uncertain_send_missing_optional_fields_is_listed(web: httpx.Client, world: World, sync_db: Db) -> None:
+    sync_db[schema.SENDS].insert_one({"_id": "bare:1:0", "state": "uncertain"})
+    sign_in(web, OPERATOR)
+    page = web.get("/dashboard/uncertain")
+    assert page.status_code == 200
+    assert 'name="send_key" value="bare:1:0"' in page.text and "cat@acme.example" in page.text

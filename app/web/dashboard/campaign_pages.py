@@ -22,22 +22,32 @@ from app.web.templating import render
 
 # The overview and the live numbers cover at most this many campaigns (oldest first).
 MAX_CAMPAIGNS = 100
+MAX_SKIPPED_SHOWN = 5
 
 
-async def _views(db: Database, ids: list[str], now: datetime) -> list[CampaignView]:
-    skipped: list[InvalidDocument] = []
+async def _views(
+    db: Database, ids: list[str], now: datetime, skipped: list[InvalidDocument] | None = None
+) -> list[CampaignView]:
+    """Each campaign's view; a malformed campaign (or lead, step) is added to `skipped` and left out."""
+    on_invalid = (skipped if skipped is not None else []).append
     found = []
     for cid in ids:
         try:
-            found.append(campaign_view(await campaign_views.campaign_progress(db, cid, now, skipped.append)))
-        except (NotFound, InvalidDocument):
-            continue  # deleted or broken since it was listed: the next poll no longer lists it
+            found.append(campaign_view(await campaign_views.campaign_progress(db, cid, now, on_invalid)))
+        except InvalidDocument as exc:
+            on_invalid(exc)
+        except NotFound:
+            continue  # deleted since it was listed: the next poll no longer lists it
     return found
 
 
-def not_found_page(request: Request, message: str, back: str) -> HTMLResponse:
-    """The dashboard's 404: what was not found, and a way back."""
-    return render(request, "dashboard/not_found.html", status=404, message=message, back=back)
+def problem_page(request: Request, error: NotFound | InvalidDocument, back: str) -> HTMLResponse:
+    """What a page could not show: 404 for an unknown id, 409 for a document that breaks the data contract
+    (the message names its collection, id and field), and a way back."""
+    if isinstance(error, NotFound):
+        return render(request, "dashboard/problem.html", 404, heading="Not found", message=f"{error}.", back=back)
+    message = f"{error}. Fix the document (or remove it) and reload this page."
+    return render(request, "dashboard/problem.html", 409, heading="Malformed document", message=message, back=back)
 
 
 def campaign_router() -> APIRouter:
@@ -55,10 +65,14 @@ def campaign_router() -> APIRouter:
         db, now = database(request), now_utc()
         ids = await campaign_ids(db, MAX_CAMPAIGNS + 1)
         hours = await sends_per_hour(db, now)
+        skipped: list[InvalidDocument] = []
+        views = await _views(db, ids[:MAX_CAMPAIGNS], now, skipped)
         return render(
             request,
             "dashboard/overview.html",
-            campaigns=await _views(db, ids[:MAX_CAMPAIGNS], now),
+            campaigns=views,
+            skipped=[str(exc) for exc in skipped[:MAX_SKIPPED_SHOWN]],
+            skipped_count=len(skipped),
             more_campaigns=len(ids) > MAX_CAMPAIGNS,
             paused=await paused_campaigns(db),
             chart=sends_chart(hours),
@@ -73,8 +87,8 @@ def campaign_router() -> APIRouter:
         db, now = database(request), now_utc()
         try:
             progress = await campaign_views.campaign_progress(db, campaign_id, now, lambda _: None)
-        except NotFound as exc:
-            return not_found_page(request, f"{exc}: it may have been deleted.", "/dashboard")
+        except (NotFound, InvalidDocument) as exc:
+            return problem_page(request, exc, "/dashboard")
         view = campaign_view(progress)
         return render(
             request,

@@ -11,13 +11,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
 from app.domain import reports
-from app.domain.models import Lead
+from app.domain.models import InvalidDocument, Lead
 from app.ops import account_views, lead_views
 from app.store.documents import NotFound
 from app.store.lead_search import MAX_TERM, search_leads
 from app.web.auth import Principal, Role, require_page
 from app.web.dashboard.actions import database, now_utc
-from app.web.dashboard.campaign_pages import not_found_page
+from app.web.dashboard.campaign_pages import problem_page
 from app.web.templating import render
 
 PAGE_SIZE = 50
@@ -89,8 +89,8 @@ def lead_router() -> APIRouter:
         now = now_utc()
         try:
             info: dict[str, Any] = await lead_views.lead_details(database(request), lead_id, now)
-        except NotFound as exc:
-            return not_found_page(request, f"{exc}.", "/dashboard/leads")
+        except (NotFound, InvalidDocument) as exc:
+            return problem_page(request, exc, "/dashboard/leads")
         return render(request, "dashboard/lead.html", lead=info, now=now)
 
     return router

@@ -3,7 +3,10 @@ was not sent: send it again" (`outbound resolve-send --sent | --resend`)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -15,6 +18,40 @@ from app.web.templating import render
 
 PAGE_SIZE = 100
 UNCERTAIN_PAGE = "/dashboard/uncertain"
+
+
+@dataclass(frozen=True)
+class UncertainRow:
+    """One uncertain send as the page lists it; a field the ledger document lacks is None."""
+
+    send_key: str
+    lead_id: str | None
+    email: str | None
+    campaign_id: str | None
+    step_order: int | None
+    message_id: str | None
+    since: datetime | None
+    why: str | None
+
+
+def uncertain_row(doc: Mapping[str, Any]) -> UncertainRow:
+    """The row of one `sends` document (pure)."""
+
+    def text(name: str) -> str | None:
+        value = doc.get(name)
+        return None if value is None else str(value)
+
+    step, since = doc.get("step_order"), doc.get("updated_at")
+    return UncertainRow(
+        send_key=str(doc["_id"]),
+        lead_id=text("lead_id"),
+        email=text("email"),
+        campaign_id=text("campaign_id"),
+        step_order=step if isinstance(step, int) else None,
+        message_id=text("message_id"),
+        since=since if isinstance(since, datetime) else None,
+        why=text("last_error"),
+    )
 
 
 def resolved_text(result: sends.ResolvedSend) -> str:
@@ -39,15 +76,15 @@ def uncertain_router() -> APIRouter:
         """Uncertain sends, longest uncertain first (one campaign's, with ?campaign=)."""
         db = database(request)
         docs = await sends.list_uncertain(db, campaign or None, PAGE_SIZE + 1, after=after or None)
-        page, more = docs[:PAGE_SIZE], len(docs) > PAGE_SIZE
-        names = await account_views.campaign_names(db, sorted({str(d.get("campaign_id")) for d in page}))
+        page, more = [uncertain_row(d) for d in docs[:PAGE_SIZE]], len(docs) > PAGE_SIZE
+        names = await account_views.campaign_names(db, sorted({r.campaign_id for r in page if r.campaign_id}))
         return render(
             request,
             "dashboard/uncertain.html",
             sends=page,
             names=names,
             campaign=campaign or "",
-            next_after=str(page[-1]["_id"]) if more and page else None,
+            next_after=page[-1].send_key if more and page else None,
         )
 
     @router.post(f"{UNCERTAIN_PAGE}/resolve")
