@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from pymongo import MongoClient
 from pymongo.database import Database as SyncDatabase
 from typer.testing import CliRunner
@@ -16,6 +17,15 @@ from typer.testing import CliRunner
 from app.store import embedded
 from app.store.client import Database, make_client
 from app.store.schema import ensure_schema
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Each test starts with the logging set-up the one before found: a CLI command run in-process configures
+    structlog (at WARNING, say), which would otherwise filter out the events a later test captures."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture(scope="session")
