@@ -29,3 +29,16 @@ def test_the_proxy_snippets_forward_the_unsubscribe_path_to_the_units_address() 
     assert f"proxy_pass http://{DEFAULT_HOST}:{DEFAULT_PORT};" in readme  # nginx
     assert f"reverse_proxy {DEFAULT_HOST}:{DEFAULT_PORT}" in readme  # Caddy
     assert "location /u/" in readme and "handle /u/*" in readme
+
+
+def test_the_proxy_snippets_forward_the_team_routes_with_the_client_scheme_and_keep_monitoring_local() -> None:
+    readme = (ROOT / "deploy/README.md").read_text()
+    nginx = readme.split("```nginx", 1)[1].split("```", 1)[0]
+    caddy = readme.split("```caddy", 1)[1].split("```", 1)[0]
+    assert "proxy_set_header X-Forwarded-Proto $scheme;" in nginx  # Secure cookies and per-client login limits
+    for route in ("login", "logout", "dashboard", "static"):
+        assert route in nginx and f"/{route}" in caddy
+    assert "location /api/v1/" in nginx and "/api/v1/*" in caddy
+    for local_only in ("/metrics", "/health", "/ready"):
+        assert local_only not in nginx and local_only not in caddy
+    assert "return 404;" in nginx and "respond 404" in caddy
