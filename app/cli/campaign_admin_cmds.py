@@ -280,7 +280,7 @@ def resume(ctx: typer.Context, campaign_id: str = CAMPAIGN_ARGUMENT, yes: bool =
     doc = run_admin(ctx, lambda db: campaigns.resumable(db, campaign_id))
     reason = doc.get("paused_reason")
     if reason:
-        console.print(f"campaign {campaign_id} was paused automatically{_when(doc.get('paused_at'))}: {reason}")
+        console.print(f"campaign {campaign_id} was paused{_when(doc.get('paused_at'))}: {reason}")
         confirm(f"Resume campaign {campaign_id}?", yes)
     now = now_utc()
     run_admin(ctx, lambda db: campaigns.resume_campaign(db, campaign_id, now))
