@@ -157,14 +157,23 @@ def previous_run(cron: Cron, tz: ZoneInfo, at: datetime) -> datetime | None:
     at_utc = _aware("at", at).astimezone(UTC)
     # cronsim's reverse iteration yields times strictly before its start: start one second on.
     times = CronSim(cron.expression, (at_utc + timedelta(seconds=1)).replace(microsecond=0).astimezone(tz), True)
+    found = None
     for _ in range(_MAX_STEPS):
         try:
             found = next(times).astimezone(UTC)
         except StopIteration:
             return None
         if found <= at_utc:
-            return found
-    return None
+            break
+    if found is None or found > at_utc:
+        return None
+    # Read backwards as wall-clock time, the repeated hour of a fall-back day hides its first pass: step forward.
+    for _ in range(_MAX_STEPS):
+        later = next_run(cron, tz, found)
+        if later > at_utc:
+            break
+        found = later
+    return found
 
 
 def due_runs(

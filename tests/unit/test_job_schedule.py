@@ -177,6 +177,9 @@ def test_a_0230_job_in_new_york_fires_at_0300_on_the_spring_forward_day() -> Non
         ("0 8 * * 1-5", BERLIN, utc(2026, 3, 30, 5), utc(2026, 3, 27, 7)),
         ("30 2 * * *", BERLIN, utc(2026, 3, 29, 5), utc(2026, 3, 29, 1, 0)),
         ("30 2 * * *", BERLIN, utc(2026, 10, 25, 5), utc(2026, 10, 25, 0, 30)),
+        # 02:00 CET, inside the repeated hour: the 02:30 CEST of an hour ago is the last run, not yesterday's.
+        ("30 2 * * *", BERLIN, utc(2026, 10, 25, 1, 0), utc(2026, 10, 25, 0, 30)),
+        ("30 2 * * *", BERLIN, utc(2026, 10, 25, 0, 29), utc(2026, 10, 24, 0, 30)),
     ],
 )
 def test_previous_run_is_the_last_fire_time_at_or_before_the_given_time(
