@@ -14,6 +14,7 @@ from app.domain.health import HealthPolicy
 from app.domain.outcomes import RetryPolicy
 from app.domain.settlement import Outcome
 from app.domain.templating import Renderer
+from app.jobs.loop import job_runs
 from app.report.loop import daily_reports
 from app.send.compose import UnsubscribeLinks
 from app.send.pipeline import Pipeline, PipelineConfig
@@ -139,7 +140,8 @@ async def run_over_smtp(
 ) -> DispatcherStats:
     """Send over SMTP until signalled (or, with --once, until nothing is due); the connections are closed after.
 
-    The daily report (OUTBOUND_REPORT_TO) is checked beside the loop, through the same SMTP connections.
+    The daily report (OUTBOUND_REPORT_TO) is checked beside the loop, through the same SMTP connections, and
+    due jobs are run (with --once: before the drain, so their recipients are sent by it).
     """
     smtp = SmtpSender(
         timeout=settings.smtp_timeout,
@@ -149,7 +151,17 @@ async def run_over_smtp(
     )
     try:
         dispatcher = build_dispatcher(db, settings, smtp, options, account_filter=accounts)
-        async with daily_reports(db, settings, smtp):
+        # Jobs run beside the sequences, unless the run is narrowed to one campaign.
+        jobs = job_runs(
+            db,
+            owner=dispatcher.owner,
+            once=options.once,
+            enabled=options.campaign_id is None,
+            poll_interval=options.poll_interval,
+            lease_seconds=options.lease_seconds,
+            on_leads=dispatcher.wake,
+        )
+        async with daily_reports(db, settings, smtp), jobs:
             return await run_until_signalled(dispatcher)
     finally:
         await smtp.close()

@@ -118,6 +118,10 @@ class Dispatcher:
         self.pipeline.stop()
         self._wake.set()
 
+    def wake(self) -> None:
+        """Scan now instead of at the next poll: new leads were just made due (a job's execution)."""
+        self._wake.set()
+
     async def run(self) -> DispatcherStats:
         """The loop. Database errors are logged and retried with backoff; they never end the loop."""
         self.log.info("dispatcher.started", concurrency=self.options.concurrency, once=self.options.once)

@@ -41,6 +41,7 @@ class CampaignSettings:
     hourly_limit: int | None = None  # sends per account per hour for this campaign
     wait_jitter: float = 0.0  # extra random minutes (uniform 0..N) on top of min_wait_time, drawn once per gap
     schedule: Schedule | None = None  # the sending window; None: any time
+    max_attempts: int | None = None  # a job's retry budget; None: OUTBOUND_RETRY_MAX_ATTEMPTS
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class Campaign:
                 hourly_limit=r.integer("settings.hourly_limit", minimum=0),
                 wait_jitter=r.number("settings.wait_jitter", default=0.0, minimum=0.0) or 0.0,
                 schedule=_schedule(r),
+                max_attempts=r.integer("settings.max_attempts", minimum=1),
             ),
             created_at=r.when("created_at"),
         )

@@ -7,7 +7,7 @@ the server's words and the attempt count into the verdict the pipeline records.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from app.domain.scheduling import backoff_seconds
@@ -38,6 +38,10 @@ class RetryPolicy:
     base_seconds: float = 60.0
     cap_seconds: float = 3600.0
     max_attempts: int = 5
+
+    def for_campaign(self, max_attempts: int | None) -> RetryPolicy:
+        """This policy with a campaign's own retry budget (a job's --max-retries), when it has one."""
+        return self if max_attempts is None else replace(self, max_attempts=max_attempts)
 
 
 @dataclass(frozen=True)

@@ -277,7 +277,7 @@ class Delivery:
             key = recipient_key(item.ctx.step.step_order, item.index)
             previous = item.ctx.lead.progress.retries.get(key)
             tries = int(previous.get("attempts", 0)) + 1 if isinstance(previous, Mapping) else 1
-            if tries >= self.config.retry.max_attempts:
+            if tries >= self.config.retry.for_campaign(item.ctx.campaign.settings.max_attempts).max_attempts:
                 reason = f"no sending account of this campaign can render its template: {error.reason}"
                 return await self._config_error(item, reason, now)
             failed = RecipientResult("failed", None, account_id=account_id, error=error.reason)

@@ -188,7 +188,10 @@ class Rounds:
             raise
         # The accounts' wait windows run from when the messages were handed over, not from the batch's start.
         ended = max(now, self.clock())
-        verdicts = [classify(f, a.attempts, now, self.config.retry) for (_, a), f in zip(go, failures, strict=True)]
+        verdicts = [
+            classify(f, a.attempts, now, self.config.retry.for_campaign(r.item.ctx.campaign.settings.max_attempts))
+            for (r, a), f in zip(go, failures, strict=True)
+        ]
         for (r, _), v in zip(go, verdicts, strict=True):
             _count(r, v)
         # Recorded before the connections are given up, so only sends really in the exchange are ever `sending`.

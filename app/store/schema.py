@@ -47,6 +47,12 @@ from app.domain.collections import (
     INBOUND_SYNC as INBOUND_SYNC,
 )
 from app.domain.collections import (
+    JOB_EXECUTIONS as JOB_EXECUTIONS,
+)
+from app.domain.collections import (
+    JOBS as JOBS,
+)
+from app.domain.collections import (
     SENDS as SENDS,
 )
 from app.domain.collections import (
@@ -153,6 +159,13 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("expires_at", ASCENDING)], name="expires_at_ttl", expireAfterSeconds=0),
     ],
     AUDIT: [IndexModel([("action", ASCENDING)], name="action"), IndexModel([("actor.name", ASCENDING)], name="actor")],
+    # Due jobs are claimed by next run time; a job's executions are listed newest first.
+    JOBS: [IndexModel([("next_run_at", ASCENDING)], name="next_run_at", sparse=True)],
+    JOB_EXECUTIONS: [
+        # One execution per scheduled run, however many dispatchers saw it due.
+        IndexModel([("job_id", ASCENDING), ("scheduled_for", ASCENDING)], name="job_run", unique=True),
+        IndexModel([("state", ASCENDING)], name="state"),
+    ],
 }
 
 

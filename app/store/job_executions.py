@@ -1,0 +1,310 @@
+"""The `job_executions` collection: one run of a job, its state and, read from its leads, its counts.
+
+States: pending -> running -> completed | failed | cancelled (pending -> failed when the recipients cannot be
+read). An execution's recipients are the leads of the campaign document that shares its `_id`, one lead per
+recipient: the pipeline sends them and records each one's outcome in the lead, so the counts are one
+aggregation over those leads and can never disagree with what was sent.
+
+A pending execution is materialised by one dispatcher at a time, under a lease (`lease_owner`,
+`lease_token`, `lease_until`): a dispatcher that dies while materialising leaves it to the next one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from bson import ObjectId
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from app.domain import ledger_states as lstate
+from app.domain.collections import ACTIVITIES, CAMPAIGN_LEADS, CAMPAIGNS, JOB_EXECUTIONS, SENDS, SEQUENCE_STEPS
+from app.store.client import Database
+from app.store.documents import Collection, get_doc
+from app.store.ledger import send_id
+
+__all__ = ["JOB_EXECUTIONS"]
+
+PENDING = "pending"
+RUNNING = "running"
+COMPLETED = "completed"
+FAILED = "failed"
+CANCELLED = "cancelled"
+OPEN = (PENDING, RUNNING)
+EXECUTION_STATES = (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED)
+# The recipient of a job lead is its only one, and a job has one step.
+STATUS_PATH = "progress.processed_recipients.step_1_recipient_0"
+OPEN_BATCH = 100
+LEAD_CHUNK = 1000
+DUPLICATE_KEY = 11000
+
+
+@dataclass(frozen=True)
+class Counts:
+    """An execution's recipients by outcome. `pending` are neither sent, failed, skipped nor uncertain yet;
+    `dead` are the failed ones that may be retried (`job retry-dead`): failed, not bounced."""
+
+    total: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    uncertain: int = 0
+    pending: int = 0
+    dead: int = 0
+
+    @property
+    def percentage(self) -> float:
+        """Share of recipients done, 0-100 (100 for an execution without recipients)."""
+        if self.total == 0:
+            return 100.0
+        return round(100.0 * (self.total - self.pending) / self.total, 1)
+
+    def as_doc(self) -> dict[str, Any]:
+        """The stored and printed form, with the percentage."""
+        return {**asdict(self), "percentage": self.percentage}
+
+
+async def create(
+    coll: Collection, job_id: ObjectId, scheduled_for: datetime, now: datetime, trigger: str
+) -> ObjectId | None:
+    """A pending execution of the job's run at `scheduled_for`; None when that run has one already."""
+    doc = {
+        "job_id": job_id,
+        "scheduled_for": scheduled_for,
+        "trigger": trigger,  # schedule or run-now
+        "state": PENDING,
+        "created_at": now,
+    }
+    try:
+        result = await coll.insert_one(doc)
+    except DuplicateKeyError:
+        return None
+    return ObjectId(result.inserted_id)
+
+
+async def get(coll: Collection, execution_id: object) -> dict[str, Any]:
+    """One execution by id (NotFound names it)."""
+    return await get_doc(coll, "job execution", execution_id)
+
+
+async def of_job(coll: Collection, job_id: ObjectId, limit: int) -> list[dict[str, Any]]:
+    """The job's executions, newest scheduled first."""
+    return await coll.find({"job_id": job_id}, sort=[("scheduled_for", -1), ("_id", -1)], limit=limit).to_list()
+
+
+async def take_pending(coll: Collection, owner: str, now: datetime, lease_seconds: float) -> dict[str, Any] | None:
+    """Lease one pending execution nobody is materialising (or whose materialiser's lease ran out)."""
+    free = {"$or": [{"lease_until": {"$exists": False}}, {"lease_until": {"$lte": now}}]}
+    lease = {
+        "lease_owner": owner,
+        "lease_token": uuid.uuid4().hex,
+        "lease_until": now + timedelta(seconds=lease_seconds),
+    }
+    found: dict[str, Any] | None = await coll.find_one_and_update(
+        {"state": PENDING, **free}, {"$set": lease}, sort=[("scheduled_for", 1)], return_document=True
+    )
+    return found
+
+
+async def start(coll: Collection, execution: Mapping[str, Any], total: int, now: datetime) -> bool:
+    """pending -> running with its number of recipients, fenced on the materialiser's lease token."""
+    result = await coll.update_one(
+        {"_id": execution["_id"], "state": PENDING, "lease_token": execution.get("lease_token")},
+        {
+            "$set": {"state": RUNNING, "started_at": now, "counts": Counts(total=total, pending=total).as_doc()},
+            "$unset": {"lease_owner": "", "lease_token": "", "lease_until": ""},
+        },
+    )
+    return result.modified_count == 1
+
+
+async def fail_pending(coll: Collection, execution: Mapping[str, Any], error: str, now: datetime) -> bool:
+    """pending -> failed with the reason (its recipients could not be read), fenced on the lease token."""
+    result = await coll.update_one(
+        {"_id": execution["_id"], "state": PENDING, "lease_token": execution.get("lease_token")},
+        {
+            "$set": {"state": FAILED, "error": error, "started_at": now, "finished_at": now},
+            "$unset": {"lease_owner": "", "lease_token": "", "lease_until": ""},
+        },
+    )
+    return result.modified_count == 1
+
+
+async def running(coll: Collection, limit: int = OPEN_BATCH) -> list[dict[str, Any]]:
+    """Running executions, oldest first."""
+    return await coll.find({"state": RUNNING}, sort=[("scheduled_for", 1)], limit=limit).to_list()
+
+
+async def finish(coll: Collection, execution_id: ObjectId, state: str, counts: Counts, now: datetime) -> bool:
+    """running -> completed or failed, with the final counts."""
+    result = await coll.update_one(
+        {"_id": execution_id, "state": RUNNING},
+        {"$set": {"state": state, "counts": counts.as_doc(), "finished_at": now}},
+    )
+    return result.modified_count == 1
+
+
+async def reopen(coll: Collection, execution_id: ObjectId, counts: Counts) -> bool:
+    """completed or failed -> running again (its dead letters were requeued)."""
+    result = await coll.update_one(
+        {"_id": execution_id, "state": {"$in": [COMPLETED, FAILED, RUNNING]}},
+        {"$set": {"state": RUNNING, "counts": counts.as_doc()}, "$unset": {"finished_at": ""}},
+    )
+    return result.modified_count == 1
+
+
+async def cancel_open(coll: Collection, job_id: ObjectId, now: datetime) -> list[ObjectId]:
+    """Cancel the job's pending and running executions; the ids of those cancelled."""
+    ids = [doc["_id"] async for doc in coll.find({"job_id": job_id, "state": {"$in": list(OPEN)}}, {"_id": 1})]
+    if ids:
+        await coll.update_many(
+            {"_id": {"$in": ids}, "state": {"$in": list(OPEN)}},
+            {"$set": {"state": CANCELLED, "finished_at": now}},
+        )
+    return ids
+
+
+async def open_of_job(coll: Collection, job_id: ObjectId) -> list[ObjectId]:
+    """The ids of the job's running executions (those whose campaigns a pause or resume changes)."""
+    return [doc["_id"] async for doc in coll.find({"job_id": job_id, "state": RUNNING}, {"_id": 1})]
+
+
+def execution_ref(execution_id: object) -> dict[str, Any]:
+    """A filter for the leads of one execution: their `campaign_id` is the execution's id, as a string."""
+    return {"campaign_id": str(execution_id)}
+
+
+async def insert_leads(leads: Collection, docs: list[dict[str, Any]]) -> None:
+    """Insert an execution's leads; those already there (a materialiser that died midway) are left as they are.
+
+    The leads' unique index on (campaign_id, recipient address) refuses a second copy of a recipient.
+    """
+    for start in range(0, len(docs), LEAD_CHUNK):
+        try:
+            await leads.insert_many(docs[start : start + LEAD_CHUNK], ordered=False)
+        except BulkWriteError as exc:
+            if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                raise
+
+
+async def count_leads(leads: Collection, execution_id: object) -> int:
+    """How many recipients the execution has."""
+    return await leads.count_documents(execution_ref(execution_id))
+
+
+async def unfinished(leads: Collection, execution_id: object) -> int:
+    """The execution's leads still to be sent (neither completed nor stopped)."""
+    flt = {**execution_ref(execution_id), "progress.completed": {"$ne": True}, "progress.stopped": {"$ne": True}}
+    return await leads.count_documents(flt)
+
+
+async def counts(leads: Collection, execution_id: object) -> Counts:
+    """The execution's recipients by outcome, from its leads in one aggregation."""
+    pipeline: list[dict[str, Any]] = [
+        {"$match": execution_ref(execution_id)},
+        {
+            "$group": {
+                "_id": {"outcome": f"${STATUS_PATH}.status", "recipient": {"$arrayElemAt": ["$lead_data.status", 0]}},
+                "n": {"$sum": 1},
+            }
+        },
+    ]
+    found: dict[str, int] = {}
+    dead = 0
+    async for row in await leads.aggregate(pipeline):
+        outcome = row["_id"].get("outcome") or "pending"
+        found[outcome] = found.get(outcome, 0) + int(row["n"])
+        if outcome == "failed" and row["_id"].get("recipient") != "bounced":
+            dead += int(row["n"])
+    settled = {k: found.get(k, 0) for k in ("sent", "failed", "skipped", "uncertain")}
+    total = sum(found.values())
+    return Counts(total=total, pending=total - sum(settled.values()), dead=dead, **settled)
+
+
+async def outcomes(
+    leads: Collection, execution_id: object, statuses: tuple[str, ...], limit: int
+) -> list[dict[str, Any]]:
+    """Recipients of the execution whose outcome is one of `statuses` (failed, skipped): address, status,
+    error and whether it may be retried, at most `limit`."""
+    flt = {**execution_ref(execution_id), f"{STATUS_PATH}.status": {"$in": list(statuses)}}
+    projection = {"lead_data.email": 1, "lead_data.status": 1, STATUS_PATH: 1}
+    found = []
+    async for doc in leads.find(flt, projection, sort=[("_id", 1)], limit=limit):
+        entry = doc["progress"]["processed_recipients"]["step_1_recipient_0"]
+        recipient = (doc.get("lead_data") or [{}])[0]
+        found.append(
+            {
+                "lead_id": doc["_id"],
+                "email": recipient.get("email"),
+                "status": entry.get("status"),
+                "error": entry.get("error"),
+                "dead_letter": entry.get("status") == "failed" and recipient.get("status") != "bounced",
+                "at": entry.get("processed_at"),
+            }
+        )
+    return found
+
+
+async def requeue_dead(db: Database, execution_id: object, now: datetime) -> list[dict[str, Any]]:
+    """Make the execution's dead letters due again, each with a fresh retry budget; the requeued recipients.
+
+    A dead letter's ledger entry is `failed`: the server refused the message, so it was not delivered and the
+    entry can go (the next attempt starts a new one under the same key and Message-ID). The entry goes first:
+    a crash before the lead is reset leaves it a dead letter, to requeue again. Each requeue is written to
+    `activities` with the error it ended with.
+    """
+    leads, sends = db[CAMPAIGN_LEADS], db[SENDS]
+    flt = {
+        **execution_ref(execution_id),
+        f"{STATUS_PATH}.status": "failed",
+        "lead_data.0.status": "failed",
+        "progress.completed": True,
+    }
+    dead = await leads.find(flt, {"lead_data": 1, STATUS_PATH: 1, "campaign_id": 1}).to_list()
+    if not dead:
+        return []
+    await sends.delete_many({"_id": {"$in": [send_id(d["_id"], 1, 0) for d in dead]}, "state": lstate.FAILED})
+    await leads.update_many(
+        {"_id": {"$in": [d["_id"] for d in dead]}, **flt},
+        {
+            "$set": {"progress.completed": False, "progress.next_due_at": now, "lead_data.0.status": "not_contacted"},
+            "$unset": {STATUS_PATH: "", "progress.retries": "", "progress.completed_at": ""},
+        },
+    )
+    requeued = [_requeued(d, now) for d in dead]
+    await db[ACTIVITIES].insert_many([dict(r) for r in requeued])
+    return requeued
+
+
+def _requeued(lead: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    entry = lead["progress"]["processed_recipients"]["step_1_recipient_0"]
+    return {
+        "campaign_id": lead["campaign_id"],
+        "lead_id": lead["_id"],
+        "step_order": 1,
+        "recipient_index": 0,
+        "email": lead["lead_data"][0].get("email"),
+        "type": "requeued",
+        "error": entry.get("error"),
+        "created_at": now,
+    }
+
+
+async def open_campaign(db: Database, campaign: Mapping[str, Any], sequence_step: Mapping[str, Any]) -> None:
+    """Write an execution's campaign (as a draft) and its job's one-step sequence, unless they are there."""
+    await db[CAMPAIGNS].update_one({"_id": campaign["_id"]}, {"$setOnInsert": dict(campaign)}, upsert=True)
+    key = {"sequence_id": sequence_step["sequence_id"], "step_order": sequence_step["step_order"]}
+    with contextlib.suppress(DuplicateKeyError):  # another runner wrote it first
+        await db[SEQUENCE_STEPS].update_one(key, {"$setOnInsert": dict(sequence_step)}, upsert=True)
+
+
+async def set_campaigns(db: Database, ids: list[ObjectId], status: str, only_from: tuple[str, ...]) -> None:
+    """Move the campaigns of these executions to `status` from one of `only_from`."""
+    if ids:
+        await db[CAMPAIGNS].update_many(
+            {"_id": {"$in": ids}, "status": {"$in": list(only_from)}}, {"$set": {"status": status}}
+        )
