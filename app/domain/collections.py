@@ -20,8 +20,12 @@ INBOUND = "inbound"  # one record per inbound message read (and per deferred ans
 INBOUND_SYNC = "inbound_sync"  # per account: the sync lease and backoff; per folder: UIDVALIDITY and last UID
 DOMAIN_LIMITS = "domain_limits"  # per recipient domain: max_per_hour, optional max_per_day and group_by_mx
 DOMAIN_USAGE = "domain_usage"  # per (bucket, UTC day): sends counted, in total and per hour
-JOBS = "jobs"  # scheduled and recurring sends: the spec, status and next run time
-JOB_EXECUTIONS = "job_executions"  # one per run of a job: its state and counts
+USERS = "users"  # dashboard users: email, role, argon2 password hash
+API_TOKENS = "api_tokens"  # API tokens: name, role, SHA-256 of the token, display prefix
+SESSIONS = "sessions"  # dashboard sessions: hashed id, user, expires_at (TTL)
+LOGIN_ATTEMPTS = "login_attempts"  # failed sign-ins per email and client address (TTL), for the login limit
+AUDIT = "audit"  # who did what, when, from where, through the API, the dashboard or the CLI
+REPORT_RUNS = "report_runs"  # per report day: the daily report's claim and who it reached
 
 ALL_COLLECTIONS = (
     CAMPAIGNS,
@@ -40,6 +44,10 @@ ALL_COLLECTIONS = (
     INBOUND_SYNC,
     DOMAIN_LIMITS,
     DOMAIN_USAGE,
-    JOBS,
-    JOB_EXECUTIONS,
+    USERS,
+    API_TOKENS,
+    SESSIONS,
+    LOGIN_ATTEMPTS,
+    AUDIT,
+    REPORT_RUNS,
 )

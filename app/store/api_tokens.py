@@ -15,10 +15,10 @@ from bson import ObjectId
 from pymongo import ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from app.domain.collections import API_TOKENS as API_TOKENS
 from app.store.client import Database
 from app.store.documents import id_values
 
-API_TOKENS = "api_tokens"
 TOKEN_PREFIX = "obt_"
 DISPLAY_PREFIX_LENGTH = len(TOKEN_PREFIX) + 6  # enough to tell tokens apart in a list, far too little to guess
 # last_used_at is a hint for the operator, not a log: one write a minute per token is plenty.

@@ -14,9 +14,9 @@ from bson import ObjectId
 from bson.errors import InvalidId
 from pymongo import DESCENDING
 
+from app.domain.collections import AUDIT as AUDIT
 from app.store.client import Database
 
-AUDIT = "audit"
 MAX_PAGE = 500
 
 

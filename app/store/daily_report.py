@@ -19,6 +19,7 @@ from typing import Any
 from pymongo.errors import DuplicateKeyError
 
 from app.domain import reports
+from app.domain.collections import REPORT_RUNS as REPORT_RUNS
 from app.domain.daily_report import AccountStanding, CampaignInfo, ReportInputs, UncertainSend
 from app.domain.models import AccountCampaignSettings, EmailAccount, InvalidDocument
 from app.logging import get_logger
@@ -26,7 +27,6 @@ from app.store import schema
 from app.store.client import Database
 from app.store.documents import id_filter, id_values, iter_valid
 
-REPORT_RUNS = "report_runs"
 MAX_ATTEMPTS = 5
 SENDING, SENT, FAILED = "sending", "sent", "failed"
 OLDEST_UNCERTAIN = 5

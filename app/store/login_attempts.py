@@ -11,9 +11,8 @@ from datetime import datetime, timedelta
 
 from pymongo import DESCENDING
 
+from app.domain.collections import LOGIN_ATTEMPTS as LOGIN_ATTEMPTS
 from app.store.client import Database
-
-LOGIN_ATTEMPTS = "login_attempts"
 
 
 async def record_failures(db: Database, keys: Sequence[str], now: datetime, keep: timedelta) -> None:

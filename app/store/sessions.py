@@ -13,9 +13,8 @@ from typing import Any
 
 from bson import ObjectId
 
+from app.domain.collections import SESSIONS as SESSIONS
 from app.store.client import Database
-
-SESSIONS = "sessions"
 
 
 @dataclass(frozen=True)

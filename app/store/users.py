@@ -13,10 +13,10 @@ from typing import Any
 from bson import ObjectId
 from pymongo.errors import DuplicateKeyError
 
+from app.domain.collections import USERS as USERS
 from app.store.client import Database
 from app.store.documents import id_values
 
-USERS = "users"
 _PUBLIC = {"password_hash": 0}
 
 
