@@ -26,6 +26,8 @@ SESSIONS = "sessions"  # dashboard sessions: hashed id, user, expires_at (TTL)
 LOGIN_ATTEMPTS = "login_attempts"  # failed sign-ins per email and client address (TTL), for the login limit
 AUDIT = "audit"  # who did what, when, from where, through the API, the dashboard or the CLI
 REPORT_RUNS = "report_runs"  # per report day: the daily report's claim and who it reached
+JOBS = "jobs"  # scheduled and recurring sends: the spec, status and next run time
+JOB_EXECUTIONS = "job_executions"  # one per run of a job: its state and counts
 
 ALL_COLLECTIONS = (
     CAMPAIGNS,
@@ -50,4 +52,6 @@ ALL_COLLECTIONS = (
     LOGIN_ATTEMPTS,
     AUDIT,
     REPORT_RUNS,
+    JOBS,
+    JOB_EXECUTIONS,
 )
