@@ -19,6 +19,7 @@ from app.cli import (
     imap_cmds,
     import_cmds,
     inbox_cmds,
+    job_cmds,
     lead_cmds,
     lead_repair_cmds,
     ledger_cmds,
@@ -109,6 +110,7 @@ for module in (
     token_cmds,
     audit_cmds,
     user_cmds,
+    job_cmds,
 ):
     module.register(app)
 

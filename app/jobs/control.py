@@ -37,13 +37,19 @@ class ExecutionView:
 
     doc: Mapping[str, Any]
     counts: executions.Counts
-    failures: tuple[Mapping[str, Any], ...] = ()
+    failures: tuple[Mapping[str, Any], ...] = ()  # failed recipients with their errors (dead letters marked)
+    skips: tuple[Mapping[str, Any], ...] = ()  # skipped recipients with the reason (suppressed, unsubscribed)
 
     def as_json(self) -> dict[str, Any]:
-        """The execution for --json: its fields, counts and failed recipients."""
+        """The execution for --json: its fields, counts, failed and skipped recipients."""
         keep = ("_id", "job_id", "scheduled_for", "trigger", "state", "error", "created_at", "started_at")
         out = {k: self.doc.get(k) for k in (*keep, "finished_at")}
-        return {**out, "counts": self.counts.as_doc(), "failed_recipients": [dict(f) for f in self.failures]}
+        return {
+            **out,
+            "counts": self.counts.as_doc(),
+            "failed_recipients": [dict(f) for f in self.failures],
+            "skipped_recipients": [dict(f) for f in self.skips],
+        }
 
 
 async def create_job(db: Database, spec: JobSpec, now: datetime) -> dict[str, Any]:
@@ -65,7 +71,7 @@ async def create_job(db: Database, spec: JobSpec, now: datetime) -> dict[str, An
         try:  # read now as each run will, so a typo in the path is refused here and not at the first run
             read_recipient_file(spec.source.path, encoding=spec.source.encoding)
         except RecipientSourceError as exc:
-            raise JobSpecError("--recipient-file", str(exc)) from None
+            raise JobSpecError("--recipient-file", f"--recipient-file: {exc}") from None
     spec = replace(spec, template_id=template.id, account_ids=tuple(accounts))
     doc = documents.job_document(spec, first_run_at(spec, now), now)
     doc["_id"] = await jobs.insert(db[JOBS], doc)
@@ -130,7 +136,8 @@ async def view(db: Database, execution: Mapping[str, Any], failures: int = RECEN
         return ExecutionView(execution, executions.Counts())
     counts = await executions.counts(leads, execution["_id"])
     found = await executions.outcomes(leads, execution["_id"], ("failed",), failures) if counts.failed else []
-    return ExecutionView(execution, counts, tuple(found))
+    skipped = await executions.outcomes(leads, execution["_id"], ("skipped",), failures) if counts.skipped else []
+    return ExecutionView(execution, counts, tuple(found), tuple(skipped))
 
 
 async def recent(db: Database, job_id: ObjectId, limit: int) -> list[ExecutionView]:
