@@ -1,0 +1,86 @@
+"""Jobs run by real `run-dispatcher` processes: two racing over a real cron tick, and one killed mid-execution."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bson import ObjectId
+
+from app.store import schema
+from app.transport.mailbox import MailboxServer, background
+from tests.chaos import assert_exactly_once, audit, dispatcher_env, start_dispatcher, stop_all, wait_until
+from tests.conftest import Cli
+from tests.integration.test_cli_jobs import seed, write_csv
+
+
+@pytest.fixture
+def mailbox(tmp_path: Path) -> Iterator[MailboxServer]:
+    with background(MailboxServer(tmp_path / "mail")) as server:
+        yield server
+
+
+def execution_states(sync_db: Any, job_id: str) -> list[str]:
+    return [e["state"] for e in sync_db[schema.JOB_EXECUTIONS].find({"job_id": ObjectId(job_id)})]
+
+
+@pytest.mark.slow
+def test_two_dispatchers_create_one_execution_for_a_real_cron_tick_and_send_it_once(
+    cli: Cli, sync_db: Any, mailbox: MailboxServer, mongo_uri: str, db_name: str, tmp_path: Path
+) -> None:
+    seed(sync_db, mailbox.port)
+    emails = write_csv(tmp_path / "digest.csv", 40)
+    created = cli("job", "create", "--name", "Digest", "--template", "announce", "--recipient-file",
+                  str(tmp_path / "digest.csv"), "--cron", "* * * * *", "--json")  # fmt: skip
+    assert created.exit_code == 0, created.output
+    job_id = json.loads(created.stdout)["_id"]
+    env = dispatcher_env(mongo_uri, db_name, tmp_path / "home")
+    procs = [start_dispatcher(env, tmp_path / f"d{i}.log", "--no-inbox") for i in range(2)]
+    try:
+        # The first tick is at the next whole minute: at most 60 s away, plus the sends.
+        assert wait_until(lambda: execution_states(sync_db, job_id) == ["completed"], timeout=90), execution_states(
+            sync_db, job_id
+        )
+        assert collections.Counter(r for m in mailbox.messages for r in m.recipients) == collections.Counter(emails)
+        execution = sync_db[schema.JOB_EXECUTIONS].find_one()
+        assert execution["scheduled_for"].second == 0 and execution["counts"]["sent"] == 40
+        job = sync_db[schema.JOBS].find_one()
+        assert job["next_run_at"] > execution["scheduled_for"]
+    finally:
+        stop_all(procs)
+
+
+@pytest.mark.slow
+def test_a_dispatcher_killed_mid_execution_leaves_no_duplicate_and_no_lost_recipient(
+    cli: Cli, sync_db: Any, mailbox: MailboxServer, mongo_uri: str, db_name: str, tmp_path: Path
+) -> None:
+    seed(sync_db, mailbox.port)
+    # Each account waits 0.1 s between sends, so the 200 recipients take seconds and the kill lands midway.
+    sync_db[schema.EMAIL_CAMPAIGN_SETTINGS].update_many({}, {"$set": {"min_wait_time": 0.1 / 60}})
+    write_csv(tmp_path / "people.csv", 200)
+    created = cli("job", "create", "--name", "Big", "--template", "announce", "--recipient-file",
+                  str(tmp_path / "people.csv"), "--json")  # fmt: skip
+    assert created.exit_code == 0, created.output
+    job_id = json.loads(created.stdout)["_id"]
+    env = dispatcher_env(mongo_uri, db_name, tmp_path / "home")
+    first = start_dispatcher(env, tmp_path / "first.log", "--no-inbox")
+    procs = [first]
+    try:
+        assert wait_until(lambda: len(mailbox.messages) >= 40, timeout=60)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=10)
+        assert execution_states(sync_db, job_id) == ["running"] and len(mailbox.messages) < 200
+        procs.append(start_dispatcher(env, tmp_path / "second.log", "--no-inbox"))
+        assert wait_until(lambda: execution_states(sync_db, job_id) == ["completed"], timeout=90)
+    finally:
+        stop_all(procs)
+    assert_exactly_once(audit(sync_db, mailbox.messages), 200)
+    counts = sync_db[schema.JOB_EXECUTIONS].find_one()["counts"]
+    assert counts["sent"] + counts["uncertain"] == 200 and counts["pending"] == 0
+    assert len({r for m in mailbox.messages for r in m.recipients}) >= 200 - counts["uncertain"]
