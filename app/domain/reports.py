@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from app.domain import collections as schema
 from app.domain import planning
@@ -26,6 +26,7 @@ WAITING = "waiting"
 LEAD_STATES = (COMPLETED, STOPPED, IN_PROGRESS, DUE, WAITING)
 
 PROCESSED_OUTCOMES = ("sent", "failed", "uncertain")
+K = TypeVar("K")
 
 
 def parse_day(text: str) -> str:
@@ -100,11 +101,24 @@ class CampaignProgress:
 
 
 def _step_of_entry(key: str) -> int | None:
-    # "step_3_recipient_0" -> 3; anything else is not ours to count.
+    # "step_3_recipient_0" -> 3; anything else is not ours to count (STEP_ENTRY_PATTERN is the server's twin).
     parts = key.split("_")
     if len(parts) == 4 and parts[0] == "step" and parts[2] == "recipient" and parts[1].isdigit():
         return int(parts[1])
     return None
+
+
+# The keys `_step_of_entry` counts, for a server-side match (ASCII digits; group 1 is the step).
+STEP_ENTRY_PATTERN = r"^step_([0-9]+)_recipient_[^_]*$"
+# Addresses so plain that `normalize_email` always accepts them: ASCII dot-atoms under 65 characters, a domain
+# of letter-digit-hyphen labels ending in a letters-only top-level label, no "--" (punycode) and none of the
+# special-use top-level names. The server counts a lead whose addresses all match without reading it here;
+# any other lead is read and validated in Python, as before.
+PLAIN_ADDRESS_PATTERN = (
+    r"^(?=[^@]{1,64}@)(?=.{6,254}$)(?!.*@.*--)(?!.*\.(arpa|invalid|local|localhost|onion|test)$)"
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
 
 
 def _steps_done(lead: Lead, step_count: int) -> int:
@@ -113,36 +127,101 @@ def _steps_done(lead: Lead, step_count: int) -> int:
     return min(max(lead.progress.current_step_order - 1, 0), step_count)
 
 
+@dataclass(frozen=True)
+class ProgressTally:
+    """A campaign's progress before it is laid out per step: sums over some of its leads, so the tallies of
+    the leads counted on the server and of those read here add up."""
+
+    states: Mapping[str, int] = field(default_factory=dict)
+    at_step: Mapping[int, int] = field(default_factory=dict)  # open leads per current step
+    outcomes: Mapping[tuple[int, str], int] = field(default_factory=dict)  # (step, sent|failed|uncertain)
+    steps_done: int = 0  # finished (lead, step) pairs; see `campaign_progress`
+    leads: int = 0
+
+    def __add__(self, other: ProgressTally) -> ProgressTally:
+        return ProgressTally(
+            states=_sum_maps(self.states, other.states),
+            at_step=_sum_maps(self.at_step, other.at_step),
+            outcomes=_sum_maps(self.outcomes, other.outcomes),
+            steps_done=self.steps_done + other.steps_done,
+            leads=self.leads + other.leads,
+        )
+
+
+def _sum_maps(a: Mapping[K, int], b: Mapping[K, int]) -> dict[K, int]:
+    out = dict(a)
+    for key, n in b.items():
+        out[key] = out.get(key, 0) + n
+    return out
+
+
+def tally_leads(leads: Iterable[Lead], step_count: int, now: datetime) -> ProgressTally:
+    """The tally of validated leads at `now` for a sequence of `step_count` steps."""
+    states: dict[str, int] = {}
+    at_step: dict[int, int] = {}
+    outcomes: dict[tuple[int, str], int] = {}
+    done = count = 0
+    for lead in leads:
+        state = lead_state(lead, now)
+        states[state] = states.get(state, 0) + 1
+        if state != COMPLETED:
+            step = lead.progress.current_step_order
+            at_step[step] = at_step.get(step, 0) + 1
+        for key, entry in lead.progress.processed_recipients.items():
+            order = _step_of_entry(key)
+            outcome = entry.get("status", "sent") if isinstance(entry, Mapping) else None
+            if order is not None and outcome in PROCESSED_OUTCOMES:
+                outcomes[(order, str(outcome))] = outcomes.get((order, str(outcome)), 0) + 1
+        done += _steps_done(lead, step_count)
+        count += 1
+    return ProgressTally(states, at_step, outcomes, done, count)
+
+
+def _whole(value: Any, what: str) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"progress row {what}: expected a whole number >= 0, got {value!r}")
+    return value
+
+
+def tally_from_rows(row: Mapping[str, Any]) -> ProgressTally:
+    """The tally from the server's grouped rows: `states` [{_id: state, n}], `at_step` [{_id: step, n}],
+    `outcomes` [{_id: {step, outcome}, n}] and `totals` [{steps_done, leads}] (absent when no lead matched)."""
+    states = {str(r["_id"]): _whole(r["n"], "states") for r in row.get("states", [])}
+    at_step = {_whole(r["_id"], "step"): _whole(r["n"], "at_step") for r in row.get("at_step", [])}
+    outcomes: dict[tuple[int, str], int] = {}
+    for r in row.get("outcomes", []):
+        key = (_whole(r["_id"]["step"], "step"), str(r["_id"]["outcome"]))
+        outcomes[key] = outcomes.get(key, 0) + _whole(r["n"], "outcomes")
+    totals = (row.get("totals") or [{}])[0]
+    done, leads = _whole(totals.get("steps_done", 0), "steps_done"), _whole(totals.get("leads", 0), "leads")
+    return ProgressTally(states, at_step, outcomes, done, leads)
+
+
+def progress_of(tally: ProgressTally, step_orders: Sequence[int]) -> CampaignProgress:
+    """Lay a tally out per step: every step of the sequence, and steps leads reached that it no longer has."""
+    orders = set(step_orders) | set(tally.at_step) | {step for step, _ in tally.outcomes}
+    steps = tuple(
+        StepProgress(
+            step_order=order,
+            leads_at_step=tally.at_step.get(order, 0),
+            **{outcome: tally.outcomes.get((order, outcome), 0) for outcome in PROCESSED_OUTCOMES},
+        )
+        for order in sorted(orders)
+    )
+    total = tally.leads * len(step_orders)
+    percent = round(100.0 * tally.steps_done / total, 1) if total else 0.0
+    return CampaignProgress(steps=steps, counts=LeadCounts.from_states(tally.states), percent_complete=percent)
+
+
 def campaign_progress(leads: Iterable[Lead], step_orders: Sequence[int], now: datetime) -> CampaignProgress:
     """Per step: leads at it and sent/failed/uncertain recipients; lead states; percentage complete.
 
     The percentage counts each (lead, step) pair once: a completed lead has finished every step, any other
     lead the steps before its current one. Steps a lead reached that the sequence no longer has are listed too.
     """
-    step_count = len(step_orders)
-    per_step: dict[int, dict[str, int]] = {order: {} for order in step_orders}
-    states: dict[str, int] = {}
-    done = total = 0
-    for lead in leads:
-        state = lead_state(lead, now)
-        states[state] = states.get(state, 0) + 1
-        if state != COMPLETED:
-            _bump(per_step, lead.progress.current_step_order, "leads_at_step")
-        for key, entry in lead.progress.processed_recipients.items():
-            step = _step_of_entry(key)
-            outcome = entry.get("status", "sent") if isinstance(entry, Mapping) else None
-            if step is not None and outcome in PROCESSED_OUTCOMES:
-                _bump(per_step, step, str(outcome))
-        done += _steps_done(lead, step_count)
-        total += step_count
-    steps = tuple(StepProgress(step_order=order, **per_step[order]) for order in sorted(per_step))
-    percent = round(100.0 * done / total, 1) if total else 0.0
-    return CampaignProgress(steps=steps, counts=LeadCounts.from_states(states), percent_complete=percent)
-
-
-def _bump(per_step: dict[int, dict[str, int]], step: int, name: str) -> None:
-    counters = per_step.setdefault(step, {})
-    counters[name] = counters.get(name, 0) + 1
+    return progress_of(tally_leads(leads, len(step_orders), now), step_orders)
 
 
 def account_limits(settings: Iterable[AccountCampaignSettings], account: EmailAccount | None = None) -> AccountLimits:

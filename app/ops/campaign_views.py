@@ -22,7 +22,7 @@ from app.domain.models import (
     Template,
     id_str,
 )
-from app.store import answer_stats, lead_queries, schema
+from app.store import answer_stats, progress_reads, schema
 from app.store.client import Database
 from app.store.documents import get_doc, get_model, id_filter, id_values, iter_valid
 
@@ -46,16 +46,8 @@ async def load_campaign(db: Database, campaign_id: str) -> Campaign:
 
 
 async def lead_counts(db: Database, campaign_id: str, now: datetime) -> reports.LeadCounts:
-    """Count a campaign's leads per state on the server (no lead is loaded)."""
-    leads = db[schema.CAMPAIGN_LEADS]
-    scope = campaign_ref(campaign_id)
-    total = await leads.count_documents(scope)
-    counts = {
-        state: await leads.count_documents({"$and": [scope, flt]})
-        for state, flt in lead_queries.state_filters(now).items()
-    }
-    counts[reports.WAITING] = max(total - sum(counts.values()), 0)
-    return reports.LeadCounts.from_states(counts)
+    """Count a campaign's leads per state on the server, in one grouped read (no lead is loaded)."""
+    return reports.LeadCounts.from_states(await progress_reads.state_counts(db, campaign_ref(campaign_id), now))
 
 
 async def campaign_steps(db: Database, campaign: Campaign, on_invalid: OnInvalid) -> list[SequenceStep]:
@@ -190,13 +182,30 @@ async def _sends_today(db: Database, campaign_id: str, now: datetime, on_invalid
     return {"sent_today": sent, "counted_today": counted}
 
 
+async def lead_progress(
+    db: Database, campaign_id: str, step_orders: Sequence[int], now: datetime, on_invalid: OnInvalid
+) -> reports.CampaignProgress:
+    """`reports.campaign_progress` over the campaign's valid leads, counted on the server.
+
+    The plain leads (nearly all) are grouped by the database; the others are read and validated here: those
+    `Lead.from_doc` accepts are added to the tally, the malformed ones go to `on_invalid` and are not counted.
+    """
+    scope = campaign_ref(campaign_id)
+    tally = reports.tally_from_rows(await progress_reads.plain_progress(db, scope, len(step_orders), now))
+    valid: list[Lead] = []
+    async for doc in progress_reads.suspect_leads(db, scope):
+        try:
+            valid.append(Lead.from_doc(doc))
+        except InvalidDocument as exc:
+            on_invalid(exc)
+    return reports.progress_of(tally + reports.tally_leads(valid, len(step_orders), now), step_orders)
+
+
 async def campaign_progress(db: Database, campaign_id: str, now: datetime, on_invalid: OnInvalid) -> dict[str, Any]:
     """Per step: leads at it, sent/failed/uncertain recipients, answers and variants; lead states; sends today."""
     campaign = await load_campaign(db, campaign_id)
     steps = await campaign_steps(db, campaign, on_invalid)
-    coll = db[schema.CAMPAIGN_LEADS]
-    leads = [lead async for lead in iter_valid(coll, campaign_ref(campaign.id), Lead.from_doc, on_invalid=on_invalid)]
-    progress = reports.campaign_progress(leads, [s.step_order for s in steps], now)
+    progress = await lead_progress(db, campaign.id, [s.step_order for s in steps], now, on_invalid)
     answers = await answer_stats.per_step(db, campaign.id)
     variants = await _per_variant(db, campaign.id)
     return {
