@@ -348,3 +348,35 @@ def test_show_and_executions_draw_progress_bars_and_list_jobs(cli: Cli, sync_db:
     watched = cli("job", "executions", job_id, "--watch")  # nothing runs: it draws once and returns
     assert watched.exit_code == 0 and "completed" in watched.output
     assert cli("job", "show", "000000000000000000000000").exit_code == 1
+
+
+def add_campaign(sync_db: Any, **settings: Any) -> str:
+    doc = {"name": "Base", "status": "active", "sequence_id": "seq-base", "settings": settings}
+    return str(sync_db[schema.CAMPAIGNS].insert_one(doc).inserted_id)
+
+
+def test_a_job_waits_for_its_campaigns_sending_window(cli: Cli, sync_db: Any, mailbox: MailboxServer) -> None:
+    seed(sync_db, mailbox.port)
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%a").lower()
+    window = {"timezone": "UTC", "days": [tomorrow], "start": "00:00", "end": "23:59"}
+    job_id = create(
+        cli, "--recipients", "a@a.example,b@a.example", "--campaign-id", add_campaign(sync_db, schedule=window)
+    )
+
+    dispatch(cli)
+
+    assert mailbox.messages == []
+    (execution,) = executions(cli, job_id)
+    assert execution["state"] == "running" and execution["counts"]["pending"] == 2
+
+
+def test_a_job_keeps_to_the_accounts_daily_limits(cli: Cli, sync_db: Any, mailbox: MailboxServer) -> None:
+    accounts = seed(sync_db, mailbox.port, accounts=1)["accounts"]
+    sync_db[schema.EMAIL_CAMPAIGN_SETTINGS].update_many({}, {"$set": {"max_daily_sends": 2}})
+    job_id = create(cli, "--recipients", "a@a.example,b@a.example,c@a.example", "--accounts", accounts[0])
+
+    dispatch(cli)
+
+    assert len(mailbox.messages) == 2
+    (execution,) = executions(cli, job_id)
+    assert execution["counts"]["sent"] == 2 and execution["counts"]["pending"] == 1
