@@ -7,6 +7,7 @@ import json
 import os
 import signal
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +27,23 @@ def mailbox(tmp_path: Path) -> Iterator[MailboxServer]:
         yield server
 
 
+def received(mailbox: MailboxServer) -> collections.Counter[str]:
+    return collections.Counter(r for m in mailbox.messages for r in m.recipients)
+
+
 def execution_states(sync_db: Any, job_id: str) -> list[str]:
     return [e["state"] for e in sync_db[schema.JOB_EXECUTIONS].find({"job_id": ObjectId(job_id)})]
 
 
 @pytest.mark.slow
-def test_two_dispatchers_create_one_execution_for_a_real_cron_tick_and_send_it_once(
+def test_two_dispatchers_make_one_execution_per_tick_and_read_the_file_again_for_the_next(
     cli: Cli, sync_db: Any, mailbox: MailboxServer, mongo_uri: str, db_name: str, tmp_path: Path
 ) -> None:
     seed(sync_db, mailbox.port)
-    emails = write_csv(tmp_path / "digest.csv", 40)
-    created = cli("job", "create", "--name", "Digest", "--template", "announce", "--recipient-file",
-                  str(tmp_path / "digest.csv"), "--cron", "* * * * *", "--json")  # fmt: skip
+    people = tmp_path / "digest.csv"
+    emails = write_csv(people, 40)
+    created = cli("job", "create", "--name", "Digest", "--template", "announce", "--recipient-file", str(people),
+                  "--cron", "* * * * *", "--json")  # fmt: skip
     assert created.exit_code == 0, created.output
     job_id = json.loads(created.stdout)["_id"]
     env = dispatcher_env(mongo_uri, db_name, tmp_path / "home")
@@ -47,13 +53,23 @@ def test_two_dispatchers_create_one_execution_for_a_real_cron_tick_and_send_it_o
         assert wait_until(lambda: execution_states(sync_db, job_id) == ["completed"], timeout=90), execution_states(
             sync_db, job_id
         )
-        assert collections.Counter(r for m in mailbox.messages for r in m.recipients) == collections.Counter(emails)
-        execution = sync_db[schema.JOB_EXECUTIONS].find_one()
-        assert execution["scheduled_for"].second == 0 and execution["counts"]["sent"] == 40
-        job = sync_db[schema.JOBS].find_one()
-        assert job["next_run_at"] > execution["scheduled_for"]
+        assert received(mailbox) == collections.Counter(emails)
+        first = sync_db[schema.JOB_EXECUTIONS].find_one()
+        assert first["scheduled_for"].second == 0 and first["counts"]["sent"] == 40
+        assert sync_db[schema.JOBS].find_one()["next_run_at"] == first["scheduled_for"] + timedelta(minutes=1)
+
+        # The next tick, seconds later instead of a minute: the file has a new address by then.
+        with people.open("a", encoding="utf-8") as handle:
+            handle.write("late@new.example,Late,DE\n")
+        due = {"$set": {"next_run_at": datetime.now(UTC) - timedelta(seconds=1)}}
+        sync_db[schema.JOBS].update_one({"_id": ObjectId(job_id)}, due)
+        assert wait_until(lambda: execution_states(sync_db, job_id) == ["completed"] * 2, timeout=30)
     finally:
         stop_all(procs)
+    assert received(mailbox) == collections.Counter(emails * 2 + ["late@new.example"])
+    history = list(sync_db[schema.JOB_EXECUTIONS].find(sort=[("scheduled_for", 1)]))
+    assert [e["counts"]["sent"] for e in history] == [40, 41]
+    assert not audit(sync_db, mailbox.messages).duplicates
 
 
 @pytest.mark.slow
@@ -83,4 +99,4 @@ def test_a_dispatcher_killed_mid_execution_leaves_no_duplicate_and_no_lost_recip
     assert_exactly_once(audit(sync_db, mailbox.messages), 200)
     counts = sync_db[schema.JOB_EXECUTIONS].find_one()["counts"]
     assert counts["sent"] + counts["uncertain"] == 200 and counts["pending"] == 0
-    assert len({r for m in mailbox.messages for r in m.recipients}) >= 200 - counts["uncertain"]
+    assert len(received(mailbox)) >= 200 - counts["uncertain"]
