@@ -129,7 +129,11 @@ def show(ctx: typer.Context, job_id: str = JOB_ARGUMENT, watch: bool = WATCH_OPT
         job, views = run_db(settings_of(ctx), read, read_only=True)
         print_json({**job, "executions": [v.as_json() for v in views]})
         return
-    _render(ctx, read, lambda found: Group(_job_table(found[0]), _executions_table(found[1])), watch, lambda f: f[1])
+
+    def draw(found: tuple[dict[str, Any], list[ExecutionView]]) -> RenderableType:
+        return Group(_job_table(found[0]), _executions_table(found[1]), *_failures(found[1]))
+
+    _render(ctx, read, draw, watch, lambda f: f[1])
 
 
 def executions(
@@ -237,6 +241,8 @@ def _failures(views: Sequence[ExecutionView]) -> list[RenderableType]:
     for v in views:
         if v.doc.get("error"):
             out.append(f"execution {v.doc['_id']} failed: {v.doc['error']}")
+        if v.held:
+            out.append(f"execution {v.doc['_id']} is held: {v.held} (then: outbound campaign resume {v.doc['_id']})")
         if v.failures:
             table = Table(title=f"Failed recipients of {v.doc['_id']}", title_justify="left")
             for column in ("email", "error", "dead letter"):

@@ -39,6 +39,7 @@ class ExecutionView:
     counts: executions.Counts
     failures: tuple[Mapping[str, Any], ...] = ()  # failed recipients with their errors (dead letters marked)
     skips: tuple[Mapping[str, Any], ...] = ()  # skipped recipients with the reason (suppressed, unsubscribed)
+    held: str | None = None  # why its sends are held (its campaign paused on a template error), if they are
 
     def as_json(self) -> dict[str, Any]:
         """The execution for --json: its fields, counts, failed and skipped recipients."""
@@ -49,6 +50,7 @@ class ExecutionView:
             "counts": self.counts.as_doc(),
             "failed_recipients": [dict(f) for f in self.failures],
             "skipped_recipients": [dict(f) for f in self.skips],
+            "held_reason": self.held,
         }
 
 
@@ -137,7 +139,8 @@ async def view(db: Database, execution: Mapping[str, Any], failures: int = RECEN
     counts = await executions.counts(leads, execution["_id"])
     found = await executions.outcomes(leads, execution["_id"], ("failed",), failures) if counts.failed else []
     skipped = await executions.outcomes(leads, execution["_id"], ("skipped",), failures) if counts.skipped else []
-    return ExecutionView(execution, counts, tuple(found), tuple(skipped))
+    held = await executions.held_reason(db, execution["_id"]) if execution.get("state") == executions.RUNNING else None
+    return ExecutionView(execution, counts, tuple(found), tuple(skipped), held)
 
 
 async def recent(db: Database, job_id: ObjectId, limit: int) -> list[ExecutionView]:

@@ -308,3 +308,11 @@ async def set_campaigns(db: Database, ids: list[ObjectId], status: str, only_fro
         await db[CAMPAIGNS].update_many(
             {"_id": {"$in": ids}, "status": {"$in": list(only_from)}}, {"$set": {"status": status}}
         )
+
+
+async def held_reason(db: Database, execution_id: ObjectId) -> str | None:
+    """Why a running execution's sends are held: its campaign was paused by the pipeline (a template error, say),
+    with that reason; None when it is not paused or was paused with its job."""
+    found = await db[CAMPAIGNS].find_one({"_id": execution_id, "status": "paused"}, {"paused_reason": 1})
+    reason = found.get("paused_reason") if found else None
+    return str(reason) if reason else None

@@ -380,3 +380,17 @@ def test_a_job_keeps_to_the_accounts_daily_limits(cli: Cli, sync_db: Any, mailbo
     assert len(mailbox.messages) == 2
     (execution,) = executions(cli, job_id)
     assert execution["counts"]["sent"] == 2 and execution["counts"]["pending"] == 1
+
+
+def test_a_template_error_holds_the_execution_and_says_why(cli: Cli, sync_db: Any, mailbox: MailboxServer) -> None:
+    seed(sync_db, mailbox.port)
+    job_id = create(cli, "--recipients", "a@a.example")
+    sync_db[schema.TEMPLATES].update_one({"name": "announce"}, {"$set": {"subject": "Hi {{ missing_field }}"}})
+
+    dispatch(cli)
+
+    assert mailbox.messages == []
+    (execution,) = executions(cli, job_id)
+    assert execution["state"] == "running" and "missing_field" in execution["held_reason"]
+    shown = cli("job", "show", job_id)
+    assert "is held" in shown.output and f"campaign resume {execution['_id']}" in shown.output
