@@ -97,17 +97,25 @@ async def of_job(coll: Collection, job_id: ObjectId, limit: int) -> list[dict[st
 
 
 async def take_pending(coll: Collection, owner: str, now: datetime, lease_seconds: float) -> dict[str, Any] | None:
-    """Lease one pending execution nobody is materialising (or whose materialiser's lease ran out)."""
+    """Lease one pending execution nobody is materialising (or whose materialiser's lease ran out).
+
+    The candidates are read by the `state` index and each is taken by `_id`: a findAndModify by state alone
+    would scan the whole collection on some servers (SecantusDB), and it grows by an execution per run.
+    """
     free = {"$or": [{"lease_until": {"$exists": False}}, {"lease_until": {"$lte": now}}]}
     lease = {
         "lease_owner": owner,
         "lease_token": uuid.uuid4().hex,
         "lease_until": now + timedelta(seconds=lease_seconds),
     }
-    found: dict[str, Any] | None = await coll.find_one_and_update(
-        {"state": PENDING, **free}, {"$set": lease}, sort=[("scheduled_for", 1)], return_document=True
-    )
-    return found
+    candidates = await coll.find({"state": PENDING, **free}, {"_id": 1}, sort=[("scheduled_for", 1)], limit=5).to_list()
+    for candidate in candidates:
+        found: dict[str, Any] | None = await coll.find_one_and_update(
+            {"_id": candidate["_id"], "state": PENDING, **free}, {"$set": lease}, return_document=True
+        )
+        if found is not None:
+            return found
+    return None
 
 
 async def start(coll: Collection, execution: Mapping[str, Any], total: int, now: datetime) -> bool:
