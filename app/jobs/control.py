@@ -83,14 +83,14 @@ async def create_job(db: Database, spec: JobSpec, now: datetime) -> dict[str, An
 async def pause(db: Database, job_id: str, now: datetime) -> dict[str, Any]:
     """Pause a job: no new execution, and its running executions' sends are held."""
     job = await _move(db, job_id, "paused", jobs.PAUSABLE, now)
-    await _set_campaigns(db, job["_id"], "active", "paused")
+    await _set_campaigns(db, job["_id"], ("active", "draft"), "paused")
     return job
 
 
 async def resume(db: Database, job_id: str, now: datetime) -> dict[str, Any]:
     """Resume a paused job: its held executions go on; runs missed meanwhile follow its misfire policy."""
     job = await _move(db, job_id, "active", jobs.RESUMABLE, now)
-    await _set_campaigns(db, job["_id"], "paused", "active")
+    await _set_campaigns(db, job["_id"], ("paused",), "active")
     return job
 
 
@@ -158,6 +158,6 @@ async def _move(db: Database, job_id: str, status: str, allowed: tuple[str, ...]
     )
 
 
-async def _set_campaigns(db: Database, job_id: ObjectId, current: str, status: str) -> None:
+async def _set_campaigns(db: Database, job_id: ObjectId, current: tuple[str, ...], status: str) -> None:
     running = await executions.open_of_job(db[JOB_EXECUTIONS], job_id)
-    await executions.set_campaigns(db, running, status, (current,))
+    await executions.set_campaigns(db, running, status, current)

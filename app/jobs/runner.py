@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.domain.collections import CAMPAIGN_LEADS, CAMPAIGNS, JOB_EXECUTIONS, JOBS
@@ -28,6 +28,7 @@ from app.store.client import Database
 
 MATERIALISE_PER_PASS = 10
 STORED_RECIPIENTS_LIMIT = 200_000
+HEAL_AFTER = timedelta(seconds=30)
 
 
 def utcnow() -> datetime:
@@ -37,7 +38,8 @@ def utcnow() -> datetime:
 
 @dataclass
 class Pass:
-    """What one pass did: executions created, started (their leads written), failed to start, finished."""
+    """What one pass did: executions created, started (their leads written), not started (their recipients
+    could not be read, or the execution was cancelled or taken over meanwhile), finished."""
 
     created: int = 0
     started: int = 0
@@ -129,10 +131,12 @@ class JobRunner:
         leads = documents.lead_documents(job["_id"], execution["_id"], recipients, now)
         await executions.insert_leads(self.leads, leads)
         total = await executions.count_leads(self.leads, execution["_id"])
+        if not await executions.start(self.executions, execution, total, now):
+            return False  # cancelled meanwhile (its campaign stays closed), or taken over by another runner
+        # The leads become sendable only now: a cancel before the start above leaves every one of them unsent.
         status = "paused" if job.get("status") == "paused" else "active"
         await executions.set_campaigns(self.db, [execution["_id"]], status, ("draft",))
-        if await executions.start(self.executions, execution, total, now):
-            log.info("job.execution_started", recipients=total)
+        log.info("job.execution_started", recipients=total)
         return True
 
     async def recipients(self, job: Mapping[str, Any], now: datetime) -> list[Recipient]:
@@ -164,6 +168,10 @@ class JobRunner:
         """Finish each running execution whose every lead is completed or stopped."""
         finished = 0
         for execution in await executions.running(self.executions):
+            started = execution.get("started_at")
+            if isinstance(started, datetime) and started < now - HEAL_AFTER:
+                # A runner that died between starting the execution and opening its campaign left it a draft.
+                await executions.set_campaigns(self.db, [execution["_id"]], "active", ("draft",))
             if await executions.unfinished(self.leads, execution["_id"]):
                 continue
             counts = await executions.counts(self.leads, execution["_id"])

@@ -160,3 +160,33 @@ async def test_an_execution_without_recipients_completes_at_once(db: Database) -
     (execution,) = await execution_docs(db, job["_id"])
     assert execution["state"] == "completed" and execution["counts"]["percentage"] == 100.0
     assert (await db[schema.JOBS].find_one({"_id": job["_id"]}) or {})["status"] == "completed"
+
+
+async def test_an_execution_cancelled_while_its_leads_are_written_sends_nothing(db: Database) -> None:
+    job = await add_job(db)
+    runner = runners(db, 1)[0]
+    now = datetime.now(UTC)
+    await runner.create_due(now)
+    execution = await job_executions.take_pending(db[schema.JOB_EXECUTIONS], runner.owner, now, 30)
+    assert execution is not None
+    await control.cancel(db, str(job["_id"]), now)  # while the runner resolves the recipients
+
+    assert not await runner.materialise(execution, now)
+
+    (cancelled,) = await execution_docs(db, job["_id"])
+    assert cancelled["state"] == "cancelled"
+    assert await campaign_status(db, execution["_id"]) == "draft"  # never claimed by a dispatcher
+
+
+async def test_a_runner_that_died_before_opening_the_campaign_is_healed_by_the_next_pass(db: Database) -> None:
+    job = await add_job(db)
+    runner = runners(db, 1)[0]
+    await runner.run_pass()
+    (execution,) = await execution_docs(db, job["_id"])
+    await db[schema.CAMPAIGNS].update_one({"_id": execution["_id"]}, {"$set": {"status": "draft"}})  # the crash
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    await db[schema.JOB_EXECUTIONS].update_one({"_id": execution["_id"]}, {"$set": {"started_at": long_ago}})
+
+    await runner.run_pass()
+
+    assert await campaign_status(db, execution["_id"]) == "active"
