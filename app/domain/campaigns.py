@@ -54,6 +54,7 @@ class Campaign:
     sequence_id: str | None
     settings: CampaignSettings
     created_at: datetime | None = None
+    job_id: str | None = None  # set on the campaign behind a job's execution (`kind: "job"`)
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any]) -> Campaign:
@@ -80,6 +81,7 @@ class Campaign:
                 max_attempts=r.integer("settings.max_attempts", minimum=1),
             ),
             created_at=r.when("created_at"),
+            job_id=r.string("job_id", required=False),
         )
 
 

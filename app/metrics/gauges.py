@@ -1,5 +1,5 @@
 """The gauges read from the database: due backlog, uncertain sends, paused campaigns, accounts out of rotation,
-inbox sync lag and live dispatchers.
+inbox sync lag and live dispatchers. A job's executions share their job's backlog series (`job:<job id>`).
 
 `read` runs one bounded query per gauge (`app/store/metric_reads.py`); `apply` sets them, dropping the series of
 campaigns and accounts that are gone, so a scrape never shows a stale one. A dispatcher refreshes them every
@@ -20,7 +20,7 @@ from prometheus_client import Gauge
 from pymongo.errors import PyMongoError
 
 from app.logging import get_logger
-from app.metrics.registry import ClusterGauges
+from app.metrics.registry import ClusterGauges, campaign_label
 from app.store import metric_reads
 from app.store.client import Database
 
@@ -54,8 +54,7 @@ async def read(db: Database, now: datetime, *, cap: int = BACKLOG_CAP) -> Readin
     backlog = await metric_reads.due_backlog(db, active, now, cap)
     synced = await metric_reads.last_synced(db)
     return Readings(
-        # Every active campaign has a series, 0 when nothing is due, so "backlog stays high" reads plainly.
-        due_backlog={campaign_id: backlog.get(campaign_id, 0) for campaign_id in active},
+        due_backlog=backlog_by_label(active, backlog),
         uncertain_sends=await metric_reads.uncertain_sends(db),
         paused_campaigns=paused,
         accounts_out_of_rotation=await metric_reads.accounts_out_of_rotation(db),
@@ -65,6 +64,19 @@ async def read(db: Database, now: datetime, *, cap: int = BACKLOG_CAP) -> Readin
         },
         dispatchers_alive=await metric_reads.dispatchers_alive(db, now),
     )
+
+
+def backlog_by_label(active: Mapping[str, str | None], backlog: Mapping[str, int]) -> dict[str, int]:
+    """The due backlog per label value: one series per active sequence campaign, and one per job summing its
+    active executions' backlogs (`job:<job id>`).
+
+    Every active campaign (or job) has a series, 0 when nothing is due, so "backlog stays high" reads plainly.
+    """
+    found: dict[str, int] = {}
+    for campaign_id, job_id in active.items():
+        label = campaign_label(campaign_id, job_id)
+        found[label] = found.get(label, 0) + backlog.get(campaign_id, 0)
+    return found
 
 
 def apply(gauges: ClusterGauges, readings: Readings) -> None:

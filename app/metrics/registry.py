@@ -1,7 +1,8 @@
 """Every Prometheus metric Outbound exposes, defined once, in a registry of its own (never the global one).
 
 Label sets stay small and free of personal data: campaigns and accounts appear by id, never by name or address,
-and no lead id or recipient address is ever a label. Label values that are not in a metric's known set (an
+and no lead id or recipient address is ever a label. A job's executions (a campaign each) share one label value,
+`job:<job id>`, so a recurring job cannot grow a series per run. Label values that are not in a metric's known set (an
 outcome, a reason, a message class) are counted as `other`, so an unexpected value cannot grow a series.
 
 The counters and histograms are the process's own (a dispatcher's sends, its SMTP exchanges); the gauges are
@@ -22,6 +23,8 @@ from app.domain import limits
 # The only label names a metric may carry (tests/unit/test_metrics_labels.py holds every metric to it).
 ALLOWED_LABELS = frozenset({"campaign_id", "account_id", "outcome", "reason", "class"})
 OTHER = "other"
+# The campaign label of a job's executions: `job:<job id>` (see campaign_label).
+JOB_LABEL_PREFIX = "job:"
 
 # What happened to one email: the send stage's verdicts (a 5xx bounce is `bounced`, other failures `failed`),
 # and `skipped` for recipients a gate passed over for good (stop rules, suppressions).
@@ -57,6 +60,14 @@ WINDOW_WAIT_PREFIX = "waiting for the sending window"
 def waits_for_window(reason: str | None) -> bool:
     """True when a plan's wait is the campaign's sending window being closed (not an uncertain send's hold)."""
     return reason is not None and reason.startswith(WINDOW_WAIT_PREFIX)
+
+
+def campaign_label(campaign_id: object, job_id: object = None) -> str:
+    """The `campaign_id` label value of a campaign: `job:<job id>` for a job's execution, so a job running every
+    minute adds one series, not one per execution (each execution is a campaign of its own)."""
+    if job_id:
+        return f"{JOB_LABEL_PREFIX}{job_id}"
+    return "" if campaign_id is None else str(campaign_id)
 
 
 def known(value: str, allowed: Iterable[str]) -> str:

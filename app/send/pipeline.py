@@ -180,7 +180,7 @@ class Pipeline:
         assert plan is not None
         campaign_id = claim.campaign.id if claim.campaign else None
         log = get_logger(lead_id=str(lead_id), campaign_id=str(campaign_id))
-        _count_plan(plan, campaign_id)
+        _count_plan(plan, metrics.campaign_label(campaign_id, claim.campaign.job_id) if claim.campaign else None)
         if plan.action == planning.STOP and plan.skips:
             writes.append((claim, _stopped_after_skips(claim, plan, now)))
             log.info("worker.lead_stopped", reason=plan.reason)
@@ -210,10 +210,10 @@ class Pipeline:
             sends.append(SendItem(claim.position, ctx, claim.lease, plan.index, plan.avoid, tuple(skipped)))
 
 
-def _count_plan(plan: LeadPlan, campaign_id: str | None) -> None:
+def _count_plan(plan: LeadPlan, campaign_label: str | None) -> None:
     """The metrics of a plan: recipients skipped for good, and a wait for the sending window to open."""
     for _ in plan.skips:
-        metrics.current().email("skipped", campaign_id, None)
+        metrics.current().email("skipped", campaign_label, None)
     if plan.action == planning.WAIT and metrics.waits_for_window(plan.reason):
         metrics.current().refused(metrics.WINDOW_CLOSED)
 

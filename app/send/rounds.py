@@ -293,7 +293,8 @@ class Rounds:
 def _count(r: Ready, v: Verdict) -> None:
     """One email's outcome for the metrics: a hard bounce (5xx, suppressed) apart from other failures."""
     outcome = "bounced" if v.status == "failed" and v.suppress else v.status
-    metrics.current().email(outcome, r.item.ctx.campaign.id, r.reservation.account.id)
+    campaign = r.item.ctx.campaign
+    metrics.current().email(outcome, metrics.campaign_label(campaign.id, campaign.job_id), r.reservation.account.id)
 
 
 def _settlement(s: _Sent, now: datetime) -> Settlement:

@@ -15,14 +15,17 @@ from app.store import dispatchers, leases, schema
 from app.store.client import Database
 
 
-async def campaign_statuses(db: Database) -> tuple[list[str], int]:
-    """The ids of the active campaigns and how many are paused (one read of the campaigns' ids and statuses)."""
-    active: list[str] = []
+async def campaign_statuses(db: Database) -> tuple[dict[str, str | None], int]:
+    """The active campaigns, each id with its job's id (None for a sequence), and how many are paused: one read of
+    the campaigns' ids, statuses and jobs."""
+    active: dict[str, str | None] = {}
     paused = 0
-    cursor = db[schema.CAMPAIGNS].find({"status": {"$in": ["active", "paused"]}}, projection={"status": 1})
+    projection = {"status": 1, "job_id": 1}
+    cursor = db[schema.CAMPAIGNS].find({"status": {"$in": ["active", "paused"]}}, projection=projection)
     async for doc in cursor:
         if doc.get("status") == "active":
-            active.append(str(doc["_id"]))
+            job_id = doc.get("job_id")
+            active[str(doc["_id"])] = None if job_id is None else str(job_id)
         else:
             paused += 1
     return active, paused
