@@ -88,7 +88,7 @@ def seed_hourly(mongo_uri: str, db_name: str, port: int) -> dict[str, Any]:
 def test_three_dispatcher_processes_never_send_more_than_the_hourly_limits(
     mongo_uri, db_name, sync_db, mailbox, tmp_path
 ) -> None:
-    clear_of_the_hour_turn(75)
+    clear_of_the_hour_turn(115)
     ids = seed_hourly(mongo_uri, db_name, mailbox.port)
     allowed = {"hourly1@sender.example": 3, "hourly2@sender.example": 3, "capped@sender.example": 2}
     env = dispatcher_env(mongo_uri, db_name, tmp_path, LOG_LEVEL="INFO")
@@ -104,9 +104,10 @@ def test_three_dispatcher_processes_never_send_more_than_the_hourly_limits(
         reached = wait_until(lambda: len(mailbox.messages) >= sum(allowed.values()), timeout=50, interval=0.05)
         # Then the count must stay put for 2 s, and every lead left over must have been put off to the next hour:
         # a lead refused while part of the hour was still an open reservation looks again ~20 s later (the
-        # reservation could have been given back). At most 60 s in all.
+        # reservation could have been given back), and on a loaded machine it may be refused that way more than
+        # once. At most 100 s in all.
         stable_from, seen = time.monotonic(), len(mailbox.messages)
-        while time.monotonic() - t0 < 60:
+        while time.monotonic() - t0 < 100:
             time.sleep(0.1)
             if len(mailbox.messages) != seen:
                 stable_from, seen = time.monotonic(), len(mailbox.messages)
