@@ -45,15 +45,20 @@ def list_campaigns(
     status: str | None = typer.Option(
         None, "--status", help=f"Only campaigns in this status: {', '.join(CAMPAIGN_STATUSES)}."
     ),
+    jobs: bool = typer.Option(
+        False, "--jobs", help="Also list the campaign of each job execution (outbound job list shows the jobs)."
+    ),
 ) -> None:
     """List campaigns with their limits and lead counts ("due now" counts leads ready to send, even if paused).
+
+    Job executions (a campaign each) are left out unless --jobs is given.
 
     Example: outbound list-campaigns --status active
     """
     if status is not None and status not in CAMPAIGN_STATUSES:
         fail(f"--status {status!r} is not a campaign status: use one of {', '.join(CAMPAIGN_STATUSES)}", code=2)
-    now, skipped = now_utc(), Skipped()
-    rows = run_db(settings_of(ctx), lambda db: campaign_views.list_campaigns(db, status, now, skipped.add))
+    now, skipped, kind = now_utc(), Skipped(), "all" if jobs else "sequence"
+    rows = run_db(settings_of(ctx), lambda db: campaign_views.list_campaigns(db, status, now, skipped.add, kind))
 
     def render() -> None:
         columns = ["id", "name", "status", "sequence", "daily limit", "min wait (min)", "leads", "completed", "due now"]

@@ -61,6 +61,8 @@ class CampaignInfo:
     status: str
     paused_reason: str | None = None
     paused_at: datetime | None = None
+    job_id: str | None = None  # the campaign of a job's execution: its counts are shown under its job
+    job_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,26 @@ def _campaign_row(info: CampaignInfo, counts: Mapping[str, int], failed: int) ->
     return CampaignRow(info.campaign_id, info.name, info.status, failed=failed, **columns)
 
 
+def _by_job(infos: Sequence[CampaignInfo], rows: Sequence[CampaignRow]) -> list[CampaignRow]:
+    """Sequence campaigns row by row, and each job's executions (a campaign per run, up to 1,440 a day) summed
+    into one row, "Job: <name>", active when one of them is (else paused when one is)."""
+    out: list[CampaignRow] = []
+    jobs: dict[str, list[CampaignRow]] = {}
+    names: dict[str, str] = {}
+    for info, row in zip(infos, rows, strict=True):
+        if info.job_id is None:
+            out.append(row)
+            continue
+        jobs.setdefault(info.job_id, []).append(row)
+        names[info.job_id] = info.job_name or info.job_id
+    for job_id, group in jobs.items():
+        sums = {name: sum(getattr(r, name) for r in group) for name in COUNTED}
+        statuses = {r.status for r in group}
+        status = next((s for s in ("active", "paused") if s in statuses), group[0].status)
+        out.append(CampaignRow(f"job:{job_id}", f"Job: {names[job_id]}", status, **sums))
+    return out
+
+
 def _total(rows: Sequence[CampaignRow]) -> CampaignRow:
     sums = {name: sum(getattr(r, name) for r in rows) for name in COUNTED}
     return CampaignRow("", "all campaigns", "", **sums)
@@ -181,12 +203,13 @@ def account_notes(standing: AccountStanding) -> tuple[str, ...]:
 
 def build_report(inputs: ReportInputs, day: date, tz: str, now: datetime) -> DailyReport:
     """The report of `day` from what was read: every active or paused campaign and any other with counts on
-    the day (busiest first), the accounts that need a look, the oldest uncertain sends and paused campaigns."""
+    the day (busiest first; a job's executions as one row per job), the accounts that need a look, the oldest
+    uncertain sends and paused campaigns."""
     rows = [
         _campaign_row(c, inputs.activity_counts.get(c.campaign_id, {}), inputs.failures.get(c.campaign_id, 0))
         for c in inputs.campaigns
     ]
-    shown = [r for r in rows if r.status in ("active", "paused") or _has_counts(r)]
+    shown = [r for r in _by_job(inputs.campaigns, rows) if r.status in ("active", "paused") or _has_counts(r)]
     shown.sort(key=lambda r: (-r.sent, r.name, r.campaign_id))
     alerts = [
         AccountAlert(a.account_id, a.email, a.status, a.sent, a.limit, notes)

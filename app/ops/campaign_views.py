@@ -61,11 +61,23 @@ async def campaign_steps(db: Database, campaign: Campaign, on_invalid: OnInvalid
     ]
 
 
+# Which campaigns a list shows: sequences (the default), the campaigns of jobs' executions (`kind: "job"`, one
+# per run: a job running every minute makes 1,440 a day), or both.
+CAMPAIGN_KINDS = ("sequence", "job", "all")
+
+
+def kind_filter(kind: str) -> dict[str, Any]:
+    """The campaigns filter of a list's `kind` (one of CAMPAIGN_KINDS)."""
+    if kind == "sequence":
+        return {"kind": {"$ne": "job"}}
+    return {"kind": "job"} if kind == "job" else {}
+
+
 async def list_campaigns(
-    db: Database, status: str | None, now: datetime, on_invalid: OnInvalid
+    db: Database, status: str | None, now: datetime, on_invalid: OnInvalid, kind: str = "sequence"
 ) -> list[dict[str, Any]]:
-    """One row per valid campaign (optionally of one status), oldest first: limits and lead counts."""
-    flt = {"status": status} if status else {}
+    """One row per valid campaign of `kind` (optionally of one status), oldest first: limits and lead counts."""
+    flt = {**kind_filter(kind), **({"status": status} if status else {})}
     rows = []
     async for campaign in iter_valid(
         db[schema.CAMPAIGNS], flt, Campaign.from_doc, sort=[("created_at", 1)], on_invalid=on_invalid

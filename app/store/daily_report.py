@@ -85,7 +85,14 @@ async def _campaigns(db: Database, counted: Sequence[str]) -> list[CampaignInfo]
     """Active and paused campaigns, and any other the day's counts name (ids as ObjectIds or strings)."""
     ids = [v for raw in counted for v in id_values(raw)]
     flt = {"$or": [{"status": {"$in": ["active", "paused"]}}, {"_id": {"$in": ids}}]}
-    projection = {"name": 1, "status": 1, "paused_reason": 1, "paused_at": 1}
+    projection = {"name": 1, "status": 1, "paused_reason": 1, "paused_at": 1, "job_id": 1}
+    docs = await db[schema.CAMPAIGNS].find(flt, projection=projection).to_list()
+    job_ids = list({doc["job_id"] for doc in docs if doc.get("job_id") is not None})
+    # A job's executions are grouped under the job's own name (one read of the few jobs named).
+    job_names = {
+        str(job["_id"]): str(job.get("name") or job["_id"])
+        async for job in db[schema.JOBS].find({"_id": {"$in": job_ids}}, projection={"name": 1})
+    }
     return [
         CampaignInfo(
             campaign_id=str(doc["_id"]),
@@ -93,8 +100,10 @@ async def _campaigns(db: Database, counted: Sequence[str]) -> list[CampaignInfo]
             status=str(doc.get("status") or "-"),
             paused_reason=None if doc.get("paused_reason") is None else str(doc["paused_reason"]),
             paused_at=_utc(doc.get("paused_at")),
+            job_id=None if doc.get("job_id") is None else str(doc["job_id"]),
+            job_name=job_names.get(str(doc.get("job_id"))),
         )
-        async for doc in db[schema.CAMPAIGNS].find(flt, projection=projection)
+        for doc in docs
     ]
 
 

@@ -1,4 +1,5 @@
-"""A job's executions share one metrics label value, `job:<job id>`: a job running every minute adds one series."""
+"""Jobs in the aggregates: a job's executions share one metrics label value, `job:<job id>` (a job running every
+minute adds one series), and one row of the daily report, "Job: <name>"."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from bson import ObjectId
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.domain.daily_report import CampaignInfo, ReportInputs, build_report, render_text
 from app.domain.models import Campaign
 from app.jobs import documents
 from app.metrics.gauges import Readings, apply, backlog_by_label
@@ -80,3 +82,36 @@ def test_many_active_executions_of_one_job_make_one_backlog_series() -> None:
     families = text_string_to_metric_families(metrics.text().decode())
     (value,) = [s.value for f in families for s in f.samples if s.name == "outbound_due_backlog"]
     assert value == 500
+
+
+def test_the_daily_report_sums_a_jobs_executions_into_one_row_under_its_name() -> None:
+    job_id = str(ObjectId())
+    executions = [
+        CampaignInfo(
+            f"e{n}",
+            f"Digest (2026-12-01 {n // 60:02d}:{n % 60:02d} UTC)",
+            "completed",
+            job_id=job_id,
+            job_name="Digest",
+        )
+        for n in range(1440)
+    ]
+    running = CampaignInfo("e-now", "Digest (2026-12-02 00:00 UTC)", "active", job_id=job_id, job_name="Digest")
+    spring = CampaignInfo("spring", "Spring", "active")
+    inputs = ReportInputs(
+        campaigns=[spring, *executions, running],
+        activity_counts={"spring": {"sent": 3}, **{f"e{n}": {"sent": 1} for n in range(1440)}},
+        failures={"e7": 2},
+        accounts=[],
+        uncertain_total=0,
+        uncertain_oldest=[],
+    )
+    report = build_report(inputs, START.date(), "UTC", START)
+    rows = {r.campaign_id: r for r in report.campaigns}
+    assert set(rows) == {"spring", f"job:{job_id}"}
+    job_row = rows[f"job:{job_id}"]
+    assert (job_row.name, job_row.status, job_row.sent, job_row.failed) == ("Job: Digest", "active", 1440, 2)
+    assert report.totals.sent == 1443
+    text = render_text(report)
+    assert f"Job: Digest (job:{job_id})" in text
+    assert "Digest (2026-12-0" not in text  # no execution has a row of its own

@@ -27,14 +27,17 @@ def campaigns_router() -> APIRouter:
         request: Request,
         principal: Principal = VIEWER,
         status: str | None = Query(None, description=f"Only this status: {', '.join(CAMPAIGN_STATUSES)}."),
+        kind: str = Query("sequence", description="sequence (default), job (the campaigns of job executions) or all."),
         cursor: str | None = CURSOR_QUERY,
         limit: int = LIMIT_QUERY,
     ) -> models.CampaignPage:
-        """Campaigns with their limits and lead counts, by id."""
+        """Campaigns with their limits and lead counts, by id; job executions (a campaign each) only with `kind`."""
         if status is not None and status not in CAMPAIGN_STATUSES:
             raise HTTPException(422, f"status: {status!r} is not a campaign status: use {', '.join(CAMPAIGN_STATUSES)}")
+        if kind not in campaign_views.CAMPAIGN_KINDS:
+            raise HTTPException(422, f"kind: {kind!r} is not a kind: use {', '.join(campaign_views.CAMPAIGN_KINDS)}")
         now = datetime.now(UTC)
-        rows = await campaign_views.list_campaigns(request.app.state.db, status, now, log_invalid)
+        rows = await campaign_views.list_campaigns(request.app.state.db, status, now, log_invalid, kind)
         page, next_cursor = page_in_memory(rows, lambda r: str(r["id"]), cursor, limit)
         return models.CampaignPage(items=[models.CampaignSummary(**r) for r in page], next_cursor=next_cursor)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.ops.campaign_views import any_of
+from app.ops.campaign_views import any_of, kind_filter
 from app.store import schema
 from app.store.client import Database
 from app.store.documents import id_filter
@@ -46,7 +46,8 @@ async def campaign_ids(db: Database, limit: int) -> list[str]:
     Only the ids: each campaign's numbers come from `campaign_progress`, so counting its leads here as well
     (as `list-campaigns` does) would read them twice.
     """
-    found = db[schema.CAMPAIGNS].find({}, projection={"_id": 1}, sort=[("created_at", 1)], limit=limit)
+    flt = kind_filter("sequence")  # a job's executions are on /dashboard/jobs
+    found = db[schema.CAMPAIGNS].find(flt, projection={"_id": 1}, sort=[("created_at", 1)], limit=limit)
     return [str(doc["_id"]) async for doc in found]
 
 
@@ -61,9 +62,9 @@ class PausedCampaign:
 
 
 async def paused_campaigns(db: Database, limit: int = 100) -> list[PausedCampaign]:
-    """Paused campaigns, most recently paused first (at most `limit`)."""
+    """Paused campaigns (not jobs' executions: /dashboard/jobs shows those), most recently paused first."""
     found = db[schema.CAMPAIGNS].find(
-        {"status": "paused"},
+        {"status": "paused", **kind_filter("sequence")},
         projection={"name": 1, "paused_reason": 1, "paused_at": 1},
         sort=[("paused_at", -1)],
         limit=limit,
