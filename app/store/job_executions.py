@@ -25,6 +25,7 @@ from app.domain import ledger_states as lstate
 from app.domain.collections import ACTIVITIES, CAMPAIGN_LEADS, CAMPAIGNS, JOB_EXECUTIONS, SENDS, SEQUENCE_STEPS
 from app.store.client import Database
 from app.store.documents import Collection, get_doc
+from app.store.leases import EARLIEST
 from app.store.ledger import send_id
 
 __all__ = ["JOB_EXECUTIONS"]
@@ -94,6 +95,19 @@ async def get(coll: Collection, execution_id: object) -> dict[str, Any]:
 async def of_job(coll: Collection, job_id: ObjectId, limit: int) -> list[dict[str, Any]]:
     """The job's executions, newest scheduled first."""
     return await coll.find({"job_id": job_id}, sort=[("scheduled_for", -1), ("_id", -1)], limit=limit).to_list()
+
+
+async def of_job_before(
+    coll: Collection, job_id: ObjectId, before: datetime | None, limit: int
+) -> list[dict[str, Any]]:
+    """A page of the job's executions, newest scheduled first, scheduled before `before` (None: from the newest).
+
+    A job has one execution per scheduled time (the job_run index is unique), so that time alone marks a page's
+    end; the range is bounded on both sides on that index.
+    """
+    upper = {"$lt": before} if before is not None else {}
+    flt = {"job_id": job_id, "scheduled_for": {"$gte": EARLIEST, **upper}}
+    return await coll.find(flt, sort=[("scheduled_for", -1)], limit=limit).to_list()
 
 
 async def take_pending(coll: Collection, owner: str, now: datetime, lease_seconds: float) -> dict[str, Any] | None:

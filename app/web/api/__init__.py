@@ -1,4 +1,4 @@
-"""The JSON API under `/api/v1`: campaigns, leads, accounts, activities, sends, suppressions and imports.
+"""The JSON API under `/api/v1`: campaigns, leads, accounts, activities, sends, suppressions, imports and jobs.
 
 Every GET needs the viewer role, every action its own role (operator, admin for accounts) and is audited. The
 OpenAPI schema at `/api/v1/openapi.json` lists the `/api/v1` routes only (there are no Swagger or ReDoc pages:
@@ -17,6 +17,7 @@ from app.web.api.accounts import accounts_router
 from app.web.api.activities import activities_router
 from app.web.api.campaigns import campaigns_router
 from app.web.api.imports import imports_router
+from app.web.api.jobs import jobs_router
 from app.web.api.leads import leads_router
 from app.web.api.sends import sends_router
 from app.web.api.suppressions import suppressions_router
@@ -37,6 +38,7 @@ def api_router() -> APIRouter:
         activities_router(),
         sends_router(),
         suppressions_router(),
+        jobs_router(),
     ):
         router.include_router(sub)
     return router
