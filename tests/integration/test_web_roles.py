@@ -88,6 +88,11 @@ MINIMUM_ROLE: dict[str, str] = {
     "GET /dashboard/leads/{lead_id}": VIEWER,
     "GET /dashboard/uncertain": VIEWER,
     "POST /dashboard/uncertain/resolve": OPERATOR,
+    "GET /dashboard/jobs": VIEWER,
+    "GET /dashboard/jobs/{job_id}": VIEWER,
+    "POST /dashboard/jobs/{job_id}/pause": OPERATOR,
+    "POST /dashboard/jobs/{job_id}/resume": OPERATOR,
+    "POST /dashboard/jobs/{job_id}/run-now": OPERATOR,
 }
 
 # What a path parameter is replaced with: an id that names nothing (the guard runs before any lookup).
