@@ -211,3 +211,20 @@ def test_the_openapi_schema_documents_the_job_routes_and_their_counts(api: Api) 
     assert {"total", "sent", "failed", "skipped", "pending", "percentage"} <= set(counts)
     execution = schema_doc["components"]["schemas"]["JobExecution"]["properties"]
     assert {"failed_recipients", "started_at", "finished_at"} <= set(execution)
+
+
+def test_the_daily_report_counts_a_jobs_executions_in_one_row_under_the_jobs_name(
+    cli: Cli, sync_db: Any, mailbox: MailboxServer
+) -> None:
+    job_id = _sent_job(cli, sync_db, mailbox)
+    assert cli("job", "run-now", job_id).exit_code == 0  # a second execution of the same job
+    dispatch(cli, FAST_RETRIES)
+    dispatch(cli, FAST_RETRIES)
+    assert sync_db[schema.CAMPAIGNS].count_documents({"job_id": ObjectId(job_id)}) == 2
+    today = datetime.now(UTC).date().isoformat()
+    result = cli("report", "show", "--day", today, "--json", env={"OUTBOUND_REPORT_TIMEZONE": "UTC"})
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    rows = [r for r in report["campaigns"] if r["campaign_id"].startswith("job:")]
+    assert [(r["campaign_id"], r["name"], r["sent"]) for r in rows] == [(f"job:{job_id}", "Job: Announcement", 4)]
+    assert report["totals"]["sent"] == 4
