@@ -67,9 +67,13 @@ CAMPAIGN_KINDS = ("sequence", "job", "all")
 
 
 def kind_filter(kind: str) -> dict[str, Any]:
-    """The campaigns filter of a list's `kind` (one of CAMPAIGN_KINDS)."""
+    """The campaigns filter of a list's `kind` (one of CAMPAIGN_KINDS).
+
+    Sequences are matched by equality (no `kind`, or `sequence`) rather than `$ne: "job"`, so an index on `kind`
+    serves the list however many executions there are (a `$ne` reads every campaign).
+    """
     if kind == "sequence":
-        return {"kind": {"$ne": "job"}}
+        return {"kind": {"$in": [None, "sequence"]}}
     return {"kind": "job"} if kind == "job" else {}
 
 
