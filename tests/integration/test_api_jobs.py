@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
+from prometheus_client.parser import text_string_to_metric_families
 
+from app.metrics.registry import Metrics, install
 from app.store import schema
 from app.transport.mailbox import Fault, MailboxServer, background
 from tests.conftest import Cli
@@ -228,3 +230,33 @@ def test_the_daily_report_counts_a_jobs_executions_in_one_row_under_the_jobs_nam
     rows = [r for r in report["campaigns"] if r["campaign_id"].startswith("job:")]
     assert [(r["campaign_id"], r["name"], r["sent"]) for r in rows] == [(f"job:{job_id}", "Job: Announcement", 4)]
     assert report["totals"]["sent"] == 4
+
+
+def test_every_execution_of_a_job_is_counted_under_one_metrics_label_value(
+    cli: Cli, sync_db: Any, mailbox: MailboxServer
+) -> None:
+    """Through the real pipeline (`run-dispatcher --once` counts into this process's metrics): three executions
+    of one job, with sends, a failure and a suppressed recipient skipped, make one `campaign_id` value."""
+    fresh = Metrics()
+    previous = install(fresh)
+    try:
+        sync_db[schema.SUPPRESSIONS].insert_one({"value": "gone@a.example", "reason": "manual"})
+        seed(sync_db, mailbox.port)
+        recipients = ",".join((*SENT, FAILING, "gone@a.example"))
+        job_id = create(cli, "--recipients", recipients, "--max-retries", "0")
+        dispatch(cli, FAST_RETRIES)
+        for _ in range(2):
+            assert cli("job", "run-now", job_id).exit_code == 0
+            dispatch(cli, FAST_RETRIES)
+            dispatch(cli, FAST_RETRIES)
+    finally:
+        install(previous)
+    assert sync_db[schema.CAMPAIGNS].count_documents({"job_id": ObjectId(job_id)}) == 3
+    counted: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(fresh.text().decode()):
+        for sample in family.samples:
+            if sample.name == "outbound_emails_total":
+                key = (sample.labels["campaign_id"], sample.labels["outcome"])
+                counted[key] = counted.get(key, 0) + sample.value
+    label = f"job:{job_id}"
+    assert counted == {(label, "sent"): 6, (label, "failed"): 3, (label, "skipped"): 3}
