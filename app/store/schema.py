@@ -81,6 +81,10 @@ _FIXES = {
 }
 
 INDEXES: dict[str, list[IndexModel]] = {
+    # Lists of sequences leave out the (many) campaigns of job executions by an equality match on `kind`, and
+    # the paused/active reads (metrics, report, dashboard) go by `status`; neither may be sparse, since most
+    # campaigns have no `kind`.
+    CAMPAIGNS: [IndexModel([("kind", ASCENDING)], name="kind"), IndexModel([("status", ASCENDING)], name="status")],
     CAMPAIGN_LEADS: [
         # Due leads, oldest first: the dispatcher's main query.
         IndexModel([("progress.next_due_at", ASCENDING)], name="due"),
