@@ -101,19 +101,17 @@ class CampaignProgress:
 
 
 def _step_of_entry(key: str) -> int | None:
-    # "step_3_recipient_0" -> 3; anything else is not ours to count (STEP_ENTRY_PATTERN is the server's twin).
+    # "step_3_recipient_0" -> 3; anything else is not ours to count.
     parts = key.split("_")
     if len(parts) == 4 and parts[0] == "step" and parts[2] == "recipient" and parts[1].isdigit():
         return int(parts[1])
     return None
 
 
-# The keys `_step_of_entry` counts, for a server-side match (ASCII digits; group 1 is the step).
-STEP_ENTRY_PATTERN = r"^step_([0-9]+)_recipient_[^_]*$"
 # Addresses so plain that `normalize_email` always accepts them: ASCII dot-atoms under 65 characters, a domain
 # of letter-digit-hyphen labels ending in a letters-only top-level label, no "--" (punycode) and none of the
-# special-use top-level names. The server counts a lead whose addresses all match without reading it here;
-# any other lead is read and validated in Python, as before.
+# special-use top-level names. The server counts a lead whose addresses all match without sending it here;
+# a lead with any other address is read and validated in Python, as before.
 PLAIN_ADDRESS_PATTERN = (
     r"^(?=[^@]{1,64}@)(?=.{6,254}$)(?!.*@.*--)(?!.*\.(arpa|invalid|local|localhost|onion|test)$)"
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
@@ -122,9 +120,17 @@ PLAIN_ADDRESS_PATTERN = (
 
 
 def _steps_done(lead: Lead, step_count: int) -> int:
-    if lead.progress.completed:
-        return step_count
-    return min(max(lead.progress.current_step_order - 1, 0), step_count)
+    return _done_at(lead.progress.completed, lead.progress.current_step_order, step_count)
+
+
+def _done_at(completed: bool, step: int, step_count: int) -> int:
+    return step_count if completed else min(max(step - 1, 0), step_count)
+
+
+def entry_outcome(entry: Any) -> str | None:
+    """What a `processed_recipients` entry records: its status (seed 001's entries may carry none: a send);
+    None for an entry that is not an object."""
+    return str(entry.get("status", "sent")) if isinstance(entry, Mapping) else None
 
 
 @dataclass(frozen=True)
@@ -168,35 +174,54 @@ def tally_leads(leads: Iterable[Lead], step_count: int, now: datetime) -> Progre
             step = lead.progress.current_step_order
             at_step[step] = at_step.get(step, 0) + 1
         for key, entry in lead.progress.processed_recipients.items():
-            order = _step_of_entry(key)
-            outcome = entry.get("status", "sent") if isinstance(entry, Mapping) else None
+            order, outcome = _step_of_entry(key), entry_outcome(entry)
             if order is not None and outcome in PROCESSED_OUTCOMES:
-                outcomes[(order, str(outcome))] = outcomes.get((order, str(outcome)), 0) + 1
+                outcomes[(order, outcome)] = outcomes.get((order, outcome), 0) + 1
         done += _steps_done(lead, step_count)
         count += 1
     return ProgressTally(states, at_step, outcomes, done, count)
 
 
-def _whole(value: Any, what: str) -> int:
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"progress row {what}: expected a whole number >= 0, got {value!r}")
-    return value
+@dataclass(frozen=True)
+class ProgressRows:
+    """Leads grouped as the server groups them: how many per (state, current step), and how many recipients'
+    entries per (entry key, outcome), the outcome being None when the entry is not an object."""
+
+    leads: Mapping[tuple[str, int], int] = field(default_factory=dict)
+    entries: Mapping[tuple[str, str | None], int] = field(default_factory=dict)
+
+    def __sub__(self, other: ProgressRows) -> ProgressRows:
+        """These rows without `other`'s (leads the server grouped that are counted another way)."""
+        return ProgressRows(_minus(self.leads, other.leads), _minus(self.entries, other.entries))
 
 
-def tally_from_rows(row: Mapping[str, Any]) -> ProgressTally:
-    """The tally from the server's grouped rows: `states` [{_id: state, n}], `at_step` [{_id: step, n}],
-    `outcomes` [{_id: {step, outcome}, n}] and `totals` [{steps_done, leads}] (absent when no lead matched)."""
-    states = {str(r["_id"]): _whole(r["n"], "states") for r in row.get("states", [])}
-    at_step = {_whole(r["_id"], "step"): _whole(r["n"], "at_step") for r in row.get("at_step", [])}
+def _minus(a: Mapping[K, int], b: Mapping[K, int]) -> dict[K, int]:
+    out = dict(a)
+    for key, n in b.items():
+        left = out.get(key, 0) - n
+        if left < 0:
+            raise ValueError(f"progress rows: {key!r} has {out.get(key, 0)}, cannot take away {n}")
+        out[key] = left
+    return {key: n for key, n in out.items() if n}
+
+
+def tally_from_rows(rows: ProgressRows, step_count: int) -> ProgressTally:
+    """The tally of grouped leads, by the rules `tally_leads` applies to leads one by one."""
+    states: dict[str, int] = {}
+    at_step: dict[int, int] = {}
+    done = count = 0
+    for (state, step), n in rows.leads.items():
+        states[state] = states.get(state, 0) + n
+        if state != COMPLETED:
+            at_step[step] = at_step.get(step, 0) + n
+        done += n * _done_at(state == COMPLETED, step, step_count)
+        count += n
     outcomes: dict[tuple[int, str], int] = {}
-    for r in row.get("outcomes", []):
-        key = (_whole(r["_id"]["step"], "step"), str(r["_id"]["outcome"]))
-        outcomes[key] = outcomes.get(key, 0) + _whole(r["n"], "outcomes")
-    totals = (row.get("totals") or [{}])[0]
-    done, leads = _whole(totals.get("steps_done", 0), "steps_done"), _whole(totals.get("leads", 0), "leads")
-    return ProgressTally(states, at_step, outcomes, done, leads)
+    for (key, outcome), n in rows.entries.items():
+        order = _step_of_entry(key)
+        if order is not None and outcome in PROCESSED_OUTCOMES:
+            outcomes[(order, outcome)] = outcomes.get((order, outcome), 0) + n
+    return ProgressTally(states, at_step, outcomes, done, count)
 
 
 def progress_of(tally: ProgressTally, step_orders: Sequence[int]) -> CampaignProgress:

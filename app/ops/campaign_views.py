@@ -203,17 +203,19 @@ async def lead_progress(
 ) -> reports.CampaignProgress:
     """`reports.campaign_progress` over the campaign's valid leads, counted on the server.
 
-    The plain leads (nearly all) are grouped by the database; the others are read and validated here: those
-    `Lead.from_doc` accepts are added to the tally, the malformed ones go to `on_invalid` and are not counted.
+    Leads whose counted fields are well formed (nearly all) are grouped by the database; the others are read and
+    validated here: those `Lead.from_doc` accepts are added to the tally, the malformed ones go to `on_invalid`
+    and are not counted. A lead malformed only in a field progress does not read (a recipient's `last_step`, a
+    lease owner) is counted where its progress puts it; the commands that read it whole report it.
     """
-    scope = campaign_ref(campaign_id)
-    tally = reports.tally_from_rows(await progress_reads.plain_progress(db, scope, len(step_orders), now))
+    rows, suspects = await progress_reads.grouped_progress(db, campaign_ref(campaign_id), now)
     valid: list[Lead] = []
-    async for doc in progress_reads.suspect_leads(db, scope):
+    for doc in suspects:
         try:
             valid.append(Lead.from_doc(doc))
         except InvalidDocument as exc:
             on_invalid(exc)
+    tally = reports.tally_from_rows(rows - progress_reads.rows_of_docs(suspects, now), len(step_orders))
     return reports.progress_of(tally + reports.tally_leads(valid, len(step_orders), now), step_orders)
 
 

@@ -1,36 +1,32 @@
-"""Campaign progress and lead states counted on the server: one grouped read over a campaign's leads.
+"""Campaign progress and lead states counted on the server: grouped reads over a campaign's leads.
 
 The dashboard polls these numbers, and a campaign may hold millions of leads, so no lead is sent here to be
-parsed. Counting on the server needs the counted fields to be well formed; the pipeline checks that per lead
-(`plain_lead`: the types `Lead.from_doc` insists on, and addresses simple enough that they are always valid).
-Leads that fail the check are few, if any: `suspect_leads` streams them to be validated in Python, so a lead
-the pure path would accept is still counted and a malformed one is still reported, with its field.
+parsed. In one pass the server groups every lead by state and current step, and the recipients' entries by key
+and status; the pure rules (which keys are ours, what an entry without a status means) apply to those few rows
+in `reports.tally_from_rows`. The same pass returns the suspect leads (`suspect_filter`: a field the counts
+read may be malformed); the caller takes their rows away (`rows_of_docs`, this module's twin of the grouping),
+validates them and counts those `Lead.from_doc` accepts one by one, so a malformed lead is still reported with
+its field and counted nowhere. SecantusDB evaluates every condition per lead in Python, so the pass avoids
+per-lead expressions where a grouped row can carry the value instead.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from datetime import datetime
+from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from app.domain.campaigns import RECIPIENT_STATUSES
-from app.domain.reports import (
-    COMPLETED,
-    DUE,
-    IN_PROGRESS,
-    PLAIN_ADDRESS_PATTERN,
-    PROCESSED_OUTCOMES,
-    STEP_ENTRY_PATTERN,
-    STOPPED,
-    WAITING,
-)
+from app.domain import reports
+from app.domain.reports import COMPLETED, DUE, IN_PROGRESS, PLAIN_ADDRESS_PATTERN, STOPPED, WAITING
 from app.store import schema
 from app.store.client import Database
 
-PROGRESS = "$progress"
 LEASE_UNTIL = "$progress.lease_until"
 NEXT_DUE_AT = "$progress.next_due_at"
 CURRENT_STEP = "$progress.current_step_order"
+PROCESSED = "$progress.processed_recipients"
+# Suspect leads returned by the grouping pass itself; beyond this many they are read in a second pass.
+MAX_SUSPECTS = 1000
 
 
 def _type_in(path: str, *types: str) -> dict[str, Any]:
@@ -60,113 +56,145 @@ def lead_state(now: datetime) -> dict[str, Any]:
     }
 
 
-def _plain_recipient(var: str) -> dict[str, Any]:
-    email = f"{var}.email"
-    plain_email = {
-        "$cond": [_is(email, "string"), {"$regexMatch": {"input": email, "regex": PLAIN_ADDRESS_PATTERN}}, False]
-    }
+def _present_but_not(field: str, *types: str) -> dict[str, Any]:
+    return {field: {"$exists": True, "$not": {"$type": ["null", *types]}}}
+
+
+def suspect_filter() -> dict[str, Any]:
+    """Leads whose counted fields may be malformed: `progress` and the fields of it the counts read of another
+    type than `Lead.from_doc` accepts, a step below 1, and no recipients or one whose address is not plain."""
+    progress = [
+        ("progress", "object"),
+        ("progress.completed", "bool"),
+        ("progress.stopped", "bool"),
+        ("progress.next_due_at", "date"),
+        ("progress.lease_until", "date"),
+        ("progress.current_step_order", "int", "long"),
+        ("progress.processed_recipients", "object"),
+    ]
     return {
-        "$cond": [
-            _is(var, "object"),
-            {
-                "$and": [
-                    plain_email,
-                    {"$or": [_type_in(f"{var}.status"), {"$in": [f"{var}.status", [*RECIPIENT_STATUSES, ""]]}]},
-                    _type_in(f"{var}.last_contacted_at", "date"),
-                    _type_in(f"{var}.last_step", "int", "long"),
-                ]
-            },
-            False,
+        "$or": [
+            *(_present_but_not(field, *types) for field, *types in progress),
+            {"progress.current_step_order": {"$lt": 1}},
+            # A query's type test looks inside a list: a list of entries would pass for an object.
+            {"progress.processed_recipients": {"$type": "array"}},
+            {"lead_data": {"$not": {"$type": "array"}}},
+            {"lead_data": {"$size": 0}},
+            {"lead_data": {"$elemMatch": {"email": {"$not": {"$regex": PLAIN_ADDRESS_PATTERN}}}}},
         ]
     }
 
 
-def plain_lead() -> dict[str, Any]:
-    """True for a lead `Lead.from_doc` surely accepts, judged by field types and plain addresses alone."""
-    recipients = {"$map": {"input": "$lead_data", "as": "r", "in": _plain_recipient("$$r")}}
-    step = {
-        "$or": [_type_in(CURRENT_STEP), {"$and": [_type_in(CURRENT_STEP, "int", "long"), {"$gte": [CURRENT_STEP, 1]}]}]
-    }
-    fields = [
-        _type_in(PROGRESS, "object"),
-        _type_in("$lead_key", "string", "objectId"),
-        *(_type_in(f"$progress.{name}", "object") for name in ("processed_recipients", "retries")),
-        *(_type_in(f"$progress.{name}", "bool") for name in ("stopped", "completed")),
-        *(_type_in(f"$progress.{name}", "date") for name in ("last_sent_at", "next_due_at", "lease_until")),
-        *(
-            _type_in(f"$progress.{n}", "string")
-            for n in ("lease_owner", "lease_token", "stopped_reason", "stop_reason")
-        ),
-        step,
-    ]
-    has_recipients = {"$cond": [{"$isArray": "$lead_data"}, {"$gt": [{"$size": "$lead_data"}, 0]}, False]}
-    all_plain = {"$cond": [has_recipients, {"$allElementsTrue": [recipients]}, False]}
-    return {"$and": [*fields, all_plain]}
-
-
-def _outcomes() -> dict[str, Any]:
-    """The lead's processed recipients as [{step, outcome}], only those `reports.tally_leads` counts."""
-    entry = "$$e.v"
-    has_status = {"$in": ["status", {"$map": {"input": {"$objectToArray": entry}, "as": "f", "in": "$$f.k"}}]}
-    # Seed 001's entries may carry no status: such an entry records a send.
-    outcome = {"$cond": [_is(entry, "object"), {"$cond": [has_status, f"{entry}.status", "sent"]}, None]}
-    match = {"$regexFind": {"input": "$$e.k", "regex": STEP_ENTRY_PATTERN}}
-    step = {"$cond": [{"$eq": ["$$m", None]}, None, {"$toInt": {"$arrayElemAt": ["$$m.captures", 0]}}]}
-    pairs = {
-        "$map": {
-            "input": {"$objectToArray": {"$ifNull": ["$progress.processed_recipients", {}]}},
-            "as": "e",
-            "in": {"$let": {"vars": {"m": match}, "in": {"step": step, "outcome": outcome}}},
-        }
-    }
-    counted = {"$and": [{"$ne": ["$$p.step", None]}, {"$in": ["$$p.outcome", list(PROCESSED_OUTCOMES)]}]}
-    return {"$filter": {"input": pairs, "as": "p", "cond": counted}}
-
-
-def _steps_done(step_count: int) -> dict[str, Any]:
-    """The twin of `reports._steps_done`: every step of a completed lead, else the steps before its current one."""
-    before = {"$max": [{"$subtract": [{"$ifNull": [CURRENT_STEP, 1]}, 1]}, 0]}
-    return {"$cond": [{"$eq": ["$progress.completed", True]}, step_count, {"$min": [before, step_count]}]}
-
-
-def progress_pipeline(scope: Mapping[str, Any], step_count: int, now: datetime) -> list[dict[str, Any]]:
-    """Group the plain leads matching `scope` into the rows `reports.tally_from_rows` reads."""
-    per_lead = {
-        "_id": 0,
-        "state": lead_state(now),
-        "step": {"$ifNull": [CURRENT_STEP, 1]},
-        "done": _steps_done(step_count),
-        "outcomes": _outcomes(),
-    }
+def progress_pipeline(scope: Mapping[str, Any], now: datetime) -> list[dict[str, Any]]:
+    """One pass over the leads matching `scope`: `leads` grouped by state and current step, `entries` (of every
+    lead's `processed_recipients`) grouped by key, status (absent when the entry has none) and type, and
+    `suspects`, the first MAX_SUSPECTS leads of `suspect_filter`, whole."""
+    entries = {"$cond": [_is(PROCESSED, "object"), {"$objectToArray": PROCESSED}, []]}
+    entry_key = {"key": "$e.k", "status": "$e.v.status", "type": {"$type": "$e.v"}}
     return [
         {"$match": dict(scope)},
-        {"$match": {"$expr": plain_lead()}},
-        {"$project": per_lead},
         {
             "$facet": {
-                "states": [{"$group": {"_id": "$state", "n": {"$sum": 1}}}],
-                "at_step": [{"$match": {"state": {"$ne": COMPLETED}}}, {"$group": {"_id": "$step", "n": {"$sum": 1}}}],
-                "outcomes": [
-                    {"$unwind": "$outcomes"},
-                    {"$group": {"_id": {"step": "$outcomes.step", "outcome": "$outcomes.outcome"}, "n": {"$sum": 1}}},
+                "leads": [{"$group": {"_id": {"state": lead_state(now), "step": CURRENT_STEP}, "n": {"$sum": 1}}}],
+                "entries": [
+                    {"$project": {"_id": 0, "e": entries}},
+                    {"$unwind": "$e"},
+                    {"$group": {"_id": entry_key, "n": {"$sum": 1}}},
                 ],
-                "totals": [{"$group": {"_id": None, "steps_done": {"$sum": "$done"}, "leads": {"$sum": 1}}}],
+                "suspects": [{"$match": suspect_filter()}, {"$limit": MAX_SUSPECTS}],
             }
         },
     ]
 
 
-async def plain_progress(db: Database, scope: Mapping[str, Any], step_count: int, now: datetime) -> dict[str, Any]:
-    """The grouped rows of the plain leads matching `scope` (see `progress_pipeline`)."""
-    cursor = await db[schema.CAMPAIGN_LEADS].aggregate(progress_pipeline(scope, step_count, now))
-    rows = [row async for row in cursor]
-    return rows[0] if rows else {}
+def _count(value: Any) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"progress rows: expected a whole number >= 0, got {value!r}")
+    return value
+
+
+def _step(value: Any) -> int:
+    """The current step as grouped: a whole number, else (absent, or malformed) the first."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 1
+
+
+def _status_outcome(group: Mapping[str, Any]) -> str | None:
+    """`reports.entry_outcome` of an entry the server grouped as {status (absent when none), type}."""
+    if group.get("type") != "object":
+        return None
+    return str(group["status"]) if "status" in group else "sent"
+
+
+def rows_of_groups(result: Mapping[str, Any]) -> reports.ProgressRows:
+    """The server's grouped rows (`leads` and `entries` of `progress_pipeline`) as `reports.ProgressRows`."""
+    leads: dict[tuple[str, int], int] = {}
+    for row in result.get("leads", []):
+        lead_key = (str(row["_id"]["state"]), _step(row["_id"].get("step")))
+        leads[lead_key] = leads.get(lead_key, 0) + _count(row["n"])
+    entries: dict[tuple[str, str | None], int] = {}
+    for row in result.get("entries", []):
+        entry_key = (str(row["_id"].get("key")), _status_outcome(row["_id"]))
+        entries[entry_key] = entries.get(entry_key, 0) + _count(row["n"])
+    return reports.ProgressRows(leads, entries)
+
+
+def _when(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def grouped_state(progress: Mapping[str, Any], now: datetime) -> str:
+    """`lead_state(now)` evaluated here, for a lead document's `progress` (an empty one when not an object)."""
+    lease, due = progress.get("lease_until"), _when(progress.get("next_due_at"))
+    if progress.get("completed") is True:
+        return COMPLETED
+    if progress.get("stopped") is True:
+        return STOPPED
+    if (until := _when(lease)) is not None and until > now:
+        return IN_PROGRESS
+    if due is not None and due <= now and (lease is None or isinstance(lease, datetime)):
+        return DUE
+    return WAITING
+
+
+def rows_of_docs(docs: Sequence[Mapping[str, Any]], now: datetime) -> reports.ProgressRows:
+    """The rows the server grouped for these lead documents (the suspects, to be counted another way)."""
+    leads: dict[tuple[str, int], int] = {}
+    entries: dict[tuple[str, str | None], int] = {}
+    for doc in docs:
+        raw = doc.get("progress")
+        progress = raw if isinstance(raw, Mapping) else {}
+        lead_key = (grouped_state(progress, now), _step(progress.get("current_step_order")))
+        leads[lead_key] = leads.get(lead_key, 0) + 1
+        processed = progress.get("processed_recipients")
+        for key, entry in processed.items() if isinstance(processed, Mapping) else ():
+            entry_key = (str(key), reports.entry_outcome(entry))
+            entries[entry_key] = entries.get(entry_key, 0) + 1
+    return reports.ProgressRows(leads, entries)
+
+
+async def grouped_progress(
+    db: Database, scope: Mapping[str, Any], now: datetime
+) -> tuple[reports.ProgressRows, list[dict[str, Any]]]:
+    """Every lead matching `scope` grouped (see `progress_pipeline`), and the suspect leads among them, whole:
+    the first MAX_SUSPECTS from the same pass, or all of them in a second read when there are more."""
+    cursor = await db[schema.CAMPAIGN_LEADS].aggregate(progress_pipeline(scope, now))
+    found = [row async for row in cursor]
+    result = found[0] if found else {}
+    suspects = list(result.get("suspects", []))
+    if len(suspects) >= MAX_SUSPECTS:
+        suspects = [doc async for doc in suspect_leads(db, scope)]
+    return rows_of_groups(result), suspects
 
 
 async def suspect_leads(db: Database, scope: Mapping[str, Any]) -> AsyncIterator[dict[str, Any]]:
-    """The leads matching `scope` that `plain_progress` left out, whole, to be validated and counted in Python."""
-    flt = {"$and": [dict(scope), {"$expr": {"$not": [plain_lead()]}}]}
-    async for doc in db[schema.CAMPAIGN_LEADS].find(flt):
+    """The leads matching `scope` that `suspect_filter` finds, whole, to be validated and counted in Python."""
+    async for doc in db[schema.CAMPAIGN_LEADS].find({"$and": [dict(scope), suspect_filter()]}):
         yield doc
 
 

@@ -81,8 +81,8 @@ def valid_suspects() -> list[dict[str, Any]]:
         _lead("Renée@Müller.example", current_step_order=2),
         _lead("  padded@mail.example.com ", completed=True),
         _lead(current_step_order=2.0, next_due_at=NOW - timedelta(minutes=1)),
-        _lead(lease_owner=ObjectId(), lease_until=NOW + timedelta(minutes=1)),
-        _lead(stopped=True, stopped_reason=ObjectId()),
+        _lead("ann@xn--mller-kva.example", lease_until=NOW + timedelta(minutes=1)),
+        _lead("Ünal@mail.example.com", stopped=True),
     ]
 
 
@@ -95,13 +95,13 @@ def malformed() -> dict[str, dict[str, Any]]:
         "progress.next_due_at": _lead(next_due_at="2026-03-01"),
         "progress.current_step_order": _lead(current_step_order=0),
         "progress.processed_recipients": _lead(processed_recipients=[{"status": "sent"}]),
-        "lead_data.0.status": {"campaign_id": CID, "lead_data": [{"email": "z@mail.example.com", "status": "weird"}]},
         "progress": {"campaign_id": CID, "lead_data": [{"email": "w@mail.example.com"}], "progress": "started"},
     }
 
 
 async def _seed(db: Database) -> list[dict[str, Any]]:
     docs = _plain_leads(random.Random(11), 300) + valid_suspects() + list(malformed().values())
+    docs += [_lead(lease_owner=ObjectId(), lease_until=NOW), _lead(stopped=True, stopped_reason=ObjectId())]
     docs.append(_lead("q@b.test"))  # a special-use domain: email_validator refuses it
     docs.append(
         {"campaign_id": CID, "lead_data": [{"email": "y@mail.example.com", "status": "replied", "last_step": 1}]}
@@ -141,11 +141,26 @@ async def test_grouped_progress_equals_the_pure_progress_of_the_valid_leads(db: 
 async def test_the_server_counts_plain_leads_and_hands_only_the_others_to_python(db: Database) -> None:
     docs = await _seed(db)
 
-    suspects = [doc async for doc in progress_reads.suspect_leads(db, campaign_views.campaign_ref(CID))]
+    rows, suspects = await progress_reads.grouped_progress(db, campaign_views.campaign_ref(CID), NOW)
 
     assert len(suspects) == len(valid_suspects()) + len(malformed()) + 1
-    rows = await progress_reads.plain_progress(db, campaign_views.campaign_ref(CID), len(STEPS), NOW)
-    assert reports.tally_from_rows(rows).leads == len(docs) - len(suspects)
+    streamed = progress_reads.suspect_leads(db, campaign_views.campaign_ref(CID))
+    assert sorted([doc["_id"] async for doc in streamed]) == sorted(doc["_id"] for doc in suspects)
+    plain = rows - progress_reads.rows_of_docs(suspects, NOW)
+    assert reports.tally_from_rows(plain, len(STEPS)).leads == len(docs) - len(suspects)
+
+
+async def test_a_lead_malformed_only_where_progress_does_not_read_is_counted_by_its_progress(db: Database) -> None:
+    recipient = {"email": "z@mail.example.com", "status": "weird", "last_step": "2"}
+    await db[schema.CAMPAIGN_LEADS].insert_many(
+        [_lead(current_step_order=2), {"campaign_id": CID, "lead_data": [recipient], "progress": {"retries": 3}}]
+    )
+    problems: list[InvalidDocument] = []
+
+    progress = await campaign_views.lead_progress(db, CID, STEPS, NOW, problems.append)
+
+    assert (progress.counts.total, progress.counts.waiting, problems) == (2, 2, [])
+    assert [s.leads_at_step for s in progress.steps] == [1, 1, 0]
 
 
 async def test_grouped_progress_of_a_campaign_without_leads_or_steps_is_empty(db: Database) -> None:
