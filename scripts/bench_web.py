@@ -128,6 +128,7 @@ def _follow_ups(rng: random.Random, lead: dict[str, Any], now: datetime) -> tupl
         account = f"a{rng.randrange(ACCOUNTS)}"
         sends.append({"_id": f"{lead['_id']}:{step}:0", "lead_id": lead["_id"], "step_order": step, "state": state})
         sends[-1].update(recipient_index=0, campaign_id=lead["campaign_id"], account_id=account, created_at=at)
+        sends[-1]["message_id"] = f"<{lead['_id']}.{step}@mail.example.com>"
         kind = "sent" if state == "sent" else "failed" if state == "failed" else "uncertain"
         act = {"campaign_id": lead["campaign_id"], "lead_id": lead["_id"], "type": kind, "step_order": step}
         act.update(account_id=account, created_at=at, variant=rng.choice(["a", "b"]))
