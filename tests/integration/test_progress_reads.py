@@ -12,6 +12,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from bson import ObjectId
 
 from app.domain import reports
@@ -148,6 +149,20 @@ async def test_the_server_counts_plain_leads_and_hands_only_the_others_to_python
     assert sorted([doc["_id"] async for doc in streamed]) == sorted(doc["_id"] for doc in suspects)
     plain = rows - progress_reads.rows_of_docs(suspects, NOW)
     assert reports.tally_from_rows(plain, len(STEPS)).leads == len(docs) - len(suspects)
+
+
+async def test_more_suspects_than_one_pass_returns_are_all_read_in_a_second(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = await _seed(db)
+    monkeypatch.setattr(progress_reads, "MAX_SUSPECTS", 3)
+    problems: list[InvalidDocument] = []
+
+    grouped = await campaign_views.lead_progress(db, CID, STEPS, NOW, problems.append)
+
+    expected, invalid = _pure(docs)
+    assert grouped == expected
+    assert {str(p.doc_id) for p in problems} == set(invalid)
 
 
 async def test_a_lead_malformed_only_where_progress_does_not_read_is_counted_by_its_progress(db: Database) -> None:
