@@ -203,10 +203,10 @@ async def lead_progress(
 ) -> reports.CampaignProgress:
     """`reports.campaign_progress` over the campaign's valid leads, counted on the server.
 
-    Leads whose counted fields are well formed (nearly all) are grouped by the database; the others are read and
-    validated here: those `Lead.from_doc` accepts are added to the tally, the malformed ones go to `on_invalid`
-    and are not counted. A lead malformed only in a field progress does not read (a recipient's `last_step`, a
-    lease owner) is counted where its progress puts it; the commands that read it whole report it.
+    Every lead is grouped by the database; the suspect ones (a field of another type than `Lead.from_doc`
+    accepts, or an address that is not plain) come back whole from the same pass, their rows are taken away,
+    and they are validated here: those `Lead.from_doc` accepts are counted one by one, the malformed ones go to
+    `on_invalid` and are counted nowhere, as when every lead was read here.
     """
     rows, suspects = await progress_reads.grouped_progress(db, campaign_ref(campaign_id), now)
     valid: list[Lead] = []

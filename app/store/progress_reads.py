@@ -3,11 +3,11 @@
 The dashboard polls these numbers, and a campaign may hold millions of leads, so no lead is sent here to be
 parsed. In one pass the server groups every lead by state and current step, and the recipients' entries by key
 and status; the pure rules (which keys are ours, what an entry without a status means) apply to those few rows
-in `reports.tally_from_rows`. The same pass returns the suspect leads (`suspect_filter`: a field the counts
-read may be malformed); the caller takes their rows away (`rows_of_docs`, this module's twin of the grouping),
-validates them and counts those `Lead.from_doc` accepts one by one, so a malformed lead is still reported with
-its field and counted nowhere. SecantusDB evaluates every condition per lead in Python, so the pass avoids
-per-lead expressions where a grouped row can carry the value instead.
+in `reports.tally_from_rows`. The same pass returns the suspect leads (`suspect_filter`: those a schema of what
+`Lead.from_doc` surely accepts does not describe); the caller takes their rows away (`rows_of_docs` is this
+module's twin of the grouping), validates them and counts those `Lead.from_doc` accepts one by one, so a
+malformed lead is still reported with its field and counted nowhere. SecantusDB evaluates every condition per
+lead in Python, so the pass avoids per-lead expressions where a grouped row can carry the value instead.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.domain import reports
+from app.domain.campaigns import RECIPIENT_STATUSES
 from app.domain.reports import COMPLETED, DUE, IN_PROGRESS, PLAIN_ADDRESS_PATTERN, STOPPED, WAITING
 from app.store import schema
 from app.store.client import Database
@@ -56,33 +57,47 @@ def lead_state(now: datetime) -> dict[str, Any]:
     }
 
 
-def _present_but_not(field: str, *types: str) -> dict[str, Any]:
-    return {field: {"$exists": True, "$not": {"$type": ["null", *types]}}}
+def _maybe(*types: str) -> dict[str, Any]:
+    return {"bsonType": [*types, "null"]}
+
+
+def plain_lead_schema() -> dict[str, Any]:
+    """The lead documents `Lead.from_doc` surely accepts, as a `$jsonSchema`: the types it insists on, a step
+    of at least 1, and at least one recipient, each with a plain address (`reports.PLAIN_ADDRESS_PATTERN`).
+
+    One schema, not a condition per field: the server checks a document against it in one walk, and a type
+    in a schema is the value's own (a query's type test would look inside a list)."""
+    recipient = {
+        "bsonType": "object",
+        "required": ["email"],
+        "properties": {
+            "email": {"bsonType": "string", "pattern": PLAIN_ADDRESS_PATTERN},
+            "status": {"enum": [*RECIPIENT_STATUSES, "", None]},
+            "last_contacted_at": _maybe("date"),
+            "last_step": _maybe("int", "long"),
+        },
+    }
+    progress = {
+        "completed": _maybe("bool"),
+        "stopped": _maybe("bool"),
+        "current_step_order": {**_maybe("int", "long"), "minimum": 1},
+        **{name: _maybe("date") for name in ("last_sent_at", "next_due_at", "lease_until")},
+        **{name: _maybe("object") for name in ("processed_recipients", "retries")},
+        **{name: _maybe("string") for name in ("lease_owner", "lease_token", "stopped_reason", "stop_reason")},
+    }
+    return {
+        "required": ["lead_data"],
+        "properties": {
+            "lead_key": _maybe("string", "objectId"),
+            "lead_data": {"bsonType": "array", "minItems": 1, "items": recipient},
+            "progress": {**_maybe("object"), "properties": progress},
+        },
+    }
 
 
 def suspect_filter() -> dict[str, Any]:
-    """Leads whose counted fields may be malformed: `progress` and the fields of it the counts read of another
-    type than `Lead.from_doc` accepts, a step below 1, and no recipients or one whose address is not plain."""
-    progress = [
-        ("progress", "object"),
-        ("progress.completed", "bool"),
-        ("progress.stopped", "bool"),
-        ("progress.next_due_at", "date"),
-        ("progress.lease_until", "date"),
-        ("progress.current_step_order", "int", "long"),
-        ("progress.processed_recipients", "object"),
-    ]
-    return {
-        "$or": [
-            *(_present_but_not(field, *types) for field, *types in progress),
-            {"progress.current_step_order": {"$lt": 1}},
-            # A query's type test looks inside a list: a list of entries would pass for an object.
-            {"progress.processed_recipients": {"$type": "array"}},
-            {"lead_data": {"$not": {"$type": "array"}}},
-            {"lead_data": {"$size": 0}},
-            {"lead_data": {"$elemMatch": {"email": {"$not": {"$regex": PLAIN_ADDRESS_PATTERN}}}}},
-        ]
-    }
+    """Leads that may be malformed: those `plain_lead_schema` does not describe."""
+    return {"$nor": [{"$jsonSchema": plain_lead_schema()}]}
 
 
 def progress_pipeline(scope: Mapping[str, Any], now: datetime) -> list[dict[str, Any]]:

@@ -84,6 +84,8 @@ def valid_suspects() -> list[dict[str, Any]]:
         _lead(current_step_order=2.0, next_due_at=NOW - timedelta(minutes=1)),
         _lead("ann@xn--mller-kva.example", lease_until=NOW + timedelta(minutes=1)),
         _lead("Ünal@mail.example.com", stopped=True),
+        _lead(lease_owner=ObjectId(), lease_until=NOW),  # an id where a string is expected: accepted
+        _lead(stopped=True, stopped_reason=ObjectId()),
     ]
 
 
@@ -102,7 +104,6 @@ def malformed() -> dict[str, dict[str, Any]]:
 
 async def _seed(db: Database) -> list[dict[str, Any]]:
     docs = _plain_leads(random.Random(11), 300) + valid_suspects() + list(malformed().values())
-    docs += [_lead(lease_owner=ObjectId(), lease_until=NOW), _lead(stopped=True, stopped_reason=ObjectId())]
     docs.append(_lead("q@b.test"))  # a special-use domain: email_validator refuses it
     docs.append(
         {"campaign_id": CID, "lead_data": [{"email": "y@mail.example.com", "status": "replied", "last_step": 1}]}
@@ -165,17 +166,25 @@ async def test_more_suspects_than_one_pass_returns_are_all_read_in_a_second(
     assert {str(p.doc_id) for p in problems} == set(invalid)
 
 
-async def test_a_lead_malformed_only_where_progress_does_not_read_is_counted_by_its_progress(db: Database) -> None:
-    recipient = {"email": "z@mail.example.com", "status": "weird", "last_step": "2"}
+async def test_a_lead_malformed_in_a_field_progress_does_not_count_is_still_reported_and_left_out(
+    db: Database,
+) -> None:
+    recipient = {"email": "z@mail.example.com", "status": "weird"}
     await db[schema.CAMPAIGN_LEADS].insert_many(
-        [_lead(current_step_order=2), {"campaign_id": CID, "lead_data": [recipient], "progress": {"retries": 3}}]
+        [
+            _lead(current_step_order=2),
+            {"campaign_id": CID, "lead_data": [recipient]},
+            {**_lead(), "progress": {"retries": 3}},
+            {**_lead(), "lead_key": 7},
+        ]
     )
     problems: list[InvalidDocument] = []
 
     progress = await campaign_views.lead_progress(db, CID, STEPS, NOW, problems.append)
 
-    assert (progress.counts.total, progress.counts.waiting, problems) == (2, 2, [])
-    assert [s.leads_at_step for s in progress.steps] == [1, 1, 0]
+    assert (progress.counts.total, progress.counts.waiting) == (1, 1)
+    assert [s.leads_at_step for s in progress.steps] == [0, 1, 0]
+    assert sorted(p.field for p in problems) == ["lead_data.0.status", "lead_key", "progress.retries"]
 
 
 async def test_grouped_progress_of_a_campaign_without_leads_or_steps_is_empty(db: Database) -> None:
