@@ -55,6 +55,7 @@ from app.store.account_usage import Reservation as Reservation
 from app.store.account_usage import usage_key as usage_key
 from app.store.account_usage import usage_path as usage_path
 from app.store.client import Database
+from app.store.recent_counts import RecentCounts
 from app.store.reclaim import GoneCheck, Reclaimed
 from app.store.reclaim import open_entry as open_entry
 from app.store.reclaim import open_path as open_path
@@ -76,11 +77,14 @@ class Arbiter:
         settings_ttl: float = 30.0,
         hold_seconds: float = 0.0,
         marks_in_flight: bool = False,
+        plan_seconds: float = 0.0,
     ) -> None:
         self._accounts = db[schema.EMAIL_ACCOUNTS]
         self._owner = owner
         # Limits change rarely; caching them for `settings_ttl` seconds saves a round trip on most reservations.
         self._reads = AccountScan(db, settings_ttl=settings_ttl)
+        # A dispatcher's batch reservations may plan on counters read up to `plan_seconds` ago (0: always read).
+        self._recent = RecentCounts(plan_seconds)
         # While a reservation is open, an account with a wait window stays closed for the wait plus the
         # longest a send can take: if the holder crashes mid-send, its message may still reach the server
         # late, and the next send must not land inside the wait after it.
@@ -161,7 +165,6 @@ class Arbiter:
         """
         if not pins:
             return []
-        path = usage_path(campaign.id)
         pinned = await self._reads.mailboxes(campaign, [p for p in pins if p is not None], only, now)
         mailboxes = {c.id for c in pinned}
         wants = [p if p in mailboxes else None for p in pins]
@@ -172,13 +175,26 @@ class Arbiter:
                 campaign, window_open(now), (), only, Tally(), now=now, limit=free_wanted + USAGE_CHUNK
             )
         candidates = others + [c for c in pinned if c.id not in {o.id for o in others}]
-        counts = await self._reads.counts_for(candidates, now, path)
-        accounts = assign(room(candidates, counts, now, len(pins)), wants)
+        accounts = await self._assign(candidates, wants, campaign.id, now)
         plan = {a: accounts.count(a) for a in dict.fromkeys(a for a in accounts if a is not None)}
         if not plan:
             return [None] * len(pins)
         given = await self._count_shares(campaign, plan, {c.id: c for c in candidates}, now)
         return [given[a].pop() if a is not None and given.get(a) else None for a in accounts]
+
+    async def _assign(
+        self, candidates: list[Candidate], wants: list[str | None], campaign_id: str, now: datetime
+    ) -> list[str | None]:
+        """The account of each wanted send (`assign`), planned on the counters a recent plan left when that gives
+        every send an account, else on counters read now (see `app/store/recent_counts.py`)."""
+        counts = self._recent.get(candidates, now, campaign_id)
+        if counts is not None:
+            accounts = assign(room(candidates, counts, now, len(wants)), wants)
+            if None not in accounts:
+                return accounts
+        counts = await self._reads.counts_for(candidates, now, usage_path(campaign_id))
+        self._recent.put(candidates, now, campaign_id, counts)
+        return assign(room(candidates, counts, now, len(wants)), wants)
 
     async def _count_shares(
         self, campaign: Campaign, plan: dict[str, int], by_id: Mapping[str, Candidate], now: datetime
@@ -195,6 +211,8 @@ class Arbiter:
         for account_id in plan:
             if account_id not in counted and account_id in waits:
                 await self._windows.release(account_id, tokens[account_id][0], now)
+        refused = [a for a in tokens if a not in counted]
+        self._recent.counted(by_id, {a: len(tokens[a]) for a in counted}, refused, now, campaign.id)
         given: dict[str, list[Reservation]] = {}
         for account_id in counted:
             candidate, slot = by_id[account_id], by_id[account_id].slot(now)
