@@ -224,17 +224,19 @@ class AccountUsage:
         sent, and the reservation must not be rolled back (it already was) nor committed. A True one keeps its
         count and the long hold of its wait window until commit or rollback, whatever happens to its holder.
         """
-        if not reservations:
-            return []
+        # Marking again is harmless: one already committed by its mark stays in flight.
+        fresh = [r for r in reservations if r.token not in self._committed_in_flight]
+        if not fresh:
+            return [True] * len(reservations)
         # A reclaim returns all of a gone holder's unflown reservations in a document at once, so the tokens of
         # one document usually land or fail together; one at a time only after a reclaim took some of them.
-        by_key = _by_key(reservations)
+        by_key = _by_key(fresh)
         ops = [UpdateOne(flight_filter(key, group), flight_update(group, self._owner)) for key, group in by_key.items()]
         result = await self._usage.bulk_write(ops, ordered=False)
         flags = {r.token: True for r in reservations}
         if result.matched_count != len(ops):
-            flags = await self._mark_one_by_one(by_key)
-        for reservation in reservations:
+            flags.update(await self._mark_one_by_one(by_key))
+        for reservation in fresh:
             if not flags[reservation.token]:
                 reservation_logger(reservation, self._owner).warning(
                     "arbiter.returned_before_send", reason="the reservation was reclaimed; the email is not sent"
