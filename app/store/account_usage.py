@@ -25,7 +25,6 @@ from app.domain.limits import AccountLimits, account_day, account_hour
 from app.domain.models import EmailAccount
 from app.logging import get_logger
 from app.store.documents import Collection
-from app.store.in_flight import commits_at_flight, flight_filter, flight_update, landed, uncommit_op
 from app.store.reclaim import open_entry, open_path
 
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -132,9 +131,6 @@ class AccountUsage:
         self._usage = usage
         self._owner = owner
         self._marks_in_flight = marks_in_flight
-        # Tokens committed by their in-flight mark: their commit writes nothing, their rollback gives the count
-        # back without a record to fence on. Each leaves the set at its commit or rollback.
-        self._committed_in_flight: set[str] = set()
 
     def _open_entry(self, campaign_id: str, now: datetime, hour: str) -> dict[str, Any]:
         return {**open_entry(self._owner, campaign_id, now, flown=not self._marks_in_flight), "hour": hour}
@@ -183,83 +179,61 @@ class AccountUsage:
     async def uncount(self, reservation: Reservation) -> bool:
         """Give one counted send back (never below zero) and close its record; False when there was nothing to
         give back (already returned)."""
-        result = await self._usage.update_one(*self._give_back(reservation))
+        result = await self._usage.update_one(*_give_back(reservation))
         return result.modified_count == 1
 
     async def give_back(self, reservations: list[Reservation]) -> int:
         """Give back the counts of reservations whose emails were certainly not sent, their hours' included, in
         one write; return how many were given back (one already returned is not given back twice)."""
-        ops = [UpdateOne(*self._give_back(r)) for r in reservations]
+        ops = [UpdateOne(*_give_back(r)) for r in reservations]
         return (await self._usage.bulk_write(ops, ordered=False)).modified_count
-
-    def _give_back(self, r: Reservation) -> tuple[dict[str, Any], dict[str, Any]]:
-        if r.token in self._committed_in_flight:
-            self._committed_in_flight.discard(r.token)
-            return uncommit_op(r, _counted_paths(r), usage_key(r.account.id, r.day))
-        return _give_back(r)
 
     async def commit(self, reservation: Reservation) -> None:
         """Record one reservation's send as committed and close its record."""
-        await self.commit_many([reservation])
+        await self._usage.update_one(
+            {"_id": usage_key(reservation.account.id, reservation.day)},
+            {"$inc": {"committed": 1}, "$unset": _open_fields([reservation])},
+        )
 
     async def commit_many(self, reservations: list[Reservation]) -> None:
-        """`commit` for several reservations, in one write (none for those their in-flight mark committed)."""
-        left = [r for r in reservations if r.token not in self._committed_in_flight]
-        self._committed_in_flight.difference_update(r.token for r in reservations)
-        if not left:
-            return
+        """`commit` for several reservations, in one write."""
         await self._usage.bulk_write(
             [
                 UpdateOne({"_id": key}, {"$inc": {"committed": len(group)}, "$unset": _open_fields(group)})
-                for key, group in _by_key(left).items()
+                for key, group in _by_key(reservations).items()
             ],
             ordered=False,
         )
 
     async def mark_in_flight(self, reservations: list[Reservation]) -> list[bool]:
-        """Mark reservations as handed to SMTP, just before their SMTP exchange; one round trip for all. Those
-        without a wait window are committed by the same write (`app/store/in_flight.py`).
+        """Mark reservations as handed to SMTP, just before their SMTP exchange; one round trip for all.
 
         False for a reservation that was returned meanwhile (its holder was taken for gone): its email must not be
         sent, and the reservation must not be rolled back (it already was) nor committed. A True one keeps its
         count and the long hold of its wait window until commit or rollback, whatever happens to its holder.
         """
-        # Marking again is harmless: one already committed by its mark stays in flight.
-        fresh = [r for r in reservations if r.token not in self._committed_in_flight]
-        if not fresh:
-            return [True] * len(reservations)
+        if not reservations:
+            return []
         # A reclaim returns all of a gone holder's unflown reservations in a document at once, so the tokens of
         # one document usually land or fail together; one at a time only after a reclaim took some of them.
-        by_key = _by_key(fresh)
-        ops = [UpdateOne(flight_filter(key, group), flight_update(group, self._owner)) for key, group in by_key.items()]
+        by_key = _by_key(reservations)
+        ops = [UpdateOne(_flight_filter(key, group), _flight_update(group)) for key, group in by_key.items()]
         result = await self._usage.bulk_write(ops, ordered=False)
-        flags = {r.token: True for r in reservations}
-        if result.matched_count != len(ops):
-            flags.update(await self._mark_one_by_one(by_key))
-        for reservation in fresh:
-            if not flags[reservation.token]:
+        if result.matched_count == len(ops):
+            return [True] * len(reservations)
+        landed = await asyncio.gather(
+            *(
+                self._usage.update_one(_flight_filter(usage_key(r.account.id, r.day), [r]), _flight_update([r]))
+                for r in reservations
+            )
+        )
+        # Re-marking an entry already in flight matches without modifying it; a missing entry matches nothing.
+        flags = [res.matched_count == 1 for res in landed]
+        for reservation, ok in zip(reservations, flags, strict=True):
+            if not ok:
                 reservation_logger(reservation, self._owner).warning(
                     "arbiter.returned_before_send", reason="the reservation was reclaimed; the email is not sent"
                 )
-            elif commits_at_flight(reservation):
-                self._committed_in_flight.add(reservation.token)
-        return [flags[r.token] for r in reservations]
-
-    async def _mark_one_by_one(self, by_key: dict[str, list[Reservation]]) -> dict[str, bool]:
-        """After a bulk mark that landed only partly: the documents it changed are done, the others' reservations
-        are marked one at a time (a missing record matches nothing)."""
-        found = {doc["_id"]: doc async for doc in self._usage.find({"_id": {"$in": sorted(by_key)}}, {"flights": 1})}
-        flags: dict[str, bool] = {}
-        retry: list[tuple[str, Reservation]] = []
-        for key, group in by_key.items():
-            if landed(found.get(key), group, self._owner):
-                flags.update(dict.fromkeys((r.token for r in group), True))
-            else:
-                retry += [(key, r) for r in group]
-        results = await asyncio.gather(
-            *(self._usage.update_one(flight_filter(key, [r]), flight_update([r], self._owner)) for key, r in retry)
-        )
-        flags.update({r.token: res.matched_count == 1 for (_, r), res in zip(retry, results, strict=True)})
         return flags
 
     async def read(self, account_id: str, day: str) -> dict[str, Any]:
@@ -278,19 +252,22 @@ def _by_key(reservations: list[Reservation]) -> dict[str, list[Reservation]]:
     return by_key
 
 
-def _counted_paths(r: Reservation) -> list[str]:
-    """The counters a reservation was counted in: the day's, the campaign's, and its hour's when it has one."""
-    return ["sent", usage_path(r.campaign_id), *(hour_paths(r.campaign_id, r.hour) if r.hour else ())]
-
-
 def _give_back(r: Reservation) -> tuple[dict[str, Any], dict[str, Any]]:
     """The (filter, update) returning one open reservation's counts (its day's, and its hour's when it was
     counted in one) and closing its record; it matches nothing once the record is gone (committed, rolled back or
     reclaimed), and never takes a counter below zero."""
-    paths = _counted_paths(r)
+    paths = ["sent", usage_path(r.campaign_id), *(hour_paths(r.campaign_id, r.hour) if r.hour else ())]
     flt = {"_id": usage_key(r.account.id, r.day), open_path(r.token): {"$exists": True}}
     flt.update({p: {"$gt": 0} for p in paths})
     return flt, {"$inc": {p: -1 for p in paths}, "$unset": {open_path(r.token): ""}}
+
+
+def _flight_filter(key: str, group: list[Reservation]) -> dict[str, Any]:
+    return {"_id": key, **{open_path(r.token): {"$exists": True} for r in group}}
+
+
+def _flight_update(group: list[Reservation]) -> dict[str, Any]:
+    return {"$set": {f"{open_path(r.token)}.flown": True for r in group}}
 
 
 def _open_fields(group: list[Reservation]) -> dict[str, str]:
