@@ -217,13 +217,19 @@ def wait_for_count(sink: SmtpSink, expected: int, deadline: float, children: Seq
 
 
 class CommandCounter(monitoring.CommandListener):
-    """Counts the commands this process sends to the database (one started event = one round trip)."""
+    """Counts the commands this process sends to the database (one started event = one round trip): `counts` by
+    command, `targets` by command and collection ("update account_usage")."""
 
     def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
+        self.targets: Counter[str] = Counter()
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         self.counts[event.command_name] += 1
+        # The command's first field names its collection (getMore names it under "collection").
+        target = event.command.get("collection") if event.command_name == "getMore" else None
+        target = target or event.command.get(event.command_name)
+        self.targets[f"{event.command_name} {target}" if isinstance(target, str) else event.command_name] += 1
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         return None
@@ -257,6 +263,7 @@ class DispatcherReport:
     inherited_rss_mb: float = 0.0  # ru_maxrss: also counts the parent's pages at fork time, before exec
     outcomes: dict[str, int] = field(default_factory=dict)
     commands: dict[str, int] = field(default_factory=dict)
+    commands_by_collection: dict[str, int] = field(default_factory=dict)
     db_errors: int = 0
     error: str | None = None
 
@@ -310,12 +317,14 @@ async def _dispatch(spec: DispatcherSpec, ready: Event, go: Event, stop: Event) 
         if not await asyncio.to_thread(go.wait, CHILD_START_SECONDS):
             raise RuntimeError("no go signal from the benchmark")
         counter.counts.clear()
+        counter.targets.clear()
         cpu0, report.started_at = _cpu_now(), time.time()
         watcher = asyncio.create_task(_watch(stop, dispatcher, time.monotonic() + spec.deadline_seconds))
         stats = await dispatcher.run()
         report.finished_at, report.cpu_seconds = time.time(), _cpu_now() - cpu0
         await watcher
         report.outcomes, report.commands, report.db_errors = dict(outcomes), dict(counter.counts), stats.db_errors
+        report.commands_by_collection = dict(counter.targets)
     finally:
         await sender.close()
         await client.close()

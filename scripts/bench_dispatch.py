@@ -399,6 +399,9 @@ def throughput_phase(ctx: SpawnContext, env: Env, results: Results) -> None:
         emails_per_s=run.sent / run.wall if run.wall > 0 else math.nan,
         round_trips_per_email=round_trips / sent,
         round_trips_by_command={k: round(v / sent, 3) for k, v in sorted(report.commands.items())},
+        round_trips_by_collection={
+            k: round(v / sent, 3) for k, v in sorted(report.commands_by_collection.items(), key=lambda kv: -kv[1])
+        },
         dispatcher_cpu_ms_per_email=cpu_per_email,
         dispatcher_cpu_utilisation=report.cpu_seconds / run.wall if run.wall > 0 else math.nan,
         dispatcher_peak_rss_mb=report.peak_rss_mb,

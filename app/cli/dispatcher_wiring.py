@@ -21,6 +21,7 @@ from app.send.pipeline import Pipeline, PipelineConfig
 from app.store.arbiter import Arbiter
 from app.store.catalog import Catalog
 from app.store.client import Database
+from app.store.recent_counts import RECENT_SECONDS
 from app.systemd import Notifier
 from app.transport.base import Sender
 from app.transport.smtp import SmtpSender
@@ -69,7 +70,13 @@ def build_dispatcher(
     pipeline = Pipeline(
         db,
         # A send is MAIL, RCPT, DATA and maybe a connect, each bounded by the SMTP timeout.
-        arbiter=Arbiter(db, owner=owner, hold_seconds=4 * settings.smtp_timeout, marks_in_flight=True),
+        arbiter=Arbiter(
+            db,
+            owner=owner,
+            hold_seconds=4 * settings.smtp_timeout,
+            marks_in_flight=True,
+            plan_seconds=RECENT_SECONDS,
+        ),
         sender=sender,
         catalog=catalog,
         renderer=Renderer(),

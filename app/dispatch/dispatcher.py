@@ -26,6 +26,7 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from app import __version__
+from app.dispatch.spare_leads import SpareLeads
 from app.domain.collections import DISPATCHERS
 from app.domain.liveness import beat_seconds
 from app.domain.models import Campaign
@@ -104,6 +105,7 @@ class Dispatcher:
         self._refill_at = max(1, options.concurrency // 2)
         self._campaigns: tuple[float, list[Campaign]] | None = None
         self._windows: dict[str, leases.DueWindow] = {}  # campaign id -> where its oldest due leads are
+        self._spare = SpareLeads()
         self._blocked: dict[str, datetime] = {}  # campaign id -> when an account may next send for it
         self.log = get_logger(dispatcher=self.owner)
         self._heartbeats = db[DISPATCHERS]
@@ -255,18 +257,25 @@ class Dispatcher:
 
     async def _claim_batch(self, campaign_id: str, limit: int) -> int:
         now = self.clock()
-        # Read a few more than we can take and shuffle them, so racing dispatchers rarely fight over one lead.
-        window = self._windows.setdefault(campaign_id, leases.DueWindow())
-        found = await window.find(self.leads, now, campaign_id, limit * CLAIM_SPREAD)
-        random.shuffle(found)
+        found = self._spare.take(campaign_id, limit)
+        if found is None:
+            # Read a few more than we can take and shuffle them, so racing dispatchers rarely fight over one
+            # lead; the next claim takes what this one leaves.
+            window = self._windows.setdefault(campaign_id, leases.DueWindow())
+            found = await window.find(self.leads, now, campaign_id, limit * CLAIM_SPREAD)
+            random.shuffle(found)
+            found, left = found[:limit], found[limit:]
+            self._spare.keep(campaign_id, left)
         due = {doc["_id"]: doc.get("progress", {}).get("next_due_at") for doc in found}
         claimed = await leases.claim_many(
             self.leads,
-            [doc["_id"] for doc in found[:limit]],
+            [doc["_id"] for doc in found],
             owner=self.owner,
             now=now,
             lease_seconds=self.options.lease_seconds,
         )
+        if len(claimed) < len(found):
+            self._spare.drop(campaign_id)
         if claimed:
             # One suppression lookup for the whole batch instead of one per recipient.
             emails = [r.get("email") for doc, _ in claimed for r in doc.get("lead_data") or [] if isinstance(r, dict)]

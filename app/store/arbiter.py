@@ -55,6 +55,8 @@ from app.store.account_usage import Reservation as Reservation
 from app.store.account_usage import usage_key as usage_key
 from app.store.account_usage import usage_path as usage_path
 from app.store.client import Database
+from app.store.recent_accounts import RecentAccounts
+from app.store.recent_counts import RecentCounts
 from app.store.reclaim import GoneCheck, Reclaimed
 from app.store.reclaim import open_entry as open_entry
 from app.store.reclaim import open_path as open_path
@@ -76,11 +78,15 @@ class Arbiter:
         settings_ttl: float = 30.0,
         hold_seconds: float = 0.0,
         marks_in_flight: bool = False,
+        plan_seconds: float = 0.0,
     ) -> None:
         self._accounts = db[schema.EMAIL_ACCOUNTS]
         self._owner = owner
         # Limits change rarely; caching them for `settings_ttl` seconds saves a round trip on most reservations.
         self._reads = AccountScan(db, settings_ttl=settings_ttl)
+        # A dispatcher's batch reservations may plan on counters read up to `plan_seconds` ago (0: always read).
+        self._recent = RecentCounts(plan_seconds)
+        self._pages = RecentAccounts(plan_seconds)
         # While a reservation is open, an account with a wait window stays closed for the wait plus the
         # longest a send can take: if the holder crashes mid-send, its message may still reach the server
         # late, and the next send must not land inside the wait after it.
@@ -161,40 +167,85 @@ class Arbiter:
         """
         if not pins:
             return []
-        path = usage_path(campaign.id)
         pinned = await self._reads.mailboxes(campaign, [p for p in pins if p is not None], only, now)
         mailboxes = {c.id for c in pinned}
         wants = [p if p in mailboxes else None for p in pins]
         free_wanted = wants.count(None)
-        others = []
+        others: list[Candidate] = []
+        kept = False
         if free_wanted:
-            others = await self._reads.scan(
-                campaign, window_open(now), (), only, Tally(), now=now, limit=free_wanted + USAGE_CHUNK
-            )
+            # A kept page serves first attempts only: a follow-up's mailbox may have a wait window to claim.
+            others, kept = await self._page(campaign, only, free_wanted + USAGE_CHUNK, now, keep=not pinned)
         candidates = others + [c for c in pinned if c.id not in {o.id for o in others}]
-        counts = await self._reads.counts_for(candidates, now, path)
-        accounts = assign(room(candidates, counts, now, len(pins)), wants)
+        accounts = await self._assign(candidates, wants, campaign.id, now)
         plan = {a: accounts.count(a) for a in dict.fromkeys(a for a in accounts if a is not None)}
         if not plan:
             return [None] * len(pins)
-        given = await self._count_shares(campaign, plan, {c.id: c for c in candidates}, now)
+        given = await self._count_shares(campaign, plan, {c.id: c for c in candidates}, now, check_open=kept)
+        if given is None:  # the kept page was stale (an account paused, disabled or busy): read afresh
+            self._pages.clear()
+            return await self.reserve_many(campaign, now, pins, only=only)
         return [given[a].pop() if a is not None and given.get(a) else None for a in accounts]
 
+    async def _page(
+        self, campaign: Campaign, only: Collection[str] | None, limit: int, now: datetime, *, keep: bool
+    ) -> tuple[list[Candidate], bool]:
+        """The least recently used free accounts, from a page kept from a recent plan when there is one (True),
+        else read now (see `app/store/recent_accounts.py`)."""
+        page = self._pages.get(campaign.id, only, limit) if keep else None
+        if page is not None:
+            return page, True
+        page = await self._reads.scan(campaign, window_open(now), (), only, Tally(), now=now, limit=limit)
+        if keep:
+            self._pages.put(campaign.id, only, limit, page)
+        return page, False
+
+    async def _assign(
+        self, candidates: list[Candidate], wants: list[str | None], campaign_id: str, now: datetime
+    ) -> list[str | None]:
+        """The account of each wanted send (`assign`), planned on the counters a recent plan left when that gives
+        every send an account, else on counters read now (see `app/store/recent_counts.py`)."""
+        counts = self._recent.get(candidates, now, campaign_id)
+        if counts is not None:
+            accounts = assign(room(candidates, counts, now, len(wants)), wants)
+            if None not in accounts:
+                return accounts
+        counts = await self._reads.counts_for(candidates, now, usage_path(campaign_id))
+        self._recent.put(candidates, now, campaign_id, counts)
+        return assign(room(candidates, counts, now, len(wants)), wants)
+
     async def _count_shares(
-        self, campaign: Campaign, plan: dict[str, int], by_id: Mapping[str, Candidate], now: datetime
-    ) -> dict[str, list[Reservation]]:
-        """Count each planned account's share (its wait window first where it has one); the reservations made."""
+        self,
+        campaign: Campaign,
+        plan: dict[str, int],
+        by_id: Mapping[str, Candidate],
+        now: datetime,
+        *,
+        check_open: bool = False,
+    ) -> dict[str, list[Reservation]] | None:
+        """Count each planned account's share (its wait window first where it has one); the reservations made.
+
+        With `check_open` (a plan on a kept page, accounts without a wait window only) the rotation goes first
+        and nothing is counted (None) unless every planned account was still active with its window open."""
         # One token per reservation; the first of an account's share also holds its wait window.
         tokens = {account_id: [self._token() for _ in range(k)] for account_id, k in plan.items()}
         plan, waits = await self._claim_windows(plan, by_id, tokens, now)
         plain = [by_id[a].row.raw_id for a in plan if a not in waits]
         blocks = [Block(a, by_id[a].slot(now), valid_limits(by_id[a]), tokens[a]) for a in plan]
-        counted, _ = await asyncio.gather(
-            self._usage.count_blocks(blocks, campaign.id, now), self._windows.rotate(plain, now)
-        )
+        if check_open:
+            if not await self._windows.rotate(plain, now, open_only=True):
+                return None
+            counted = await self._usage.count_blocks(blocks, campaign.id, now)
+        else:
+            counted, _ = await asyncio.gather(
+                self._usage.count_blocks(blocks, campaign.id, now), self._windows.rotate(plain, now)
+            )
+        self._pages.used(counted)
         for account_id in plan:
             if account_id not in counted and account_id in waits:
                 await self._windows.release(account_id, tokens[account_id][0], now)
+        refused = [a for a in tokens if a not in counted]
+        self._recent.counted(by_id, {a: len(tokens[a]) for a in counted}, refused, now, campaign.id)
         given: dict[str, list[Reservation]] = {}
         for account_id in counted:
             candidate, slot = by_id[account_id], by_id[account_id].slot(now)
@@ -311,6 +362,7 @@ class Arbiter:
         if not reason.strip():
             raise ValueError("disable() needs a reason the operator can act on, e.g. the SMTP auth error")
         await self._windows.disable(account_id, reason)
+        self._pages.clear()
         get_logger(account_id=account_id, owner=self._owner).warning("arbiter.disabled", reason=reason)
 
     async def usage(self, account_id: str, day: str) -> dict[str, Any]:

@@ -57,13 +57,18 @@ class WaitWindows:
         )
         return result.modified_count == 1
 
-    async def rotate(self, raw_ids: list[Any], now: datetime) -> None:
-        """Mark accounts without a wait window as just used (one write keeps the rotation order of them all)."""
-        if raw_ids:
-            await self._accounts.update_many(
-                {"_id": {"$in": raw_ids}, "status": "active"},
-                {"$set": {"last_used_at": now, "next_available_at": now}},
-            )
+    async def rotate(self, raw_ids: list[Any], now: datetime, *, open_only: bool = False) -> bool:
+        """Mark accounts without a wait window as just used (one write keeps the rotation order of them all).
+
+        With `open_only`, only accounts whose window is open are marked, and the answer says whether every one
+        of them was still active with its window open (a plan made on a page read earlier checks it so)."""
+        if not raw_ids:
+            return True
+        flt: dict[str, Any] = {"_id": {"$in": raw_ids}, "status": "active"}
+        if open_only:
+            flt["$or"] = [{"next_available_at": {"$lte": now}}, {"next_available_at": {"$not": {"$type": "date"}}}]
+        result = await self._accounts.update_many(flt, {"$set": {"last_used_at": now, "next_available_at": now}})
+        return result.matched_count == len(raw_ids)
 
     async def move(self, reservation: Reservation, now: datetime) -> None:
         """Start a committed reservation's wait at `now`, if the reservation still holds the window: the gap is
