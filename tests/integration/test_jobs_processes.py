@@ -93,7 +93,9 @@ def test_a_dispatcher_killed_mid_execution_leaves_no_duplicate_and_no_lost_recip
                   str(tmp_path / "people.csv"), "--json")  # fmt: skip
     assert created.exit_code == 0, created.output
     job_id = json.loads(created.stdout)["_id"]
-    env = dispatcher_env(mongo_uri, db_name, tmp_path / "home")
+    # 10 s leases: the second dispatcher takes the killed one's leads 10 s after the kill, and on a loaded machine
+    # a batch still finishes inside its lease (with 2 s it can be taken over again and again before its release).
+    env = dispatcher_env(mongo_uri, db_name, tmp_path / "home", OUTBOUND_LEASE_SECONDS="10")
     first = start_dispatcher(env, tmp_path / "first.log", "--no-inbox")
     procs = [first]
     try:
@@ -103,7 +105,7 @@ def test_a_dispatcher_killed_mid_execution_leaves_no_duplicate_and_no_lost_recip
         assert execution_states(sync_db, job_id) == ["running"] and len(mailbox.messages) < 200
         procs.append(start_dispatcher(env, tmp_path / "second.log", "--no-inbox"))
         # Bounded well above the ~30 s it takes on an idle machine: the CI box is shared.
-        finished = wait_until(lambda: execution_states(sync_db, job_id) == ["completed"], timeout=150)
+        finished = wait_until(lambda: execution_states(sync_db, job_id) == ["completed"], timeout=240)
         assert finished, unfinished_leads(sync_db)
     finally:
         stop_all(procs)
