@@ -84,6 +84,31 @@ def seed_hourly(mongo_uri: str, db_name: str, port: int) -> dict[str, Any]:
     return asyncio.run(go())
 
 
+def settle_down(mailbox: MailboxServer, sync_db: Any, hour: datetime, t0: float) -> None:
+    """Wait (until `t0` + 100 s at most) for the count of received messages to stay put for 3 s, with no lead held,
+    until 3 s past every due time before `hour`.
+
+    A lead refused while part of the hour was still an open reservation looks again ~20 s later (the reservation
+    could have been given back); each process holds a campaign without a free account back until one is free
+    (the hour), so such a lead may also stay unclaimed with its earlier due time.
+    """
+    leads = sync_db[schema.CAMPAIGN_LEADS]
+
+    def settled() -> bool:
+        if leads.count_documents({"progress.lease_owner": {"$exists": True}}):
+            return False
+        due = [d["progress"]["next_due_at"] for d in leads.find({"progress.next_due_at": {"$lt": hour}})]
+        return all(datetime.now(UTC) - d.astimezone(UTC) >= timedelta(seconds=3) for d in due)
+
+    stable_from, seen = time.monotonic(), len(mailbox.messages)
+    while time.monotonic() - t0 < 100:
+        time.sleep(0.1)
+        if len(mailbox.messages) != seen:
+            stable_from, seen = time.monotonic(), len(mailbox.messages)
+        elif time.monotonic() - stable_from >= 3 and settled():
+            return
+
+
 @pytest.mark.slow
 def test_three_dispatcher_processes_never_send_more_than_the_hourly_limits(
     mongo_uri, db_name, sync_db, mailbox, tmp_path
@@ -95,24 +120,10 @@ def test_three_dispatcher_processes_never_send_more_than_the_hourly_limits(
     started, t0 = datetime.now(UTC), time.monotonic()
     hour = next_hour(started)
 
-    def leads_due_before_the_next_hour() -> int:
-        unsent = {"progress.completed": {"$ne": True}, "progress.next_due_at": {"$lt": hour}}
-        return sync_db[schema.CAMPAIGN_LEADS].count_documents(unsent)
-
     procs = [start_dispatcher(env, tmp_path / f"h{i}.log", "--concurrency", "2") for i in range(3)]
     try:
         reached = wait_until(lambda: len(mailbox.messages) >= sum(allowed.values()), timeout=50, interval=0.05)
-        # Then the count must stay put for 2 s, and every lead left over must have been put off to the next hour:
-        # a lead refused while part of the hour was still an open reservation looks again ~20 s later (the
-        # reservation could have been given back), and on a loaded machine it may be refused that way more than
-        # once. At most 100 s in all.
-        stable_from, seen = time.monotonic(), len(mailbox.messages)
-        while time.monotonic() - t0 < 100:
-            time.sleep(0.1)
-            if len(mailbox.messages) != seen:
-                stable_from, seen = time.monotonic(), len(mailbox.messages)
-            elif time.monotonic() - stable_from >= 2 and leads_due_before_the_next_hour() == 0:
-                break
+        settle_down(mailbox, sync_db, hour, t0)
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         assert [proc.wait(timeout=30) for proc in procs] == [0, 0, 0]
@@ -140,13 +151,15 @@ def test_three_dispatcher_processes_never_send_more_than_the_hourly_limits(
         if sender == "capped@sender.example":
             assert {h: c[ids["capped"]] for h, c in usage["hours_campaigns"].items()} == usage["hours"]
 
-    # The leads that were not sent are untouched and due at the next hour.
+    # The leads that were not sent are untouched and due by the next hour.
     waiting = list(sync_db[schema.CAMPAIGN_LEADS].find({"progress.completed": {"$ne": True}}))
     assert len(waiting) == 12 + 6 - sum(allowed.values())
     for lead in waiting:
         assert lead["lead_data"][0]["status"] == "not_contacted"
         assert lead["progress"]["processed_recipients"] == {}
-        assert lead["progress"]["next_due_at"].astimezone(UTC) == hour, lead["lead_data"][0]["email"]
+        assert "lease_owner" not in lead["progress"]
+        # Due by the next hour at the latest: none is lost or put off further than its accounts' limits require.
+        assert lead["progress"]["next_due_at"].astimezone(UTC) <= hour, lead["lead_data"][0]["email"]
 
 
 async def test_gaps_at_the_smtp_server_vary_and_never_drop_below_min_wait_time(db: Database, tmp_path) -> None:
