@@ -24,6 +24,7 @@ from app.domain.templating import Renderer
 from app.logging import get_logger
 from app.metrics import registry as metrics
 from app.send.compose import ComposeError, compose
+from app.send.lease_keeper import LeaseKeeper
 from app.send.rounds import Ready, Rounds
 from app.store import leases, schema
 from app.store.arbiter import Arbiter, NoAccountAvailable, Reservation
@@ -89,13 +90,14 @@ class Delivery:
         self.catalog = catalog
         self.renderer = renderer
         self.config = config
+        self.clock = clock
         self.stopping = asyncio.Event()
         self.rounds = Rounds(db, arbiter=arbiter, sender=sender, config=config, stopping=self.stopping, clock=clock)
         dns = DnsChecker(config.dns_servers, timeout=MX_TIMEOUT_SECONDS)
         self.domains = DomainSlots(db, default_limit=config.default_domain_limit, mx_hosts=dns.mx_hosts)
 
-    async def run(self, items: Sequence[SendItem], now: datetime) -> Delivered:
-        """Deliver `items`; every item ends with a settlement or a final outcome."""
+    async def run(self, items: Sequence[SendItem], now: datetime, keeper: LeaseKeeper) -> Delivered:
+        """Deliver `items`; every item ends with a settlement or a final outcome. `keeper` holds their leases."""
         out = Delivered()
         if not items:
             return out
@@ -115,8 +117,8 @@ class Delivery:
         # their commits have moved the accounts' wait windows to where they really are.
         try:
             reserved, rest = await self._reserve_many(with_template, now)
-            await self._send(reserved, now, out)
-            await self._send(await self._reserve_rest(rest, now, out), now, out)
+            await self._send(reserved, now, out, keeper)
+            await self._send(await self._reserve_rest(rest, now, out), now, out, keeper)
             await self._give_back_domain_slots(slots)
         finally:
             self.rounds.handed.difference_update(id(item) for item in items)
@@ -162,9 +164,13 @@ class Delivery:
         return _back(item, "paused", now)
 
     async def _send(
-        self, reserved: list[tuple[SendItem, Template, Reservation]], now: datetime, out: Delivered
+        self,
+        reserved: list[tuple[SendItem, Template, Reservation]],
+        now: datetime,
+        out: Delivered,
+        keeper: LeaseKeeper,
     ) -> None:
-        ready = await self._compose(reserved, now, out)
+        ready = await self._compose(reserved, now, out, keeper)
         out.settled += await self.rounds.run(ready, now)
         out.outcomes.update(self.rounds.lost)
         self.rounds.lost.clear()
@@ -230,7 +236,11 @@ class Delivery:
         return found
 
     async def _compose(
-        self, reserved: list[tuple[SendItem, Template, Reservation]], now: datetime, out: Delivered
+        self,
+        reserved: list[tuple[SendItem, Template, Reservation]],
+        now: datetime,
+        out: Delivered,
+        keeper: LeaseKeeper,
     ) -> list[Ready]:
         ready: list[Ready] = []
         for item, template, reservation in reserved:
@@ -261,7 +271,7 @@ class Delivery:
                 await self.arbiter.rollback(reservation, now, reason=message.reason)
                 out.settled.append((item, await self._unsendable(item, message, account.id, now)))
                 continue
-            lease = await self._fresh_lease(item, reservation, now, out)
+            lease = await self._fresh_lease(item, reservation, now, out, keeper)
             if lease is not None:
                 ready.append(Ready(item, lease, reservation, message))
         return ready
@@ -287,20 +297,27 @@ class Delivery:
         return settle(item.ctx, [*item.skipped, (item.index, result)], now)
 
     async def _fresh_lease(
-        self, item: SendItem, reservation: Reservation, now: datetime, out: Delivered
+        self, item: SendItem, reservation: Reservation, now: datetime, out: Delivered, keeper: LeaseKeeper
     ) -> Lease | None:
-        """The lease, extended first when it might run out during the SMTP exchange (None: it was lost)."""
-        lease = item.lease
-        if (lease.until - now).total_seconds() >= self.config.send_timeout_seconds + LEASE_MARGIN_SECONDS:
-            return lease
-        try:
-            return await leases.renew(self.leads, lease, now=now, lease_seconds=self.config.lease_seconds)
-        except LeaseLost:
-            with contextlib.suppress(Exception):
-                await self.arbiter.rollback(reservation, now, reason="lease lost before sending")
-            get_logger(lead_id=str(lease.lead_id)).warning("worker.lease_lost", reason="lost before sending")
-            out.outcomes[item.position] = Outcome("lease_lost", lease.lead_id)
-            return None
+        """The lease as the keeper holds it, extended first when it might run out during the SMTP exchange (None:
+        it was lost, and the reservation is given back). Measured on the clock, not the batch's `now`: a batch may
+        have been at work for longer than its lease."""
+        lease = keeper.current(item.lease)
+        if lease is not None:
+            at = self.clock()
+            if (lease.until - at).total_seconds() >= self.config.send_timeout_seconds + LEASE_MARGIN_SECONDS:
+                return lease
+            try:
+                renewed = await leases.renew(self.leads, lease, now=at, lease_seconds=self.config.lease_seconds)
+                keeper.renewed(renewed, item.lease)
+                return renewed
+            except LeaseLost:
+                keeper.renewed(None, item.lease)
+        with contextlib.suppress(Exception):
+            await self.arbiter.rollback(reservation, now, reason="lease lost before sending")
+        get_logger(lead_id=str(item.lease.lead_id)).warning("worker.lease_lost", reason="lost before sending")
+        out.outcomes[item.position] = Outcome("lease_lost", item.lease.lead_id)
+        return None
 
 
 def _log_waiting(item: SendItem, found: NoAccountAvailable) -> None:

@@ -31,6 +31,7 @@ from app.logging import get_logger
 from app.metrics import registry as metrics
 from app.send.compose import MAILTO_ONLY, UnsubscribeLinks
 from app.send.delivery import Delivery, SendItem
+from app.send.lease_keeper import LeaseKeeper
 from app.send.records import Records
 from app.store import schema, suppressions
 from app.store.arbiter import Arbiter
@@ -123,15 +124,22 @@ class Pipeline:
         now = self.clock()
         claims = [_Claim(i, doc, lease) for i, (doc, lease) in enumerate(items)]
         outcomes: dict[int, Outcome] = {}
+        keeper = LeaseKeeper(
+            self.db[schema.CAMPAIGN_LEADS],
+            [c.lease for c in claims],
+            lease_seconds=self.config.lease_seconds,
+            clock=self.clock,
+        )
         try:
-            if suppressed is None:
-                suppressed = await suppressions.load(self.db[schema.SUPPRESSIONS], _emails(items))
-            await self._plan(claims, GateContext(now, suppressed))
             writes: list[tuple[_Claim, Settlement]] = []
-            sends: list[SendItem] = []
-            for claim in claims:
-                await self._route(claim, now, outcomes, writes, sends)
-            delivered = await self.delivery.run(sends, now)
+            async with keeper.kept():
+                if suppressed is None:
+                    suppressed = await suppressions.load(self.db[schema.SUPPRESSIONS], _emails(items))
+                await self._plan(claims, GateContext(now, suppressed))
+                sends: list[SendItem] = []
+                for claim in claims:
+                    await self._route(claim, now, outcomes, writes, sends)
+                delivered = await self.delivery.run(sends, now, keeper)
             writes += [(claims[item.position], settlement) for item, settlement in delivered.settled]
             outcomes.update(delivered.outcomes)
             outcomes.update(await self.records.apply(now, [(c.position, c.lease, s) for c, s in writes]))

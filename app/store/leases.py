@@ -244,6 +244,26 @@ async def renew(coll: MongoCollection, lease: Lease, *, now: datetime, lease_sec
     return dataclasses.replace(lease, until=until)
 
 
+async def renew_many(
+    coll: MongoCollection, held: Sequence[Lease], *, now: datetime, lease_seconds: float
+) -> list[Lease | None]:
+    """Extend several leases in one round trip (a batch still at work); each renewed lease, None where it was lost.
+
+    When fewer than all matched, one read of the fenced leads tells which are still ours.
+    """
+    if not held:
+        return []
+    until = now + timedelta(seconds=lease_seconds)
+    update = {"$set": {"progress.lease_until": until, "progress.next_due_at": until}}
+    result = await coll.bulk_write([UpdateOne(_fence(lease), update) for lease in held], ordered=False)
+    if result.matched_count == len(held):
+        return [dataclasses.replace(lease, until=until) for lease in held]
+    # Still ours: the token and the recipients the batch saw (an import that added one makes the lead lost too).
+    flt = {"_id": {"$in": [lease.lead_id for lease in held]}, "$or": [_fence(lease) for lease in held]}
+    ours = {doc["_id"] async for doc in coll.find(flt, projection={"_id": 1})}
+    return [dataclasses.replace(lease, until=until) if lease.lead_id in ours else None for lease in held]
+
+
 def release_update(
     next_due_at: datetime | None,
     extra_set: Mapping[str, Any] | None = None,
