@@ -113,16 +113,30 @@ class Delivery:
                 reason = f"template {item.ctx.step.template_id} not found" if template is None else str(template)
                 out.settled.append((item, await self._config_error(item, reason, now)))
         with_template, slots = await self._take_domain_slots(with_template, now, out)
+        made: list[Reservation] = []
         # Shared reservations first; what they left over is reserved one at a time after those sends, when
         # their commits have moved the accounts' wait windows to where they really are.
         try:
-            reserved, rest = await self._reserve_many(with_template, now)
+            reserved, rest = await self._reserve_many(with_template, now, made)
             await self._send(reserved, now, out, keeper)
-            await self._send(await self._reserve_rest(rest, now, out), now, out, keeper)
+            await self._send(await self._reserve_rest(rest, now, out, made), now, out, keeper)
             await self._give_back_domain_slots(slots)
+        except BaseException:
+            await asyncio.shield(self._return_owed(made, now))
+            raise
         finally:
             self.rounds.handed.difference_update(id(item) for item in items)
+            self.rounds.flying.difference_update(r.token for r in made)
         return out
+
+    async def _return_owed(self, made: list[Reservation], now: datetime) -> None:
+        """The batch failed (a database error, a stop past the grace period): give back the reservations never
+        handed to SMTP, so that they do not hold their accounts' counts and wait windows for the rest of the day.
+        Those handed over are the SMTP stage's to settle; one already given back is not given back twice."""
+        owed = [r for r in made if r.token not in self.rounds.flying]
+        if owed:
+            with contextlib.suppress(Exception):
+                await self.arbiter.rollback_many(owed, now, reason="the batch failed before these were sent")
 
     async def _take_domain_slots(
         self, pairs: list[tuple[SendItem, Template]], now: datetime, out: Delivered
@@ -176,9 +190,10 @@ class Delivery:
         self.rounds.lost.clear()
 
     async def _reserve_many(
-        self, items: list[tuple[SendItem, Template]], now: datetime
+        self, items: list[tuple[SendItem, Template]], now: datetime, made: list[Reservation]
     ) -> tuple[list[tuple[SendItem, Template, Reservation]], list[tuple[SendItem, Template]]]:
-        """Accounts for each campaign's first attempts and follow-ups, sharing round trips; (reserved, left over)."""
+        """Accounts for each campaign's first attempts and follow-ups, sharing round trips; (reserved, left over).
+        Each reservation is also added to `made` as soon as it is made."""
         groups: dict[str, list[tuple[SendItem, Template]]] = {}
         for pair in items:
             groups.setdefault(pair[0].ctx.campaign.id, []).append(pair)
@@ -195,6 +210,7 @@ class Delivery:
             campaign = group[0][0].ctx.campaign
             pins = [item.pin for item, _ in shared]
             found = await self.arbiter.reserve_many(campaign, now, pins, only=self.config.account_filter)
+            made += [r for r in found if r is not None]
             for (item, template), reservation in zip(shared, found, strict=True):
                 if reservation is None:
                     rest.append((item, template))
@@ -203,7 +219,7 @@ class Delivery:
         return reserved, rest
 
     async def _reserve_rest(
-        self, rest: list[tuple[SendItem, Template]], now: datetime, out: Delivered
+        self, rest: list[tuple[SendItem, Template]], now: datetime, out: Delivered, made: list[Reservation]
     ) -> list[tuple[SendItem, Template, Reservation]]:
         """One at a time, until a campaign (or a follow-up's mailbox) has no free account: the items waiting for
         it are released until then, with the reason."""
@@ -213,6 +229,7 @@ class Delivery:
             campaign, key = item.ctx.campaign, (item.ctx.campaign.id, item.pin)
             found = exhausted.get(key) or await self._reserve_one(item, now)
             if isinstance(found, Reservation):
+                made.append(found)
                 reserved.append((item, template, found))
                 continue
             if key not in exhausted:

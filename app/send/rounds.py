@@ -90,6 +90,8 @@ class Rounds:
         self.lost: dict[int, Outcome] = {}
         # id() of the items whose messages were handed to SMTP and count: their domain slots are kept.
         self.handed: set[int] = set()
+        # Tokens of the reservations given to `mark_in_flight`: from then on this stage settles them.
+        self.flying: set[str] = set()
         self.clock = clock
         self._connections = ConnectionLocks()
 
@@ -101,14 +103,20 @@ class Rounds:
         queues = list(by_account.values())
         settled: list[tuple[SendItem, Settlement]] = []
         finished: list[_Sent] = []
-        while any(queues):
-            batch = [q.pop(0) for q in queues if q]
-            if self.stopping.is_set():
-                settled += await self._give_back(batch + [r for q in queues for r in q], now)
-                break
-            sent, unsent = await self._round(batch, now)
-            finished += sent
-            settled += unsent
+        try:
+            while any(queues):
+                batch = [q.pop(0) for q in queues if q]
+                if self.stopping.is_set():
+                    settled += await self._give_back(batch + [r for q in queues for r in q], now)
+                    break
+                sent, unsent = await self._round(batch, now)
+                finished += sent
+                settled += unsent
+        except BaseException:
+            # A later round failed: the sends of the earlier ones still count (or are given back) as they ended.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._settle_usage(finished, now))
+            raise
         settled += await self._record(finished, now)
         return settled
 
@@ -136,6 +144,7 @@ class Rounds:
         self, batch: list[Ready], now: datetime, held: HeldConnections
     ) -> tuple[list[_Sent], list[tuple[SendItem, Settlement]]]:
         # In flight from here: a reservation returned meanwhile (this process was taken for gone) sends nothing.
+        self.flying.update(r.reservation.token for r in batch)
         try:
             flying = await self.arbiter.mark_in_flight([r.reservation for r in batch])
         except PyMongoError:
@@ -244,8 +253,25 @@ class Rounds:
         """Usage and side effects for the sends of all rounds (their ledger outcomes are recorded), a write per kind."""
         if not finished:
             return []
-        counted = [s.ready.reservation for s in finished if s.verdict.counts]
         self.handed.update(id(s.ready.item) for s in finished if s.verdict.counts)
+        await self._settle_usage(finished, now)
+        await self._side_effects(finished, now)
+        out = []
+        for s in finished:
+            if not s.recorded:
+                get_logger(lead_id=str(s.ready.lease.lead_id)).warning(
+                    "worker.lease_lost", reason="the send was declared uncertain by another dispatcher"
+                )
+                self.lost[s.ready.item.position] = Outcome("lease_lost", s.ready.lease.lead_id)
+                continue
+            out.append((s.ready.item, _settlement(s, now)))
+        return out
+
+    async def _settle_usage(self, finished: list[_Sent], now: datetime) -> None:
+        """Commit the reservations of the sends that count, give back the others' (a write per kind)."""
+        if not finished:
+            return
+        counted = [s.ready.reservation for s in finished if s.verdict.counts]
         # Wait windows run from when the messages were handed over: the end of the last round is never earlier.
         ended = max(s.ended for s in finished)
         try:
@@ -259,17 +285,6 @@ class Rounds:
                 by_reason.setdefault(s.verdict.error or "not sent", []).append(s.ready.reservation)
         for reason, returned in by_reason.items():
             await self.arbiter.rollback_many(returned, now, reason=reason)
-        await self._side_effects(finished, now)
-        out = []
-        for s in finished:
-            if not s.recorded:
-                get_logger(lead_id=str(s.ready.lease.lead_id)).warning(
-                    "worker.lease_lost", reason="the send was declared uncertain by another dispatcher"
-                )
-                self.lost[s.ready.item.position] = Outcome("lease_lost", s.ready.lease.lead_id)
-                continue
-            out.append((s.ready.item, _settlement(s, now)))
-        return out
 
     async def _side_effects(self, finished: list[_Sent], now: datetime) -> None:
         for s in finished:
