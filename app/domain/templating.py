@@ -1,7 +1,8 @@
 """Sandboxed, strict Jinja2 rendering of a template's subject, text and HTML for one recipient.
 
 Templates are user data: they render in Jinja2's sandbox, and a variable the template uses without a
-`default` must exist (StrictUndefined), so a typo fails loudly instead of mailing "Hello ,".
+`default` must exist (StrictUndefined), so a typo fails loudly instead of mailing "Hello ,". The variables a
+template sees are built in template_context.py (re-exported here).
 """
 
 from __future__ import annotations
@@ -20,30 +21,18 @@ from jinja2 import Template as JinjaTemplate
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 
-from app.domain.models import Campaign, EmailAccount, GeneralSettings, Lead, Template, has_line_break
+from app.domain.models import Template, has_line_break
+
+# What a template sees is built in template_context.py; re-exported so callers keep one import.
+from app.domain.template_context import RESERVED_VARIABLES as RESERVED_VARIABLES
+from app.domain.template_context import SIGNATURE_VARIABLE
+from app.domain.template_context import build_context as build_context
+from app.domain.template_context import sender_variables as sender_variables
 from app.domain.variants import SpinChoice, SpintaxError, Variant, choose_variant, spin
 
-# Recipient keys that are tracking state, not data a template should see.
-_TRACKING_FIELDS = frozenset({"status", "last_contacted_at", "last_step"})
-# Context names the system owns; lead data cannot override them.
-RESERVED_VARIABLES = frozenset(
-    {
-        "sender_name",
-        "sender_first_name",
-        "sender_last_name",
-        "sender_email",
-        "account_signature",
-        "campaign_id",
-        "campaign_name",
-        "step_order",
-        "unsubscribe_url",
-    }
-)
-_RESERVED_PREFIXES = ("sender_", "campaign_")
 _WHITESPACE = re.compile(r"[ \t]+")
 # "Re:" prefixes already on a subject ("Re: ", "RE:", "Re[2]: ", repeated): a reply carries exactly one.
 _REPLY_PREFIXES = re.compile(r"^(?:\s*re\s*(?:\[\d+\])?\s*:)+\s*", re.IGNORECASE)
-_SIGNATURE_VARIABLE = "account_signature"
 
 
 class TemplateError(Exception):
@@ -89,79 +78,6 @@ def _labels(template: Template, variant: Variant | None) -> dict[str, str]:
 def reply_subject(previous: str) -> str:
     """The subject of a reply to a message with subject `previous`: "Re: " once, never "Re: Re: "."""
     return f"Re: {_REPLY_PREFIXES.sub('', previous).strip()}".rstrip()
-
-
-def _present(value: Any) -> bool:
-    return value is not None and value != ""
-
-
-def _recipient_context(lead: Lead, recipient_index: int) -> dict[str, Any]:
-    if not 0 <= recipient_index < len(lead.recipients):
-        raise ValueError(
-            f"lead {lead.id} has {len(lead.recipients)} recipient(s); index {recipient_index} does not exist"
-        )
-    recipient = lead.recipients[recipient_index]
-    context: dict[str, Any] = {}
-    for key, value in recipient.fields.items():
-        if not isinstance(key, str) or key in _TRACKING_FIELDS or key.startswith(_RESERVED_PREFIXES):
-            continue
-        if _present(value):
-            context[key] = value
-    context["email"] = recipient.email
-    if "name" not in context:
-        full = " ".join(str(context[k]) for k in ("first_name", "last_name") if k in context)
-        if full:
-            context["name"] = full
-    return context
-
-
-def _sender_context(account: EmailAccount, general: GeneralSettings | None) -> dict[str, Any]:
-    first = general.sender_first_name if general else None
-    last = general.sender_last_name if general else None
-    joined = " ".join(p for p in (first, last) if p)
-    name = (general.sender_name if general else None) or account.sender_name or joined or None
-    if name and not first:
-        first, _, rest = name.partition(" ")
-        last = last or rest or None
-    context: dict[str, Any] = {
-        "sender_email": account.email,
-        # Always present (empty when unset): the signature belongs to the operator's account, not the lead.
-        _SIGNATURE_VARIABLE: ((general.signature if general else None) or "").strip(),
-    }
-    for key, value in (("sender_name", name), ("sender_first_name", first), ("sender_last_name", last)):
-        if _present(value):
-            context[key] = value
-    return context
-
-
-def sender_variables(account: EmailAccount, general: GeneralSettings | None) -> frozenset[str]:
-    """The account-provided variables (sender_*, account_signature) this account gives every template it renders."""
-    return frozenset(_sender_context(account, general))
-
-
-def build_context(
-    *,
-    campaign: Campaign,
-    lead: Lead,
-    recipient_index: int,
-    step_order: int,
-    account: EmailAccount,
-    general: GeneralSettings | None,
-    unsubscribe_url: str | None = None,
-) -> dict[str, Any]:
-    """The variables a template sees for one recipient (seed 001's names plus every custom recipient field).
-
-    Missing optional values are absent, so a template using them without `default` fails; `name` falls back
-    to "first_name last_name". System names (sender_*, account_signature, campaign_*, step_order,
-    unsubscribe_url) always win over lead data. `unsubscribe_url` is this send's one-click link, or its mailto
-    URI when no public URL is configured.
-    """
-    context = _recipient_context(lead, recipient_index)
-    context.update(_sender_context(account, general))
-    context.update(campaign_id=campaign.id, campaign_name=campaign.name, step_order=step_order)
-    if unsubscribe_url is not None:
-        context["unsubscribe_url"] = unsubscribe_url
-    return context
 
 
 class _HtmlToText(HTMLParser):
@@ -299,8 +215,8 @@ class Renderer:
         subject = self._subject(template_id, labels["subject"], subject, available)
         html = rendered.get("body_html")
         text = rendered["body_text"] if "body_text" in rendered else html_to_text(html or "")
-        signature = str(context.get(_SIGNATURE_VARIABLE) or "").strip()
-        uses_signature = any(_SIGNATURE_VARIABLE in c.variables for c in compiled.values())
+        signature = str(context.get(SIGNATURE_VARIABLE) or "").strip()
+        uses_signature = any(SIGNATURE_VARIABLE in c.variables for c in compiled.values())
         if signature and not uses_signature:
             signature = signature.replace("\r\n", "\n").replace("\r", "\n")
             text = f"{text.rstrip()}\n\n-- \n{signature}"
