@@ -8,6 +8,9 @@ one campaign; a gap of `min_wait_time` plus a random 0..`settings.wait_jitter` m
 warm-up `ramp` ({start, increase}) that caps the daily sends from the account's `ramp_started_on`. Days and
 hours are the account's own (`email_accounts.timezone`, default UTC). The arbiter (`app/store/arbiter.py`)
 enforces these with atomic writes; the reports show the same values.
+
+The account's days and hours are computed in `account_clock.py`, the retry times of accounts held by open
+reservations in `reservation_rechecks.py`; both are importable from here as before.
 """
 
 from __future__ import annotations
@@ -15,13 +18,18 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
-from zoneinfo import ZoneInfo
+from datetime import date, datetime
 
+from app.domain.account_clock import account_day as account_day
+from app.domain.account_clock import account_hour as account_hour
+from app.domain.account_clock import next_account_day_start as next_account_day_start
+from app.domain.account_clock import next_account_hour_start as next_account_hour_start
 from app.domain.accounts import Ramp
-from app.domain.liveness import MAX_BEAT_SECONDS, reclaim_seconds
 from app.domain.models import AccountCampaignSettings, Campaign, EmailAccount
+from app.domain.reservation_rechecks import HELD_WINDOW_MARGIN_SECONDS as HELD_WINDOW_MARGIN_SECONDS
+from app.domain.reservation_rechecks import UNSENT_RECHECK_SECONDS as UNSENT_RECHECK_SECONDS
+from app.domain.reservation_rechecks import held_window_end as held_window_end
+from app.domain.reservation_rechecks import unsent_recheck as unsent_recheck
 
 # Why an account could not be reserved; the first three are seed 001's setting names.
 MAX_DAILY_SENDS = "max_daily_sends"
@@ -34,11 +42,6 @@ TAKEN = "taken"
 LIMIT_RACED = "limit_raced"
 INVALID_SETTINGS = "invalid_settings"
 INVALID_ACCOUNT = "invalid_account"
-# A window held by a live reservation is looked at again this long after its send should have ended.
-HELD_WINDOW_MARGIN_SECONDS = 1.0
-# By then a reservation not yet in flight has flown, been rolled back, or (its holder gone) been reclaimed,
-# whatever lease its holder runs with.
-UNSENT_RECHECK_SECONDS = reclaim_seconds(MAX_BEAT_SECONDS)
 
 _REASON_TEXT = {
     MAX_DAILY_SENDS: "at max_daily_sends for today",
@@ -76,43 +79,6 @@ class AccountLimits:
     def waits(self) -> bool:
         """True when sends of this account are spaced by a wait window (a minimum gap or a random one)."""
         return self.min_wait_minutes > 0 or self.wait_jitter_minutes > 0
-
-
-@lru_cache(maxsize=256)
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
-
-
-def account_day(now: datetime, tz: str) -> str:
-    """The account's calendar day of `now` in its time zone `tz` (IANA) as "YYYY-MM-DD": the key of its daily
-    counters, which roll over at its local midnight."""
-    return _local(now, tz).date().isoformat()
-
-
-def account_hour(now: datetime, tz: str) -> str:
-    """The account's local clock hour of `now` as "HH" (00-23): the key of its hourly counters inside the day's
-    usage document. The hour repeated when clocks go back counts as one hour (stricter, never looser)."""
-    return f"{_local(now, tz).hour:02d}"
-
-
-def next_account_day_start(now: datetime, tz: str) -> datetime:
-    """The next local midnight after `now` in `tz`, in UTC: when the account's daily limits reset."""
-    day = _local(now, tz).date() + timedelta(days=1)
-    return datetime.combine(day, time(0), tzinfo=_zone(tz)).astimezone(UTC)
-
-
-def next_account_hour_start(now: datetime, tz: str) -> datetime:
-    """The start of the account's next local clock hour after `now`, in UTC: when its hourly limits reset."""
-    local = _local(now, tz)
-    # Wall-clock arithmetic: the hour repeated when clocks go back is one hour here too, as in `account_hour`.
-    start = local.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    return max(start.astimezone(UTC), now.astimezone(UTC) + timedelta(microseconds=1))
-
-
-def _local(now: datetime, tz: str) -> datetime:
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError(f"now={now.isoformat()} has no timezone; pass a timezone-aware UTC datetime")
-    return now.astimezone(_zone(tz))
 
 
 def effective_daily_limit(limits: AccountLimits, today: date) -> int | None:
@@ -270,41 +236,6 @@ def free_at(
     if recheck_at is not None and has_capacity(limits, *without_unsent, hour=hour_without):
         return max(min(recheck_at, reset), earliest)
     return max(reset, earliest)
-
-
-def unsent_recheck(
-    since: datetime,
-    now: datetime,
-    *,
-    horizon_seconds: float = UNSENT_RECHECK_SECONDS,
-    margin_seconds: float = HELD_WINDOW_MARGIN_SECONDS,
-) -> datetime:
-    """When to look again at a limit filled by reservations not yet in flight, the oldest made at `since`.
-
-    By `since + horizon_seconds` each has flown, been rolled back or been reclaimed; never sooner than a margin
-    from `now`, so a slow holder is polled, not spun on.
-    """
-    return max(since + timedelta(seconds=horizon_seconds), now + timedelta(seconds=margin_seconds))
-
-
-def held_window_end(
-    next_available_at: datetime | None,
-    reserved_wait_end: datetime | None,
-    now: datetime,
-    *,
-    margin_seconds: float = HELD_WINDOW_MARGIN_SECONDS,
-) -> datetime | None:
-    """When a wait window held by an open reservation can really end, for a waiting lead's retry time.
-
-    While reserved, the window stays closed until the holder's crash hold ends (`next_available_at`), but a live
-    holder moves it to its hand-over plus the wait when it commits. `reserved_wait_end` (reservation time plus the
-    wait; None when no reservation holds the window) is therefore the earliest end: look again a margin after it,
-    and every margin while the send lasts, never later than the hold.
-    """
-    if next_available_at is None or reserved_wait_end is None:
-        return next_available_at
-    expected = max(reserved_wait_end, now) + timedelta(seconds=margin_seconds)
-    return min(next_available_at, expected)
 
 
 def capacity(
