@@ -18,14 +18,14 @@ was only paused and finds its reservation returned sends nothing.
 
 The reads live in `account_scan.py` (settings in `account_settings.py`), the `account_usage` writes in
 `account_usage.py`, the wait-window writes in `wait_windows.py`, commit, rollback and reclaim in
-`reservation_ends.py`; this module decides which account to reserve.
+`reservation_ends.py`, a batch's reservations in `batch_reservations.py`; this module decides which account to
+reserve for one send.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -36,24 +36,14 @@ from app.logging import get_logger
 from app.metrics import registry as metrics
 from app.store import schema
 from app.store.account_scan import RECHECK_SECONDS as RECHECK_SECONDS
-from app.store.account_scan import (
-    AccountScan,
-    Blocked,
-    Candidate,
-    Counts,
-    Tally,
-    assign,
-    blocked,
-    chunks,
-    room,
-    valid_limits,
-    window_open,
-)
+from app.store.account_scan import AccountScan, Blocked, Candidate, Counts, Tally, blocked, chunks, window_open
 from app.store.account_scan import NoAccountAvailable as NoAccountAvailable
-from app.store.account_usage import AccountUsage, Block, reservation_logger
+from app.store.account_usage import AccountUsage
 from app.store.account_usage import Reservation as Reservation
 from app.store.account_usage import usage_key as usage_key
 from app.store.account_usage import usage_path as usage_path
+from app.store.batch_reservations import USAGE_CHUNK as USAGE_CHUNK
+from app.store.batch_reservations import BatchReservations, log_reserved, reservation_token
 from app.store.client import Database
 from app.store.recent_accounts import RecentAccounts
 from app.store.recent_counts import RecentCounts
@@ -62,9 +52,6 @@ from app.store.reclaim import open_entry as open_entry
 from app.store.reclaim import open_path as open_path
 from app.store.reservation_ends import ReservationEnds
 from app.store.wait_windows import WaitWindows
-
-# Today's counters are read for this many free accounts at a time: most reservations succeed on the first.
-USAGE_CHUNK = 16
 
 
 class Arbiter:
@@ -96,6 +83,14 @@ class Arbiter:
         # in flight from the start, and keep counting as if a crash caught them mid-send.
         self._usage = AccountUsage(db[schema.ACCOUNT_USAGE], owner=owner, marks_in_flight=marks_in_flight)
         self._settle = ReservationEnds(db, owner=owner, usage=self._usage, windows=self._windows)
+        self._batch = BatchReservations(
+            owner=owner,
+            reads=self._reads,
+            usage=self._usage,
+            windows=self._windows,
+            recent=self._recent,
+            pages=self._pages,
+        )
 
     async def reserve(
         self,
@@ -163,110 +158,9 @@ class Arbiter:
 
         Each account's share is counted with one conditional upsert whose filter leaves room for all of it, so
         the limits hold exactly as for `reserve`. Fewer come back when fewer are free or a racing dispatcher got
-        there first. Items without a pin cost no round trip of their own.
+        there first. Items without a pin cost no round trip of their own (see `app/store/batch_reservations.py`).
         """
-        if not pins:
-            return []
-        pinned = await self._reads.mailboxes(campaign, [p for p in pins if p is not None], only, now)
-        mailboxes = {c.id for c in pinned}
-        wants = [p if p in mailboxes else None for p in pins]
-        free_wanted = wants.count(None)
-        others: list[Candidate] = []
-        kept = False
-        if free_wanted:
-            # A kept page serves first attempts only: a follow-up's mailbox may have a wait window to claim.
-            others, kept = await self._page(campaign, only, free_wanted + USAGE_CHUNK, now, keep=not pinned)
-        candidates = others + [c for c in pinned if c.id not in {o.id for o in others}]
-        accounts = await self._assign(candidates, wants, campaign.id, now)
-        plan = {a: accounts.count(a) for a in dict.fromkeys(a for a in accounts if a is not None)}
-        if not plan:
-            return [None] * len(pins)
-        given = await self._count_shares(campaign, plan, {c.id: c for c in candidates}, now, check_open=kept)
-        if given is None:  # the kept page was stale (an account paused, disabled or busy): read afresh
-            self._pages.clear()
-            return await self.reserve_many(campaign, now, pins, only=only)
-        return [given[a].pop() if a is not None and given.get(a) else None for a in accounts]
-
-    async def _page(
-        self, campaign: Campaign, only: Collection[str] | None, limit: int, now: datetime, *, keep: bool
-    ) -> tuple[list[Candidate], bool]:
-        """The least recently used free accounts, from a page kept from a recent plan when there is one (True),
-        else read now (see `app/store/recent_accounts.py`)."""
-        page = self._pages.get(campaign.id, only, limit) if keep else None
-        if page is not None:
-            return page, True
-        page = await self._reads.scan(campaign, window_open(now), (), only, Tally(), now=now, limit=limit)
-        if keep:
-            self._pages.put(campaign.id, only, limit, page)
-        return page, False
-
-    async def _assign(
-        self, candidates: list[Candidate], wants: list[str | None], campaign_id: str, now: datetime
-    ) -> list[str | None]:
-        """The account of each wanted send (`assign`), planned on the counters a recent plan left when that gives
-        every send an account, else on counters read now (see `app/store/recent_counts.py`)."""
-        counts = self._recent.get(candidates, now, campaign_id)
-        if counts is not None:
-            accounts = assign(room(candidates, counts, now, len(wants)), wants)
-            if None not in accounts:
-                return accounts
-        counts = await self._reads.counts_for(candidates, now, usage_path(campaign_id))
-        self._recent.put(candidates, now, campaign_id, counts)
-        return assign(room(candidates, counts, now, len(wants)), wants)
-
-    async def _count_shares(
-        self,
-        campaign: Campaign,
-        plan: dict[str, int],
-        by_id: Mapping[str, Candidate],
-        now: datetime,
-        *,
-        check_open: bool = False,
-    ) -> dict[str, list[Reservation]] | None:
-        """Count each planned account's share (its wait window first where it has one); the reservations made.
-
-        With `check_open` (a plan on a kept page, accounts without a wait window only) the rotation goes first
-        and nothing is counted (None) unless every planned account was still active with its window open."""
-        # One token per reservation; the first of an account's share also holds its wait window.
-        tokens = {account_id: [self._token() for _ in range(k)] for account_id, k in plan.items()}
-        plan, waits = await self._claim_windows(plan, by_id, tokens, now)
-        plain = [by_id[a].row.raw_id for a in plan if a not in waits]
-        blocks = [Block(a, by_id[a].slot(now), valid_limits(by_id[a]), tokens[a]) for a in plan]
-        if check_open:
-            if not await self._windows.rotate(plain, now, open_only=True):
-                return None
-            counted = await self._usage.count_blocks(blocks, campaign.id, now)
-        else:
-            counted, _ = await asyncio.gather(
-                self._usage.count_blocks(blocks, campaign.id, now), self._windows.rotate(plain, now)
-            )
-        self._pages.used(counted)
-        for account_id in plan:
-            if account_id not in counted and account_id in waits:
-                await self._windows.release(account_id, tokens[account_id][0], now)
-        refused = [a for a in tokens if a not in counted]
-        self._recent.counted(by_id, {a: len(tokens[a]) for a in counted}, refused, now, campaign.id)
-        given: dict[str, list[Reservation]] = {}
-        for account_id in counted:
-            candidate, slot = by_id[account_id], by_id[account_id].slot(now)
-            for token in tokens[account_id]:
-                reservation = Reservation(
-                    token, candidate.row.account, campaign.id, slot.day, now, valid_limits(candidate), slot.hour
-                )
-                self._log_reserved(reservation, block=plan[account_id])
-                given.setdefault(account_id, []).append(reservation)
-        return given
-
-    async def _claim_windows(
-        self, plan: dict[str, int], by_id: Mapping[str, Candidate], tokens: Mapping[str, list[str]], now: datetime
-    ) -> tuple[dict[str, int], list[str]]:
-        """Claim the wait windows of the planned accounts that have one, at once; return the plan without the
-        accounts whose window a racing dispatcher took, and the accounts with a window."""
-        waits = [a for a in plan if valid_limits(by_id[a]).waits]
-        taken = await asyncio.gather(
-            *(self._windows.claim(by_id[a].row.raw_id, tokens[a][0], valid_limits(by_id[a]), now) for a in waits)
-        )
-        return {a: k for a, k in plan.items() if a not in waits or taken[waits.index(a)]}, waits
+        return await self._batch.reserve_many(campaign, now, pins, only=only)
 
     async def _try(
         self,
@@ -281,7 +175,9 @@ class Arbiter:
         if outcome.reason or limits is None:
             return outcome
         slot = candidate.slot(now)
-        reservation = Reservation(self._token(), candidate.row.account, campaign.id, slot.day, now, limits, slot.hour)
+        reservation = Reservation(
+            reservation_token(self._owner), candidate.row.account, campaign.id, slot.day, now, limits, slot.hour
+        )
         token = reservation.token
         if limits.waits:
             # The window first: a send may only be counted by whoever holds it.
@@ -301,22 +197,8 @@ class Arbiter:
         if not counted:
             await self._windows.release(candidate.row.account.id, token, now)
             return Blocked(LIMIT_RACED, next_reset(limits, now))
-        self._log_reserved(reservation)
+        log_reserved(reservation, self._owner, self._windows)
         return reservation
-
-    def _log_reserved(self, reservation: Reservation, **extra: Any) -> None:
-        limits = reservation.limits
-        self._log(reservation).debug(
-            "arbiter.reserved",
-            day=reservation.day,
-            max_daily_sends=limits.max_daily_sends,
-            daily_limit=limits.campaign_daily_limit,
-            max_hourly_sends=limits.max_hourly_sends,
-            hourly_limit=limits.campaign_hourly_limit,
-            min_wait_time=limits.min_wait_minutes,
-            next_available_at=self._windows.end(limits, reservation.reserved_at).isoformat(),
-            **extra,
-        )
 
     async def mark_in_flight(self, reservations: list[Reservation]) -> list[bool]:
         """Mark reservations as handed to SMTP, just before their SMTP exchange; one round trip for all.
@@ -369,9 +251,6 @@ class Arbiter:
         """An account's counters for one of its days ("YYYY-MM-DD"); zeros when it has not sent that day."""
         return await self._usage.read(account_id, day)
 
-    def _token(self) -> str:
-        return f"{self._owner}:{uuid.uuid4().hex}"
-
     def _unavailable(self, campaign: Campaign, now: datetime, tally: Tally) -> NoAccountAvailable:
         result = tally.unavailable(now)
         # Counted under the reason that held back the most accounts (none at all: the campaign has no account).
@@ -381,6 +260,3 @@ class Arbiter:
             "arbiter.exhausted", retry_at=result.retry_at.isoformat(), reason=result.reason
         )
         return result
-
-    def _log(self, reservation: Reservation) -> Any:
-        return reservation_logger(reservation, self._owner)
