@@ -4,55 +4,35 @@ Read-only by construction: a folder is opened with EXAMINE and messages are fetc
 flag changes (not even \\Seen) and nothing is moved, copied or deleted. Certificates are verified (host name
 and dates) unless the caller passes its own TLS context. Every socket operation has the settings' timeout.
 
-IMAPClient blocks; the asyncio loops run a `Mailbox` in `ImapPool`, a bounded thread pool. A failure is one
-`ImapError` whose `stage` says where it happened and whose message says what to fix; `check` (behind
-`outbound test-imap`) takes the same steps and reports each one.
+IMAPClient blocks; the asyncio loops run a `Mailbox` in `ImapPool`, a bounded thread pool
+(app/transport/imap_pool.py). A failure is one `ImapError` whose `stage` says where it happened and whose
+message says what to fix (app/transport/imap_errors.py); `check` (behind `outbound test-imap`) takes the same
+steps and reports each one. Every name is importable from here.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import imaplib
-import socket
 import ssl
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
 import imapclient
-from imapclient.exceptions import LoginError
 
 from app.domain.accounts import ImapSettings as ImapSettings
 from app.logging import get_logger
+from app.transport.imap_errors import STAGES as STAGES
+from app.transport.imap_errors import ImapError as ImapError
+from app.transport.imap_errors import translate_error as translate_error
+from app.transport.imap_pool import ImapPool as ImapPool
 
-STAGES = ("connect", "tls", "login", "list", "select", "fetch")
-_CONNECT_FIX = "check imap_host and imap_port, and that no firewall blocks outgoing connections to that port"
-_TLS_FIX = "check imap_security (tls: usually imap_port 993; starttls: usually 143) and the server's certificate"
-_LOGIN_FIX = "check imap_username and imap_password; Gmail and Microsoft 365 need an app password"
 # Folders that exist only as a level of the hierarchy and cannot be opened.
 _UNSELECTABLE = {b"\\noselect", b"\\nonexistent"}
-# What OpenSSL says when the other side answered a TLS handshake with plain text (an IMAP greeting).
-_PLAIN_TEXT_REPLIES = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST")
-# OpenSSL's X509_V_ERR_* codes that have a fix of their own.
-_CERT_EXPIRED, _CERT_SELF_SIGNED, _CERT_SELF_SIGNED_IN_CHAIN, _CERT_UNKNOWN_ISSUER = 10, 18, 19, 20
-_CERT_WRONG_HOST, _CERT_WRONG_IP = 62, 64
 
-P = ParamSpec("P")
 T = TypeVar("T")
 StepCallback = Callable[[str, str], None]  # (step, what happened)
-
-
-class ImapError(Exception):
-    """Reading a mailbox failed at `stage` (one of STAGES): `what` failed (naming the server), and the `fix`."""
-
-    def __init__(self, stage: str, what: str, fix: str) -> None:
-        super().__init__(f"{what}: {fix}")
-        self.stage = stage
-        self.what = what
-        self.fix = fix
 
 
 @dataclass(frozen=True)
@@ -63,65 +43,6 @@ class FolderState:
     uidvalidity: int
     uidnext: int | None
     exists: int
-
-
-def _cert_problem(exc: ssl.SSLCertVerificationError, host: str) -> str:
-    code = exc.verify_code
-    if code in (_CERT_WRONG_HOST, _CERT_WRONG_IP):
-        return f"it was issued for another host name: set imap_host to the name on {host}'s certificate"
-    if code == _CERT_EXPIRED:
-        return "it has expired (or is not valid yet): the server's certificate must be renewed"
-    if code in (_CERT_SELF_SIGNED, _CERT_SELF_SIGNED_IN_CHAIN, _CERT_UNKNOWN_ISSUER):
-        return (
-            "it is self-signed or signed by an authority this machine does not trust: the server needs a "
-            "certificate from a public authority (or this machine must trust its authority, e.g. SSL_CERT_FILE)"
-        )
-    return "the server's certificate must be trusted, issued for imap_host and not expired"
-
-
-def _tls_error(exc: ssl.SSLError, settings: ImapSettings) -> ImapError:
-    where = settings.address
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        reason = exc.verify_message or str(exc)
-        return ImapError(
-            "tls", f"the TLS certificate of {where} is not trusted ({reason})", _cert_problem(exc, settings.host)
-        )
-    if settings.security == "tls" and str(exc.reason).upper() in _PLAIN_TEXT_REPLIES:
-        return ImapError(
-            "tls",
-            f"{where} answered in plain text, not TLS (probably a STARTTLS port)",
-            "set imap_security starttls (usually imap_port 143), or the server's implicit TLS port (usually 993)",
-        )
-    return ImapError("tls", f"the TLS handshake with {where} failed ({exc})", _TLS_FIX)
-
-
-def _os_error(exc: OSError, stage: str, settings: ImapSettings) -> ImapError:
-    where = settings.address
-    if isinstance(exc, TimeoutError):
-        what = "did not answer" if stage == "connect" else f"stopped answering during {stage}"
-        return ImapError(stage, f"{where} {what} within {settings.timeout:g} s", _CONNECT_FIX)
-    if isinstance(exc, ConnectionRefusedError):
-        return ImapError(stage, f"{where} refused the connection (nothing listens on that port)", _CONNECT_FIX)
-    if isinstance(exc, socket.gaierror):
-        return ImapError(stage, f"the host name {settings.host!r} was not found ({exc.strerror})", "check imap_host")
-    return ImapError(stage, f"the connection to {where} failed during {stage} ({exc})", _CONNECT_FIX)
-
-
-def translate_error(exc: Exception, stage: str, settings: ImapSettings) -> ImapError:
-    """The ImapError for what IMAPClient, ssl or the socket raised during `stage`."""
-    if isinstance(exc, ImapError):
-        return exc
-    if isinstance(exc, ssl.SSLError):
-        return _tls_error(exc, settings)
-    if isinstance(exc, OSError):
-        return _os_error(exc, stage, settings)
-    where = settings.address
-    if isinstance(exc, LoginError):
-        words = str(exc).removeprefix("b'").removesuffix("'")
-        return ImapError("login", f"{where} refused the login of {settings.username} ({words})", _LOGIN_FIX)
-    if isinstance(exc, imaplib.IMAP4.abort):
-        return ImapError(stage, f"{where} closed the connection during {stage} ({exc})", "try again later")
-    return ImapError(stage, f"{stage} failed on {where} ({exc})", "read the server's reply")
 
 
 def _text(name: str | bytes) -> str:
@@ -289,37 +210,6 @@ class Mailbox:
                 client.shutdown()
             except Exception:
                 get_logger().debug("imap.close_failed", host=self.settings.host)
-
-
-class ImapPool:
-    """A bounded thread pool for IMAPClient's blocking calls, so an asyncio loop never waits on a socket.
-
-    At most `max_workers` mailboxes are read at once. Cancelling the awaiting task does not stop a call in its
-    thread: it ends at the latest when the socket timeout fires.
-    """
-
-    def __init__(self, max_workers: int = 4) -> None:
-        if max_workers < 1:
-            raise ValueError(f"max_workers must be >= 1, got {max_workers}")
-        self.max_workers = max_workers
-        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="imap")
-
-    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        """Run `fn(*args, **kwargs)` in the pool and return (or raise) what it does."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
-
-    def close(self, *, wait: bool = True) -> None:
-        """Start nothing more; drop queued calls and (with `wait`) wait for the running ones to end."""
-        self._executor.shutdown(wait=wait, cancel_futures=True)
-
-    async def __aenter__(self) -> ImapPool:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await asyncio.to_thread(self.close)
 
 
 @dataclass(frozen=True)
