@@ -12,22 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from pymongo.errors import PyMongoError
 
 from app.domain.models import Template, recipient_key
-from app.domain.settlement import LeadContext, Outcome, RecipientResult, Settlement, release, retry, settle
+from app.domain.settlement import Outcome, RecipientResult, Settlement, release, retry, settle
 from app.domain.templating import Renderer
 from app.logging import get_logger
 from app.metrics import registry as metrics
 from app.send.compose import ComposeError, compose
+from app.send.items import Delivered, SendItem
 from app.send.lease_keeper import LeaseKeeper
+from app.send.reserve_stage import Reserving
 from app.send.rounds import Ready, Rounds
 from app.store import leases, schema
-from app.store.arbiter import Arbiter, NoAccountAvailable, Reservation
+from app.store.arbiter import Arbiter, Reservation
 from app.store.catalog import Catalog
 from app.store.client import Database
 from app.store.domain_limits import DomainSlot, DomainSlots
@@ -40,32 +41,6 @@ if TYPE_CHECKING:
 
 LEASE_MARGIN_SECONDS = 10.0
 MX_TIMEOUT_SECONDS = 2.0  # a domain limit grouped by MX waits no longer for DNS; without an answer it counts alone
-
-
-@dataclass(frozen=True)
-class SendItem:
-    """A claimed lead whose plan is to send one recipient now (with the skips recorded before it)."""
-
-    position: int
-    ctx: LeadContext
-    lease: Lease
-    index: int
-    avoid: str | None
-    skipped: tuple[tuple[int, RecipientResult], ...] = ()
-
-    @property
-    def pin(self) -> str | None:
-        """The recipient's mailbox, for a follow-up (None for its first message)."""
-        thread = self.ctx.thread_before(self.index)
-        return thread.account_id if thread is not None else None
-
-
-@dataclass
-class Delivered:
-    """Settlements to write, and outcomes already final (a lost lease)."""
-
-    settled: list[tuple[SendItem, Settlement]] = field(default_factory=list)
-    outcomes: dict[int, Outcome] = field(default_factory=dict)
 
 
 class Delivery:
@@ -87,6 +62,7 @@ class Delivery:
         self.pause = pause
         self.leads = db[schema.CAMPAIGN_LEADS]
         self.arbiter = arbiter
+        self.reserving = Reserving(arbiter, config.account_filter)
         self.catalog = catalog
         self.renderer = renderer
         self.config = config
@@ -117,9 +93,9 @@ class Delivery:
         # Shared reservations first; what they left over is reserved one at a time after those sends, when
         # their commits have moved the accounts' wait windows to where they really are.
         try:
-            reserved, rest = await self._reserve_many(with_template, now, made)
+            reserved, rest = await self.reserving.shared(with_template, now, made)
             await self._send(reserved, now, out, keeper)
-            await self._send(await self._reserve_rest(rest, now, out, made), now, out, keeper)
+            await self._send(await self.reserving.one_at_a_time(rest, now, out, made), now, out, keeper)
             await self._give_back_domain_slots(slots)
         except BaseException:
             await asyncio.shield(self._return_owed(made, now))
@@ -188,69 +164,6 @@ class Delivery:
         out.settled += await self.rounds.run(ready, now)
         out.outcomes.update(self.rounds.lost)
         self.rounds.lost.clear()
-
-    async def _reserve_many(
-        self, items: list[tuple[SendItem, Template]], now: datetime, made: list[Reservation]
-    ) -> tuple[list[tuple[SendItem, Template, Reservation]], list[tuple[SendItem, Template]]]:
-        """Accounts for each campaign's first attempts and follow-ups, sharing round trips; (reserved, left over).
-        Each reservation is also added to `made` as soon as it is made."""
-        groups: dict[str, list[tuple[SendItem, Template]]] = {}
-        for pair in items:
-            groups.setdefault(pair[0].ctx.campaign.id, []).append(pair)
-        reserved: list[tuple[SendItem, Template, Reservation]] = []
-        rest: list[tuple[SendItem, Template]] = []
-        for group in groups.values():
-            # A retry prefers another account, one at a time; a follow-up keeps its mailbox, retried or not.
-            shared: list[tuple[SendItem, Template]] = []
-            for pair in group:
-                (shared if pair[0].avoid is None or pair[0].pin is not None else rest).append(pair)
-            if len(shared) < 2:
-                rest += shared
-                continue
-            campaign = group[0][0].ctx.campaign
-            pins = [item.pin for item, _ in shared]
-            found = await self.arbiter.reserve_many(campaign, now, pins, only=self.config.account_filter)
-            made += [r for r in found if r is not None]
-            for (item, template), reservation in zip(shared, found, strict=True):
-                if reservation is None:
-                    rest.append((item, template))
-                else:
-                    reserved.append((item, template, reservation))
-        return reserved, rest
-
-    async def _reserve_rest(
-        self, rest: list[tuple[SendItem, Template]], now: datetime, out: Delivered, made: list[Reservation]
-    ) -> list[tuple[SendItem, Template, Reservation]]:
-        """One at a time, until a campaign (or a follow-up's mailbox) has no free account: the items waiting for
-        it are released until then, with the reason."""
-        reserved: list[tuple[SendItem, Template, Reservation]] = []
-        exhausted: dict[tuple[str, str | None], NoAccountAvailable] = {}
-        for item, template in rest:
-            campaign, key = item.ctx.campaign, (item.ctx.campaign.id, item.pin)
-            found = exhausted.get(key) or await self._reserve_one(item, now)
-            if isinstance(found, Reservation):
-                made.append(found)
-                reserved.append((item, template, found))
-                continue
-            if key not in exhausted:
-                exhausted[key] = found
-                _log_waiting(item, found)
-            # Only a campaign without a free account makes the dispatcher hold its leads back ("no_account").
-            kind = "no_account" if item.pin is None else "waiting"
-            outcome = Outcome(kind, item.ctx.lead.id, campaign.id, next_due_at=found.retry_at)
-            out.settled.append((item, release(item.ctx, item.skipped, found.retry_at, outcome, now)))
-        return reserved
-
-    async def _reserve_one(self, item: SendItem, now: datetime) -> Reservation | NoAccountAvailable:
-        only = self.config.account_filter
-        if item.pin is not None:
-            return await self.arbiter.reserve(item.ctx.campaign, now, only=only, pin=item.pin)
-        # After a failure, prefer a different account; fall back to the same one if it is the only one free.
-        exclude = (item.avoid,) if item.avoid else ()
-        found = await self.arbiter.reserve(item.ctx.campaign, now, exclude=exclude, only=only)
-        if isinstance(found, NoAccountAvailable) and exclude:
-            found = await self.arbiter.reserve(item.ctx.campaign, now, only=only)
-        return found
 
     async def _compose(
         self,
@@ -335,19 +248,6 @@ class Delivery:
         get_logger(lead_id=str(item.lease.lead_id)).warning("worker.lease_lost", reason="lost before sending")
         out.outcomes[item.position] = Outcome("lease_lost", item.lease.lead_id)
         return None
-
-
-def _log_waiting(item: SendItem, found: NoAccountAvailable) -> None:
-    """Once per campaign without a free account (INFO), or per busy mailbox its follow-ups wait for (DEBUG)."""
-    when = found.retry_at.isoformat()
-    if item.pin is None:
-        get_logger(campaign_id=item.ctx.campaign.id).info(
-            "worker.waiting_for_account", retry_at=when, reason=found.reason
-        )
-    else:
-        get_logger(campaign_id=item.ctx.campaign.id, account_id=item.pin).debug(
-            "worker.waiting_for_mailbox", retry_at=when, reason=found.reason
-        )
 
 
 def _back(item: SendItem, kind: str, now: datetime) -> Settlement:

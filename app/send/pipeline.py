@@ -30,7 +30,8 @@ from app.domain.templating import Renderer
 from app.logging import get_logger
 from app.metrics import registry as metrics
 from app.send.compose import MAILTO_ONLY, UnsubscribeLinks
-from app.send.delivery import Delivery, SendItem
+from app.send.delivery import Delivery
+from app.send.items import SendItem
 from app.send.lease_keeper import LeaseKeeper
 from app.send.records import Records
 from app.store import schema, suppressions

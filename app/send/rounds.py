@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from pymongo.errors import PyMongoError
 
 from app.domain import ledger_states as lstate
-from app.domain.outcomes import AUTH, IN_DOUBT, PERMANENT, TRANSIENT, UNSENDABLE, Failure, Verdict, classify
+from app.domain.outcomes import Failure, Verdict, classify
 from app.domain.settlement import Outcome, RecipientResult, Settlement, release, retry, settle
 from app.logging import get_logger
 from app.metrics import registry as metrics
 from app.send.compose import variant_of
 from app.send.connections import ConnectionLocks, HeldConnections
+from app.send.exchange import durably, exchange
 from app.send.round_outcomes import from_ledger, ledger_state, reclaimed, with_message
 from app.store import ledger, schema, suppressions
 from app.store.arbiter import Arbiter, Reservation
@@ -32,21 +32,14 @@ from app.store.client import Database
 from app.store.documents import NotFound
 from app.store.leases import Lease
 from app.transport.base import (
-    AccountAuthError,
-    PermanentSendError,
     Sender,
-    SendError,
-    UnsupportedAddressError,
     ValidatedMessage,
     validated,
 )
 
 if TYPE_CHECKING:
-    from app.send.delivery import SendItem
+    from app.send.items import SendItem
     from app.send.pipeline import PipelineConfig
-
-DURABLE_WRITE_ATTEMPTS = 6
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -190,7 +183,7 @@ class Rounds:
                 message = validated(replace(message.message, message_id=attempt.message_id))
             go.append((replace(r, message=message), attempt))
         try:
-            failures = await asyncio.gather(*(self._exchange(r) for r, _ in go))
+            failures = await asyncio.gather(*(_exchange(self.sender, r) for r, _ in go))
         except asyncio.CancelledError:
             # Stopped past the grace period mid-send: these may have gone out; say so before giving up.
             await asyncio.shield(self._interrupted(go, now))
@@ -207,7 +200,7 @@ class Rounds:
         finishes = [
             ledger.Finish(a, ledger_state(v), v.error, v.smtp_code) for (_, a), v in zip(go, verdicts, strict=True)
         ]
-        recorded = await _durably(lambda: ledger.finish_many(self.sends, finishes, now)) if finishes else []
+        recorded = await durably(lambda: ledger.finish_many(self.sends, finishes, now)) if finishes else []
         sent = [_Sent(r, a, v, ended, ok) for ((r, a), v, ok) in zip(go, verdicts, recorded, strict=True)]
         return sent, unsent
 
@@ -223,31 +216,6 @@ class Rounds:
         with contextlib.suppress(Exception):
             await ledger.finish_many(self.sends, [ledger.Finish(a, lstate.UNCERTAIN, error) for _, a in go], now)
             await self.arbiter.commit_many([r.reservation for r, _ in go], now)
-
-    async def _exchange(self, r: Ready) -> Failure | None:
-        """Hand one message to SMTP; its failure as a plain value (None: accepted)."""
-        started = time.monotonic()
-        try:
-            await self.sender.send(r.reservation.account, r.message)
-        except asyncio.CancelledError:
-            raise
-        except AccountAuthError as exc:
-            return Failure(AUTH, exc.code, str(exc))
-        except UnsupportedAddressError as exc:  # the server lacks SMTPUTF8: not a bounce, nothing to suppress
-            return Failure(UNSENDABLE, exc.code, str(exc))
-        except PermanentSendError as exc:
-            return Failure(PERMANENT, exc.code, str(exc))
-        except SendError as exc:
-            return Failure(IN_DOUBT if exc.uncertain else TRANSIENT, exc.code, str(exc))
-        except Exception as exc:  # unexpected, after the message may have reached the server: never resend
-            get_logger(account_id=r.reservation.account.id).error("worker.smtp_error", error=repr(exc), exc_info=exc)
-            return Failure(IN_DOUBT, None, repr(exc))
-        finally:
-            metrics.current().smtp_send(r.reservation.account.id, time.monotonic() - started)
-        get_logger(
-            lead_id=str(r.item.ctx.lead.id), campaign_id=r.item.ctx.campaign.id, account_id=r.reservation.account.id
-        ).info("worker.sent", to=r.message.rcpt_to, message_id=r.message.message.message_id)
-        return None
 
     async def _record(self, finished: list[_Sent], now: datetime) -> list[tuple[SendItem, Settlement]]:
         """Usage and side effects for the sends of all rounds (their ledger outcomes are recorded), a write per kind."""
@@ -328,15 +296,6 @@ def _settlement(s: _Sent, now: datetime) -> Settlement:
     return settle(item.ctx, [*item.skipped, (item.index, result)], now)
 
 
-async def _durably(write: Callable[[], Awaitable[T]]) -> T:
-    """Run a write that records sends, retrying database errors with backoff (bounded) before giving up."""
-    for attempt in range(1, DURABLE_WRITE_ATTEMPTS + 1):
-        try:
-            return await write()
-        except PyMongoError as exc:
-            if attempt == DURABLE_WRITE_ATTEMPTS:
-                raise
-            delay = min(2.0, 0.05 * 2**attempt)
-            get_logger().warning("worker.db_error", error=str(exc), attempt=attempt, retry_in=delay)
-            await asyncio.sleep(delay)
-    raise AssertionError("unreachable")
+def _exchange(sender: Sender, r: Ready) -> Awaitable[Failure | None]:
+    lead_id, campaign_id = str(r.item.ctx.lead.id), r.item.ctx.campaign.id
+    return exchange(sender, r.reservation.account, r.message, lead_id=lead_id, campaign_id=campaign_id)
