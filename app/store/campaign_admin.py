@@ -5,6 +5,9 @@ steps are written under a new `sequence_id`, then the campaign is switched to it
 steps are deleted (unless another campaign shares them). A dispatcher therefore sees the old sequence or the
 new one, never a mix, and a failure half-way leaves unused steps at worst. Templates and steps are written
 before the campaign that uses them, and a campaign that a file deactivates is deactivated first.
+
+The reads these writes and the commands rely on (lookups by id, name or email, what is stored for a campaign
+file, and AdminError) live in `campaign_reads.py`; they are importable from here as before.
 """
 
 from __future__ import annotations
@@ -17,21 +20,27 @@ from bson import ObjectId
 from pymongo import InsertOne, UpdateOne
 
 from app.domain.campaign_plan import ApplyPlan, Stored
-from app.domain.campaign_specs import CampaignSpec, TemplateSpec, template_spec
-from app.domain.campaigns import Campaign, SequenceStep, Template
+from app.domain.campaign_specs import TemplateSpec
+from app.domain.campaigns import Campaign
 from app.domain.document_reader import id_str
 from app.domain.sequence_edits import StepSpec, step_documents
 from app.store import schema
+from app.store.campaign_reads import AdminError as AdminError
+from app.store.campaign_reads import account_emails as account_emails
+from app.store.campaign_reads import campaign_doc as campaign_doc
+from app.store.campaign_reads import campaigns_named as campaigns_named
+from app.store.campaign_reads import campaigns_using_templates as campaigns_using_templates
+from app.store.campaign_reads import find_template as find_template
+from app.store.campaign_reads import lead_positions as lead_positions
+from app.store.campaign_reads import list_templates as list_templates
+from app.store.campaign_reads import resolve_accounts as resolve_accounts
+from app.store.campaign_reads import sequence_steps as sequence_steps
+from app.store.campaign_reads import stored_campaign as stored_campaign
+from app.store.campaign_reads import stored_for as stored_for
+from app.store.campaign_reads import templates_by_id as templates_by_id
+from app.store.campaign_reads import templates_named as templates_named
 from app.store.client import Database
-from app.store.documents import NotFound, get_doc, id_filter, id_values, iter_valid
-
-
-class AdminError(ValueError):
-    """A change that cannot be made as asked; the message says why and what to do instead."""
-
-
-def _any_of(ids: Sequence[object]) -> list[Any]:
-    return [value for raw in ids for value in id_values(raw)]
+from app.store.documents import id_filter
 
 
 def new_sequence_id() -> str:
@@ -40,18 +49,6 @@ def new_sequence_id() -> str:
 
 
 # --- campaigns --------------------------------------------------------------------------------------------------
-
-
-async def campaign_doc(db: Database, campaign_id: str) -> dict[str, Any]:
-    """The stored campaign document, checked by the model; NotFound otherwise."""
-    doc = await get_doc(db[schema.CAMPAIGNS], "campaign", campaign_id)
-    Campaign.from_doc(doc)
-    return doc
-
-
-async def campaigns_named(db: Database, name: str) -> list[dict[str, Any]]:
-    """Every campaign document with this name."""
-    return [doc async for doc in db[schema.CAMPAIGNS].find({"name": name})]
 
 
 async def insert_campaign(db: Database, doc: Mapping[str, Any]) -> str:
@@ -94,35 +91,6 @@ def checked_campaign(doc: Mapping[str, Any], sets: Mapping[str, Any], unsets: Se
 # --- templates --------------------------------------------------------------------------------------------------
 
 
-async def find_template(db: Database, ref: str) -> Template:
-    """A template by id, else by name; NotFound, or AdminError when several have that name."""
-    doc = await db[schema.TEMPLATES].find_one(id_filter(ref))
-    if doc is not None:
-        return Template.from_doc(doc)
-    named = [d async for d in db[schema.TEMPLATES].find({"name": ref}, limit=2)]
-    if len(named) > 1:
-        raise AdminError(f"several templates are named {ref!r}: give the template's id")
-    if not named:
-        raise NotFound("template", ref)
-    return Template.from_doc(named[0])
-
-
-async def templates_named(db: Database, name: str) -> list[Template]:
-    """Every valid template with this name."""
-    return [t async for t in iter_valid(db[schema.TEMPLATES], {"name": name}, Template.from_doc)]
-
-
-async def templates_by_id(db: Database, ids: Sequence[str]) -> dict[str, Template]:
-    """Valid templates by id (a missing or malformed one is left out)."""
-    found = iter_valid(db[schema.TEMPLATES], {"_id": {"$in": _any_of(ids)}}, Template.from_doc)
-    return {t.id: t async for t in found}
-
-
-async def list_templates(db: Database) -> list[Template]:
-    """Every valid template, by name."""
-    return [t async for t in iter_valid(db[schema.TEMPLATES], {}, Template.from_doc, sort=[("name", 1)])]
-
-
 async def insert_template(db: Database, spec: TemplateSpec) -> str:
     """Insert a checked template; return its id."""
     result = await db[schema.TEMPLATES].insert_one(spec.document())
@@ -140,58 +108,7 @@ async def update_template(db: Database, template_id: str, spec: TemplateSpec) ->
     await db[schema.TEMPLATES].update_one(id_filter(template_id), _template_update(spec))
 
 
-async def campaigns_using_templates(db: Database, template_ids: Sequence[str]) -> dict[str, list[str]]:
-    """For each template id, the names of the campaigns whose sequence uses it."""
-    uses: dict[str, set[str]] = {}
-    flt = {"template_id": {"$in": _any_of(template_ids)}}
-    async for step in db[schema.SEQUENCE_STEPS].find(flt, projection={"sequence_id": 1, "template_id": 1}):
-        uses.setdefault(str(step.get("sequence_id")), set()).add(str(step.get("template_id")))
-    found: dict[str, list[str]] = {}
-    cursor = db[schema.CAMPAIGNS].find({"sequence_id": {"$in": list(uses)}}, projection={"name": 1, "sequence_id": 1})
-    async for doc in cursor:
-        for template_id in uses.get(str(doc.get("sequence_id")), ()):
-            found.setdefault(template_id, []).append(str(doc.get("name")))
-    return found
-
-
-# --- sequences and leads ----------------------------------------------------------------------------------------
-
-
-async def sequence_steps(db: Database, sequence_id: str | None) -> list[SequenceStep]:
-    """The valid steps of a sequence, in order."""
-    if sequence_id is None:
-        return []
-    flt = id_filter(sequence_id, "sequence_id")
-    found = iter_valid(db[schema.SEQUENCE_STEPS], flt, SequenceStep.from_doc, sort=[("step_order", 1)])
-    return [s async for s in found]
-
-
-async def lead_positions(db: Database, campaign_id: str) -> tuple[dict[int, int], int]:
-    """The campaign's leads in flight per `current_step_order`, and how many have completed."""
-    pipeline: list[dict[str, Any]] = [
-        {"$match": id_filter(campaign_id, "campaign_id")},
-        {
-            "$group": {
-                "_id": {
-                    "step": "$progress.current_step_order",
-                    "completed": "$progress.completed",
-                    "stopped": "$progress.stopped",
-                },
-                "n": {"$sum": 1},
-            }
-        },
-    ]
-    at: dict[int, int] = {}
-    completed = 0
-    async for row in await db[schema.CAMPAIGN_LEADS].aggregate(pipeline):
-        key, n = row["_id"], int(row["n"])
-        if key.get("completed") is True:
-            completed += n
-        elif key.get("stopped") is not True:
-            step = key.get("step")
-            order = step if isinstance(step, int) and not isinstance(step, bool) and step >= 1 else 1
-            at[order] = at.get(order, 0) + n
-    return at, completed
+# --- sequences --------------------------------------------------------------------------------------------------
 
 
 async def replace_sequence(
@@ -233,80 +150,7 @@ async def drop_unused_sequence(db: Database, sequence_id: str | None) -> None:
     await db[schema.SEQUENCE_STEPS].delete_many({"sequence_id": sequence_id})
 
 
-# --- accounts ---------------------------------------------------------------------------------------------------
-
-
-async def resolve_accounts(db: Database, refs: Sequence[str]) -> list[str]:
-    """Account ids for ids or emails, in the order given; AdminError naming those not found."""
-    if not refs:
-        return []
-    emails = [r.strip().lower() for r in refs if "@" in r]
-    flt = {"$or": [{"_id": {"$in": _any_of([r for r in refs if "@" not in r])}}, {"email": {"$in": emails}}]}
-    by_ref: dict[str, str] = {}
-    async for doc in db[schema.EMAIL_ACCOUNTS].find(flt, projection={"email": 1}):
-        by_ref[id_str(doc["_id"])] = id_str(doc["_id"])
-        by_ref[str(doc.get("email", "")).lower()] = id_str(doc["_id"])
-    missing = [r for r in refs if (r.strip().lower() if "@" in r else r) not in by_ref]
-    if missing:
-        raise AdminError(f"account(s) not found: {', '.join(missing)} (list-accounts shows them)")
-    return list(dict.fromkeys(by_ref[r.strip().lower() if "@" in r else r] for r in refs))
-
-
-async def account_emails(db: Database, ids: Sequence[str]) -> list[str]:
-    """Each account's email (its id where it is not stored), in the order given."""
-    found = {id_str(d["_id"]): str(d.get("email")) async for d in db[schema.EMAIL_ACCOUNTS].find(
-        {"_id": {"$in": _any_of(ids)}}, projection={"email": 1})}  # fmt: skip
-    return [found.get(i, i) for i in ids]
-
-
 # --- campaign files ---------------------------------------------------------------------------------------------
-
-
-async def stored_for(db: Database, spec: CampaignSpec) -> Stored:
-    """What is stored for the campaign a file names: by its `id:`, else by name (several: AdminError)."""
-    if spec.id is not None:
-        doc: dict[str, Any] | None = await campaign_doc(db, spec.id)
-    else:
-        named = await campaigns_named(db, spec.name)
-        if len(named) > 1:
-            raise AdminError(f"several campaigns are named {spec.name!r}: add `id:` to the file to say which")
-        doc = named[0] if named else None
-    stored = await stored_campaign(db, doc) if doc is not None else Stored(None)
-    templates: dict[str, TemplateSpec] = {}
-    own = {t.name: t for t in stored.templates.values()}
-    for wanted in spec.templates:
-        found = await _template_for(db, wanted, own)
-        if found is not None:
-            templates[wanted.name] = found
-    return Stored(stored.campaign, stored.settings, stored.paused_reason, stored.steps, templates)
-
-
-async def _template_for(db: Database, wanted: TemplateSpec, own: Mapping[str, TemplateSpec]) -> TemplateSpec | None:
-    if wanted.id is not None:
-        return template_spec(await find_template(db, wanted.id))
-    if wanted.name in own:
-        return own[wanted.name]
-    named = await templates_named(db, wanted.name)
-    if len(named) > 1:
-        raise AdminError(f"several templates are named {wanted.name!r}: give its `id:` in the file")
-    return template_spec(named[0]) if named else None
-
-
-async def stored_campaign(db: Database, doc: Mapping[str, Any]) -> Stored:
-    """A stored campaign with its steps (template names) and the templates they use (by stored name)."""
-    campaign = Campaign.from_doc(doc)
-    steps = await sequence_steps(db, campaign.sequence_id)
-    templates = await templates_by_id(db, [s.template_id for s in steps])
-    names = {tid: t.name for tid, t in templates.items()}
-    return Stored(
-        campaign=campaign,
-        settings=dict(doc.get("settings") or {}),
-        paused_reason=doc.get("paused_reason") if isinstance(doc.get("paused_reason"), str) else None,
-        steps=tuple(
-            (s.id, StepSpec(names.get(s.template_id, s.template_id), s.delay_minutes, s.thread)) for s in steps
-        ),
-        templates={t.name: template_spec(t) for t in templates.values()},
-    )
 
 
 async def apply_plan(db: Database, plan: ApplyPlan, stored: Stored, now: datetime) -> str:
