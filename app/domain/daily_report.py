@@ -3,18 +3,34 @@
 "Yesterday" is the calendar day before the report's day in the report's time zone (OUTBOUND_REPORT_TIMEZONE),
 so a day is 23 or 25 hours long across a DST change. The report never names a recipient: an uncertain send is
 listed by its ledger key, which `outbound list-uncertain` and `resolve-send` take.
+
+The report's values live in `daily_report_model.py` and its subject and bodies in `daily_report_render.py`;
+every name is importable from here as before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from html import escape
 from zoneinfo import ZoneInfo
 
+from app.domain.daily_report_model import COUNTED as COUNTED
+from app.domain.daily_report_model import AccountAlert as AccountAlert
+from app.domain.daily_report_model import AccountStanding as AccountStanding
+from app.domain.daily_report_model import CampaignInfo as CampaignInfo
+from app.domain.daily_report_model import CampaignRow as CampaignRow
+from app.domain.daily_report_model import DailyReport as DailyReport
+from app.domain.daily_report_model import PausedCampaign as PausedCampaign
+from app.domain.daily_report_model import ReportInputs as ReportInputs
+from app.domain.daily_report_model import UncertainSend as UncertainSend
+from app.domain.daily_report_render import HEADER as HEADER
+from app.domain.daily_report_render import RESOLVE_HINT as RESOLVE_HINT
+from app.domain.daily_report_render import UNCERTAIN_COLUMNS as UNCERTAIN_COLUMNS
+from app.domain.daily_report_render import render_html as render_html
+from app.domain.daily_report_render import render_text as render_text
+from app.domain.daily_report_render import subject as subject
+
 NEAR_LIMIT = 0.8  # share of the daily limit from which an account is listed as near it
-COUNTED = ("sent", "replied", "bounced", "unsubscribed", "failed")
 # `activities.type` -> the report's column (failures come from the ledger, see `CampaignRow`).
 ACTIVITY_COLUMNS = {"sent": "sent", "replied": "replied", "bounced": "bounced", "unsubscribed": "unsubscribed"}
 
@@ -50,105 +66,6 @@ def report_due(now: datetime, at: time, tz: str, last_sent_day: date | None) -> 
     """
     local = _aware(now).astimezone(ZoneInfo(tz))
     return local.time().replace(tzinfo=None) >= at and last_sent_day != local.date() - timedelta(days=1)
-
-
-@dataclass(frozen=True)
-class CampaignInfo:
-    """What the report shows of a campaign document."""
-
-    campaign_id: str
-    name: str
-    status: str
-    paused_reason: str | None = None
-    paused_at: datetime | None = None
-    job_id: str | None = None  # the campaign of a job's execution: its counts are shown under its job
-    job_name: str | None = None
-
-
-@dataclass(frozen=True)
-class AccountStanding:
-    """One account on the report's day: its status and what it sent against its daily limit (None: no limit)."""
-
-    account_id: str
-    email: str
-    status: str
-    disabled_reason: str | None
-    sent: int
-    limit: int | None
-
-
-@dataclass(frozen=True)
-class UncertainSend:
-    """A send nobody can vouch for, by its ledger key (never the recipient's address)."""
-
-    send_key: str
-    campaign_id: str | None
-    account_id: str | None
-    since: datetime | None
-    why: str | None
-
-
-@dataclass(frozen=True)
-class ReportInputs:
-    """Everything the gatherer read for one day, as plain values."""
-
-    campaigns: Sequence[CampaignInfo]
-    activity_counts: Mapping[str, Mapping[str, int]]  # campaign id -> activity type -> count on the day
-    failures: Mapping[str, int]  # campaign id -> ledger entries that became `failed` on the day
-    accounts: Sequence[AccountStanding]
-    uncertain_total: int
-    uncertain_oldest: Sequence[UncertainSend]
-
-
-@dataclass(frozen=True)
-class CampaignRow:
-    """One campaign's day: sends, replies, hard bounces and unsubscribes (activities), failures (the ledger)."""
-
-    campaign_id: str
-    name: str
-    status: str
-    sent: int = 0
-    replied: int = 0
-    bounced: int = 0
-    unsubscribed: int = 0
-    failed: int = 0
-
-
-@dataclass(frozen=True)
-class AccountAlert:
-    """An account that needs a look: near, at or over its daily limit, or out of rotation."""
-
-    account_id: str
-    email: str
-    status: str
-    sent: int
-    limit: int | None
-    notes: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class PausedCampaign:
-    """A paused campaign and why."""
-
-    campaign_id: str
-    name: str
-    reason: str | None
-    paused_at: datetime | None
-
-
-@dataclass(frozen=True)
-class DailyReport:
-    """The report for `day` (ISO date, local to `timezone`), as of `generated_at`."""
-
-    day: str
-    timezone: str
-    generated_at: datetime
-    campaigns: tuple[CampaignRow, ...]
-    totals: CampaignRow
-    accounts: tuple[AccountAlert, ...]
-    uncertain_total: int
-    uncertain: tuple[UncertainSend, ...]
-    paused: tuple[PausedCampaign, ...]
 
 
 def _campaign_row(info: CampaignInfo, counts: Mapping[str, int], failed: int) -> CampaignRow:
@@ -232,104 +149,3 @@ def build_report(inputs: ReportInputs, day: date, tz: str, now: datetime) -> Dai
         uncertain=tuple(inputs.uncertain_oldest),
         paused=tuple(paused),
     )
-
-
-def _plural(n: int, word: str, many: str | None = None) -> str:
-    return f"{n} {word if n == 1 else many or word + 's'}"
-
-
-def subject(report: DailyReport) -> str:
-    """The subject line: the day, its totals and how many things need the operator (never an address)."""
-    t = report.totals
-    parts = [
-        f"{t.sent} sent",
-        _plural(t.replied, "reply", "replies"),
-        _plural(t.bounced, "bounce"),
-        _plural(t.unsubscribed, "unsubscribe"),
-        f"{t.failed} failed",
-    ]
-    attention = []
-    if report.accounts:
-        attention.append(_plural(len(report.accounts), "account") + " to check")
-    if report.uncertain_total:
-        attention.append(_plural(report.uncertain_total, "uncertain send"))
-    if report.paused:
-        attention.append(_plural(len(report.paused), "paused campaign"))
-    tail = f"; {', '.join(attention)}" if attention else ""
-    return f"Outbound daily report {report.day}: {', '.join(parts)}{tail}"
-
-
-def _when(value: datetime | None) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "-"
-
-
-def _campaign_cells(row: CampaignRow) -> list[str]:
-    label = f"{row.name} ({row.campaign_id})" if row.campaign_id else row.name
-    return [label, *(str(getattr(row, name)) for name in COUNTED)]
-
-
-def _uncertain_cells(send: UncertainSend, names: Mapping[str, str]) -> list[str]:
-    campaign = names.get(send.campaign_id or "", send.campaign_id or "-")
-    return [send.send_key, campaign, send.account_id or "-", _when(send.since), send.why or "-"]
-
-
-HEADER = "Outbound daily report"
-RESOLVE_HINT = "settle each with `outbound resolve-send <send> --sent` (delivered) or `--resend`"
-UNCERTAIN_COLUMNS = ("send", "campaign", "account", "since", "why")
-
-
-def _text_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-    line = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
-    return [line.format(*columns).rstrip(), *(line.format(*r).rstrip() for r in rows)]
-
-
-def render_text(report: DailyReport) -> str:
-    """The plain-text body."""
-    names = {c.campaign_id: c.name for c in report.campaigns}
-    lines = [f"{HEADER} for {report.day} ({report.timezone}), made {_when(report.generated_at)}", "", "Campaigns"]
-    rows = [_campaign_cells(r) for r in (*report.campaigns, report.totals)]
-    lines += _text_table(["campaign", *COUNTED], rows)
-    lines += ["", "Accounts to check"]
-    lines += [f"  {a.email} ({a.account_id}): {'; '.join(a.notes)}" for a in report.accounts] or ["  none"]
-    lines += ["", f"Uncertain sends: {report.uncertain_total}"]
-    if report.uncertain:
-        lines.append(f"  oldest {len(report.uncertain)}; {RESOLVE_HINT}")
-        lines += ["  " + "  ".join(_uncertain_cells(u, names)) for u in report.uncertain]
-    lines += ["", "Paused campaigns"]
-    lines += [
-        f"  {p.name} ({p.campaign_id}), since {_when(p.paused_at)}: {p.reason or 'no reason recorded'}"
-        for p in report.paused
-    ] or ["  none"]
-    return "\n".join(lines) + "\n"
-
-
-def _html_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    head = "".join(f"<th>{escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{escape(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return f'<table border="1" cellpadding="4" cellspacing="0"><tr>{head}</tr>{body}</table>'
-
-
-def _html_list(items: Sequence[str]) -> str:
-    return "<ul>" + "".join(f"<li>{escape(i)}</li>" for i in items) + "</ul>" if items else "<p>none</p>"
-
-
-def render_html(report: DailyReport) -> str:
-    """The HTML body: the text body's sections as tables and lists, every value escaped."""
-    names = {c.campaign_id: c.name for c in report.campaigns}
-    title = f"{HEADER} for {report.day} ({report.timezone})"
-    parts = [f"<h1>{escape(title)}</h1>", f"<p>made {escape(_when(report.generated_at))}</p>", "<h2>Campaigns</h2>"]
-    parts.append(_html_table(["campaign", *COUNTED], [_campaign_cells(r) for r in (*report.campaigns, report.totals)]))
-    parts.append("<h2>Accounts to check</h2>")
-    parts.append(_html_list([f"{a.email} ({a.account_id}): {'; '.join(a.notes)}" for a in report.accounts]))
-    parts.append(f"<h2>Uncertain sends: {report.uncertain_total}</h2>")
-    if report.uncertain:
-        parts.append(f"<p>oldest {len(report.uncertain)}; {escape(RESOLVE_HINT)}</p>")
-        parts.append(_html_table(UNCERTAIN_COLUMNS, [_uncertain_cells(u, names) for u in report.uncertain]))
-    parts.append("<h2>Paused campaigns</h2>")
-    paused = [
-        f"{p.name} ({p.campaign_id}), since {_when(p.paused_at)}: {p.reason or 'no reason recorded'}"
-        for p in report.paused
-    ]
-    parts.append(_html_list(paused))
-    return f"<!doctype html><html><body>{''.join(parts)}</body></html>\n"
