@@ -3,6 +3,9 @@
 `parse` validates a file (pydantic) and reports each problem with the file, line and field (YAML node marks);
 `export` writes a stored campaign back as a file that `campaign_plan.plan` finds nothing to change in.
 Template files named in a campaign file are read through the `read` callback the caller passes.
+
+The file's fields are declared in `campaign_file_schema.py` and `export` lives in `campaign_file_export.py`;
+every name is importable from here as before.
 """
 
 from __future__ import annotations
@@ -10,21 +13,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ValidationError
 
-from app.domain.campaign_plan import Stored
-from app.domain.campaign_specs import (
-    SCHEDULE_KEYS,
-    SETTINGS_KEYS,
-    CampaignSpec,
-    TemplateSpec,
-    template_from_text,
-    variant_docs,
-)
+from app.domain.campaign_file_export import export as export
+from app.domain.campaign_file_schema import CampaignFileModel as CampaignFileModel
+from app.domain.campaign_file_schema import ScheduleEntry as ScheduleEntry
+from app.domain.campaign_file_schema import SettingsEntry as SettingsEntry
+from app.domain.campaign_file_schema import StepEntry as StepEntry
+from app.domain.campaign_file_schema import TemplateEntry as TemplateEntry
+from app.domain.campaign_file_schema import VariantEntry as VariantEntry
+from app.domain.campaign_specs import CampaignSpec, TemplateSpec, template_from_text, variant_docs
 from app.domain.campaigns import Template
 from app.domain.document_reader import InvalidDocument
 from app.domain.sending_windows import InvalidSchedule, parse_schedule
@@ -37,104 +38,6 @@ class CampaignFileError(ValueError):
     def __init__(self, problems: Sequence[str]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(self.problems))
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class ScheduleEntry(_Strict):
-    """`settings.schedule:` the sending window (checked by `parse_schedule` once the types are right)."""
-
-    timezone: str
-    days: list[str] | None = None
-    start: str
-    end: str
-    blackout_dates: list[str] | None = None
-    recipient_timezone: bool | None = None
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _quoted_time(cls, value: Any) -> Any:
-        if isinstance(value, int) and not isinstance(value, bool):
-            # YAML 1.1 reads an unquoted 17:00 as the number 1020 (base 60).
-            raise ValueError("must be a local time in quotes, such as '17:00' (unquoted, YAML reads it as a number)")
-        return value
-
-    @field_validator("blackout_dates", mode="before")
-    @classmethod
-    def _dates_as_text(cls, value: Any) -> Any:
-        # YAML reads an unquoted 2025-12-25 as a date; it is stored as the text `YYYY-MM-DD`.
-        if isinstance(value, list):
-            return [v.isoformat() if type(v) is date else v for v in value]
-        return value
-
-
-class SettingsEntry(_Strict):
-    """`settings:` of a campaign file (see `campaigns.settings`)."""
-
-    daily_limit: int | None = Field(default=None, ge=0)
-    min_wait_time: float | None = Field(default=None, ge=0)
-    batch_size: int | None = Field(default=None, ge=1)
-    stop_on_reply: Literal["lead", "recipient", "none"] | None = None
-    uncertain_after_hours: float | None = Field(default=None, ge=0)
-    hourly_limit: int | None = Field(default=None, ge=0)
-    wait_jitter: float | None = Field(default=None, ge=0)  # minutes
-    schedule: ScheduleEntry | None = None
-
-
-class VariantEntry(_Strict):
-    """One of a template's `variants:` (see Variants and spintax); every field is optional."""
-
-    name: str | None = Field(default=None, min_length=1)
-    subject: str | None = None
-    body_text: str | None = None
-    body_html: str | None = None
-    weight: float | None = Field(default=None, gt=0)
-
-
-class TemplateEntry(_Strict):
-    """One template: inline (`subject`, `body_text`, `body_html`) or from files relative to the campaign file."""
-
-    id: str | None = None
-    subject: str | None = None
-    body_text: str | None = None
-    body_html: str | None = None
-    file: str | None = None  # seed 001's form: a first line `Subject: ...`, then the text body
-    body_text_file: str | None = None
-    body_html_file: str | None = None
-    variants: list[VariantEntry] | None = None
-
-    @model_validator(mode="after")
-    def _one_source_each(self) -> TemplateEntry:
-        texts = [n for n in ("body_text", "body_text_file", "file") if getattr(self, n) is not None]
-        if len(texts) > 1:
-            raise ValueError(f"give one text body, not {' and '.join(texts)}")
-        if self.body_html is not None and self.body_html_file is not None:
-            raise ValueError("give body_html or body_html_file, not both")
-        if not texts and self.body_html is None and self.body_html_file is None:
-            raise ValueError("needs a body: body_text, body_text_file, file, body_html or body_html_file")
-        return self
-
-
-class StepEntry(_Strict):
-    """One sequence step: a template named in `templates:`, the delay after the previous step, threading."""
-
-    template: str = Field(min_length=1)
-    delay_minutes: float = Field(default=0.0, ge=0)
-    thread: bool | None = None
-
-
-class CampaignFileModel(_Strict):
-    """The whole file."""
-
-    id: str | None = None
-    name: str = Field(min_length=1)
-    status: Literal["draft", "active", "paused", "completed"] | None = None
-    settings: SettingsEntry = SettingsEntry()
-    accounts: list[str] | None = None  # ids or emails; absent or empty: every active account
-    templates: dict[str, TemplateEntry] = Field(min_length=1)
-    steps: list[StepEntry] = Field(min_length=1)
 
 
 def parse(text: str, source: str, read: Callable[[str], str]) -> CampaignSpec:
@@ -268,67 +171,3 @@ def _child(node: yaml.Node, part: str | int) -> yaml.Node | None:
         child: yaml.Node = node.value[part]
         return child
     return None
-
-
-class _BlockDumper(yaml.SafeDumper):
-    """Multi-line strings as `|` blocks, so exported templates read like the files people write."""
-
-
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    # Times always quoted: YAML reads 17:00 unquoted as a number, and 09:00 alone would look safe to copy.
-    style = "|" if "\n" in value else "'" if re.fullmatch(r"\d\d:\d\d", value) else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_BlockDumper.add_representer(str, _str)
-
-
-def export(stored: Stored, accounts: Sequence[str]) -> str:
-    """A campaign file for a stored campaign; `accounts` are its accounts as emails (ids where unknown)."""
-    campaign = stored.campaign
-    if campaign is None:
-        raise ValueError("nothing to export: the campaign is not stored")
-    used = list(dict.fromkeys(spec.template for _key, spec in stored.steps))
-    data: dict[str, Any] = {"id": campaign.id, "name": campaign.name, "status": campaign.status}
-    settings = {k: stored.settings[k] for k in SETTINGS_KEYS if stored.settings.get(k) is not None}
-    if isinstance(settings.get("schedule"), Mapping):
-        settings["schedule"] = _schedule_entry(settings["schedule"])
-    if settings:
-        data["settings"] = settings
-    if accounts:
-        data["accounts"] = list(accounts)
-    missing = [name for name in used if name not in stored.templates]
-    if missing:
-        raise ValueError(f"the campaign's steps use templates that are not stored: {', '.join(missing)}")
-    data["templates"] = {name: _template_entry(stored.templates[name]) for name in used}
-    data["steps"] = [_step_entry(spec) for _key, spec in stored.steps]
-    return yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=120)
-
-
-def _schedule_entry(schedule: Mapping[str, Any]) -> dict[str, Any]:
-    """The stored schedule's fields a file knows, in their order; a BSON date as its `YYYY-MM-DD` text."""
-    entry = {k: schedule[k] for k in SCHEDULE_KEYS if schedule.get(k) is not None}
-    if isinstance(entry.get("blackout_dates"), list):
-        entry["blackout_dates"] = [
-            d.date().isoformat() if isinstance(d, datetime) else d for d in entry["blackout_dates"]
-        ]
-    return entry
-
-
-def _template_entry(t: TemplateSpec) -> dict[str, Any]:
-    entry: dict[str, Any] = {"id": t.id} if t.id else {}
-    if t.subject:
-        entry["subject"] = t.subject
-    entry["body_text"] = t.body_text
-    if t.body_html is not None:
-        entry["body_html"] = t.body_html
-    if t.variants:
-        entry["variants"] = [dict(v) for v in t.variants]
-    return entry
-
-
-def _step_entry(step: StepSpec) -> dict[str, Any]:
-    entry: dict[str, Any] = {"template": step.template, "delay_minutes": step.delay_minutes}
-    if step.thread is not None:
-        entry["thread"] = step.thread
-    return entry
