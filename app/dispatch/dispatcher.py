@@ -4,8 +4,7 @@ A scan never blocks on a full pool: it claims only as many leads as there are fr
 leaves behind is found again by the next scan. Between scans it sleeps until the earliest next due time or the
 poll interval, whichever comes first, and wakes early when a worker finishes.
 
-Beside the loop, a heartbeat task writes `dispatchers.beat_at` every `beat_seconds(lease_seconds)` and, on each
-beat, gives back what gone dispatchers reserved but never handed to SMTP (`Arbiter.reclaim`).
+Beside the loop, a heartbeat task beats and reclaims what gone dispatchers left open (`heartbeat.py`).
 """
 
 from __future__ import annotations
@@ -25,18 +24,15 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from app import __version__
+from app.dispatch.heartbeat import DispatcherHeartbeat
 from app.dispatch.spare_leads import SpareLeads
-from app.domain.collections import DISPATCHERS
-from app.domain.liveness import beat_seconds
 from app.domain.models import Campaign
 from app.domain.scheduling import sleep_seconds
 from app.domain.settlement import Outcome
 from app.logging import get_logger
 from app.metrics import registry as metrics
 from app.send.pipeline import Pipeline, utcnow
-from app.store import dispatchers, leases, schema, suppressions
-from app.store.arbiter import Arbiter
+from app.store import leases, schema, suppressions
 from app.store.catalog import Catalog
 from app.store.client import Database
 from app.store.leases import Lease
@@ -108,10 +104,10 @@ class Dispatcher:
         self._spare = SpareLeads()
         self._blocked: dict[str, datetime] = {}  # campaign id -> when an account may next send for it
         self.log = get_logger(dispatcher=self.owner)
-        self._heartbeats = db[DISPATCHERS]
-        self._beat_seconds = beat_seconds(options.lease_seconds)
-        self._reclaimer = Arbiter(db, owner=self.owner)  # only reclaims: reservations are the pipeline's
-        self._last_error: dispatchers.LastError | None = None  # written with the next beat
+        # The clock is read through the dispatcher: whoever runs it may replace `clock` after building it.
+        self._beats = DispatcherHeartbeat(
+            db, self.owner, lease_seconds=options.lease_seconds, clock=lambda: self.clock(), on_db_error=self._db_error
+        )
         self.on_started: Callable[[], None] | None = None  # after the first beat (systemd's READY=1)
 
     def stop(self) -> None:
@@ -129,9 +125,8 @@ class Dispatcher:
         self.log.info("dispatcher.started", concurrency=self.options.concurrency, once=self.options.once)
         failures = 0
         # The first beat comes before any reservation, so whatever this process holds has an owner to judge.
-        if await self._beat():
-            with contextlib.suppress(PyMongoError):
-                await dispatchers.prune(self._heartbeats, self.clock())
+        if await self._beats.beat(self._in_flight):
+            await self._beats.prune()
         if self.on_started is not None:
             self.on_started()
         heartbeat = asyncio.create_task(self._heartbeat(), name="heartbeat")
@@ -159,68 +154,24 @@ class Dispatcher:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
-            await self._mark_stopped()
+            await self._beats.stopped()
         self.log.info("dispatcher.stopped", claimed=self.stats.claimed, outcomes=dict(self.stats.outcomes))
         return self.stats
 
     async def _heartbeat(self) -> None:
         """Beat every `beat_seconds`, then reclaim what gone dispatchers left open. Never ends the loop."""
         while True:
-            await asyncio.sleep(self._beat_seconds)
-            if await self._beat():
-                await self._reclaim()
-
-    async def _beat(self) -> bool:
-        try:
-            await dispatchers.beat(
-                self._heartbeats,
-                self.owner,
-                self.clock(),
-                beat_seconds=self._beat_seconds,
-                host=socket.gethostname(),
-                pid=os.getpid(),
-                version=__version__,
-                leads_in_flight=self._in_flight,
-                last_error=self._last_error,
-            )
-            return True
-        except PyMongoError as exc:
-            # Missed beats only make peers take this dispatcher for gone: its unsent reservations are then
-            # returned and mark_in_flight refuses their sends, so nothing is doubled.
-            self._db_error(exc, "heartbeat")
-            return False
+            await asyncio.sleep(self._beats.beat_seconds)
+            if await self._beats.beat(self._in_flight) and await self._beats.reclaim():
+                # Accounts may be free before the times the arbiter last gave for them: look now.
+                self._blocked.clear()
+                self._wake.set()
 
     def _db_error(self, exc: Exception, phase: str, **context: Any) -> None:
         """Count and log a database error, and keep it for the heartbeat (`outbound status` shows it)."""
         self.stats.db_errors += 1
         self.log.warning("dispatcher.db_error", error=str(exc), phase=phase, **context)
-        self._note_error(f"{phase}: {exc}")
-
-    def _note_error(self, message: str) -> None:
-        self._last_error = dispatchers.LastError(message, self.clock())
-
-    async def _reclaim(self) -> None:
-        now = self.clock()
-
-        async def gone(owners: set[str]) -> set[str]:
-            return await dispatchers.gone(self._heartbeats, owners, now, beat_seconds=self._beat_seconds)
-
-        try:
-            reclaimed = await self._reclaimer.reclaim(now, gone)
-        except PyMongoError as exc:
-            self._db_error(exc, "reclaim")
-            return
-        if reclaimed.returned:
-            # Accounts may be free before the times the arbiter last gave for them: look now.
-            self._blocked.clear()
-            self._wake.set()
-
-    async def _mark_stopped(self) -> None:
-        try:
-            await dispatchers.stopped(self._heartbeats, self.owner, self.clock())
-        except PyMongoError as exc:
-            # Peers then take this dispatcher for gone once its beats are missed.
-            self.log.warning("dispatcher.db_error", error=str(exc), phase="stopped")
+        self._beats.note_error(f"{phase}: {exc}")
 
     def _due_soon(self, earliest: datetime | None) -> bool:
         return earliest is not None and earliest <= self.clock()
@@ -309,13 +260,13 @@ class Dispatcher:
             # The leads stay leased and become due again when the lease expires: nothing is lost.
             self.stats.db_errors += 1
             self.log.warning("worker.db_error", leads=len(claimed), error=str(exc))
-            self._note_error(f"pass: {exc}")
+            self._beats.note_error(f"pass: {exc}")
             return
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             self.log.exception("worker.crashed", leads=[str(lease.lead_id) for _, lease in claimed])
-            self._note_error(f"pass crashed: {type(exc).__name__}: {exc}")
+            self._beats.note_error(f"pass crashed: {type(exc).__name__}: {exc}")
             return
         for outcome in outcomes:
             self.stats.outcomes[outcome.kind] += 1
