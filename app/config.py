@@ -40,6 +40,7 @@ from app.config_parsers import (
     _positive_float,
     _positive_int,
     _public_url,
+    _retention_days,
     _secret_key,
     _session_hours,
 )
@@ -97,6 +98,9 @@ class Settings:
     report_account: str | None = None
     report_at: time = time(7, 0)  # OUTBOUND_REPORT_AT: when the report goes out, local time in the zone below
     report_timezone: str = "UTC"  # OUTBOUND_REPORT_TIMEZONE: IANA zone whose calendar day the report covers
+    # OUTBOUND_JOB_RETENTION_DAYS: a finished job execution's recipients (its campaign and leads) are deleted
+    # this many days after it ended; its counts, the send ledger and the activities stay. 0: keep them all.
+    job_retention_days: int = 30
 
     @property
     def uses_embedded(self) -> bool:
@@ -166,6 +170,7 @@ VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "OUTBOUND_REPORT_ACCOUNT": ("report_account", _optional_text),
     "OUTBOUND_REPORT_AT": ("report_at", _clock_time),
     "OUTBOUND_REPORT_TIMEZONE": ("report_timezone", _time_zone),
+    "OUTBOUND_JOB_RETENTION_DAYS": ("job_retention_days", _retention_days),
 }
 
 

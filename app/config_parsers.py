@@ -236,6 +236,17 @@ def _dns_server(text: str) -> tuple[str, int] | None:
     return str(ipaddress.ip_address(host)), int(port)
 
 
+def _retention_days(var: str, raw: str) -> int:
+    """Whole days, 0 to keep everything."""
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(var, raw, "a whole number of days (0: keep every finished execution)") from None
+    if value < 0:
+        raise ConfigError(var, raw, "a whole number of days (0: keep every finished execution)")
+    return value
+
+
 def _optional_positive_int(var: str, raw: str) -> int | None:
     return _positive_int(var, raw) if raw.strip() else None
 

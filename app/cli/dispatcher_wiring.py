@@ -167,6 +167,7 @@ async def run_over_smtp(
             poll_interval=options.poll_interval,
             lease_seconds=options.lease_seconds,
             on_leads=dispatcher.wake,
+            retention_days=settings.job_retention_days,
         )
         async with daily_reports(db, settings, smtp), jobs:
             return await run_until_signalled(dispatcher)

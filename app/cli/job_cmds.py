@@ -243,6 +243,11 @@ def _failures(views: Sequence[ExecutionView]) -> list[RenderableType]:
             out.append(f"execution {v.doc['_id']} failed: {v.doc['error']}")
         if v.held:
             out.append(f"execution {v.doc['_id']} is held: {v.held} (then: outbound campaign resume {v.doc['_id']})")
+        if v.doc.get("pruned_at"):
+            out.append(
+                f"execution {v.doc['_id']}: its recipients were deleted on {fmt_time(v.doc['pruned_at'])} "
+                "(OUTBOUND_JOB_RETENTION_DAYS); its counts are kept"
+            )
         if v.failures:
             table = Table(title=f"Failed recipients of {v.doc['_id']}", title_justify="left")
             for column in ("email", "error", "dead letter"):

@@ -44,7 +44,7 @@ class ExecutionView:
     def as_json(self) -> dict[str, Any]:
         """The execution for --json: its fields, counts, failed and skipped recipients."""
         keep = ("_id", "job_id", "scheduled_for", "trigger", "state", "error", "created_at", "started_at")
-        out = {k: self.doc.get(k) for k in (*keep, "finished_at")}
+        out = {k: self.doc.get(k) for k in (*keep, "finished_at", "pruned_at")}
         return {
             **out,
             "counts": self.counts.as_doc(),
@@ -119,6 +119,12 @@ async def retry_dead(db: Database, execution_id: str, now: datetime) -> list[dic
     execution = await executions.get(db[JOB_EXECUTIONS], execution_id)
     if execution.get("state") in (executions.PENDING, executions.CANCELLED):
         raise JobActionError(f"execution {execution_id} is {execution.get('state')}: it has no dead letters to retry")
+    if execution.get("pruned_at"):
+        raise JobActionError(
+            f"execution {execution_id} ended over OUTBOUND_JOB_RETENTION_DAYS ago and its recipients were deleted "
+            f"on {execution['pruned_at']:%Y-%m-%d}: nothing is left to send again (run the job again instead: "
+            f"outbound job run-now {execution['job_id']})"
+        )
     job = await jobs.get(db[JOBS], execution["job_id"])
     if job.get("status") == "cancelled":
         raise JobActionError(f"job {job['_id']} is cancelled: its executions are not sent again")
@@ -132,8 +138,11 @@ async def retry_dead(db: Database, execution_id: str, now: datetime) -> list[dic
 
 
 async def view(db: Database, execution: Mapping[str, Any], failures: int = RECENT_FAILURES) -> ExecutionView:
-    """An execution with its counts: live from its leads while it runs, as stored once it ended."""
+    """An execution with its counts: live from its leads while it runs, as stored once its leads were deleted
+    (its retention over: no failed or skipped recipients are left to list)."""
     leads = db[CAMPAIGN_LEADS]
+    if execution.get("pruned_at"):
+        return ExecutionView(execution, executions.Counts.stored(execution.get("counts")))
     if execution.get("state") in (executions.PENDING, executions.FAILED) and not execution.get("counts"):
         return ExecutionView(execution, executions.Counts())
     counts = await executions.counts(leads, execution["_id"])

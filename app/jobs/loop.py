@@ -59,12 +59,13 @@ async def job_runs(
     poll_interval: float,
     lease_seconds: float,
     on_leads: Callable[[], None],
+    retention_days: int = 30,
 ) -> AsyncIterator[JobRunner | None]:
     """Run due jobs while the block runs (in the background, or before and after it with `once`)."""
     if not enabled:
         yield None
         return
-    runner = JobRunner(db, owner=owner, lease_seconds=lease_seconds)
+    runner = JobRunner(db, owner=owner, lease_seconds=lease_seconds, retention_days=retention_days)
     if once:
         # Every due job first (a job may have several runs' worth of pending executions), then the drain.
         for _ in range(10):

@@ -4,6 +4,7 @@ finish the executions whose recipients are all done.
     due job --create execution (unique per run)--> pending --resolve recipients, write leads--> running
     running --every lead completed or stopped--> completed | failed (every send failed)
     pending --recipients cannot be read--> failed (with the reason; nothing is sent)
+    ended, OUTBOUND_JOB_RETENTION_DAYS later --> its campaign and leads deleted, its counts kept (pruned_at)
 
 Every step is safe to run in several dispatchers at once and to repeat after a crash: executions are unique
 per (job, scheduled time), the schedule moves on with a write fenced on the value read, a pending execution is
@@ -23,12 +24,14 @@ from app.domain.job_schedule import due_runs
 from app.jobs import documents
 from app.logging import get_logger
 from app.store import job_executions as executions
-from app.store import jobs
+from app.store import job_retention, jobs
 from app.store.client import Database
 
 MATERIALISE_PER_PASS = 10
 STORED_RECIPIENTS_LIMIT = 200_000
 HEAL_AFTER = timedelta(seconds=30)
+# How often a runner looks for executions past their retention: the work is days old, an hour late is nothing.
+PRUNE_EVERY = timedelta(hours=1)
 
 
 def utcnow() -> datetime:
@@ -45,6 +48,7 @@ class Pass:
     started: int = 0
     failed: int = 0
     finished: int = 0
+    pruned: int = 0  # executions whose recipients were deleted, their retention over
 
     @property
     def new_leads(self) -> bool:
@@ -67,9 +71,17 @@ class JobRunner:
     """Runs due jobs for one dispatcher; any number of runners may share a database."""
 
     def __init__(
-        self, db: Database, *, owner: str, lease_seconds: float = 120.0, clock: Callable[[], datetime] = utcnow
+        self,
+        db: Database,
+        *,
+        owner: str,
+        lease_seconds: float = 120.0,
+        retention_days: int = 30,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.db = db
+        self.retention_days = retention_days  # 0: keep every ended execution's recipients
+        self._pruned_at: datetime | None = None
         self.jobs = db[JOBS]
         self.executions = db[JOB_EXECUTIONS]
         self.leads = db[CAMPAIGN_LEADS]
@@ -91,7 +103,27 @@ class JobRunner:
             else:
                 done.failed += 1
         done.finished = await self.finish_done(self.clock())
+        now = self.clock()
+        if self.retention_days and (self._pruned_at is None or now - self._pruned_at >= PRUNE_EVERY):
+            done.pruned = await self.prune_ended(now)
+            self._pruned_at = now
         return done
+
+    async def prune_ended(self, now: datetime) -> int:
+        """Delete the campaigns and leads of executions ended more than `retention_days` ago (a batch at a
+        time, bounded), keeping their counts; how many executions were pruned."""
+        pruned = 0
+        for _ in range(job_retention.PRUNE_ROUNDS):
+            batch = await job_retention.prunable(self.db, now, self.retention_days)
+            for execution in batch:
+                leads = await job_retention.prune(self.db, execution, now)
+                get_logger(job_id=str(execution["job_id"]), execution_id=str(execution["_id"])).info(
+                    "job.execution_pruned", leads_deleted=leads, finished_at=str(execution.get("finished_at"))
+                )
+            pruned += len(batch)
+            if len(batch) < job_retention.PRUNE_BATCH:
+                break
+        return pruned
 
     async def create_due(self, now: datetime) -> int:
         """One execution per due run of every due job (however many runners race), and the schedule moved on."""

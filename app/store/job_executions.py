@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +24,11 @@ from app.domain import ledger_states as lstate
 from app.domain.collections import ACTIVITIES, CAMPAIGN_LEADS, CAMPAIGNS, JOB_EXECUTIONS, SENDS, SEQUENCE_STEPS
 from app.store.client import Database
 from app.store.documents import Collection, get_doc
+from app.store.execution_counts import STATUS_PATH as STATUS_PATH
+from app.store.execution_counts import Counts as Counts
+from app.store.execution_counts import counts as counts
+from app.store.execution_counts import execution_ref as execution_ref
+from app.store.execution_counts import outcomes as outcomes
 from app.store.leases import EARLIEST
 from app.store.ledger import send_id
 
@@ -37,36 +41,9 @@ FAILED = "failed"
 CANCELLED = "cancelled"
 OPEN = (PENDING, RUNNING)
 EXECUTION_STATES = (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED)
-# The recipient of a job lead is its only one, and a job has one step.
-STATUS_PATH = "progress.processed_recipients.step_1_recipient_0"
 OPEN_BATCH = 100
 LEAD_CHUNK = 1000
 DUPLICATE_KEY = 11000
-
-
-@dataclass(frozen=True)
-class Counts:
-    """An execution's recipients by outcome. `pending` are neither sent, failed, skipped nor uncertain yet;
-    `dead` are the failed ones that may be retried (`job retry-dead`): failed, not bounced."""
-
-    total: int = 0
-    sent: int = 0
-    failed: int = 0
-    skipped: int = 0
-    uncertain: int = 0
-    pending: int = 0
-    dead: int = 0
-
-    @property
-    def percentage(self) -> float:
-        """Share of recipients done, 0-100 (100 for an execution without recipients)."""
-        if self.total == 0:
-            return 100.0
-        return round(100.0 * (self.total - self.pending) / self.total, 1)
-
-    def as_doc(self) -> dict[str, Any]:
-        """The stored and printed form, with the percentage."""
-        return {**asdict(self), "percentage": self.percentage}
 
 
 async def create(
@@ -195,11 +172,6 @@ async def open_of_job(coll: Collection, job_id: ObjectId) -> list[ObjectId]:
     return [doc["_id"] async for doc in coll.find({"job_id": job_id, "state": RUNNING}, {"_id": 1})]
 
 
-def execution_ref(execution_id: object) -> dict[str, Any]:
-    """A filter for the leads of one execution: their `campaign_id` is the execution's id, as a string."""
-    return {"campaign_id": str(execution_id)}
-
-
 async def insert_leads(leads: Collection, docs: list[dict[str, Any]]) -> None:
     """Insert an execution's leads; those already there (a materialiser that died midway) are left as they are.
 
@@ -222,53 +194,6 @@ async def unfinished(leads: Collection, execution_id: object) -> int:
     """The execution's leads still to be sent (neither completed nor stopped)."""
     flt = {**execution_ref(execution_id), "progress.completed": {"$ne": True}, "progress.stopped": {"$ne": True}}
     return await leads.count_documents(flt)
-
-
-async def counts(leads: Collection, execution_id: object) -> Counts:
-    """The execution's recipients by outcome, from its leads in one aggregation."""
-    pipeline: list[dict[str, Any]] = [
-        {"$match": execution_ref(execution_id)},
-        {
-            "$group": {
-                "_id": {"outcome": f"${STATUS_PATH}.status", "recipient": {"$arrayElemAt": ["$lead_data.status", 0]}},
-                "n": {"$sum": 1},
-            }
-        },
-    ]
-    found: dict[str, int] = {}
-    dead = 0
-    async for row in await leads.aggregate(pipeline):
-        outcome = row["_id"].get("outcome") or "pending"
-        found[outcome] = found.get(outcome, 0) + int(row["n"])
-        if outcome == "failed" and row["_id"].get("recipient") != "bounced":
-            dead += int(row["n"])
-    settled = {k: found.get(k, 0) for k in ("sent", "failed", "skipped", "uncertain")}
-    total = sum(found.values())
-    return Counts(total=total, pending=total - sum(settled.values()), dead=dead, **settled)
-
-
-async def outcomes(
-    leads: Collection, execution_id: object, statuses: tuple[str, ...], limit: int
-) -> list[dict[str, Any]]:
-    """Recipients of the execution whose outcome is one of `statuses` (failed, skipped): address, status,
-    error and whether it may be retried, at most `limit`."""
-    flt = {**execution_ref(execution_id), f"{STATUS_PATH}.status": {"$in": list(statuses)}}
-    projection = {"lead_data.email": 1, "lead_data.status": 1, STATUS_PATH: 1}
-    found = []
-    async for doc in leads.find(flt, projection, sort=[("_id", 1)], limit=limit):
-        entry = doc["progress"]["processed_recipients"]["step_1_recipient_0"]
-        recipient = (doc.get("lead_data") or [{}])[0]
-        found.append(
-            {
-                "lead_id": doc["_id"],
-                "email": recipient.get("email"),
-                "status": entry.get("status"),
-                "error": entry.get("error"),
-                "dead_letter": entry.get("status") == "failed" and recipient.get("status") != "bounced",
-                "at": entry.get("processed_at"),
-            }
-        )
-    return found
 
 
 async def requeue_dead(db: Database, execution_id: object, now: datetime) -> list[dict[str, Any]]:

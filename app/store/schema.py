@@ -171,6 +171,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         # One execution per scheduled run, however many dispatchers saw it due.
         IndexModel([("job_id", ASCENDING), ("scheduled_for", ASCENDING)], name="job_run", unique=True),
         IndexModel([("state", ASCENDING)], name="state"),
+        # Ended executions past their retention that still hold their recipients (job_retention.prunable).
+        IndexModel([("pruned_at", ASCENDING), ("finished_at", ASCENDING)], name="prune"),
     ],
 }
 

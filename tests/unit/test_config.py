@@ -70,6 +70,7 @@ def test_every_variable_is_parsed_into_its_field(tmp_path: Path) -> None:
         "OUTBOUND_REPORT_ACCOUNT": " 665f1c2e9b1e8a3d4c5b6a72 ",
         "OUTBOUND_REPORT_AT": "6:30",
         "OUTBOUND_REPORT_TIMEZONE": "Europe/Berlin",
+        "OUTBOUND_JOB_RETENTION_DAYS": "90",
     }
     assert set(environ) == set(VARIABLES), "this test must cover every documented variable"
     settings = load(environ)
@@ -105,6 +106,7 @@ def test_every_variable_is_parsed_into_its_field(tmp_path: Path) -> None:
         report_account="665f1c2e9b1e8a3d4c5b6a72",
         report_at=time(6, 30),
         report_timezone="Europe/Berlin",
+        job_retention_days=90,
     )
     assert not settings.uses_embedded
     assert FERNET_KEY not in repr(settings)
@@ -518,3 +520,14 @@ def test_session_hours_must_be_positive_and_at_most_a_month(raw: str) -> None:
     assert caught.value.variable == "OUTBOUND_SESSION_HOURS" and "at most 720" in str(caught.value)
     assert load({"OUTBOUND_SESSION_HOURS": "0.5"}).session_hours == 0.5
     assert load({}).session_hours == 12.0
+
+
+@pytest.mark.parametrize(("raw", "days"), [("0", 0), (" 7 ", 7), ("365", 365)])
+def test_job_retention_days_is_a_whole_number_and_zero_keeps_everything(raw: str, days: int) -> None:
+    assert load({"OUTBOUND_JOB_RETENTION_DAYS": raw}).job_retention_days == days
+
+
+@pytest.mark.parametrize("raw", ["-1", "1.5", "a month", ""])
+def test_job_retention_days_refuses_what_is_not_a_whole_number_of_days(raw: str) -> None:
+    with pytest.raises(ConfigError, match=r"OUTBOUND_JOB_RETENTION_DAYS.*whole number of days"):
+        load({"OUTBOUND_JOB_RETENTION_DAYS": raw})

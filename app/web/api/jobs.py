@@ -95,6 +95,9 @@ class JobExecution(BaseModel):
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    pruned_at: datetime | None = Field(
+        None, description="When its recipients were deleted (OUTBOUND_JOB_RETENTION_DAYS); its counts are kept."
+    )
     counts: ExecutionCounts
     failed_recipients: list[RecipientOutcome] = Field(description="Failed recipients with their errors.")
     skipped_recipients: list[RecipientOutcome] = Field(description="Skipped recipients with the reason.")
