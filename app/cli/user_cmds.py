@@ -1,4 +1,4 @@
-"""`outbound user add|list|remove|passwd`: who may sign in to the dashboard, and with which role.
+"""`outbound user add|list|role|remove|passwd`: who may sign in to the dashboard, and with which role.
 
 Passwords are asked twice without echo, or read from standard input with `--password-stdin` (scripts), and
 stored only as argon2 hashes. Removing a user or changing a password ends that user's sessions at once.
@@ -31,7 +31,7 @@ from app.store.client import Database
 from app.store.users import DuplicateUser, User
 from app.web.passwords import WeakPassword, check_new, hash_password
 
-user_app = typer.Typer(help="Dashboard users: add, list, remove, passwd.", no_args_is_help=True)
+user_app = typer.Typer(help="Dashboard users: add, list, role, remove, passwd.", no_args_is_help=True)
 
 EMAIL_ARGUMENT = typer.Argument(..., help="The user's email (see `outbound user list`).")
 STDIN_OPTION = typer.Option(
@@ -107,6 +107,32 @@ def list_cmd(ctx: typer.Context, as_json: bool = JSON_OPTION) -> None:
     print_table("Dashboard users", ["email", "role", "added", "password changed", "id"], rows)
 
 
+def role_cmd(
+    ctx: typer.Context, email: str = EMAIL_ARGUMENT, role: str = typer.Option(..., "--role", help=ROLE_HELP)
+) -> None:
+    """Change a user's role; it applies from their next request (their sessions stay open).
+
+    Example: outbound user role ann@example.com --role viewer
+    """
+    address, chosen = _email(email), parse_role(role)
+
+    async def work(db: Database) -> tuple[str, str]:
+        user = await _user(db, address)
+        if user.role == chosen.value:
+            return user.role, user.role
+        if not await users.set_role(db, user.id, chosen.value, expected=user.role):
+            fail(f"{address} was changed or removed meanwhile (see `outbound user list`); nothing was changed")
+        target = {"user_id": user.id, "email": user.email}
+        await record_cli(db, "user.role", target, now_utc(), details={"before": user.role, "after": chosen.value})
+        return user.role, chosen.value
+
+    before, after = run_db(settings_of(ctx), work)
+    if before == after:
+        console.print(f"{address} is already {after}; nothing was changed.", markup=False)
+    else:
+        console.print(f"{address} is now {after} (was {before}), from their next request.", markup=False)
+
+
 def remove_cmd(ctx: typer.Context, email: str = EMAIL_ARGUMENT, yes: bool = YES_OPTION) -> None:
     """Remove a user; their open sessions end at once.
 
@@ -153,6 +179,7 @@ def register(app: typer.Typer) -> None:
     """Add the `user` group."""
     user_app.command("add")(add_cmd)
     user_app.command("list")(list_cmd)
+    user_app.command("role")(role_cmd)
     user_app.command("remove")(remove_cmd)
     user_app.command("passwd")(passwd_cmd)
     app.add_typer(user_app, name="user")

@@ -109,6 +109,15 @@ async def set_password_hash(db: Database, user_id: str, password_hash: str, now:
     return result.matched_count > 0
 
 
+async def set_role(db: Database, user_id: str, role: str, expected: str) -> bool:
+    """Give the user `role` if their role is still `expected` (False: removed or changed meanwhile). It applies
+    from their next request: a session reads the user's role on each one."""
+    result = await db[USERS].update_one(
+        {"_id": {"$in": id_values(user_id)}, "role": expected}, {"$set": {"role": role}}
+    )
+    return result.matched_count > 0
+
+
 async def list_users(db: Database) -> list[User]:
     """Every user, by email."""
     return [_record(doc) async for doc in db[USERS].find({}, projection=_PUBLIC).sort("email", 1)]

@@ -102,3 +102,32 @@ def test_audit_list_filters_by_action_and_actor(cli: Any, sync_db: Db) -> None:
     assert json.loads(cli("audit", "list", "--json", "--actor", "nobody").stdout) == []
     table = cli("audit", "list")
     assert table.exit_code == 0 and "token.create" in table.stdout
+
+
+def test_role_changes_the_role_audits_it_and_keeps_the_sessions(cli: Any, sync_db: Db) -> None:
+    assert _add(cli, role="viewer").exit_code == 0
+    user = sync_db[USERS].find_one({"email": "ann@example.com"})
+    assert user is not None
+    _session(sync_db, str(user["_id"]))
+
+    changed = cli("user", "role", "ANN@example.com", "--role", "operator")
+    assert changed.exit_code == 0, changed.output
+    assert "ann@example.com is now operator (was viewer)" in changed.stdout
+    assert sync_db[USERS].find_one({"_id": user["_id"]})["role"] == "operator"  # type: ignore[index]
+    assert sync_db[SESSIONS].count_documents({}) == 1  # the role is read on each request
+    (entry,) = sync_db[AUDIT].find({"action": "user.role"})
+    assert entry["details"] == {"before": "viewer", "after": "operator"}
+
+    again = cli("user", "role", "ann@example.com", "--role", "operator")
+    assert again.exit_code == 0 and "already operator; nothing was changed" in again.stdout
+    assert sync_db[AUDIT].count_documents({"action": "user.role"}) == 1
+
+
+def test_role_refuses_an_unknown_user_or_role_and_changes_nothing(cli: Any, sync_db: Db) -> None:
+    assert _add(cli, role="viewer").exit_code == 0
+    unknown = cli("user", "role", "bob@example.com", "--role", "admin")
+    assert unknown.exit_code == 1 and "no user bob@example.com" in unknown.output
+    bad = cli("user", "role", "ann@example.com", "--role", "root")
+    assert bad.exit_code == 2 and "viewer, operator, admin" in bad.output
+    assert sync_db[USERS].find_one({"email": "ann@example.com"})["role"] == "viewer"  # type: ignore[index]
+    assert sync_db[AUDIT].count_documents({"action": "user.role"}) == 0

@@ -218,3 +218,16 @@ def test_a_forged_cookie_is_no_session(web: httpx.Client, sync_db: Db) -> None:
     session_id = web.cookies[SESSION_COOKIE].rpartition(".")[0]
     with httpx.Client(base_url=str(web.base_url), cookies={SESSION_COOKIE: f"{session_id}.forged"}) as forged:
         assert forged.get("/api/v1/tokens").status_code == 401
+
+
+def test_a_role_changed_meanwhile_applies_to_the_open_session_at_its_next_request(
+    web: httpx.Client, sync_db: Db
+) -> None:
+    user_id = add_user(sync_db, "ann@example.com", "admin")
+    assert sign_in(web, "ann@example.com").status_code == 303
+    assert web.get("/api/v1/tokens").status_code == 200
+
+    # `outbound user role ann@example.com --role viewer` while she is signed in.
+    sync_db[USERS].update_one({"_id": ObjectId(user_id)}, {"$set": {"role": "viewer"}})
+    assert web.get("/api/v1/tokens").status_code == 403, "an admin route, refused at once"
+    assert web.get("/api/v1/campaigns").status_code == 200, "a viewer's read, still signed in"
