@@ -18,6 +18,7 @@ from app.dispatch.dispatcher import DispatcherOptions
 from app.domain.models import Campaign
 from app.domain.sending_windows import describe_opening, next_open
 from app.domain.templating import Renderer
+from app.jobs.preview import runs_due
 from app.send.compose import MAILTO_ONLY, UnsubscribeLinks
 from app.send.pipeline import utcnow
 from app.send.preview import SEND, SKIP, WAIT, Preview, PreviewRow, dry_run
@@ -37,6 +38,7 @@ class DryRunFindings:
     missing_indexes: list[schema.MissingIndex]
     at: datetime | None = None  # --at: the moment previewed (None: now)
     closed_windows: list[str] = field(default_factory=list)  # per campaign whose window is closed then: when it opens
+    job_runs: list[str] = field(default_factory=list)  # the job runs that would start then (`app/jobs/preview.py`)
 
 
 def parse_at(text: str) -> datetime:
@@ -99,7 +101,9 @@ async def read_dry_run(
         unsubscribe=unsubscribe,
     )
     windows = closed_windows(await catalog.active_campaigns(options.campaign_id), now)
-    return DryRunFindings(db.name, found, missing_collections, missing_indexes, at, windows)
+    # A dispatcher runs jobs only when it is not restricted to one campaign.
+    runs = [] if options.campaign_id else [run.describe() for run in await runs_due(db, now)]
+    return DryRunFindings(db.name, found, missing_collections, missing_indexes, at, windows, runs)
 
 
 def schema_warning(database: str, collections: Collection[str], indexes: Collection[schema.MissingIndex]) -> str | None:
@@ -123,7 +127,7 @@ def print_dry_run(dry: DryRunFindings, as_json: bool) -> None:
     warning = schema_warning(dry.database, dry.missing_collections, dry.missing_indexes)
     if warning is not None:
         err_console.print(f"[bold yellow]warning:[/] {escape(warning)}")
-    _print_preview(dry.preview, as_json, dry.at, dry.closed_windows)
+    _print_preview(dry.preview, as_json, dry.at, [*dry.closed_windows, *dry.job_runs])
 
 
 def _cells(r: PreviewRow) -> tuple[Any, ...]:
@@ -141,8 +145,8 @@ def _cells(r: PreviewRow) -> tuple[Any, ...]:
 
 
 def _print_preview(found: Preview, as_json: bool, at: datetime | None, windows: list[str]) -> None:
-    """The rows (a table, or a JSON list), then the summary, the closed sending windows and what was left out (on
-    stderr with --json)."""
+    """The rows (a table, or a JSON list), then the summary, the closed sending windows, the job runs that would
+    start and what was left out (on stderr with --json)."""
     when = "now" if at is None else f"at {at.isoformat()}"
     if as_json:
         print_json([row.__dict__ for row in found.rows])

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bson import ObjectId
 
 from app.store import schema
 from app.transport.mailbox import Fault, MailboxServer, background
@@ -77,8 +78,6 @@ def executions(cli: Cli, job_id: str) -> list[dict[str, Any]]:
 
 def make_due(sync_db: Any, job_id: str) -> None:
     """Drive the next tick now rather than waiting for the minute (the real crossing is tested with processes)."""
-    from bson import ObjectId
-
     past = datetime.now(UTC) - timedelta(seconds=1)
     sync_db[schema.JOBS].update_one({"_id": ObjectId(job_id)}, {"$set": {"next_run_at": past}})
 
@@ -394,3 +393,34 @@ def test_a_template_error_holds_the_execution_and_says_why(cli: Cli, sync_db: An
     assert execution["state"] == "running" and "missing_field" in execution["held_reason"]
     shown = cli("job", "show", job_id)
     assert "is held" in shown.output and f"campaign resume {execution['_id']}" in shown.output
+
+
+def test_dry_run_names_the_job_runs_that_would_start_and_changes_nothing(
+    cli: Cli, sync_db: Any, mailbox: MailboxServer, tmp_path: Path
+) -> None:
+    seed(sync_db, mailbox.port)
+    emails = write_csv(tmp_path / "list.csv", 6)
+    sync_db[schema.SUPPRESSIONS].insert_one({"value": emails[0], "reason": "complaint"})
+    immediate = create(cli, "--recipient-file", str(tmp_path / "list.csv"))
+    broken = create(cli, "--recipient-file", str(tmp_path / "list.csv"))
+    later = create(cli, "--recipients", "x@y.example", "--schedule", "delayed", "--run-at", "2099-01-01T00:00:00Z")
+    # Its file was moved after the job was made: the run would fail, saying why.
+    sync_db[schema.JOBS].update_one({"_id": ObjectId(broken)}, {"$set": {"source.path": str(tmp_path / "no.csv")}})
+    assert cli("job", "run-now", later).exit_code == 0  # a pending execution, not started yet
+    before = {name: list(sync_db[name].find(sort=[("_id", 1)])) for name in sync_db.list_collection_names()}
+
+    result = cli("run-dispatcher", "--dry-run")
+
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert f"({immediate}): a new execution for" in text
+    assert "would start with 6 recipients, 1 of them suppressed (skipped)" in text
+    assert f"({broken}): a new execution for" in text and "would start and fail:" in text
+    assert f"({later}): its pending execution for" in text and "would start with 1 recipient;" in text
+    assert text.count(f"({later})") == 1, "its scheduled run in 2099 is not due now"
+    after = {name: list(sync_db[name].find(sort=[("_id", 1)])) for name in sync_db.list_collection_names()}
+    assert after == before
+    assert mailbox.messages == []
+
+    restricted = cli("run-dispatcher", "--dry-run", "--campaign-id", "6b0f00000000000000000000")
+    assert immediate not in restricted.output, "a dispatcher restricted to a campaign runs no jobs"
