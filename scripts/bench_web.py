@@ -3,12 +3,13 @@
 Everything runs on 127.0.0.1: a SecantusDB server (in-memory storage unless --disk), seeded with one campaign
 of --leads leads over a three-step sequence in realistic progress (leads at each step, due, waiting, leased,
 completed and stopped; recipients sent, failed and uncertain, with their `sends` ledger entries and
-activities of every type over the last day), then `outbound serve` in its own process. Each route is called
---calls times in turn after one warm-up call; the figures are the median and p90 per route and the peak RSS
-(VmHWM) of the web process, printed as a table and, last, as one JSON line.
+activities of every type over the last day, or --history-days), then `outbound serve` in its own process.
+Each route is called --calls times in turn after one warm-up call; the figures are the median and p90 per
+route and the peak RSS (VmHWM) of the web process, printed as a table and, last, as one JSON line.
 
     .venv/bin/python scripts/bench_web.py                   # 10,000 leads
     .venv/bin/python scripts/bench_web.py --leads 100000 --calls 5
+    .venv/bin/python scripts/bench_web.py --history-days 30   # a month of sends: most are not today's
 """
 
 from __future__ import annotations
@@ -56,11 +57,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=10, help="timed calls per route (default 10)")
     parser.add_argument("--disk", action="store_true", help="SecantusDB disk storage instead of ':memory:'")
     parser.add_argument("--seed", type=int, default=7, help="random seed of the generated progress")
+    parser.add_argument(
+        "--history-days", type=int, default=1, help="days the sends and answers spread over, ending now (default 1)"
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.leads <= 2_000_000:
         parser.error(f"--leads must be 1..2000000, got {args.leads}")
     if not 1 <= args.calls <= 1000:
         parser.error(f"--calls must be 1..1000, got {args.calls}")
+    if not 1 <= args.history_days <= 3650:
+        parser.error(f"--history-days must be 1..3650, got {args.history_days}")
     return args
 
 
@@ -119,12 +125,13 @@ def _lead(rng: random.Random, cid: str, i: int, now: datetime) -> dict[str, Any]
     return {"_id": ObjectId(), "campaign_id": cid, "lead_data": [{"email": email}], "progress": progress}
 
 
-def _follow_ups(rng: random.Random, lead: dict[str, Any], now: datetime) -> tuple[list[Any], list[Any]]:
-    """The lead's ledger entries and activities: one per processed recipient, and the answers some drew."""
+def _follow_ups(rng: random.Random, lead: dict[str, Any], now: datetime, days: int) -> tuple[list[Any], list[Any]]:
+    """The lead's ledger entries and activities: one per processed recipient, and the answers some drew, over
+    the last `days` days."""
     sends, acts = [], []
     for key, entry in lead["progress"]["processed_recipients"].items():
         step, state = int(key.split("_")[1]), entry["status"]
-        at = now - timedelta(minutes=rng.randint(0, 24 * 60 - 1))
+        at = now - timedelta(minutes=rng.randint(0, days * 24 * 60 - 1))
         account = f"a{rng.randrange(ACCOUNTS)}"
         sends.append({"_id": f"{lead['_id']}:{step}:0", "lead_id": lead["_id"], "step_order": step, "state": state})
         sends[-1].update(recipient_index=0, campaign_id=lead["campaign_id"], account_id=account, created_at=at)
@@ -138,7 +145,9 @@ def _follow_ups(rng: random.Random, lead: dict[str, Any], now: datetime) -> tupl
     return sends, acts
 
 
-def seed_leads(db: SyncDatabase[Any], cid: str, leads: int, now: datetime, rng: random.Random) -> dict[str, int]:
+def seed_leads(
+    db: SyncDatabase[Any], cid: str, leads: int, now: datetime, rng: random.Random, days: int = 1
+) -> dict[str, int]:
     """Insert the leads, their ledger entries and activities in batches; how many of each."""
     totals = {"leads": 0, "sends": 0, "activities": 0}
     for start in range(0, leads, SEED_BATCH):
@@ -146,7 +155,7 @@ def seed_leads(db: SyncDatabase[Any], cid: str, leads: int, now: datetime, rng: 
         sends: list[Any] = []
         acts: list[Any] = []
         for lead in batch:
-            more_sends, more_acts = _follow_ups(rng, lead, now)
+            more_sends, more_acts = _follow_ups(rng, lead, now, days)
             sends += more_sends
             acts += more_acts
         for name, docs in (("campaign_leads", batch), ("sends", sends), ("activities", acts)):
@@ -245,7 +254,7 @@ def main() -> None:
             db = sync[DB_NAME]
             started = time.perf_counter()
             cid = seed_catalog(db, now)
-            seeded = seed_leads(db, cid, args.leads, now, random.Random(args.seed))
+            seeded = seed_leads(db, cid, args.leads, now, random.Random(args.seed), args.history_days)
             seed_seconds = time.perf_counter() - started
             token = make_token(server.uri, now)
             port = _free_port()
