@@ -11,6 +11,7 @@ import asyncio
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
+from bson import ObjectId
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
@@ -62,14 +63,16 @@ def _page(
     return response
 
 
-async def _limited(db: Database, email: str, address: str | None, now: datetime) -> int | None:
-    """Seconds to wait when the email or the address is over its failure limit; None when neither is."""
+async def _limited(db: Database, email: str, address: str | None, now: datetime, mine: list[ObjectId]) -> int | None:
+    """Seconds to wait when the email or the address is over its failure limit (this attempt's own records,
+    `mine`, left out of the count); None when neither is."""
     waits = []
     for limit in LIMITS:
         value = email if limit is EMAIL_LIMIT else address
         if value is None:
             continue
-        failures = await login_attempts.recent_failures(db, limit.key(value), now, limit.window, limit.max_failures)
+        key = limit.key(value)
+        failures = await login_attempts.recent_failures(db, key, now, limit.window, limit.max_failures, mine)
         wait = retry_after(failures, limit, now)
         if wait is not None:
             waits.append(wait)
@@ -94,8 +97,13 @@ async def _login(request: Request, email: str, password: str, next_path: str) ->
     db: Database = request.app.state.db
     now = datetime.now(UTC)
     address = client_address(request)
-    wait = await _limited(db, email, address, now)
+    # Recorded as a failure first, then counted: attempts arriving together see each other, so no more than the
+    # limit reach the password check.
+    keys = [EMAIL_LIMIT.key(email)] + ([ADDRESS_LIMIT.key(address)] if address else [])
+    mine = await login_attempts.reserve(db, keys, now, EMAIL_LIMIT.window)
+    wait = await _limited(db, email, address, now, mine)
     if wait is not None:
+        await login_attempts.take_back(db, mine)  # a refusal is no guess: it does not lengthen the wait
         await record_audit(
             request,
             _anonymous(email),
@@ -110,11 +118,10 @@ async def _login(request: Request, email: str, password: str, next_path: str) ->
         response.headers["Retry-After"] = str(wait)
         return response
     user = await _check_password(db, email, password, now)
-    if user is None:
-        keys = [EMAIL_LIMIT.key(email)] + ([ADDRESS_LIMIT.key(address)] if address else [])
-        await login_attempts.record_failures(db, keys, now, EMAIL_LIMIT.window)
+    if user is None:  # its records stay: they are the failure
         await record_audit(request, _anonymous(email), "login", {"email": email}, outcome="failed")
         return _page(request, next_path=next_path, email=email, error=WRONG, status=401)
+    await login_attempts.take_back(db, mine)
     await login_attempts.clear(db, EMAIL_LIMIT.key(email))
     response = RedirectResponse(safe_next(next_path), status_code=303)
     await start_session(request, response, user.id, now)

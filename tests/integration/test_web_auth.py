@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -231,3 +232,25 @@ def test_a_role_changed_meanwhile_applies_to_the_open_session_at_its_next_reques
     sync_db[USERS].update_one({"_id": ObjectId(user_id)}, {"$set": {"role": "viewer"}})
     assert web.get("/api/v1/tokens").status_code == 403, "an admin route, refused at once"
     assert web.get("/api/v1/campaigns").status_code == 200, "a viewer's read, still signed in"
+
+
+def test_many_wrong_passwords_at_once_get_no_more_checks_than_the_limit(web: httpx.Client, sync_db: Db) -> None:
+    add_user(sync_db, "ann@example.com", "viewer")
+    base = str(web.base_url)
+
+    def guess(n: int) -> int:
+        with httpx.Client(base_url=base, timeout=30) as client:  # its own login nonce cookie
+            return sign_in(client, "ann@example.com", f"wrong password {n}").status_code
+
+    # Twelve guesses in flight together: each is recorded before its password is checked, so they see each
+    # other, and at most five (the email's limit) reach the check.
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        codes = list(pool.map(guess, range(12)))
+
+    assert set(codes) <= {401, 429}, codes
+    assert 1 <= codes.count(401) <= 5, codes
+    stored = sync_db["login_attempts"].count_documents({"key": "email:ann@example.com"})
+    assert stored == codes.count(401), "refused attempts are taken back; failed ones stay"
+    outcomes = [e["outcome"] for e in sync_db[AUDIT].find({"action": "login"})]
+    assert outcomes.count("failed") == codes.count(401) and outcomes.count("refused") == codes.count(429)
+    assert sign_in(web, "ann@example.com", PASSWORD).status_code == (429 if codes.count(401) == 5 else 303)
