@@ -18,13 +18,13 @@ from app.transport.mailbox import Fault, MailboxServer, background
 from app.transport.smtp import SmtpSender
 from tests.factories import add_account, add_campaign, add_lead
 
-LEASE = 1.0
+LEASE = 2.0
 
 
 def slow_data(stage: str, value: str) -> Fault | None:
-    """Each DATA takes 0.5 s at the server (its own thread): six messages on one account outlast the lease."""
+    """Each DATA takes 0.9 s at the server (its own thread): six messages on one account outlast the lease."""
     if stage == "data":
-        time.sleep(0.5)
+        time.sleep(0.9)
     return None
 
 
