@@ -108,14 +108,15 @@ async def test_the_keeper_renews_in_the_background_only_while_kept(db: Database)
     leads = db[schema.CAMPAIGN_LEADS]
     held = [
         lease
-        for _, lease in await leases.claim_many(leads, [lead], owner="me", now=datetime.now(UTC), lease_seconds=0.3)
+        for _, lease in await leases.claim_many(leads, [lead], owner="me", now=datetime.now(UTC), lease_seconds=1.5)
     ]
-    keeper = LeaseKeeper(leads, held, lease_seconds=0.3, clock=lambda: datetime.now(UTC))
+    keeper = LeaseKeeper(leads, held, lease_seconds=1.5, clock=lambda: datetime.now(UTC))
+    assert keeper.period == 0.5
     async with keeper.kept():
-        await asyncio.sleep(0.8)
+        await asyncio.sleep(3.2)
         # Well past the first lease, no one else may claim it.
         assert await leases.claim_many(leads, [lead], owner="rival", now=datetime.now(UTC), lease_seconds=60) == []
     renewals = keeper.renewals
     assert renewals >= 2
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.8)
     assert keeper.renewals == renewals
