@@ -102,14 +102,14 @@ class Delivery:
             raise
         finally:
             self.rounds.handed.difference_update(id(item) for item in items)
-            self.rounds.flying.difference_update(r.token for r in made)
+            self.rounds.closed_tokens.difference_update(r.token for r in made)
         return out
 
     async def _return_owed(self, made: list[Reservation], now: datetime) -> None:
         """The batch failed (a database error, a stop past the grace period): give back the reservations never
         handed to SMTP, so that they do not hold their accounts' counts and wait windows for the rest of the day.
-        Those handed over are the SMTP stage's to settle; one already given back is not given back twice."""
-        owed = [r for r in made if r.token not in self.rounds.flying]
+        Those handed over are the SMTP stage's to settle, and those already given back are not given back again."""
+        owed = [r for r in made if r.token not in self.rounds.closed_tokens]
         if owed:
             with contextlib.suppress(Exception):
                 await self.arbiter.rollback_many(owed, now, reason="the batch failed before these were sent")
@@ -198,6 +198,7 @@ class Delivery:
                 links=self.config.unsubscribe,
             )
             if isinstance(message, ComposeError):
+                self.rounds.closed_tokens.add(reservation.token)
                 await self.arbiter.rollback(reservation, now, reason=message.reason)
                 out.settled.append((item, await self._unsendable(item, message, account.id, now)))
                 continue
@@ -243,6 +244,7 @@ class Delivery:
                 return renewed
             except LeaseLost:
                 keeper.renewed(None, item.lease)
+        self.rounds.closed_tokens.add(reservation.token)
         with contextlib.suppress(Exception):
             await self.arbiter.rollback(reservation, now, reason="lease lost before sending")
         get_logger(lead_id=str(item.lease.lead_id)).warning("worker.lease_lost", reason="lost before sending")

@@ -83,8 +83,9 @@ class Rounds:
         self.lost: dict[int, Outcome] = {}
         # id() of the items whose messages were handed to SMTP and count: their domain slots are kept.
         self.handed: set[int] = set()
-        # Tokens of the reservations given to `mark_in_flight`: from then on this stage settles them.
-        self.flying: set[str] = set()
+        # Tokens of the reservations already given back, or given to `mark_in_flight` (from then on this stage
+        # settles them): a batch that fails part way gives back only the others (`Delivery._return_owed`).
+        self.closed_tokens: set[str] = set()
         self.clock = clock
         self._connections = ConnectionLocks()
 
@@ -115,6 +116,7 @@ class Rounds:
 
     async def _give_back(self, ready: list[Ready], now: datetime) -> list[tuple[SendItem, Settlement]]:
         """Stopping: nothing of these reached SMTP; return their reservations and hand the leads back."""
+        self.closed_tokens.update(r.reservation.token for r in ready)
         with contextlib.suppress(Exception):
             await self.arbiter.rollback_many([r.reservation for r in ready], now, reason="dispatcher stopping")
         out = []
@@ -137,7 +139,7 @@ class Rounds:
         self, batch: list[Ready], now: datetime, held: HeldConnections
     ) -> tuple[list[_Sent], list[tuple[SendItem, Settlement]]]:
         # In flight from here: a reservation returned meanwhile (this process was taken for gone) sends nothing.
-        self.flying.update(r.reservation.token for r in batch)
+        self.closed_tokens.update(r.reservation.token for r in batch)
         try:
             flying = await self.arbiter.mark_in_flight([r.reservation for r in batch])
         except PyMongoError:

@@ -45,11 +45,7 @@ async def recent_failures(
     if exclude:
         query["_id"] = {"$nin": list(exclude)}
     cursor = db[LOGIN_ATTEMPTS].find(query, projection={"at": 1}).sort("at", DESCENDING).limit(most)
-    return [min(_aware(doc["at"], now), now) async for doc in cursor]
-
-
-def _aware(at: datetime, now: datetime) -> datetime:
-    return at if at.tzinfo is not None or now.tzinfo is None else at.replace(tzinfo=now.tzinfo)
+    return [min(doc["at"], now) async for doc in cursor]
 
 
 async def clear(db: Database, key: str) -> None:
