@@ -86,11 +86,9 @@ INDEXES: dict[str, list[IndexModel]] = {
     # campaigns have no `kind`.
     CAMPAIGNS: [IndexModel([("kind", ASCENDING)], name="kind"), IndexModel([("status", ASCENDING)], name="status")],
     CAMPAIGN_LEADS: [
-        # Due leads, oldest first: the dispatcher's main query.
-        IndexModel([("progress.next_due_at", ASCENDING)], name="due"),
+        # Due leads of a campaign, oldest first: the dispatcher's main query. A held lead's due time is its lease
+        # expiry, so the same query finds the leads of a crashed dispatcher.
         IndexModel([("campaign_id", ASCENDING), ("progress.next_due_at", ASCENDING)], name="campaign_due"),
-        # Expired leases are found and taken over by another dispatcher.
-        IndexModel([("progress.lease_until", ASCENDING)], name="lease_until", sparse=True),
         # Import idempotency: one lead per grouping key per campaign.
         IndexModel(
             [("campaign_id", ASCENDING), ("lead_key", ASCENDING)],
@@ -177,6 +175,16 @@ INDEXES: dict[str, list[IndexModel]] = {
 }
 
 
+# Indexes earlier versions built that no query needs: every index costs each write to its collection (a lead is
+# written twice per send), so `ensure_schema` drops these where it finds them with these keys. `due` served a due
+# query across campaigns that the dispatcher no longer makes (it asks per campaign, on campaign_due), and
+# `lease_until` a reclaim that the due query does (see docs/PERFORMANCE.md, "Indexes").
+RETIRED_INDEXES: dict[str, dict[str, KeyPattern]] = {
+    CAMPAIGN_LEADS: {"due": (("progress.next_due_at", 1),), "lease_until": (("progress.lease_until", 1),)},
+}
+INDEX_NOT_FOUND = 27
+
+
 @dataclass(frozen=True)
 class UnbuiltIndex:
     """A unique index `ensure_schema` could not build because stored documents already break it."""
@@ -213,7 +221,23 @@ async def ensure_schema(db: AsyncDatabase[dict[str, Any]]) -> list[UnbuiltIndex]
             if exc.code != DUPLICATE_KEY:
                 raise
             unbuilt += await _create_one_by_one(db, name, indexes)
+    await _drop_retired(db)
     return unbuilt
+
+
+async def _drop_retired(db: AsyncDatabase[dict[str, Any]]) -> None:
+    """Drop the `RETIRED_INDEXES` found under their names with their keys (another with that name is kept)."""
+    for collection, retired in RETIRED_INDEXES.items():
+        found = {index["name"]: _key_pattern(index["key"]) async for index in await db[collection].list_indexes()}
+        for name, keys in retired.items():
+            if found.get(name) != keys:
+                continue
+            try:
+                await db[collection].drop_index(name)
+            except OperationFailure as exc:
+                if exc.code != INDEX_NOT_FOUND:  # another process dropped it first
+                    raise
+            get_logger().info("schema.index_dropped", collection=collection, index=name, reason="retired")
 
 
 async def _create_one_by_one(

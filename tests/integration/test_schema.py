@@ -60,9 +60,33 @@ async def test_ensure_schema_creates_every_collection_and_named_index(empty_db: 
     assert await empty_db.list_collection_names() == []
     await ensure_schema(empty_db)
     await _assert_full_schema(empty_db)
-    assert {"due", "campaign_due", "lease_until", "campaign_lead_key"} <= await _index_names(empty_db, "campaign_leads")
+    lead_indexes = await _index_names(empty_db, "campaign_leads")
+    assert {"campaign_due", "campaign_lead_key"} <= lead_indexes
+    assert not {"due", "lease_until"} & lead_indexes  # retired: see test_ensure_schema_drops_the_retired_indexes
     assert "send_key" in await _index_names(empty_db, "sends")
     assert "account_day" in await _index_names(empty_db, "account_usage")
+
+
+async def test_ensure_schema_drops_the_retired_indexes(empty_db: Database) -> None:
+    """A database an earlier version set up has `due` and `lease_until` on campaign_leads: they go (each costs
+    every write of a lead), concurrently run ensure_schemas agree, and an index of the operator's own that
+    happens to bear a retired name, on other keys, stays."""
+    leads = empty_db["campaign_leads"]
+    await leads.create_index([("progress.next_due_at", 1)], name="due")
+    await leads.create_index([("progress.lease_until", 1)], name="lease_until", sparse=True)
+    await empty_db["account_usage"].create_index([("progress.next_due_at", 1)], name="due")
+    with capture_logs() as logs:
+        await asyncio.gather(*(ensure_schema(empty_db) for _ in range(3)))
+    names = await _index_names(empty_db, "campaign_leads")
+    assert not {"due", "lease_until"} & names
+    assert {m.document["name"] for m in schema.INDEXES["campaign_leads"]} <= names
+    assert "due" in await _index_names(empty_db, "account_usage")  # not a retired index of that collection
+    dropped = sorted(e["index"] for e in logs if e["event"] == "schema.index_dropped")
+    assert set(dropped) == {"due", "lease_until"}
+
+    await leads.create_index([("campaign_id", 1), ("lead_key", 1)], name="lease_until")  # someone's own
+    await ensure_schema(empty_db)
+    assert "lease_until" in await _index_names(empty_db, "campaign_leads")
 
 
 async def test_ensure_schema_twice_changes_nothing(empty_db: Database) -> None:
