@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pymongo import UpdateOne
+from pymongo import UpdateMany, UpdateOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from app.domain import ledger_states as lstate
@@ -231,19 +231,37 @@ async def finish_many(coll: Collection, finishes: list[Finish], now: datetime) -
     """
     if not finishes:
         return []
-    ops = [
-        UpdateOne(
-            {"_id": f.attempt.send_id, "token": f.attempt.token, "state": lstate.SENDING},
-            {"$set": lstate.move(lstate.SENDING, f.state, now, error=f.error, smtp_code=f.smtp_code)},
-        )
-        for f in finishes
-    ]
-    result = await coll.bulk_write(ops, ordered=False)
-    if result.modified_count == len(ops):
-        return [True] * len(ops)
+    result = await coll.bulk_write(_finish_ops(finishes, now), ordered=False)
+    if result.modified_count == len(finishes):
+        return [True] * len(finishes)
     ids = [f.attempt.send_id for f in finishes]
     seen = {
         doc["_id"]: (doc.get("token"), doc.get("state"))
         async for doc in coll.find({"_id": {"$in": ids}}, projection={"token": 1, "state": 1})
     }
     return [seen.get(f.attempt.send_id) == (f.attempt.token, f.state) for f in finishes]
+
+
+def _finish_ops(finishes: list[Finish], now: datetime) -> list[UpdateOne | UpdateMany]:
+    """One write per kind of outcome: attempts that end the same way (a round's sends, mostly) share one
+    `update_many`, which costs a document server much less than a statement per entry.
+
+    Each entry is still fenced on its own token: tokens are drawn at random per attempt, so an entry whose `_id`
+    is among the group's and whose token is among the group's tokens holds its own attempt's token."""
+    groups: dict[tuple[str, str | None, int | None], list[Attempt]] = {}
+    for f in finishes:
+        groups.setdefault((f.state, f.error, f.smtp_code), []).append(f.attempt)
+    ops: list[UpdateOne | UpdateMany] = []
+    for (state, error, smtp_code), attempts in groups.items():
+        update = {"$set": lstate.move(lstate.SENDING, state, now, error=error, smtp_code=smtp_code)}
+        if len(attempts) == 1:
+            only = attempts[0]
+            ops.append(UpdateOne({"_id": only.send_id, "token": only.token, "state": lstate.SENDING}, update))
+            continue
+        fence = {
+            "_id": {"$in": [a.send_id for a in attempts]},
+            "token": {"$in": [a.token for a in attempts]},
+            "state": lstate.SENDING,
+        }
+        ops.append(UpdateMany(fence, update))
+    return ops

@@ -200,6 +200,39 @@ async def test_finish_many_reads_back_which_attempts_were_recorded(db) -> None:
     assert isinstance(again[0], ledger.Settled) and again[0].state == "sent"
 
 
+async def test_finish_many_groups_like_outcomes_and_still_fences_each_entry_on_its_token(db) -> None:
+    """Outcomes that end alike share one write; an entry another attempt took over (a new token) is untouched,
+    though its `_id` is among the group's, and each other entry gets its own outcome."""
+    coll = db[schema.SENDS]
+    now = datetime.now(UTC)
+    new = [ledger.NewSend(f"lead{i}", 1, 0, "c", f"p{i}@x.example", f"<m{i}@x>", "acct") for i in range(6)]
+    attempts = [a for a in await ledger.start_many(coll, new, now) if isinstance(a, ledger.Attempt)]
+    assert len(attempts) == 6
+    # lead2's entry was taken over by another attempt, which holds it in `sending` with its own token.
+    await coll.update_one({"_id": "lead2:1:0"}, {"$set": {"token": "another-attempt"}})
+    finishes = [
+        *(ledger.Finish(a, "sent") for a in attempts[:4]),
+        ledger.Finish(attempts[4], "retry_wait", "451 try later", 451),
+        ledger.Finish(attempts[5], "failed", "550 no such user", 550),
+    ]
+    ops = ledger._finish_ops(finishes, now)
+    assert len(ops) == 3  # the four sent in one write, then one each
+    recorded = await ledger.finish_many(coll, finishes, now)
+    assert recorded == [True, True, False, True, True, True]
+    states = {d["_id"]: d async for d in coll.find({})}
+    assert [states[f"lead{i}:1:0"]["state"] for i in range(6)] == [
+        "sent",
+        "sent",
+        "sending",
+        "sent",
+        "retry_wait",
+        "failed",
+    ]
+    assert states["lead2:1:0"]["token"] == "another-attempt" and "sent_at" not in states["lead2:1:0"]
+    assert states["lead4:1:0"]["last_error"] == "451 try later" and states["lead4:1:0"]["smtp_code"] == 451
+    assert states["lead5:1:0"]["smtp_code"] == 550 and "sent_at" not in states["lead5:1:0"]
+
+
 async def test_leads_beyond_the_free_accounts_wait_together_for_the_earliest_one(
     db, smtp, mongo_uri: str, db_name: str
 ) -> None:
