@@ -90,6 +90,7 @@ class Options:
     in_memory: bool
     log_level: str
     only: str | None = None
+    lateness_rate: float | None = None
 
 
 @dataclass
@@ -124,6 +125,9 @@ def parse_args(argv: list[str] | None = None) -> Options:
     parser.add_argument("--in-memory", action="store_true", help="SecantusDB ':memory:' storage instead of disk")
     parser.add_argument("--log-level", default="INFO", help="the dispatchers' log level (logs go to a file)")
     parser.add_argument(
+        "--lateness-rate", type=float, default=None, help="emails/s offered at half load (default half of phase 2's)"
+    )
+    parser.add_argument(
         "--only", choices=PHASE_NAMES, default=None, help="run this phase alone (after the ceiling); its targets only"
     )
     args = parser.parse_args(argv)
@@ -140,12 +144,17 @@ def parse_args(argv: list[str] | None = None) -> Options:
         in_memory=bool(args.in_memory),
         log_level=str(args.log_level).upper(),
         only=args.only,
+        lateness_rate=args.lateness_rate,
     )
     problems = [
         f"--leads must be 1..1000000, got {options.leads}" if not 1 <= options.leads <= 1_000_000 else "",
         "--recipients-per-lead must be 1..50" if not 1 <= options.recipients_per_lead <= 50 else "",
         "--concurrency must be >= 1" if options.concurrency < 1 else "",
         f"--due-query-max must be >= {DUE_QUERY_SMALL}" if options.due_query_max < DUE_QUERY_SMALL else "",
+        "--lateness-rate must be > 0" if options.lateness_rate is not None and options.lateness_rate <= 0 else "",
+        "--only lateness needs --lateness-rate (there is no throughput phase to halve)"
+        if options.only == "lateness" and options.lateness_rate is None
+        else "",
     ]
     if any(problems):
         parser.error("; ".join(p for p in problems if p))
@@ -458,15 +467,16 @@ def throughput_phase(ctx: SpawnContext, env: Env, results: Results) -> None:
 def lateness_phase(ctx: SpawnContext, env: Env, results: Results) -> None:
     """Leads become due evenly at half the measured rate; how late is each email accepted after it is due?"""
     options = env.options
-    rate = 0.5 * float(results.figures["emails_per_s"])
+    rate = options.lateness_rate or 0.5 * float(results.figures["emails_per_s"])
     count = max(10, int(rate * options.lateness_seconds))
     db, campaign_id = fresh_database(env.client, env.server, "bench_lateness", options, env.sink.port)
-    seed_rate = options.leads / max(results.timings["seed_throughput_s"], 1e-3)
+    seed_rate = options.leads / max(results.timings.get("seed_throughput_s", options.leads / 1000), 1e-3)
     # Start the schedule after seeding is certainly over, so no lead is late before the dispatcher can see it.
     first_due = datetime.now(UTC) + timedelta(seconds=3.0 + 2.0 * count / seed_rate)
     seeded = seed_leads(db, campaign_id, range(count), 1, lambda n: first_due + timedelta(seconds=n / rate))
     spec = dispatcher_spec(env.server, db.name, options, env.workdir, deadline=600.0)
     run = run_dispatchers(ctx, env.server, env.sink, [spec], count, timeout=options.lateness_seconds * 3 + 120)
+    report, sent = run.reports[0], max(run.sent, 1)
     late_ms = []
     for message_id, accepted_at in run.accepted:
         due = seeded.get(message_id.split(".")[1]) if message_id.count(".") >= 3 else None
@@ -478,6 +488,11 @@ def lateness_phase(ctx: SpawnContext, env: Env, results: Results) -> None:
         lateness_p50_ms=percentile(late_ms, 50),
         lateness_p99_ms=percentile(late_ms, 99),
         lateness_max_ms=max(late_ms, default=math.nan),
+        lateness_round_trips_per_email=sum(report.commands.values()) / sent,
+        lateness_round_trips_by_collection={
+            k: round(v / sent, 3) for k, v in sorted(report.commands_by_collection.items(), key=lambda kv: -kv[1])[:10]
+        },
+        lateness_server_cpu_ms_per_email=1000.0 * run.server_cpu / sent,
     )
     env.client.drop_database(db.name)
 
