@@ -83,7 +83,7 @@ def run_db(settings: Settings, work: Callable[[Database], Awaitable[T]], *, read
 
     A command that only reads passes `read_only=True`: the schema is then left as it is, so the database is not
     created and no collection or index is built (on a production database an index build is not harmless).
-    `work` must then only read; a missing collection reads as empty, and `schema.missing_indexes` says what a
+    `work` must then only read; a missing collection reads as empty, and `schema_checks.missing_indexes` says what a
     writing command would build.
     """
 

@@ -22,7 +22,7 @@ from app.jobs.preview import runs_due
 from app.send.compose import MAILTO_ONLY, UnsubscribeLinks
 from app.send.pipeline import utcnow
 from app.send.preview import SEND, SKIP, WAIT, Preview, PreviewRow, dry_run
-from app.store import schema
+from app.store import schema_checks
 from app.store.catalog import Catalog
 from app.store.client import Database
 from app.transport.dryrun import DryRunSender
@@ -35,7 +35,7 @@ class DryRunFindings:
     database: str
     preview: Preview
     missing_collections: list[str]
-    missing_indexes: list[schema.MissingIndex]
+    missing_indexes: list[schema_checks.MissingIndex]
     at: datetime | None = None  # --at: the moment previewed (None: now)
     closed_windows: list[str] = field(default_factory=list)  # per campaign whose window is closed then: when it opens
     job_runs: list[str] = field(default_factory=list)  # the job runs that would start then (`app/jobs/preview.py`)
@@ -84,8 +84,8 @@ async def read_dry_run(
 ) -> DryRunFindings:
     """Preview what a real run would do now (or `at`), through the dry-run sender; reads only (the schema is
     checked)."""
-    missing_collections = await schema.missing_collections(db)
-    missing_indexes = await schema.missing_indexes(db)
+    missing_collections = await schema_checks.missing_collections(db)
+    missing_indexes = await schema_checks.missing_indexes(db)
     now = utcnow() if at is None else at.astimezone(UTC)
     catalog = Catalog(db)
     found = await dry_run(
@@ -106,7 +106,9 @@ async def read_dry_run(
     return DryRunFindings(db.name, found, missing_collections, missing_indexes, at, windows, runs)
 
 
-def schema_warning(database: str, collections: Collection[str], indexes: Collection[schema.MissingIndex]) -> str | None:
+def schema_warning(
+    database: str, collections: Collection[str], indexes: Collection[schema_checks.MissingIndex]
+) -> str | None:
     """The dry run's warning about missing collections and indexes, or None when the schema is complete."""
     if not collections and not indexes:
         return None

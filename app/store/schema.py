@@ -228,7 +228,7 @@ async def ensure_schema(db: AsyncDatabase[dict[str, Any]]) -> list[UnbuiltIndex]
 async def _drop_retired(db: AsyncDatabase[dict[str, Any]]) -> None:
     """Drop the `RETIRED_INDEXES` found under their names with their keys (another with that name is kept)."""
     for collection, retired in RETIRED_INDEXES.items():
-        found = {index["name"]: _key_pattern(index["key"]) async for index in await db[collection].list_indexes()}
+        found = {index["name"]: key_pattern(index["key"]) async for index in await db[collection].list_indexes()}
         for name, keys in retired.items():
             if found.get(name) != keys:
                 continue
@@ -297,44 +297,6 @@ async def _duplicates(
 KeyPattern = tuple[tuple[str, int | str], ...]
 
 
-@dataclass(frozen=True)
-class MissingIndex:
-    """An index of `INDEXES` that the database does not have."""
-
-    collection: str
-    name: str
-    keys: KeyPattern
-
-    def __str__(self) -> str:
-        return f"{self.collection}.{self.name} ({', '.join(field for field, _ in self.keys)})"
-
-
-def _key_pattern(keys: Mapping[str, Any]) -> KeyPattern:
-    # Servers may return 1.0 for 1; special kinds ("text", "2dsphere") stay strings.
+def key_pattern(keys: Mapping[str, Any]) -> KeyPattern:
+    """An index's keys as `KeyPattern` (servers may return 1.0 for 1; special kinds stay strings)."""
     return tuple((field, kind if isinstance(kind, str) else int(kind)) for field, kind in keys.items())
-
-
-async def missing_collections(db: AsyncDatabase[dict[str, Any]]) -> list[str]:
-    """The collections of `ALL_COLLECTIONS` the database does not have, in that order. Only reads."""
-    existing = set(await db.list_collection_names())
-    return [name for name in ALL_COLLECTIONS if name not in existing]
-
-
-async def missing_indexes(db: AsyncDatabase[dict[str, Any]]) -> list[MissingIndex]:
-    """The indexes of `INDEXES` the database does not have, in that order. Only reads.
-
-    Compared by key pattern, not by name: an index on the same keys under another name serves the same queries.
-    Options (unique, sparse, partial filter) are not compared. A collection that does not exist has none of its
-    indexes.
-    """
-    existing = set(await db.list_collection_names())
-    missing: list[MissingIndex] = []
-    for collection, wanted in INDEXES.items():
-        have: set[KeyPattern] = set()
-        if collection in existing:
-            have = {_key_pattern(index["key"]) async for index in await db[collection].list_indexes()}
-        for model in wanted:
-            keys = _key_pattern(model.document["key"])
-            if keys not in have:
-                missing.append(MissingIndex(collection, model.document["name"], keys))
-    return missing

@@ -9,7 +9,8 @@ from pymongo import ASCENDING
 
 from app.store import schema
 from app.store.client import Database, make_client
-from app.store.schema import MissingIndex, ensure_schema, missing_collections, missing_indexes
+from app.store.schema import ensure_schema
+from app.store.schema_checks import MissingIndex, missing_collections, missing_indexes
 
 
 @pytest.fixture
