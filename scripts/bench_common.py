@@ -46,6 +46,7 @@ _MESSAGE_ID = re.compile(rb"(?im)^Message-ID:[ \t]*(<[^>\r\n]+>)")
 # Every wait on another process is bounded; these are generous ceilings, not expected durations.
 CHILD_START_SECONDS = 120.0
 PIPE_REPLY_SECONDS = 30.0
+MAX_SINK_DELAY_SECONDS = 5.0
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -122,8 +123,11 @@ class _SinkHandler:
 
     def __init__(self) -> None:
         self.accepted: list[tuple[str, float]] = []
+        self.delay = 0.0  # seconds each DATA takes before its reply, as a real provider's server does
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.delay > 0:
+            await asyncio.sleep(self.delay)
         content = envelope.original_content or b""
         match = _MESSAGE_ID.search(content)
         self.accepted.append((match.group(1).decode("ascii", "replace") if match else "", time.time()))
@@ -147,6 +151,9 @@ async def _serve_sink(conn: Connection) -> None:
             handler.accepted = []
         elif command == "cpu":
             conn.send(time.process_time())
+        elif isinstance(command, tuple) and command[0] == "delay":
+            handler.delay = max(0.0, min(float(command[1]), MAX_SINK_DELAY_SECONDS))
+            conn.send(handler.delay)
         else:
             stopping.set()
 
@@ -170,7 +177,7 @@ class SmtpSink:
         self._proc.start()
         self.port = int(self._ask(None, CHILD_START_SECONDS))
 
-    def _ask(self, command: str | None, timeout: float = PIPE_REPLY_SECONDS) -> Any:
+    def _ask(self, command: str | tuple[str, float] | None, timeout: float = PIPE_REPLY_SECONDS) -> Any:
         if command is not None:
             self._conn.send(command)
         if not self._conn.poll(timeout):
@@ -193,6 +200,10 @@ class SmtpSink:
     def cpu_seconds(self) -> float:
         """CPU the sink has used so far."""
         return float(self._ask("cpu"))
+
+    def set_delay(self, seconds: float) -> float:
+        """Make every DATA take `seconds` (at most MAX_SINK_DELAY_SECONDS) before its reply; 0 for none."""
+        return float(self._ask(("delay", seconds)))
 
     def stop(self) -> None:
         """Stop the sink (and kill it if it does not stop within 10 s)."""

@@ -22,7 +22,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from multiprocessing.context import SpawnContext
 from pathlib import Path
@@ -91,6 +91,8 @@ class Options:
     log_level: str
     only: str | None = None
     lateness_rate: float | None = None
+    smtp_delay_ms: float = 250.0
+    slow_concurrency: int = 8
 
 
 @dataclass
@@ -104,7 +106,7 @@ class Results:
         self.figures.update(values)
 
 
-PHASE_NAMES = ("throughput", "lateness", "due-query", "scaling")
+PHASE_NAMES = ("throughput", "lateness", "due-query", "scaling", "slow-smtp")
 
 
 def parse_args(argv: list[str] | None = None) -> Options:
@@ -120,12 +122,18 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--due-query-max", type=int, default=None, help="stored leads for the large due query (default 30000)"
     )
     parser.add_argument("--lateness-seconds", type=float, default=None, help="half-load window, seconds (default 15)")
-    parser.add_argument("--skip-scaling", action="store_true", help="skip the two-dispatcher phase")
+    parser.add_argument("--skip-scaling", action="store_true", help="skip the two-dispatcher phases")
     parser.add_argument("--quick", action="store_true", help="small sizes everywhere: a smoke run")
     parser.add_argument("--in-memory", action="store_true", help="SecantusDB ':memory:' storage instead of disk")
     parser.add_argument("--log-level", default="INFO", help="the dispatchers' log level (logs go to a file)")
     parser.add_argument(
         "--lateness-rate", type=float, default=None, help="emails/s offered at half load (default half of phase 2's)"
+    )
+    parser.add_argument(
+        "--smtp-delay-ms", type=float, default=250.0, help="slow-smtp phase: each DATA's time at the server (250)"
+    )
+    parser.add_argument(
+        "--slow-concurrency", type=int, default=8, help="slow-smtp phase: leads each dispatcher holds at once (8)"
     )
     parser.add_argument(
         "--only", choices=PHASE_NAMES, default=None, help="run this phase alone (after the ceiling); its targets only"
@@ -145,6 +153,8 @@ def parse_args(argv: list[str] | None = None) -> Options:
         log_level=str(args.log_level).upper(),
         only=args.only,
         lateness_rate=args.lateness_rate,
+        smtp_delay_ms=args.smtp_delay_ms,
+        slow_concurrency=args.slow_concurrency,
     )
     problems = [
         f"--leads must be 1..1000000, got {options.leads}" if not 1 <= options.leads <= 1_000_000 else "",
@@ -152,6 +162,10 @@ def parse_args(argv: list[str] | None = None) -> Options:
         "--concurrency must be >= 1" if options.concurrency < 1 else "",
         f"--due-query-max must be >= {DUE_QUERY_SMALL}" if options.due_query_max < DUE_QUERY_SMALL else "",
         "--lateness-rate must be > 0" if options.lateness_rate is not None and options.lateness_rate <= 0 else "",
+        "--smtp-delay-ms must be 1..5000" if not 1 <= options.smtp_delay_ms <= 5000 else "",
+        f"--slow-concurrency must be 1..{options.concurrency}"
+        if not 1 <= options.slow_concurrency <= options.concurrency
+        else "",
         "--only lateness needs --lateness-rate (there is no throughput phase to halve)"
         if options.only == "lateness" and options.lateness_rate is None
         else "",
@@ -600,6 +614,49 @@ def scaling_phase(ctx: SpawnContext, env: Env, results: Results) -> None:
     env.client.drop_database(db.name)
 
 
+# --- phase: two dispatchers where SMTP is the limit ----------------------------------------------------------
+
+
+def slow_smtp_phase(ctx: SpawnContext, env: Env, results: Results) -> None:
+    """One dispatcher, then two, against an SMTP server that takes --smtp-delay-ms per message, each holding
+    --slow-concurrency leads at once: there the SMTP exchange limits a dispatcher, as real providers' servers do,
+    and the database server has room. Does a second process add throughput then?"""
+    options = env.options
+    now = datetime.now(UTC)
+    env.sink.set_delay(options.smtp_delay_ms / 1000.0)
+    figures: dict[int, RunOutcome] = {}
+    try:
+        for processes in (1, 2):
+            db, campaign_id = fresh_database(env.client, env.server, f"bench_slow_{processes}", options, env.sink.port)
+            seed_leads(db, campaign_id, range(options.leads), 1, lambda _: now)
+            spec = replace(
+                dispatcher_spec(env.server, db.name, options, env.workdir, deadline=600.0),
+                concurrency=options.slow_concurrency,
+            )
+            figures[processes] = run_dispatchers(ctx, env.server, env.sink, [spec] * processes, options.leads, 600.0)
+            env.client.drop_database(db.name)
+    finally:
+        env.sink.set_delay(0.0)
+
+    def rate(run: RunOutcome) -> float:
+        return run.sent / run.wall if run.wall > 0 else math.nan
+
+    def cores(run: RunOutcome) -> float:
+        return run.server_cpu / run.wall if run.wall > 0 else math.nan
+
+    one, two = figures[1], figures[2]
+    results.set(
+        slow_smtp_delay_ms=options.smtp_delay_ms,
+        slow_smtp_concurrency=options.slow_concurrency,
+        slow_smtp_one_emails_per_s=rate(one),
+        slow_smtp_one_server_cpu_utilisation=cores(one),
+        slow_smtp_two_emails_per_s=rate(two),
+        slow_smtp_two_server_cpu_utilisation=cores(two),
+        slow_smtp_scaling=ratio(rate(two), rate(one)),
+        slow_smtp_duplicates=duplicates(one.accepted) + duplicates(two.accepted),
+    )
+
+
 # --- the report ----------------------------------------------------------------------------------------------
 
 
@@ -641,6 +698,16 @@ def verdicts(f: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     if "lateness_p99_ms" in f:
         p99 = f["lateness_p99_ms"]
         rows.append(("lateness p99 at half load", f"{p99:.0f} ms", "<= 250 ms", p99 <= 250))
+    if "slow_smtp_scaling" in f:
+        gain, used = f["slow_smtp_scaling"], f["slow_smtp_two_server_cpu_utilisation"]
+        rows.append(
+            (
+                "second dispatcher, SMTP-bound",
+                f"{gain:.2f}x one (db server {used:.2f} cores with two)",
+                "> 1.5x where the db server is not saturated",
+                gain > 1.5 or used >= 0.9,
+            )
+        )
     rss_at = f.get("due_query_large_leads", 0)
     if "large_store_peak_rss_mb" in f:
         rss = f["large_store_peak_rss_mb"]
@@ -695,12 +762,13 @@ def _phases(options: Options) -> Iterator[tuple[str, Callable[[SpawnContext, Env
         ("lateness", lateness_phase),
         ("due query", due_query_phase),
         ("scaling", scaling_phase),
+        ("slow smtp", slow_smtp_phase),
     ]
     for name, phase in phases:
         if options.only is not None:
             if name.replace(" ", "-") == options.only:
                 yield name, phase
-        elif name != "scaling" or not options.skip_scaling:
+        elif name not in ("scaling", "slow smtp") or not options.skip_scaling:
             yield name, phase
 
 
