@@ -178,7 +178,7 @@ INDEXES: dict[str, list[IndexModel]] = {
 # Indexes earlier versions built that no query needs: every index costs each write to its collection (a lead is
 # written twice per send), so `ensure_schema` drops these where it finds them with these keys. `due` served a due
 # query across campaigns that the dispatcher no longer makes (it asks per campaign, on campaign_due), and
-# `lease_until` a reclaim that the due query does (see docs/PERFORMANCE.md, "Indexes").
+# `lease_until` a reclaim that the due query does (docs/PERFORMANCE.md, "What changed on 2026-12-02").
 RETIRED_INDEXES: dict[str, dict[str, KeyPattern]] = {
     CAMPAIGN_LEADS: {"due": (("progress.next_due_at", 1),), "lease_until": (("progress.lease_until", 1),)},
 }
@@ -237,7 +237,8 @@ async def _drop_retired(db: AsyncDatabase[dict[str, Any]]) -> None:
             except OperationFailure as exc:
                 if exc.code != INDEX_NOT_FOUND:  # another process dropped it first
                     raise
-            get_logger().info("schema.index_dropped", collection=collection, index=name, reason="retired")
+            else:
+                get_logger().info("schema.index_dropped", collection=collection, index=name, reason="retired")
 
 
 async def _create_one_by_one(
