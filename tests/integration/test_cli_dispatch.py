@@ -87,7 +87,7 @@ def test_dry_run_warns_of_the_collections_and_indexes_a_real_run_would_create(
     warning = " ".join(result.stderr.split())
     assert f"warning: database {db_name} lacks collections or indexes" in warning
     assert "missing collections (read as empty here): activities, sends, account_usage, suppressions" in warning
-    assert "missing index campaign_leads.due (progress.next_due_at)" in warning
+    assert "missing index campaign_leads.campaign_due (campaign_id, progress.next_due_at)" in warning
     assert "missing index sequence_steps.sequence_step (sequence_id, step_order)" in warning
     assert "sends.send_key" not in warning  # named through its missing collection
     assert "`outbound run-dispatcher` without --dry-run creates them" in warning
