@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import typer
 
+from app.cli.audit_cmds import cli_actor
 from app.cli.common import (
     CAMPAIGN_ARGUMENT,
     JSON_OPTION,
@@ -268,7 +269,10 @@ def pause(ctx: typer.Context, campaign_id: str = CAMPAIGN_ARGUMENT) -> None:
     Example: outbound campaign pause 665f1c2e9b1e8a3d4c5b6a70
     """
     now = now_utc()
-    run_admin(ctx, lambda db: campaigns.pause_campaign(db, campaign_id, None, now))
+    who = cli_actor()
+    run_admin(
+        ctx, lambda db: campaigns.pause_campaign(db, campaign_id, None, now, campaigns.pauser(who.kind, who.name))
+    )
     console.print(f"campaign {campaign_id} paused: nothing more is sent for it until `outbound campaign resume`")
 
 
@@ -280,7 +284,10 @@ def resume(ctx: typer.Context, campaign_id: str = CAMPAIGN_ARGUMENT, yes: bool =
     doc = run_admin(ctx, lambda db: campaigns.resumable(db, campaign_id))
     reason = doc.get("paused_reason")
     if reason:
-        console.print(f"campaign {campaign_id} was paused{_when(doc.get('paused_at'))}: {reason}")
+        by = campaigns.paused_by_label(doc.get("paused_by"))
+        console.print(
+            f"campaign {campaign_id} was paused{_when(doc.get('paused_at'))}{f' by {by}' if by else ''}: {reason}"
+        )
         confirm(f"Resume campaign {campaign_id}?", yes)
     now = now_utc()
     run_admin(ctx, lambda db: campaigns.resume_campaign(db, campaign_id, now))

@@ -128,7 +128,7 @@ def _campaign_changes(
         reason = f" (it was paused: {stored.paused_reason})" if stored.paused_reason else ""
         changes.append(Change("change", "campaign status", f"{current.status} -> {spec.status}{reason}"))
         if current.status == "paused":
-            unsets += ["paused_reason", "paused_at"]
+            unsets += ["paused_reason", "paused_at", "paused_by"]
     wanted = {**spec.settings, **({"account_ids": list(account_ids)} if account_ids else {})}
     for key in (*SETTINGS_KEYS, "account_ids"):
         before, after = stored.settings.get(key), wanted.get(key)

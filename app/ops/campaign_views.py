@@ -22,6 +22,7 @@ from app.domain.models import (
     Template,
     id_str,
 )
+from app.ops.campaigns import paused_by_label
 from app.store import answer_stats, progress_reads, schema
 from app.store.client import Database
 from app.store.documents import get_doc, get_model, id_filter, id_values, iter_valid
@@ -169,6 +170,7 @@ async def campaign_details(db: Database, campaign_id: str, now: datetime, on_inv
         "created_at": campaign.created_at,
         "paused_reason": doc.get("paused_reason") if isinstance(doc.get("paused_reason"), str) else None,
         "paused_at": doc.get("paused_at") if isinstance(doc.get("paused_at"), datetime) else None,
+        "paused_by": paused_by_label(doc.get("paused_by")),
         "settings": {**asdict(campaign.settings), "account_ids": list(campaign.settings.account_ids)},
         "steps": [
             {

@@ -16,6 +16,21 @@ from app.store.client import Database
 from app.store.documents import NotFound, id_filter
 
 MAX_REASON_LENGTH = 500
+# How each kind of actor reads in "paused by ...": the audit's kinds, and the dispatcher's automatic pauses.
+_ACTOR_KINDS = {"cli": "command line", "token": "API token", "user": "dashboard", "dispatcher": "automatic"}
+
+
+def pauser(kind: str, name: str) -> dict[str, str]:
+    """The `paused_by` of a campaign paused by this actor (an audit `Actor`'s kind and name)."""
+    return {"kind": kind, "name": name}
+
+
+def paused_by_label(value: object) -> str | None:
+    """`paused_by` as people read it: "alice (command line)", "dispatcher (automatic)"; None when not recorded."""
+    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+        return None
+    kind = value.get("kind")
+    return f"{value['name']} ({_ACTOR_KINDS.get(str(kind), str(kind))})"
 
 
 @dataclass(frozen=True)
@@ -58,10 +73,13 @@ def _reason(reason: str | None) -> str | None:
     return reason.strip()
 
 
-async def pause_campaign(db: Database, campaign_id: str, reason: str | None, now: datetime) -> StatusChange:
+async def pause_campaign(
+    db: Database, campaign_id: str, reason: str | None, now: datetime, by: dict[str, str] | None = None
+) -> StatusChange:
     """Stop sending for an active campaign now; its leads wait where they are until it is resumed.
 
-    A reason, if given, is kept as `paused_reason` (shown by `show-campaign` and asked about on resume).
+    A reason, if given, is kept as `paused_reason` (shown by `show-campaign` and asked about on resume), and who
+    paused it as `paused_by` (`pauser`).
     """
     why = _reason(reason)
     doc = await _campaign(db, campaign_id)
@@ -70,7 +88,9 @@ async def pause_campaign(db: Database, campaign_id: str, reason: str | None, now
     sets: dict[str, Any] = {"status": "paused", "paused_at": now}
     if why is not None:
         sets["paused_reason"] = why
-    unsets = [] if why is not None else ["paused_reason"]
+    if by is not None:
+        sets["paused_by"] = by
+    unsets = [name for name, value in (("paused_reason", why), ("paused_by", by)) if value is None]
     if not await campaign_admin.update_campaign(db, campaign_id, sets, unsets, expect={"status": "active"}):
         raise _changed_meanwhile(campaign_id)
     return StatusChange(str(doc["_id"]), "active", "paused", why)
@@ -101,7 +121,7 @@ async def resume_campaign(db: Database, campaign_id: str, now: datetime) -> Stat
     doc = await resumable(db, campaign_id)
     before = str(doc.get("status"))
     reason = doc.get("paused_reason")
-    unsets = ["paused_reason", "paused_at"]
+    unsets = ["paused_reason", "paused_at", "paused_by"]
     if not await campaign_admin.update_campaign(
         db, campaign_id, {"status": "active"}, unsets, expect={"status": before}
     ):

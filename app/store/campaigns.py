@@ -13,6 +13,9 @@ from app.store import schema
 from app.store.client import Database
 from app.store.documents import id_filter
 
+# `paused_by` of the pauses the dispatcher makes itself (a template or configuration error, the health check).
+AUTOMATIC_PAUSE = {"kind": "dispatcher", "name": "dispatcher"}
+
 
 async def check_campaign(db: Database, campaign_id: str, policy: HealthPolicy, now: datetime) -> str | None:
     """Pause the campaign if its recent attempts fail too often; return the reason when it was paused."""
@@ -31,7 +34,8 @@ async def check_campaign(db: Database, campaign_id: str, policy: HealthPolicy, n
 
 async def pause(db: Database, campaign_id: str, reason: str, now: datetime) -> bool:
     """Pause an active campaign with the reason an operator will see; False when it was not active."""
-    update: dict[str, Any] = {"$set": {"status": "paused", "paused_reason": reason, "paused_at": now}}
+    paused = {"status": "paused", "paused_reason": reason, "paused_at": now, "paused_by": AUTOMATIC_PAUSE}
+    update: dict[str, Any] = {"$set": paused}
     result = await db[schema.CAMPAIGNS].update_one({**id_filter(campaign_id), "status": "active"}, update)
     if result.modified_count:
         get_logger(campaign_id=campaign_id).error("dispatcher.campaign_paused", reason=reason)

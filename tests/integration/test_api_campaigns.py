@@ -168,3 +168,16 @@ def test_a_viewer_token_is_refused_on_every_campaign_action_and_nothing_changes(
     assert sync_db.campaigns.find_one({"_id": ObjectId(campaign_id)})["status"] == "active"
     assert sync_db.campaign_leads.find_one({"_id": lead_id})["progress"]["next_due_at"] > datetime.now(UTC)
     assert len(audit_entries(sync_db, "request.refused")) == 3
+
+
+def test_who_paused_a_campaign_is_kept_until_it_is_resumed(api: Api, sync_db: Any) -> None:
+    campaign_id = add_campaign(sync_db)
+    _with_steps(sync_db, campaign_id, steps=1)
+    assert api.get(f"/api/v1/campaigns/{campaign_id}").json()["paused_by"] is None
+    assert api.post(f"/api/v1/campaigns/{campaign_id}/pause", json={"reason": "list review"}).status_code == 200
+    stored = sync_db.campaigns.find_one({"_id": ObjectId(campaign_id)})
+    assert stored["paused_by"] == {"kind": "token", "name": "as-operator"}
+    assert api.get(f"/api/v1/campaigns/{campaign_id}").json()["paused_by"] == "as-operator (API token)"
+    assert api.post(f"/api/v1/campaigns/{campaign_id}/resume").status_code == 200
+    assert "paused_by" not in sync_db.campaigns.find_one({"_id": ObjectId(campaign_id)})
+    assert api.get(f"/api/v1/campaigns/{campaign_id}").json()["paused_by"] is None

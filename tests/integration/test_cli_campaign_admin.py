@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 from bson import ObjectId
 
+from app.cli.audit_cmds import cli_actor
+from app.store import campaigns as campaigns_store
+from app.store.client import make_client
 from tests.integration.cli_documents import NOW, add_account, ok
 
 
@@ -352,3 +356,34 @@ def test_appending_a_step_and_editing_one_in_place_say_what_changes_for_leads(cl
     edited = ok(cli("step", "edit", "--campaign-id", cid, "--order", "2", "--template", "extra", "--yes")).stdout
     assert "step 2 (bump) changes: 2 lead(s) before it will get the new version, 1 at it" in edited
     assert len(_steps(sync_db, cid)) == 4
+
+
+def test_a_pause_from_the_command_line_names_its_operator_and_a_resume_forgets_it(cli, sync_db, tmp_path) -> None:
+    cid = _campaign(cli, "Spring", "--status", "active")
+    ok(cli("step", "add", "--campaign-id", cid, "--template", _template(cli, tmp_path, "intro")))
+    ok(cli("campaign", "pause", cid))
+    paused_by = sync_db.campaigns.find_one({"_id": ObjectId(cid)})["paused_by"]
+    assert paused_by == {"kind": "cli", "name": cli_actor().name}
+    shown = cli("show-campaign", cid, "--json")
+    ok(shown)
+    assert f"{cli_actor().name} (command line)" in shown.stdout
+    ok(cli("campaign", "resume", cid))
+    assert "paused_by" not in sync_db.campaigns.find_one({"_id": ObjectId(cid)})
+
+
+def test_resume_after_an_automatic_pause_says_the_dispatcher_paused_it(cli, sync_db, mongo_uri, tmp_path) -> None:
+    cid = _campaign(cli, "Spring", "--status", "active")
+    ok(cli("step", "add", "--campaign-id", cid, "--template", _template(cli, tmp_path, "intro")))
+
+    async def pause() -> bool:  # as the dispatcher pauses a campaign whose template fails
+        client = make_client(mongo_uri)
+        try:
+            return await campaigns_store.pause(client[sync_db.name], cid, "template error: step 1", NOW)
+        finally:
+            await client.close()
+
+    assert asyncio.run(pause())
+    resumed = cli("campaign", "resume", cid, "--yes")
+    ok(resumed)
+    assert "by dispatcher (automatic): template error: step 1" in " ".join(resumed.stdout.split())
+    assert "paused_by" not in sync_db.campaigns.find_one({"_id": ObjectId(cid)})

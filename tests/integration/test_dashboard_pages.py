@@ -248,3 +248,18 @@ def test_an_uncertain_send_missing_optional_fields_is_listed(web: httpx.Client, 
     page = web.get("/dashboard/uncertain")
     assert page.status_code == 200
     assert 'name="send_key" value="bare:1:0"' in page.text and "cat@acme.example" in page.text
+
+
+def test_a_paused_campaign_says_who_paused_it_on_the_overview_and_its_page(
+    web: httpx.Client, world: World, sync_db: Db
+) -> None:
+    csrf = sign_in(web, OPERATOR)
+    path = f"/dashboard/campaigns/{world.campaign_id}"
+    paused = web.post(f"{path}/pause", data={"csrf_token": csrf, "reason": "checking the copy", "back": path})
+    assert paused.status_code == 303
+    doc = one(sync_db, schema.CAMPAIGNS, {"_id": ObjectId(world.campaign_id)})
+    assert doc["paused_by"] == {"kind": "user", "name": OPERATOR}
+    assert f"by {OPERATOR} (dashboard): checking the copy" in text_of(web.get(path).text)
+    assert f"by {OPERATOR} (dashboard))" in text_of(web.get("/dashboard").text)
+    assert web.post(f"{path}/resume", data={"csrf_token": csrf}).status_code == 303
+    assert "paused_by" not in one(sync_db, schema.CAMPAIGNS, {"_id": ObjectId(world.campaign_id)})

@@ -73,7 +73,13 @@ def campaigns_router() -> APIRouter:
             principal,
             "campaign.pause",
             {"campaign_id": campaign_id},
-            lambda: campaigns.pause_campaign(request.app.state.db, campaign_id, reason, datetime.now(UTC)),
+            lambda: campaigns.pause_campaign(
+                request.app.state.db,
+                campaign_id,
+                reason,
+                datetime.now(UTC),
+                campaigns.pauser(principal.kind, principal.name),
+            ),
             lambda c: {"reason": c.paused_reason},
         )
         return models.CampaignStatusChange(**asdict(change))

@@ -82,6 +82,7 @@ class CampaignDetail(BaseModel):
     created_at: datetime | None
     paused_reason: str | None
     paused_at: datetime | None
+    paused_by: str | None  # who paused it: "alice (command line)", "ci (API token)", "dispatcher (automatic)"
     settings: dict[str, Any]
     steps: list[StepInfo]
     accounts: list[AccountRef]

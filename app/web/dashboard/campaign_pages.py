@@ -140,7 +140,9 @@ def _actions(router: APIRouter) -> None:
             principal,
             "campaign.pause",
             {"campaign_id": campaign_id},
-            lambda: campaigns.pause_campaign(database(request), campaign_id, reason, now_utc()),
+            lambda: campaigns.pause_campaign(
+                database(request), campaign_id, reason, now_utc(), campaigns.pauser(principal.kind, principal.name)
+            ),
             lambda done: "Campaign paused." + (f" Reason: {done.paused_reason}" if done.paused_reason else ""),
             back_to(back, f"/dashboard/campaigns/{campaign_id}"),
             details={"reason": reason} if reason else None,

@@ -12,10 +12,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.ops.campaign_views import any_of, kind_filter
+from app.ops.campaigns import paused_by_label
 from app.store import schema
 from app.store.client import Database
 from app.store.documents import id_filter
 from app.web.dashboard.chart import HOURS, HourCount, hour_start, last_hours
+
+PAUSE_FIELDS = {"name": 1, "paused_reason": 1, "paused_at": 1, "paused_by": 1}
 
 
 async def sends_per_hour(
@@ -59,13 +62,14 @@ class PausedCampaign:
     name: str
     reason: str | None
     paused_at: datetime | None
+    by: str | None = None  # `paused_by` as people read it
 
 
 async def paused_campaigns(db: Database, limit: int = 100) -> list[PausedCampaign]:
     """Paused campaigns (not jobs' executions: /dashboard/jobs shows those), most recently paused first."""
     found = db[schema.CAMPAIGNS].find(
         {"status": "paused", **kind_filter("sequence")},
-        projection={"name": 1, "paused_reason": 1, "paused_at": 1},
+        projection=PAUSE_FIELDS,
         sort=[("paused_at", -1)],
         limit=limit,
     )
@@ -79,12 +83,11 @@ def _paused(doc: Mapping[str, Any]) -> PausedCampaign:
         name=str(doc.get("name") or doc["_id"]),
         reason=reason if isinstance(reason, str) else None,
         paused_at=at if isinstance(at, datetime) else None,
+        by=paused_by_label(doc.get("paused_by")),
     )
 
 
 async def pause_info(db: Database, campaign_id: str) -> PausedCampaign | None:
     """Why and since when the campaign is paused; None when it is not paused."""
-    doc = await db[schema.CAMPAIGNS].find_one(
-        {**id_filter(campaign_id), "status": "paused"}, projection={"name": 1, "paused_reason": 1, "paused_at": 1}
-    )
+    doc = await db[schema.CAMPAIGNS].find_one({**id_filter(campaign_id), "status": "paused"}, projection=PAUSE_FIELDS)
     return None if doc is None else _paused(doc)
