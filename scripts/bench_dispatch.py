@@ -49,7 +49,6 @@ from pymongo import MongoClient
 from pymongo.database import Database as SyncDatabase
 
 from app.config import Settings
-from app.dispatch.spare_leads import SCAN_FIELDS
 from app.store import leases, schema
 from app.store.client import make_client
 from app.transport.base import OutgoingMessage, build_message
@@ -534,12 +533,12 @@ async def _time_due_query(uri: str, db_name: str, campaign_id: str, limit: int) 
     try:
         coll = client[db_name][schema.CAMPAIGN_LEADS]
         window = leases.DueWindow(full_every=10**9)  # the steady state: the periodic full read is timed apart
-        await window.find(coll, datetime.now(UTC), campaign_id, limit, SCAN_FIELDS)
+        await window.find(coll, datetime.now(UTC), campaign_id, limit)
         scan, plain, hinted, found = [], [], [], 0
         for _ in range(DUE_QUERY_RUNS):
             now = datetime.now(UTC)
             started = time.perf_counter()
-            found = len(await window.find(coll, now, campaign_id, limit, SCAN_FIELDS))
+            found = len(await window.find(coll, now, campaign_id, limit))
             scan.append(time.perf_counter() - started)
             started = time.perf_counter()
             await leases.find_due(coll, now, campaign_id, limit)
