@@ -25,7 +25,7 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from app.dispatch.heartbeat import DispatcherHeartbeat
-from app.dispatch.spare_leads import SCAN_FIELDS, SpareLeads, recipient_emails
+from app.dispatch.spare_leads import SpareLeads
 from app.domain.models import Campaign
 from app.domain.scheduling import sleep_seconds
 from app.domain.settlement import Outcome
@@ -213,25 +213,24 @@ class Dispatcher:
             # Read a few more than we can take and shuffle them, so racing dispatchers rarely fight over one
             # lead; the next claim takes what this one leaves.
             window = self._windows.setdefault(campaign_id, leases.DueWindow())
-            found = await window.find(self.leads, now, campaign_id, limit * CLAIM_SPREAD, SCAN_FIELDS)
+            found = await window.find(self.leads, now, campaign_id, limit * CLAIM_SPREAD)
             random.shuffle(found)
             found, left = found[:limit], found[limit:]
             self._spare.keep(campaign_id, left)
         due = {doc["_id"]: doc.get("progress", {}).get("next_due_at") for doc in found}
-        # One suppression lookup for the batch, made while the claim is (the scan read the addresses): a lead
-        # due now waits one round trip less. A recipient given to a lead since the scan is looked up after.
-        asked = recipient_emails(found)
-        claimed, suppressed = await asyncio.gather(
-            leases.claim_many(
-                self.leads, list(due), owner=self.owner, now=now, lease_seconds=self.options.lease_seconds
-            ),
-            suppressions.load(self.suppressions, asked),
+        claimed = await leases.claim_many(
+            self.leads,
+            [doc["_id"] for doc in found],
+            owner=self.owner,
+            now=now,
+            lease_seconds=self.options.lease_seconds,
         )
         if len(claimed) < len(found):
             self._spare.drop(campaign_id)
         if claimed:
-            if later := recipient_emails([doc for doc, _ in claimed]) - asked:
-                suppressed.update(await suppressions.load(self.suppressions, later))
+            # One suppression lookup for the whole batch instead of one per recipient.
+            emails = [r.get("email") for doc, _ in claimed for r in doc.get("lead_data") or [] if isinstance(r, dict)]
+            suppressed = await suppressions.load(self.suppressions, [e for e in emails if isinstance(e, str)])
             self.stats.claimed += len(claimed)
             self._start(claimed, suppressed, due)
         return len(claimed)

@@ -16,22 +16,10 @@ from typing import Any
 
 # About as long as a batch takes to go out: a lead that falls due meanwhile waits at most one batch more.
 SPARE_SECONDS = 1.0
-# What a scan reads of each due lead: enough to claim it and to look its recipients up in the suppression list.
-SCAN_FIELDS = {"_id": 1, "progress.next_due_at": 1, "lead_data.email": 1}
-
-
-def recipient_emails(docs: list[dict[str, Any]]) -> set[str]:
-    """The recipients' addresses of lead documents (as a scan or a claim read them)."""
-    return {
-        r["email"]
-        for doc in docs
-        for r in doc.get("lead_data") or []
-        if isinstance(r, dict) and isinstance(r.get("email"), str)
-    }
 
 
 class SpareLeads:
-    """Per campaign: the due leads (`SCAN_FIELDS`, in the scan's shuffled order) left by its last scan."""
+    """Per campaign: the due leads (`_id` and due time, in the scan's shuffled order) left by its last scan."""
 
     def __init__(self, ttl: float = SPARE_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl = ttl

@@ -87,28 +87,20 @@ class DueWindow:
     full_every: int = 25
     widen_times: int = 3
 
-    async def find(
-        self,
-        coll: MongoCollection,
-        now: datetime,
-        campaign_id: str,
-        limit: int,
-        projection: Mapping[str, Any] = DUE_FIELDS,
-    ) -> list[dict[str, Any]]:
-        """Up to `limit` due leads (`projection`: `_id` and due time), oldest due first, as `find_due` would
-        return them."""
+    async def find(self, coll: MongoCollection, now: datetime, campaign_id: str, limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` due leads (`_id` and due time), oldest due first, as `find_due` would return them."""
         self.scans += 1
         if self.lo is not None and self.scans % self.full_every != 0:
             span = self.span
             for _ in range(self.widen_times + 1):
                 upper = min(now, self.lo + span)
-                found = await _due(coll, campaign_id, {"$gte": self.lo - self.slack, "$lte": upper}, limit, projection)
+                found = await _due(coll, campaign_id, {"$gte": self.lo - self.slack, "$lte": upper}, limit)
                 if len(found) >= limit or (found and upper >= now):
                     return self._moved(found, limit, span)
                 if upper >= now:
                     break
                 span *= 4
-        found = await _due(coll, campaign_id, due_range(now), limit, projection)
+        found = await _due(coll, campaign_id, due_range(now), limit)
         return self._moved(found, limit, self.span)
 
     def _moved(self, found: list[dict[str, Any]], limit: int, span: timedelta) -> list[dict[str, Any]]:

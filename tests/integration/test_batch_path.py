@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,7 +12,6 @@ from pymongo.errors import AutoReconnect
 from app.cli.dispatch_cmds import build_dispatcher
 from app.config import Settings
 from app.dispatch.dispatcher import DispatcherOptions, DispatcherStats
-from app.dispatch.spare_leads import SCAN_FIELDS
 from app.store import leases, ledger, schema
 from app.store.client import Database, make_client
 from app.transport.mailbox import Fault, MailboxServer
@@ -354,32 +352,3 @@ async def test_ledger_entries_whose_insert_reply_was_lost_are_removed_not_left_t
     assert await coll.count_documents({}) == 0
     again = await ledger.start_many(coll, new, now)
     assert all(isinstance(a, ledger.Attempt) for a in again)
-
-
-async def test_a_recipient_added_after_the_scan_is_looked_up_in_the_suppression_list(db, tmp_path) -> None:
-    """The suppression list is read while the claim is made, for the addresses the scan read; a recipient given to
-    the lead between the scan and the claim is looked up after the claim, and is not mailed."""
-    async with MailboxServer(tmp_path / "mail") as server:
-        campaign = await add_campaign(db)
-        await add_account(db, server.port, email="sender@example.com")
-        lead = await add_lead(db, campaign, [{"email": "first@x.example"}])
-        leads = db[schema.CAMPAIGN_LEADS]
-        sender = SmtpSender(timeout=10)
-        try:
-            dispatcher = build_dispatcher(db, Settings(), sender, DispatcherOptions(poll_interval=0.05))
-            # What a scan read a moment ago (kept for the next claim): the lead with its one recipient.
-            scanned = await leases.DueWindow().find(leads, datetime.now(UTC), campaign, 3, SCAN_FIELDS)
-            assert [r["email"] for r in scanned[0]["lead_data"]] == ["first@x.example"]
-            dispatcher._spare.keep(campaign, scanned)
-            # Meanwhile the lead was edited: a recipient whose domain is suppressed now comes first.
-            added = {"email": "second@blocked.example", "status": "not_contacted"}
-            await leads.update_one({"_id": lead}, {"$set": {"lead_data": [added, scanned[0]["lead_data"][0]]}})
-            await db[schema.SUPPRESSIONS].insert_one({"value": "blocked.example", "reason": "complaint"})
-            assert await dispatcher._claim_batch(campaign, 1) == 1
-            await asyncio.wait_for(asyncio.gather(*dispatcher._tasks), timeout=30)
-        finally:
-            await sender.close()
-        messages = list(server.messages)
-    assert "second@blocked.example" not in [m.recipients[0] for m in messages]
-    stored = await leads.find_one({"_id": lead})
-    assert "suppressed" in stored["progress"]["processed_recipients"]["step_1_recipient_0"]["error"]
