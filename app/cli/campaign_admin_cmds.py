@@ -1,4 +1,5 @@
-"""`outbound campaign create/edit/pause/resume/archive`: campaigns without writing documents by hand.
+"""`outbound campaign create/edit` (pause, resume and archive: campaign_status_cmds): campaigns without writing
+documents by hand.
 
 Documents keep seed 001's shape (`campaigns` with `sequence_id` and `settings`) and are checked by the model
 before anything is written. Status changes are fenced by the status read, so a concurrent automatic pause is
@@ -7,37 +8,30 @@ never overwritten unseen.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 
-from app.cli.audit_cmds import cli_actor
+from app.cli.admin_runs import run_admin as run_admin
+from app.cli.campaign_status_cmds import archive, pause, resume
 from app.cli.common import (
     CAMPAIGN_ARGUMENT,
     JSON_OPTION,
-    YES_OPTION,
-    confirm,
     console,
     fail,
     now_utc,
     print_json,
-    run_db,
-    settings_of,
 )
 from app.domain.campaign_plan import show_value
 from app.domain.campaign_specs import SCHEDULE_KEYS
 from app.domain.campaigns import Campaign
 from app.domain.models import InvalidDocument
 from app.domain.stop_policy import STOP_ON_REPLY
-from app.ops import campaigns
-from app.ops.errors import OpError
 from app.store import campaign_admin
 from app.store.client import Database
 
-T = TypeVar("T")
 campaign_app = typer.Typer(help="Create, edit, pause, resume and archive campaigns.", no_args_is_help=True)
 
 NAME_OPTION = typer.Option(None, "--name", help="The campaign's name (unique: campaign files find it by name).")
@@ -111,14 +105,6 @@ class ScheduleOptions:
         """The whole schedule to store: the given fields over `current` (the stored one, if any)."""
         merged = {**(current if isinstance(current, Mapping) else {}), **self.fields()}
         return {k: merged[k] for k in (*SCHEDULE_KEYS, *(k for k in merged if k not in SCHEDULE_KEYS)) if k in merged}
-
-
-def run_admin(ctx: typer.Context, work: Callable[[Database], Awaitable[T]]) -> T:
-    """Run `work` against the database; a refused change (AdminError) or bad document exits 1 with its reason."""
-    try:
-        return run_db(settings_of(ctx), work)
-    except (campaign_admin.AdminError, InvalidDocument, ValueError, OpError) as exc:
-        fail(str(exc))
 
 
 def _accounts(raw: str | None) -> list[str] | None:
@@ -261,60 +247,6 @@ def edit(
 
     lines = run_admin(ctx, work)
     console.print("\n".join(lines) if lines else "no change")
-
-
-def pause(ctx: typer.Context, campaign_id: str = CAMPAIGN_ARGUMENT) -> None:
-    """Stop sending for an active campaign now; its leads wait where they are until `campaign resume`.
-
-    Example: outbound campaign pause 665f1c2e9b1e8a3d4c5b6a70
-    """
-    now = now_utc()
-    who = cli_actor()
-    run_admin(
-        ctx, lambda db: campaigns.pause_campaign(db, campaign_id, None, now, campaigns.pauser(who.kind, who.name))
-    )
-    console.print(f"campaign {campaign_id} paused: nothing more is sent for it until `outbound campaign resume`")
-
-
-def resume(ctx: typer.Context, campaign_id: str = CAMPAIGN_ARGUMENT, yes: bool = YES_OPTION) -> None:
-    """Make a paused or draft campaign active. After an automatic pause it shows why first, asks, and clears it.
-
-    Example: outbound campaign resume 665f1c2e9b1e8a3d4c5b6a70 --yes
-    """
-    doc = run_admin(ctx, lambda db: campaigns.resumable(db, campaign_id))
-    reason = doc.get("paused_reason")
-    if reason:
-        by = campaigns.paused_by_label(doc.get("paused_by"))
-        console.print(
-            f"campaign {campaign_id} was paused{_when(doc.get('paused_at'))}{f' by {by}' if by else ''}: {reason}"
-        )
-        confirm(f"Resume campaign {campaign_id}?", yes)
-    now = now_utc()
-    run_admin(ctx, lambda db: campaigns.resume_campaign(db, campaign_id, now))
-    console.print(f"campaign {campaign_id} is active: due leads are sent by the dispatcher")
-
-
-def _when(value: object) -> str:
-    return f" at {value:%Y-%m-%d %H:%M:%S} UTC" if isinstance(value, datetime) else ""
-
-
-def archive(ctx: typer.Context, campaign_id: str = CAMPAIGN_ARGUMENT, yes: bool = YES_OPTION) -> None:
-    """Mark a campaign completed: nothing more is sent for it (its leads and history are kept).
-
-    Example: outbound campaign archive 665f1c2e9b1e8a3d4c5b6a70 --yes
-    """
-    doc = run_admin(ctx, lambda db: campaign_admin.campaign_doc(db, campaign_id))
-    if doc.get("status") == "completed":
-        fail(f"campaign {campaign_id} is archived (completed) already")
-    confirm(f"Archive campaign {campaign_id} ({doc.get('name')}): its leads will receive nothing more?", yes)
-
-    async def write(db: Database) -> None:
-        expect = {"status": doc.get("status")}
-        if not await campaign_admin.update_campaign(db, campaign_id, {"status": "completed"}, (), expect=expect):
-            raise campaign_admin.AdminError(f"campaign {campaign_id} changed status meanwhile: run the command again")
-
-    run_admin(ctx, write)
-    console.print(f"campaign {campaign_id} archived (status completed)")
 
 
 campaign_app.command("create")(create)
