@@ -140,7 +140,7 @@ def test_resuming_through_a_file_shows_the_pause_reason_and_clears_it() -> None:
     )  # fmt: skip
     result = plan(spec, paused, ["acc1"])
     assert [c.line() for c in result.changes] == ["~ campaign status: paused -> active (it was paused: 5 of 5 failed)"]
-    assert set(result.campaign_unset) == {"paused_reason", "paused_at"}
+    assert set(result.campaign_unset) == {"paused_reason", "paused_at", "paused_by"}
 
 
 def test_export_then_parse_is_no_change() -> None:
