@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pymongo import UpdateMany, UpdateOne
+from pymongo import UpdateMany
 from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
 
 from app.domain import ledger_states as lstate
@@ -242,7 +242,7 @@ async def finish_many(coll: Collection, finishes: list[Finish], now: datetime) -
     return [seen.get(f.attempt.send_id) == (f.attempt.token, f.state) for f in finishes]
 
 
-def _finish_ops(finishes: list[Finish], now: datetime) -> list[UpdateOne | UpdateMany]:
+def _finish_ops(finishes: list[Finish], now: datetime) -> list[UpdateMany]:
     """One write per kind of outcome: attempts that end the same way (a round's sends, mostly) share one
     `update_many`, which costs a document server much less than a statement per entry.
 
@@ -251,17 +251,14 @@ def _finish_ops(finishes: list[Finish], now: datetime) -> list[UpdateOne | Updat
     groups: dict[tuple[str, str | None, int | None], list[Attempt]] = {}
     for f in finishes:
         groups.setdefault((f.state, f.error, f.smtp_code), []).append(f.attempt)
-    ops: list[UpdateOne | UpdateMany] = []
-    for (state, error, smtp_code), attempts in groups.items():
-        update = {"$set": lstate.move(lstate.SENDING, state, now, error=error, smtp_code=smtp_code)}
-        if len(attempts) == 1:
-            only = attempts[0]
-            ops.append(UpdateOne({"_id": only.send_id, "token": only.token, "state": lstate.SENDING}, update))
-            continue
-        fence = {
-            "_id": {"$in": [a.send_id for a in attempts]},
-            "token": {"$in": [a.token for a in attempts]},
-            "state": lstate.SENDING,
-        }
-        ops.append(UpdateMany(fence, update))
-    return ops
+    return [
+        UpdateMany(
+            {
+                "_id": {"$in": [a.send_id for a in attempts]},
+                "token": {"$in": [a.token for a in attempts]},
+                "state": lstate.SENDING,
+            },
+            {"$set": lstate.move(lstate.SENDING, state, now, error=error, smtp_code=smtp_code)},
+        )
+        for (state, error, smtp_code), attempts in groups.items()
+    ]
