@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import MutableMapping
@@ -12,10 +13,17 @@ import structlog
 SECRET_KEYS = ("password", "smtp_password", "secret", "token_secret", "passwd", "credentials_key", "secret_key")
 
 
+@functools.lru_cache(maxsize=1024)
+def _names_secret(key: str) -> bool:
+    # Events use a few dozen keys over and over: decide each once.
+    lowered = key.lower()
+    return any(s in lowered for s in SECRET_KEYS)
+
+
 def redact_secrets(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Replace the value of any key that names a secret, at any depth, so passwords never reach logs."""
     for key, value in list(event_dict.items()):
-        if any(s in key.lower() for s in SECRET_KEYS):
+        if _names_secret(str(key)):
             event_dict[key] = "***"
         elif isinstance(value, dict):
             event_dict[key] = redact_secrets(None, "", dict(value))

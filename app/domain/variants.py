@@ -13,6 +13,7 @@ its place among the part's spins, so the text and HTML bodies written with the s
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -139,6 +140,20 @@ def _parse(source: str) -> list[_Node]:
     return nodes
 
 
+# A template's sources are the same for every recipient: parse each once. A `|` is in most of them (Jinja's
+# filters), a spin in few.
+@functools.lru_cache(maxsize=512)
+def _spun(source: str) -> tuple[_Node, ...] | None:
+    """`source` parsed, adjacent text merged; None when it has no spin (it renders as it is)."""
+    merged: list[_Node] = []
+    for node in _parse(source):
+        if isinstance(node, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += node
+        else:
+            merged.append(node)
+    return tuple(merged) if any(isinstance(node, _Spin) for node in merged) else None
+
+
 def spin(source: str, send_key: str, part: str) -> tuple[str, tuple[SpinChoice, ...]]:
     """`source` with every spin resolved for the send `send_key`, and what each spin chose (in source order).
 
@@ -147,7 +162,9 @@ def spin(source: str, send_key: str, part: str) -> tuple[str, tuple[SpinChoice, 
     """
     if "|" not in source:
         return source, ()
-    nodes = _parse(source)
+    nodes = _spun(source)
+    if nodes is None:
+        return source, ()
     choices: list[SpinChoice] = []
     out: list[str] = []
     _resolve(nodes, source, send_key, part, choices, out)
@@ -155,7 +172,7 @@ def spin(source: str, send_key: str, part: str) -> tuple[str, tuple[SpinChoice, 
 
 
 def _resolve(
-    nodes: list[_Node], source: str, send_key: str, part: str, choices: list[SpinChoice], out: list[str]
+    nodes: Sequence[_Node], source: str, send_key: str, part: str, choices: list[SpinChoice], out: list[str]
 ) -> None:
     for node in nodes:
         if isinstance(node, str):

@@ -6,6 +6,7 @@ accept without checking again (they check a plain OutgoingMessage themselves).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ def idna_ascii(domain: str) -> str:
         raise UnicodeError(str(exc)) from None
 
 
+# Every message of an account carries its domain: remember recent answers (pure, and IDNA is slow).
+@functools.lru_cache(maxsize=4096)
 def _ascii_domain(domain: str) -> str:
     text = domain.strip().rstrip(".").lower()
     try:

@@ -133,6 +133,7 @@ class SmtpSender:
         self.clock = clock
         self.credentials = credentials or Credentials()
         self._connections: dict[str, _Connection] = {}
+        self._swept_at = float("-inf")
 
     async def send(self, account: EmailAccount, message: OutgoingMessage | ValidatedMessage) -> SendResult:
         """Send one message (checked first unless already validated); raise TransientSendError,
@@ -168,12 +169,21 @@ class SmtpSender:
                 await asyncio.wait_for(conn.client.quit(), timeout=min(self.timeout, 5.0))
             conn.discard()
 
+    def open_connections(self) -> int:
+        """How many SMTP connections this sender holds open (at most one per account)."""
+        return sum(1 for conn in self._connections.values() if conn.client is not None)
+
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
 
     def _drop_idle(self) -> None:
-        # Entries stay (one per account): removing one could orphan a task about to take its lock.
+        # Entries stay (one per account): removing one could orphan a task about to take its lock. A sender holds
+        # a connection per account, thousands of them, so they are looked over at most once a second, not at
+        # every send (a connection about to be used checks its own idleness in `_ensure_open`).
         now = self._now()
+        if now - self._swept_at < min(1.0, self.max_idle_seconds):
+            return
+        self._swept_at = now
         for conn in self._connections.values():
             if conn.client is not None and not conn.lock.locked() and now - conn.last_used > self.max_idle_seconds:
                 conn.discard()

@@ -181,6 +181,21 @@ async def test_idle_connection_is_dropped_and_reopened(mailbox: MailboxServer) -
     assert len(mailbox.messages) == 2
 
 
+async def test_connections_left_idle_by_other_accounts_are_closed_by_a_later_send(mailbox: MailboxServer) -> None:
+    sender = SmtpSender(timeout=10, max_idle_seconds=0.2, local_hostname="client.test")
+    try:
+        await sender.send(account(mailbox.port, id="a1"), outgoing(1))
+        await sender.send(account(mailbox.port, id="a2"), outgoing(2))
+        assert sender.open_connections() == 2
+        await asyncio.sleep(0.5)  # both idle past max_idle_seconds
+        await sender.send(account(mailbox.port, id="a2"), outgoing(3))
+
+        assert sender.open_connections() == 1  # a1's was closed; a2's was reopened for its send
+    finally:
+        await sender.close()
+    assert len(mailbox.messages) == 3
+
+
 async def test_changed_credentials_are_not_sent_over_the_old_session(
     mailbox: MailboxServer, sender: SmtpSender
 ) -> None:

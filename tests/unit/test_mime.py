@@ -7,11 +7,12 @@ import random
 from datetime import UTC, datetime
 from email import message_from_bytes
 from email.header import Header
+from email.utils import format_datetime
 
 import pytest
 
 from app.transport import mime
-from app.transport.outgoing_message import OutgoingMessage
+from app.transport.outgoing_message import OutgoingMessage, validated
 
 COMPAT32 = email.policy.compat32.clone(linesep="\r\n", max_line_length=78)
 COMPAT32_UTF8 = COMPAT32.clone(cte_type="8bit")
@@ -83,3 +84,55 @@ def test_a_built_message_is_the_one_compat32_would_write(msg: OutgoingMessage) -
     assert parsed.as_bytes(policy=COMPAT32) == built
     assert parsed["Message-ID"] == "<abc.123@sender.example.com>"
     assert b"\r\n\r\n" in built and b"\n" not in built.replace(b"\r\n", b"")
+
+
+# Bodies as people and templates write them: every kind of line end, a trailing one or none, "From " at the
+# start of a line, dots, tabs, blank lines, long lines up to and past SMTP's limit, and a few non-ASCII ones
+# (those take the email-package path, which is compared too).
+_BODY_PIECES = ["Hi Bob,", "", "From here on", ".", "\tindented", "a" * 80, "b" * 998, "c" * 999, "Grüße", "x y  z "]
+_ENDS = ["\n", "\r\n", "\r", "\n\n", "\x0c", ""]
+_SUBJECTS = ["Quick question", "", "Grüße aus Köln", "word " * 20, "Re: =?utf-8?q?x?= (1)", "a\tb"]
+_DISPLAYS = [None, "Ann Example", "Ann, Example", 'A "quoted" name', "Zoë Müller", "O'Brien (sales)"]
+_UNSUBSCRIBE = "<mailto:sender1@bench-sender.example?subject=unsubscribe%20outbound.6b10675ea1e3958618343a9c.1.0>"
+
+
+def _generated(seed: int, count: int) -> list[OutgoingMessage]:
+    rng = random.Random(seed)
+    out = []
+    for number in range(count):
+        body = "".join(rng.choice(_BODY_PIECES) + rng.choice(_ENDS) for _ in range(rng.randint(0, 6)))
+        headers = rng.choice([{}, {"List-Unsubscribe": _UNSUBSCRIBE}, {"In-Reply-To": "<a@b.example>", "X-A": "é"}])
+        out.append(
+            OutgoingMessage(
+                message_id=f"<outbound.{number}.1.0@sender.example.com>",
+                from_email="ann@sender.example.com",
+                from_name=rng.choice(_DISPLAYS),
+                to_email=rng.choice(["bob@example.org", "zoë@example.org"]),
+                to_name=rng.choice(_DISPLAYS),
+                subject=rng.choice(_SUBJECTS),
+                text=body,
+                html=None,
+                headers=headers,
+            )
+        )
+    return out
+
+
+def test_the_direct_writer_gives_the_email_packages_bytes_for_every_generated_message() -> None:
+    now = datetime(2026, 12, 2, 9, 30, tzinfo=UTC)
+    direct = 0
+    for msg in _generated(seed=12, count=3_000):
+        checked = validated(msg)
+        headers = [
+            ("From", mime._address_header(checked.sender)),
+            ("To", mime._address_header(checked.recipient)),
+            ("Subject", mime._text_header(msg.subject)),
+            ("Message-ID", msg.message_id),
+            ("Date", format_datetime(now)),
+            *((name, mime._text_header(value)) for name, value in checked.headers),
+        ]
+        policy = mime._WIRE_UTF8 if checked.smtputf8 else mime._WIRE
+        reference = mime._with_email_package(msg.text, None, headers, policy)
+        assert mime.build_message(msg, now=now) == reference, msg
+        direct += mime._is_7bit(msg.text)
+    assert 1_000 < direct < 3_000  # both paths were compared, each many times
