@@ -40,6 +40,10 @@ from app.store.leases import Lease
 DB_RETRY_MAX_SECONDS = 30.0
 CAMPAIGN_REFRESH_SECONDS = 1.0
 CLAIM_SPREAD = 3
+# After a scan that took every due lead and still had room (a trickle, not a backlog), the next one waits this
+# long, so that a trickle is claimed a few leads at a time: a batch costs about a dozen commands whatever its
+# size, so one lead per batch would keep the database busier at a low rate than at full throughput.
+GATHER_SECONDS = 0.1
 # A lead's outcome of these kinds means its email went out (or may have): its lateness is measured.
 SENT_KINDS = frozenset({"sent", "uncertain"})
 
@@ -103,6 +107,7 @@ class Dispatcher:
         self._windows: dict[str, leases.DueWindow] = {}  # campaign id -> where its oldest due leads are
         self._spare = SpareLeads()
         self._blocked: dict[str, datetime] = {}  # campaign id -> when an account may next send for it
+        self._took_full_batch = False  # the last scan filled a batch: more may be due at once
         self.log = get_logger(dispatcher=self.owner)
         # The clock is read through the dispatcher: whoever runs it may replace `clock` after building it.
         self._beats = DispatcherHeartbeat(
@@ -149,6 +154,9 @@ class Dispatcher:
                     break
                 if claimed == 0 or self._in_flight >= self.options.concurrency:
                     await self._sleep(sleep_seconds(self.clock(), earliest, self.options.poll_interval))
+                elif not self._took_full_batch:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), timeout=GATHER_SECONDS)
         finally:
             await self._drain()
             heartbeat.cancel()
@@ -190,6 +198,7 @@ class Dispatcher:
         campaigns = [c for c in active if self._blocked.get(c.id, now) <= now]
         blocked_until = [self._blocked[c.id] for c in active if self._blocked.get(c.id, now) > now]
         claimed = 0
+        self._took_full_batch = False
         if campaigns:
             self._rotation = (self._rotation + 1) % len(campaigns)
             ordered = campaigns[self._rotation :] + campaigns[: self._rotation]
@@ -198,7 +207,9 @@ class Dispatcher:
                 if free <= 0 or self._stopping.is_set():
                     break
                 limit = min(campaign.settings.batch_size or self.options.batch_size, free)
-                claimed += await self._claim_batch(campaign.id, limit)
+                taken = await self._claim_batch(campaign.id, limit)
+                claimed += taken
+                self._took_full_batch |= taken >= limit
         # Only an idle scan needs to know when to wake up; a busy one is woken by finishing workers.
         if claimed:
             return claimed, None

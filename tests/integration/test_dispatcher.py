@@ -12,11 +12,11 @@ from app.config import Settings
 from app.dispatch.dispatcher import DispatcherOptions, DispatcherStats
 from app.domain.scheduling import next_day_start
 from app.store import schema
-from app.store.client import Database
+from app.store.client import Database, make_client
 from app.store.documents import id_filter
 from app.transport.mailbox import Fault, MailboxServer
 from app.transport.smtp import SmtpSender
-from tests.factories import add_account, add_campaign, add_lead
+from tests.factories import CommandCounter, add_account, add_campaign, add_lead
 
 
 class Clock:
@@ -263,3 +263,32 @@ async def test_sends_of_one_account_are_its_wait_apart_at_the_smtp_server_and_ro
     for times in by_account.values():
         gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(sorted(times))]
         assert min(gaps) >= wait_minutes * 60
+
+
+async def test_a_trickle_of_due_leads_is_claimed_a_few_at_a_time_not_one_batch_per_lead(
+    db: Database, smtp: MailboxServer, mongo_uri: str, db_name: str
+) -> None:
+    campaign = await add_campaign(db)
+    for name in ("a", "b", "c", "d"):
+        await add_account(db, smtp.port, email=f"{name}@example.com")
+    start = datetime.now(UTC) + timedelta(seconds=0.5)
+    leads = 12
+    for i in range(leads):  # one due every 30 ms: a trickle, far below what one batch holds
+        await add_lead(db, campaign, [{"email": f"t{i}@x.example"}], due=start + timedelta(seconds=0.03 * i))
+    counter = CommandCounter()
+    client = make_client(mongo_uri, event_listeners=[counter])
+    sender = SmtpSender(timeout=10)
+    try:
+        options = DispatcherOptions(poll_interval=0.05, concurrency=40)
+        dispatcher = build_dispatcher(client[db_name], Settings(), sender, options)
+        running = asyncio.create_task(dispatcher.run())
+        await smtp.wait_for(leads, timeout=30)
+        dispatcher.stop()
+        await asyncio.wait_for(running, timeout=30)
+    finally:
+        await sender.close()
+        await client.close()
+
+    assert len({m.message_id for m in smtp.messages}) == leads  # every lead once
+    batches = counter.targets.count("insert activities")  # one activity write per batch
+    assert batches <= leads // 2, counter.targets  # several leads per batch, not one batch per lead
