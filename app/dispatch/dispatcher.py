@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
-import socket
 import time
-import uuid
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo.errors import PyMongoError
 
 from app.dispatch.heartbeat import DispatcherHeartbeat
+from app.dispatch.options import DispatcherOptions as DispatcherOptions
+from app.dispatch.options import DispatcherStats as DispatcherStats
+from app.dispatch.options import default_owner as default_owner
 from app.dispatch.spare_leads import SpareLeads
 from app.domain.models import Campaign
 from app.domain.scheduling import sleep_seconds
@@ -46,33 +44,6 @@ CLAIM_SPREAD = 3
 GATHER_SECONDS = 0.1
 # A lead's outcome of these kinds means its email went out (or may have): its lateness is measured.
 SENT_KINDS = frozenset({"sent", "uncertain"})
-
-
-def default_owner() -> str:
-    """A dispatcher identity that is unique per process and readable in `show-lead-details`."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-@dataclass(frozen=True)
-class DispatcherOptions:
-    """What `run-dispatcher` was asked to do."""
-
-    campaign_id: str | None = None
-    batch_size: int = 20
-    concurrency: int = 40
-    poll_interval: float = 5.0
-    lease_seconds: float = 120.0
-    shutdown_grace_seconds: float = 30.0
-    once: bool = False
-
-
-@dataclass
-class DispatcherStats:
-    """Counters of one run, by outcome kind."""
-
-    claimed: int = 0
-    outcomes: Counter[str] = field(default_factory=Counter)
-    db_errors: int = 0
 
 
 class Dispatcher:
