@@ -2,7 +2,8 @@
 
 A scan never blocks on a full pool: it claims only as many leads as there are free workers, and whatever it
 leaves behind is found again by the next scan. Between scans it sleeps until the earliest next due time or the
-poll interval, whichever comes first, and wakes early when a worker finishes.
+poll interval, whichever comes first, and wakes early when a worker finishes. After a scan that took every due
+lead with room to spare it waits `GATHER_SECONDS` before the next, so that a trickle is claimed a few at a time.
 
 Beside the loop, a heartbeat task beats and reclaims what gone dispatchers left open (`heartbeat.py`).
 """
