@@ -46,3 +46,8 @@ def _normalized(text: str) -> str:
         raise InvalidAddress(f"{text!r} is not a valid address: {exc}") from None
     local, _, domain = result.normalized.rpartition("@")
     return f"{local}@{domain.lower()}"
+
+
+def clear_address_cache() -> None:
+    """Forget the remembered answers (benchmarks measure a first sight; tests that change validation rules)."""
+    _normalized.cache_clear()
