@@ -134,7 +134,7 @@ def build_report(inputs: ReportInputs, day: date, tz: str, now: datetime) -> Dai
         if (notes := account_notes(a))
     ]
     paused = [
-        PausedCampaign(c.campaign_id, c.name, c.paused_reason, c.paused_at)
+        PausedCampaign(c.campaign_id, c.name, c.paused_reason, c.paused_at, c.paused_by)
         for c in sorted(inputs.campaigns, key=lambda c: (c.name, c.campaign_id))
         if c.status == "paused"
     ]

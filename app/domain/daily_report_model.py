@@ -24,6 +24,7 @@ class CampaignInfo:
     status: str
     paused_reason: str | None = None
     paused_at: datetime | None = None
+    paused_by: str | None = None  # who, as people read it ("alice (command line)")
     job_id: str | None = None  # the campaign of a job's execution: its counts are shown under its job
     job_name: str | None = None
 
@@ -97,6 +98,7 @@ class PausedCampaign:
     name: str
     reason: str | None
     paused_at: datetime | None
+    by: str | None = None  # who paused it, as people read it; None when not recorded
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from html import escape
 
-from app.domain.daily_report_model import COUNTED, CampaignRow, DailyReport, UncertainSend
+from app.domain.daily_report_model import COUNTED, CampaignRow, DailyReport, PausedCampaign, UncertainSend
 
 
 def _plural(n: int, word: str, many: str | None = None) -> str:
@@ -77,11 +77,13 @@ def render_text(report: DailyReport) -> str:
         lines.append(f"  oldest {len(report.uncertain)}; {RESOLVE_HINT}")
         lines += ["  " + "  ".join(_uncertain_cells(u, names)) for u in report.uncertain]
     lines += ["", "Paused campaigns"]
-    lines += [
-        f"  {p.name} ({p.campaign_id}), since {_when(p.paused_at)}: {p.reason or 'no reason recorded'}"
-        for p in report.paused
-    ] or ["  none"]
+    lines += [f"  {_paused(p)}" for p in report.paused] or ["  none"]
     return "\n".join(lines) + "\n"
+
+
+def _paused(p: PausedCampaign) -> str:
+    by = f" by {p.by}" if p.by else ""
+    return f"{p.name} ({p.campaign_id}), since {_when(p.paused_at)}{by}: {p.reason or 'no reason recorded'}"
 
 
 def _html_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -107,9 +109,5 @@ def render_html(report: DailyReport) -> str:
         parts.append(f"<p>oldest {len(report.uncertain)}; {escape(RESOLVE_HINT)}</p>")
         parts.append(_html_table(UNCERTAIN_COLUMNS, [_uncertain_cells(u, names) for u in report.uncertain]))
     parts.append("<h2>Paused campaigns</h2>")
-    paused = [
-        f"{p.name} ({p.campaign_id}), since {_when(p.paused_at)}: {p.reason or 'no reason recorded'}"
-        for p in report.paused
-    ]
-    parts.append(_html_list(paused))
+    parts.append(_html_list([_paused(p) for p in report.paused]))
     return f"<!doctype html><html><body>{''.join(parts)}</body></html>\n"

@@ -10,27 +10,14 @@ from datetime import datetime
 from typing import Any
 
 from app.domain.models import InvalidDocument
+from app.domain.pausers import paused_by_label as paused_by_label
+from app.domain.pausers import pauser as pauser
 from app.ops.errors import OpError, not_found
 from app.store import campaign_admin, schema
 from app.store.client import Database
 from app.store.documents import NotFound, id_filter
 
 MAX_REASON_LENGTH = 500
-# How each kind of actor reads in "paused by ...": the audit's kinds, and the dispatcher's automatic pauses.
-_ACTOR_KINDS = {"cli": "command line", "token": "API token", "user": "dashboard", "dispatcher": "automatic"}
-
-
-def pauser(kind: str, name: str) -> dict[str, str]:
-    """The `paused_by` of a campaign paused by this actor (an audit `Actor`'s kind and name)."""
-    return {"kind": kind, "name": name}
-
-
-def paused_by_label(value: object) -> str | None:
-    """`paused_by` as people read it: "alice (command line)", "dispatcher (automatic)"; None when not recorded."""
-    if not isinstance(value, dict) or not isinstance(value.get("name"), str):
-        return None
-    kind = value.get("kind")
-    return f"{value['name']} ({_ACTOR_KINDS.get(str(kind), str(kind))})"
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from app.domain import reports
 from app.domain.collections import REPORT_RUNS as REPORT_RUNS
 from app.domain.daily_report import AccountStanding, CampaignInfo, ReportInputs, UncertainSend
 from app.domain.models import AccountCampaignSettings, EmailAccount, InvalidDocument
+from app.domain.pausers import paused_by_label
 from app.logging import get_logger
 from app.store import schema
 from app.store.client import Database
@@ -85,7 +86,7 @@ async def _campaigns(db: Database, counted: Sequence[str]) -> list[CampaignInfo]
     """Active and paused campaigns, and any other the day's counts name (ids as ObjectIds or strings)."""
     ids = [v for raw in counted for v in id_values(raw)]
     flt = {"$or": [{"status": {"$in": ["active", "paused"]}}, {"_id": {"$in": ids}}]}
-    projection = {"name": 1, "status": 1, "paused_reason": 1, "paused_at": 1, "job_id": 1}
+    projection = {"name": 1, "status": 1, "paused_reason": 1, "paused_at": 1, "paused_by": 1, "job_id": 1}
     docs = await db[schema.CAMPAIGNS].find(flt, projection=projection).to_list()
     job_ids = list({doc["job_id"] for doc in docs if doc.get("job_id") is not None})
     # A job's executions are grouped under the job's own name (one read of the few jobs named).
@@ -100,6 +101,7 @@ async def _campaigns(db: Database, counted: Sequence[str]) -> list[CampaignInfo]
             status=str(doc.get("status") or "-"),
             paused_reason=None if doc.get("paused_reason") is None else str(doc["paused_reason"]),
             paused_at=_utc(doc.get("paused_at")),
+            paused_by=paused_by_label(doc.get("paused_by")),
             job_id=None if doc.get("job_id") is None else str(doc["job_id"]),
             job_name=job_names.get(str(doc.get("job_id"))),
         )

@@ -72,7 +72,14 @@ async def seed(db: Database, port: int) -> dict[str, str]:
     spring = await add_campaign(db, name="Spring")
     paused = await add_campaign(db, name="Old list", status="paused")
     await db[schema.CAMPAIGNS].update_one(
-        {"name": "Old list"}, {"$set": {"paused_reason": "12 of the last 20 attempts failed", "paused_at": YESTERDAY}}
+        {"name": "Old list"},
+        {
+            "$set": {
+                "paused_reason": "12 of the last 20 attempts failed",
+                "paused_at": YESTERDAY,
+                "paused_by": {"kind": "cli", "name": "alice"},
+            }
+        },
     )
     account = await add_account(db, port, email="sender@example.com", max_daily_sends=100)
     await add_account(db, port, email="broken@example.com", status="auth_failed")
@@ -130,6 +137,7 @@ async def test_the_report_arrives_once_with_yesterdays_counts(
     body = parsed.get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert f"Spring ({ids['spring']})" in body and "L3:1:0" in body and "connection dropped after DATA" in body
     assert "near its daily limit (85/100, 85%)" in body and "out of rotation (auth_failed)" in body
+    assert "by alice (command line): 12 of the last 20 attempts failed" in body  # who paused it, and why
     assert "lead.example" not in body, "no recipient address in the report"
     run = await store.run_of(db, DAY)
     assert run is not None and run["state"] == store.SENT and sorted(run["delivered"]) == sorted(RECIPIENTS)

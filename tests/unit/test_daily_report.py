@@ -199,3 +199,12 @@ def test_the_report_never_names_a_recipient() -> None:
     for body in (render_text(report), render_html(report)):
         assert "recipient@" not in body
         assert body.count("@") == body.count("sender@example.com")
+
+
+def test_a_paused_campaign_says_who_paused_it_when_that_was_recorded() -> None:
+    paused = CampaignInfo("C2", "Old list", "paused", "bounces", utc(2026, 12, 1, 9, 0), "dispatcher (automatic)")
+    unsigned = CampaignInfo("C5", "Quiet", "paused", None, None)
+    report = build_report(inputs(campaigns=[paused, unsigned]), DAY, "UTC", NOW)
+    for body in (render_text(report), render_html(report)):
+        assert "Old list (C2), since 2026-12-01 09:00 UTC by dispatcher (automatic): bounces" in body
+        assert "Quiet (C5), since -: no reason recorded" in body  # nothing recorded: no "by"
