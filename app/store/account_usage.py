@@ -13,6 +13,7 @@ whole collection, and that collection grows every day.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,7 +40,13 @@ class Slot:
 
     @classmethod
     def at(cls, now: datetime, tz: str) -> Slot:
-        return cls(account_day(now, tz), account_hour(now, tz))
+        return _slot_at(now, tz)
+
+
+# A batch plans every candidate account at one `now`, several times over: convert each (now, zone) once.
+@functools.lru_cache(maxsize=1024)
+def _slot_at(now: datetime, tz: str) -> Slot:
+    return Slot(account_day(now, tz), account_hour(now, tz))
 
 
 @dataclass(frozen=True)
