@@ -9,9 +9,17 @@ from __future__ import annotations
 import functools
 import re
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 _LINE_BREAKS = re.compile(r"[\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+# Most addresses are plain ASCII: a dot-atom local part and a host name of letters, digits and inner hyphens
+# ending in a letter. For those email_validator's answer is the address with its domain lower-cased, and
+# `_plain_ascii` gives it without the library's full walk (tests/unit/test_addresses.py compares the two over
+# generated addresses); anything else (Unicode, quoted local parts, Punycode or "--" labels, special-use
+# names, lengths near the limits) goes to email_validator.
+_PLAIN_LOCAL = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_PLAIN_DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z](?:[a-z0-9-]{0,61}[a-z])?")
+_SPECIAL_USE = tuple(SPECIAL_USE_DOMAIN_NAMES)
 
 
 class InvalidAddress(ValueError):
@@ -40,6 +48,9 @@ def normalize_email(raw: object) -> str:
 def _normalized(text: str) -> str:
     if has_line_break(text):
         raise InvalidAddress(f"address {text!r} contains a line break")
+    plain = _plain_ascii(text)
+    if plain is not None:
+        return plain
     try:
         result = validate_email(text, check_deliverability=False, allow_smtputf8=True)
     except EmailNotValidError as exc:
@@ -51,3 +62,17 @@ def _normalized(text: str) -> str:
 def clear_address_cache() -> None:
     """Forget the remembered answers (benchmarks measure a first sight; tests that change validation rules)."""
     _normalized.cache_clear()
+
+
+def _plain_ascii(text: str) -> str | None:
+    """`text` normalised when it is a plain ASCII address email_validator accepts unchanged but for the domain's
+    case; None when it is not that simple (the library decides)."""
+    local, at, domain = text.rpartition("@")
+    if not at or len(text) > 200 or len(local) > 60 or not text.isascii() or "--" in domain:
+        return None
+    domain = domain.lower()
+    if not _PLAIN_LOCAL.fullmatch(local) or not _PLAIN_DOMAIN.fullmatch(domain):
+        return None
+    if any(domain == name or domain.endswith("." + name) for name in _SPECIAL_USE):
+        return None
+    return f"{local}@{domain}"
