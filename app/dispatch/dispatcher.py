@@ -79,7 +79,6 @@ class Dispatcher:
         self._windows: dict[str, leases.DueWindow] = {}  # campaign id -> where its oldest due leads are
         self._spare = SpareLeads()
         self._blocked: dict[str, datetime] = {}  # campaign id -> when an account may next send for it
-        self._took_full_batch = False  # the last scan filled a batch: more may be due at once
         self.log = get_logger(dispatcher=self.owner)
         # The clock is read through the dispatcher: whoever runs it may replace `clock` after building it.
         self._beats = DispatcherHeartbeat(
@@ -114,7 +113,7 @@ class Dispatcher:
                     await self._sleep(self.options.poll_interval)
                     continue
                 try:
-                    claimed, earliest = await self._scan()
+                    claimed, earliest, full = await self._scan()
                     failures = 0
                 except PyMongoError as exc:
                     failures += 1
@@ -126,7 +125,7 @@ class Dispatcher:
                     break
                 if claimed == 0 or self._in_flight >= self.options.concurrency:
                     await self._sleep(sleep_seconds(self.clock(), earliest, self.options.poll_interval))
-                elif not self._took_full_batch:
+                elif not full:  # every due lead taken, with room to spare: let the next few gather
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stopping.wait(), timeout=GATHER_SECONDS)
         finally:
@@ -163,14 +162,14 @@ class Dispatcher:
             self._campaigns = (now, await self.catalog.active_campaigns(self.options.campaign_id))
         return [c for c in self._campaigns[1] if not self.pipeline.just_paused(c.id)]
 
-    async def _scan(self) -> tuple[int, datetime | None]:
-        """Claim due leads for the free workers, campaigns in rotation; return (claimed, earliest due)."""
+    async def _scan(self) -> tuple[int, datetime | None, bool]:
+        """Claim due leads for the free workers, campaigns in rotation; return (claimed, earliest due, whether
+        some campaign filled a batch, so that more may be due at once)."""
         now = self.clock()
         active = await self._active_campaigns()
         campaigns = [c for c in active if self._blocked.get(c.id, now) <= now]
         blocked_until = [self._blocked[c.id] for c in active if self._blocked.get(c.id, now) > now]
-        claimed = 0
-        self._took_full_batch = False
+        claimed, full = 0, False
         if campaigns:
             self._rotation = (self._rotation + 1) % len(campaigns)
             ordered = campaigns[self._rotation :] + campaigns[: self._rotation]
@@ -181,13 +180,13 @@ class Dispatcher:
                 limit = min(campaign.settings.batch_size or self.options.batch_size, free)
                 taken = await self._claim_batch(campaign.id, limit)
                 claimed += taken
-                self._took_full_batch |= taken >= limit
+                full |= taken >= limit
         # Only an idle scan needs to know when to wake up; a busy one is woken by finishing workers.
         if claimed:
-            return claimed, None
+            return claimed, None, full
         horizon = now + timedelta(seconds=self.options.poll_interval)
         due = await leases.earliest_due(self.leads, [c.id for c in campaigns], horizon)
-        return 0, min([t for t in (due, *blocked_until) if t is not None], default=None)
+        return 0, min([t for t in (due, *blocked_until) if t is not None], default=None), False
 
     async def _claim_batch(self, campaign_id: str, limit: int) -> int:
         now = self.clock()
