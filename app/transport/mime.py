@@ -57,18 +57,24 @@ def build_message(msg: OutgoingMessage | ValidatedMessage, *, now: datetime | No
     """
     checked = validated(msg)
     content = checked.message
-    headers: list[tuple[str, Any]] = [
-        ("From", _address_header(checked.sender)),
-        ("To", _address_header(checked.recipient)),
-        ("Subject", _text_header(content.subject)),
-        ("Message-ID", content.message_id),
-        ("Date", format_datetime(now or datetime.now(UTC))),
-        *((name, _text_header(value)) for name, value in checked.headers),
-    ]
+    headers = _headers(checked, now or datetime.now(UTC))
     policy = _WIRE_UTF8 if checked.smtputf8 else _WIRE
     if content.html is None and _is_7bit(content.text):
         return _plain_7bit(content.text, headers, policy)
     return _with_email_package(content.text, content.html, headers, policy)
+
+
+def _headers(checked: ValidatedMessage, now: datetime) -> list[tuple[str, Any]]:
+    """The message's own headers, in order, as values the wire policy folds (str, or Header when encoded)."""
+    content = checked.message
+    return [
+        ("From", _address_header(checked.sender)),
+        ("To", _address_header(checked.recipient)),
+        ("Subject", _text_header(content.subject)),
+        ("Message-ID", content.message_id),
+        ("Date", format_datetime(now)),
+        *((name, _text_header(value)) for name, value in checked.headers),
+    ]
 
 
 def _with_email_package(text: str, html: str | None, headers: list[tuple[str, Any]], policy: _WirePolicy) -> bytes:

@@ -7,7 +7,6 @@ import random
 from datetime import UTC, datetime
 from email import message_from_bytes
 from email.header import Header
-from email.utils import format_datetime
 
 import pytest
 
@@ -123,14 +122,7 @@ def test_the_direct_writer_gives_the_email_packages_bytes_for_every_generated_me
     direct = 0
     for msg in _generated(seed=12, count=3_000):
         checked = validated(msg)
-        headers = [
-            ("From", mime._address_header(checked.sender)),
-            ("To", mime._address_header(checked.recipient)),
-            ("Subject", mime._text_header(msg.subject)),
-            ("Message-ID", msg.message_id),
-            ("Date", format_datetime(now)),
-            *((name, mime._text_header(value)) for name, value in checked.headers),
-        ]
+        headers = mime._headers(checked, now)
         policy = mime._WIRE_UTF8 if checked.smtputf8 else mime._WIRE
         reference = mime._with_email_package(msg.text, None, headers, policy)
         assert mime.build_message(msg, now=now) == reference, msg
