@@ -7,7 +7,10 @@ Starts its own SecantusDB on 127.0.0.1 and measures the server's CPU (psutil) pe
 1. the claim (one `update_many` of a batch of 20) and the fenced release (one statement per lead) of
    campaign_leads, with the schema's indexes, with the two retired ones added back, and with `campaign_due`
    alone;
-2. the ledger outcomes of a round of 20, as 20 fenced statements and as one `update_many`.
+2. the ledger outcomes of a round of 20, as 20 fenced statements and as one `update_many`;
+3. the in-flight mark and the commit of a round of 20 reservations on 20 accounts' `account_usage` documents,
+   as one statement per document (the arbiter's way) and as one statement for all (an `update_many`; for the
+   mark, a pipeline update that sets each document's own record).
 
 Figures go to docs/PERFORMANCE.md ("Where the database server's time goes").
 """
@@ -30,7 +33,7 @@ from pymongo.collection import Collection
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.store import embedded
-from app.store.schema import CAMPAIGN_LEADS, INDEXES, SENDS
+from app.store.schema import ACCOUNT_USAGE, CAMPAIGN_LEADS, INDEXES, SENDS
 
 BATCH = 20
 RETIRED = [
@@ -119,6 +122,68 @@ def outcomes(server: Server, name: str, grouped: bool, leads: int) -> float:
     return 1000.0 * spent / leads
 
 
+def _usage_docs(coll: Collection[dict[str, Any]], accounts: int) -> list[str]:
+    keys = [f"acct{n}:2026-12-03" for n in range(accounts)]
+    hours = {f"{h:02d}": 3 for h in range(12)}
+    coll.insert_many(
+        [
+            {"_id": k, "account_id": k.split(":")[0], "day": "2026-12-03", "sent": 36, "committed": 36, "hours": hours}
+            for k in keys
+        ]
+    )
+    return keys
+
+
+def usage_round(server: Server, name: str, one_statement: bool, rounds: int) -> tuple[float, float]:
+    """Server CPU ms per reservation for the in-flight mark and for the commit of rounds of 20 reservations,
+    one per account."""
+    coll: Collection[dict[str, Any]] = server.client.bench_writes[name]
+    coll.create_indexes(INDEXES[ACCOUNT_USAGE])
+    keys = _usage_docs(coll, BATCH)
+    now, mark_cpu, commit_cpu = datetime.now(UTC), 0.0, 0.0
+    for _ in range(rounds):
+        tokens = {k: uuid.uuid4().hex for k in keys}
+        record = {"owner": "bench:1", "campaign": "c1", "at": now, "hour": "09", "flown": False}
+        coll.bulk_write([UpdateOne({"_id": k}, {"$set": {f"open.{t}": record}}) for k, t in tokens.items()])
+        before = server.cpu()
+        if one_statement:
+            mine = {"$switch": {"branches": [_own_record(k, t) for k, t in tokens.items()], "default": {}}}
+            matched = {"$or": [{"_id": k, f"open.{t}": {"$exists": True}} for k, t in tokens.items()]}
+            coll.update_many(matched, [{"$set": {"open": {"$mergeObjects": ["$open", mine]}}}])
+        else:
+            marks = [
+                UpdateOne({"_id": k, f"open.{t}": {"$exists": True}}, {"$set": {f"open.{t}.flown": True}})
+                for k, t in tokens.items()
+            ]
+            coll.bulk_write(marks, ordered=False)
+        mark_cpu += server.cpu() - before
+        marked = coll.count_documents({"$or": [{"_id": k, f"open.{t}.flown": True} for k, t in tokens.items()]})
+        if marked != BATCH:
+            raise SystemExit(f"usage_round({name}): the mark reached {marked} of {BATCH} records")
+        before = server.cpu()
+        if one_statement:
+            unset = {f"open.{t}": "" for t in tokens.values()}
+            coll.update_many({"_id": {"$in": keys}}, {"$inc": {"committed": 1}, "$unset": unset})
+        else:
+            commits = [
+                UpdateOne({"_id": k}, {"$inc": {"committed": 1}, "$unset": {f"open.{t}": ""}})
+                for k, t in tokens.items()
+            ]
+            coll.bulk_write(commits, ordered=False)
+        commit_cpu += server.cpu() - before
+    closed = coll.count_documents({"committed": 36 + rounds, "open": {}})
+    if closed != BATCH:  # every round's records were closed and counted
+        raise SystemExit(f"usage_round({name}): {closed} of {BATCH} documents ended as expected")
+    per = 1000.0 / (rounds * BATCH)
+    return mark_cpu * per, commit_cpu * per
+
+
+def _own_record(key: str, token: str) -> dict[str, Any]:
+    """The `$switch` branch giving document `key` its record `token` marked as flown."""
+    record = {"$mergeObjects": [{"$getField": {"field": token, "input": "$open"}}, {"flown": True}]}
+    return {"case": {"$eq": ["$_id", key]}, "then": {"$arrayToObject": [[{"k": token, "v": record}]]}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--leads", type=int, default=2000, help="leads (and ledger entries) per case")
@@ -145,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
                 ms = outcomes(server, f"sends{int(grouped)}", grouped, leads)
                 way = "one update_many per round" if grouped else "one statement per entry"
                 print(f"  ledger outcome, {way}: {ms:.3f} ms")
+            for one in (False, True):
+                mark, commit = usage_round(server, f"usage{int(one)}", one, leads // BATCH)
+                way = "one statement for the round" if one else "one statement per account"
+                print(f"  account_usage, {way}: in-flight mark {mark:.3f} ms, commit {commit:.3f} ms")
         finally:
             server.stop()
     return 0
