@@ -17,7 +17,7 @@ from app.cli.campaign_admin_cmds import run_admin
 from app.cli.common import JSON_OPTION, console, fail, print_json, print_table
 from app.domain import template_lint
 from app.domain.campaign_specs import TemplateSpec, template_from_text, template_spec
-from app.domain.campaigns import Template
+from app.domain.template_docs import Template
 from app.domain.templating import RenderedEmail
 from app.store import campaign_admin
 from app.store.client import Database

@@ -26,10 +26,10 @@ from app.domain.campaign_file_schema import StepEntry as StepEntry
 from app.domain.campaign_file_schema import TemplateEntry as TemplateEntry
 from app.domain.campaign_file_schema import VariantEntry as VariantEntry
 from app.domain.campaign_specs import CampaignSpec, TemplateSpec, template_from_text, variant_docs
-from app.domain.campaigns import Template
 from app.domain.document_reader import InvalidDocument
 from app.domain.sending_windows import InvalidSchedule, parse_schedule
 from app.domain.sequence_edits import StepSpec
+from app.domain.template_docs import Template
 
 
 class CampaignFileError(ValueError):

@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from app.domain.campaigns import Template, split_subject_line
 from app.domain.sequence_edits import StepSpec
+from app.domain.template_docs import Template, split_subject_line
 from app.domain.variants import Variant
 
 # The settings a campaign file manages; other keys stored under `settings` by other tools are left alone.

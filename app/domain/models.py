@@ -1,8 +1,8 @@
 """Typed, validated views of seed 001's documents (and ours), under the name the rest of the code imports.
 
 Each concept lives in its own module: document_reader.py (reading fields, InvalidDocument), addresses.py
-(address syntax), campaigns.py (campaigns, leads, sequence steps, templates) and accounts.py (sending accounts
-and their settings). This module re-exports them all.
+(address syntax), campaigns.py (campaigns, leads, sequence steps), template_docs.py (templates) and accounts.py
+(sending accounts and their settings). This module re-exports them all.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from app.domain.campaigns import Lead as Lead
 from app.domain.campaigns import LeadProgress as LeadProgress
 from app.domain.campaigns import Recipient as Recipient
 from app.domain.campaigns import SequenceStep as SequenceStep
-from app.domain.campaigns import Template as Template
 from app.domain.campaigns import recipient_key as recipient_key
-from app.domain.campaigns import split_subject_line as split_subject_line
 from app.domain.document_reader import InvalidDocument as InvalidDocument
 from app.domain.document_reader import id_str as id_str
+from app.domain.template_docs import Template as Template
+from app.domain.template_docs import split_subject_line as split_subject_line

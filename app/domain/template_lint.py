@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from app.domain.accounts import EmailAccount, GeneralSettings
-from app.domain.campaigns import Campaign, CampaignSettings, Lead, LeadProgress, Recipient, Template
+from app.domain.campaigns import Campaign, CampaignSettings, Lead, LeadProgress, Recipient
+from app.domain.template_docs import Template
 from app.domain.templating import RenderedEmail, Renderer, TemplateError, build_context
 from app.domain.variants import Variant
 

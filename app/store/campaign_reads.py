@@ -13,9 +13,10 @@ from typing import Any
 
 from app.domain.campaign_plan import Stored
 from app.domain.campaign_specs import CampaignSpec, TemplateSpec, template_spec
-from app.domain.campaigns import Campaign, SequenceStep, Template
+from app.domain.campaigns import Campaign, SequenceStep
 from app.domain.document_reader import id_str
 from app.domain.sequence_edits import StepSpec
+from app.domain.template_docs import Template
 from app.store import schema
 from app.store.client import Database
 from app.store.documents import NotFound, get_doc, id_filter, id_values, iter_valid
