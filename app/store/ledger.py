@@ -48,72 +48,6 @@ class Settled:
     doc: dict[str, Any]
 
 
-async def start_attempt(
-    coll: Collection,
-    *,
-    lead_id: Any,
-    step_order: int,
-    recipient_index: int,
-    campaign_id: str,
-    email: str,
-    message_id: str,
-    account_id: str,
-    now: datetime,
-    known: dict[str, Any] | None = None,
-    variant: str | None = None,
-) -> Attempt | Settled:
-    """Move this recipient's send to `sending` for us, or report that it must not be sent.
-
-    `known` is the ledger document the caller has just read (None: the caller saw none), saving a round trip.
-    `variant` is the template variant the message is worded from (a retry renders the same one).
-    """
-    worded = {"variant": variant} if variant is not None else {}
-    key = send_id(lead_id, step_order, recipient_index)
-    token = uuid.uuid4().hex
-    doc: dict[str, Any] | None = known
-    for race in range(_MAX_RACES):
-        if race > 0:
-            doc = await coll.find_one({"_id": key})
-        if doc is None:
-            try:
-                await coll.insert_one(
-                    {
-                        "_id": key,
-                        "lead_id": lead_id,
-                        "step_order": step_order,
-                        "recipient_index": recipient_index,
-                        "campaign_id": campaign_id,
-                        "email": email,
-                        "message_id": message_id,
-                        "account_id": account_id,
-                        "attempts": 1,
-                        "state": "sending",
-                        "token": token,
-                        "created_at": now,
-                        "updated_at": now,
-                        **worded,
-                    }
-                )
-                return Attempt(key, token, message_id, 1)
-            except DuplicateKeyError:
-                continue  # a racing dispatcher inserted it first: read what it wrote
-        state = doc.get("state")
-        if state in SETTLED:
-            return Settled(key, str(state), doc)
-        if state == "sending":
-            return await _declare_uncertain(coll, doc, now)
-        result = await coll.update_one(
-            {"_id": key, "state": doc.get("state"), "token": doc.get("token")},
-            {
-                "$set": {"state": "sending", "token": token, "account_id": account_id, "updated_at": now, **worded},
-                "$inc": {"attempts": 1},
-            },
-        )
-        if result.modified_count == 1:
-            return Attempt(key, token, str(doc["message_id"]), int(doc.get("attempts", 0)) + 1)
-    raise RuntimeError(f"send {key}: could not settle a race in {_MAX_RACES} tries")
-
-
 @dataclass(frozen=True)
 class NewSend:
     """A send this process wants to start; see `start_many`."""
@@ -127,6 +61,75 @@ class NewSend:
     account_id: str
     variant: str | None = None  # the template variant the message is worded from (`send/compose.variant_of`)
 
+    @property
+    def key(self) -> str:
+        return send_id(self.lead_id, self.step_order, self.recipient_index)
+
+
+def _new_entry(s: NewSend, token: str, now: datetime) -> dict[str, Any]:
+    """The ledger document of a first attempt, in `sending` under `token`."""
+    return {
+        "_id": s.key,
+        "lead_id": s.lead_id,
+        "step_order": s.step_order,
+        "recipient_index": s.recipient_index,
+        "campaign_id": s.campaign_id,
+        "email": s.email,
+        "message_id": s.message_id,
+        "account_id": s.account_id,
+        "attempts": 1,
+        "state": "sending",
+        "token": token,
+        "created_at": now,
+        "updated_at": now,
+        **({"variant": s.variant} if s.variant is not None else {}),
+    }
+
+
+async def start_attempt(
+    coll: Collection, s: NewSend, now: datetime, known: dict[str, Any] | None = None
+) -> Attempt | Settled:
+    """Move this recipient's send to `sending` for us, or report that it must not be sent.
+
+    `known` is the ledger document the caller has just read (None: the caller saw none), saving a round trip.
+    A retry keeps the entry's Message-ID and takes `s.variant` (the variant it is worded from).
+    """
+    token = uuid.uuid4().hex
+    doc: dict[str, Any] | None = known
+    for race in range(_MAX_RACES):
+        if race > 0:
+            doc = await coll.find_one({"_id": s.key})
+        if doc is None:
+            try:
+                await coll.insert_one(_new_entry(s, token, now))
+                return Attempt(s.key, token, s.message_id, 1)
+            except DuplicateKeyError:
+                continue  # a racing dispatcher inserted it first: read what it wrote
+        state = doc.get("state")
+        if state in SETTLED:
+            return Settled(s.key, str(state), doc)
+        if state == "sending":
+            return await _declare_uncertain(coll, doc, now)
+        taken = await _take_over(coll, doc, s, token, now)
+        if taken is not None:
+            return taken
+    raise RuntimeError(f"send {s.key}: could not settle a race in {_MAX_RACES} tries")
+
+
+async def _take_over(coll: Collection, doc: dict[str, Any], s: NewSend, token: str, now: datetime) -> Attempt | None:
+    """Move an entry waiting for a retry to `sending` under `token`; None when another attempt changed it first."""
+    worded = {"variant": s.variant} if s.variant is not None else {}
+    result = await coll.update_one(
+        {"_id": s.key, "state": doc.get("state"), "token": doc.get("token")},
+        {
+            "$set": {"state": "sending", "token": token, "account_id": s.account_id, "updated_at": now, **worded},
+            "$inc": {"attempts": 1},
+        },
+    )
+    if result.modified_count != 1:
+        return None
+    return Attempt(s.key, token, str(doc["message_id"]), int(doc.get("attempts", 0)) + 1)
+
 
 async def start_many(coll: Collection, sends: list[NewSend], now: datetime) -> list[Attempt | Settled]:
     """`start_attempt` for several sends, with one insert for all those that have no ledger entry yet.
@@ -136,26 +139,7 @@ async def start_many(coll: Collection, sends: list[NewSend], now: datetime) -> l
     """
     if not sends:
         return []
-    tokens = [uuid.uuid4().hex for _ in sends]
-    docs = [
-        {
-            "_id": send_id(s.lead_id, s.step_order, s.recipient_index),
-            "lead_id": s.lead_id,
-            "step_order": s.step_order,
-            "recipient_index": s.recipient_index,
-            "campaign_id": s.campaign_id,
-            "email": s.email,
-            "message_id": s.message_id,
-            "account_id": s.account_id,
-            "attempts": 1,
-            "state": "sending",
-            "token": token,
-            "created_at": now,
-            "updated_at": now,
-            **({"variant": s.variant} if s.variant is not None else {}),
-        }
-        for s, token in zip(sends, tokens, strict=True)
-    ]
+    docs = [_new_entry(s, uuid.uuid4().hex, now) for s in sends]
     refused: set[int] = set()
     try:
         await coll.insert_many(docs, ordered=False)
@@ -173,22 +157,9 @@ async def start_many(coll: Collection, sends: list[NewSend], now: datetime) -> l
     results: list[Attempt | Settled] = []
     for i, (s, doc) in enumerate(zip(sends, docs, strict=True)):
         if i not in refused:
-            results.append(Attempt(str(doc["_id"]), str(doc["token"]), s.message_id, 1))
-            continue
-        fallback = await start_attempt(
-            coll,
-            lead_id=s.lead_id,
-            step_order=s.step_order,
-            recipient_index=s.recipient_index,
-            campaign_id=s.campaign_id,
-            email=s.email,
-            message_id=s.message_id,
-            account_id=s.account_id,
-            now=now,
-            known=await coll.find_one({"_id": doc["_id"]}),
-            variant=s.variant,
-        )
-        results.append(fallback)
+            results.append(Attempt(s.key, str(doc["token"]), s.message_id, 1))
+        else:
+            results.append(await start_attempt(coll, s, now, known=await coll.find_one({"_id": s.key})))
     return results
 
 
