@@ -123,11 +123,7 @@ def compose(
     try:
         rendered = renderer.render(template, context, reply=threading.subject, send_key=ref.send_key)
     except TemplateError as exc:
-        kind = "account" if _ACCOUNT_VARIABLE.search(exc.reason) else "template"
-        where = ""
-        if kind == "account":
-            where = f" (account {account.id} has no such value: set it in email_general_settings)"
-        return ComposeError(kind, f"template error: {exc}{where}", template.id)
+        return _template_error(exc, account, template)
     recipient = lead.recipients[index]
     try:
         message = ComposedMessage(
@@ -144,12 +140,25 @@ def compose(
         )
         checked = validated(message)
     except (InvalidHeader, ValueError) as exc:
-        text = str(exc)
-        kind = "recipient" if text.startswith(("header To", "lead id")) else "template"
-        if text.startswith("header From"):
-            kind = "account"
-        return ComposeError(kind, f"invalid header: {text}", template.id)
+        return _header_error(exc, template)
     return checked
+
+
+def _template_error(exc: TemplateError, account: EmailAccount, template: Template) -> ComposeError:
+    """A render error: the account's when it names a sender variable the account lacks, else the template's."""
+    if _ACCOUNT_VARIABLE.search(exc.reason):
+        where = f" (account {account.id} has no such value: set it in email_general_settings)"
+        return ComposeError("account", f"template error: {exc}{where}", template.id)
+    return ComposeError("template", f"template error: {exc}", template.id)
+
+
+def _header_error(exc: Exception, template: Template) -> ComposeError:
+    """A header refused: the recipient's (To), the account's (From), or the template's (the rest)."""
+    text = str(exc)
+    kind = "recipient" if text.startswith(("header To", "lead id")) else "template"
+    if text.startswith("header From"):
+        kind = "account"
+    return ComposeError(kind, f"invalid header: {text}", template.id)
 
 
 def display_name(fields: Mapping[str, Any]) -> str | None:

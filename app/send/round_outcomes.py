@@ -1,5 +1,5 @@
-"""What a round's plain outcomes settle to: a send the ledger already knew, a reservation reclaimed meanwhile,
-the ledger state of a verdict, and what a later step needs of a message. Pure."""
+"""What a round's plain outcomes settle to: a send made (its verdict), a send the ledger already knew, a
+reservation reclaimed meanwhile, the ledger state of a verdict, and what a later step needs of a message. Pure."""
 
 from __future__ import annotations
 
@@ -10,13 +10,33 @@ from typing import TYPE_CHECKING, Any
 from app.domain import ledger_states as lstate
 from app.domain.outcomes import Verdict
 from app.domain.recipient_status import recipient_status
-from app.domain.settlement import Outcome, RecipientResult, Settlement, release
+from app.domain.settlement import Outcome, RecipientResult, Settlement, release, retry, settle
 from app.logging import get_logger
 from app.send.compose import variant_of
 from app.transport.base import OutgoingMessage
 
 if TYPE_CHECKING:
+    from app.send.items import SendItem
     from app.send.rounds import Ready
+
+
+def after_send(
+    item: SendItem, account_id: str, message: OutgoingMessage, verdict: Verdict, attempts: int, now: datetime
+) -> Settlement:
+    """The lead's settlement for a send handed to SMTP by `account_id` (its `attempts`-th attempt) and classified
+    as `verdict`: a retry is tried again at its time, anything else settles the recipient."""
+    result = RecipientResult(
+        verdict.status if verdict.status != "retry" else "failed",
+        verdict.recipient_status,
+        account_id,
+        message.message_id,
+        error=verdict.error,
+        smtp_code=verdict.smtp_code,
+    )
+    result = with_message(result, message)
+    if verdict.status == "retry" and verdict.retry_at is not None:
+        return retry(item.ctx, item.skipped, item.index, result, attempts, verdict.retry_at, now)
+    return settle(item.ctx, [*item.skipped, (item.index, result)], now)
 
 
 def reclaimed(r: Ready, now: datetime) -> Settlement:

@@ -19,13 +19,13 @@ from pymongo.errors import PyMongoError
 
 from app.domain import ledger_states as lstate
 from app.domain.outcomes import Failure, Verdict, classify
-from app.domain.settlement import Outcome, RecipientResult, Settlement, release, retry, settle
+from app.domain.settlement import Outcome, Settlement, release, settle
 from app.logging import get_logger
 from app.metrics import registry as metrics
 from app.send.compose import variant_of
 from app.send.connections import ConnectionLocks, HeldConnections
 from app.send.exchange import durably, exchange
-from app.send.round_outcomes import from_ledger, ledger_state, reclaimed, with_message
+from app.send.round_outcomes import after_send, from_ledger, ledger_state, reclaimed, with_message
 from app.store import ledger, schema, suppressions
 from app.store.arbiter import Arbiter, Reservation
 from app.store.client import Database
@@ -139,6 +139,37 @@ class Rounds:
         self, batch: list[Ready], now: datetime, held: HeldConnections
     ) -> tuple[list[_Sent], list[tuple[SendItem, Settlement]]]:
         # In flight from here: a reservation returned meanwhile (this process was taken for gone) sends nothing.
+        batch, unsent = await self._mark_in_flight(batch, now, held)
+        if not batch:
+            return [], unsent
+        go = await self._take_entries(batch, now, held, unsent)
+        try:
+            failures = await asyncio.gather(*(_exchange(self.sender, r) for r, _ in go))
+        except asyncio.CancelledError:
+            # Stopped past the grace period mid-send: these may have gone out; say so before giving up.
+            await asyncio.shield(self._interrupted(go, now))
+            raise
+        # The accounts' wait windows run from when the messages were handed over, not from the batch's start.
+        ended = max(now, self.clock())
+        verdicts = [
+            classify(f, a.attempts, now, self.config.retry.for_campaign(r.item.ctx.campaign.settings.max_attempts))
+            for (r, a), f in zip(go, failures, strict=True)
+        ]
+        for (r, _), v in zip(go, verdicts, strict=True):
+            _count(r, v)
+        # Recorded before the connections are given up, so only sends really in the exchange are ever `sending`.
+        finishes = [
+            ledger.Finish(a, ledger_state(v), v.error, v.smtp_code) for (_, a), v in zip(go, verdicts, strict=True)
+        ]
+        recorded = await durably(lambda: ledger.finish_many(self.sends, finishes, now)) if finishes else []
+        sent = [_Sent(r, a, v, ended, ok) for ((r, a), v, ok) in zip(go, verdicts, recorded, strict=True)]
+        return sent, unsent
+
+    async def _mark_in_flight(
+        self, batch: list[Ready], now: datetime, held: HeldConnections
+    ) -> tuple[list[Ready], list[tuple[SendItem, Settlement]]]:
+        """The round's reservations marked in flight (one write): those still open, and the leads of the others
+        (returned meanwhile: their emails are not sent) handed back."""
         self.closed_tokens.update(r.reservation.token for r in batch)
         try:
             flying = await self.arbiter.mark_in_flight([r.reservation for r in batch])
@@ -146,12 +177,16 @@ class Rounds:
             await self._return_all(batch, now)
             raise
         returned = [r for r, ok in zip(batch, flying, strict=True) if not ok]
-        batch = [r for r, ok in zip(batch, flying, strict=True) if ok]
-        unsent = [(r.item, reclaimed(r, now)) for r in returned]
         for r in returned:
             held.release(r.reservation.account.id)
-        if not batch:
-            return [], unsent
+        kept = [r for r, ok in zip(batch, flying, strict=True) if ok]
+        return kept, [(r.item, reclaimed(r, now)) for r in returned]
+
+    async def _take_entries(
+        self, batch: list[Ready], now: datetime, held: HeldConnections, unsent: list[tuple[SendItem, Settlement]]
+    ) -> list[tuple[Ready, ledger.Attempt]]:
+        """The round's ledger entries moved to `sending` (one insert for the new ones); a send another attempt
+        already settled is not sent: its reservation goes back and its known outcome is settled into `unsent`."""
         new = [
             ledger.NewSend(
                 r.item.ctx.lead.id,
@@ -184,27 +219,7 @@ class Rounds:
                 # A retry keeps the Message-ID of the first attempt, whichever account sends it now.
                 message = validated(replace(message.message, message_id=attempt.message_id))
             go.append((replace(r, message=message), attempt))
-        try:
-            failures = await asyncio.gather(*(_exchange(self.sender, r) for r, _ in go))
-        except asyncio.CancelledError:
-            # Stopped past the grace period mid-send: these may have gone out; say so before giving up.
-            await asyncio.shield(self._interrupted(go, now))
-            raise
-        # The accounts' wait windows run from when the messages were handed over, not from the batch's start.
-        ended = max(now, self.clock())
-        verdicts = [
-            classify(f, a.attempts, now, self.config.retry.for_campaign(r.item.ctx.campaign.settings.max_attempts))
-            for (r, a), f in zip(go, failures, strict=True)
-        ]
-        for (r, _), v in zip(go, verdicts, strict=True):
-            _count(r, v)
-        # Recorded before the connections are given up, so only sends really in the exchange are ever `sending`.
-        finishes = [
-            ledger.Finish(a, ledger_state(v), v.error, v.smtp_code) for (_, a), v in zip(go, verdicts, strict=True)
-        ]
-        recorded = await durably(lambda: ledger.finish_many(self.sends, finishes, now)) if finishes else []
-        sent = [_Sent(r, a, v, ended, ok) for ((r, a), v, ok) in zip(go, verdicts, recorded, strict=True)]
-        return sent, unsent
+        return go
 
     async def _return_all(self, batch: list[Ready], now: datetime) -> None:
         """A database error before anything was sent: give the reservations back (best effort, one write)."""
@@ -234,7 +249,13 @@ class Rounds:
                 )
                 self.lost[s.ready.item.position] = Outcome("lease_lost", s.ready.lease.lead_id)
                 continue
-            out.append((s.ready.item, _settlement(s, now)))
+            r = s.ready
+            out.append(
+                (
+                    r.item,
+                    after_send(r.item, r.reservation.account.id, r.message.message, s.verdict, s.attempt.attempts, now),
+                )
+            )
         return out
 
     async def _settle_usage(self, finished: list[_Sent], now: datetime) -> None:
@@ -280,22 +301,6 @@ def _count(r: Ready, v: Verdict) -> None:
     outcome = "bounced" if v.status == "failed" and v.suppress else v.status
     campaign = r.item.ctx.campaign
     metrics.current().email(outcome, metrics.campaign_label(campaign.id, campaign.job_id), r.reservation.account.id)
-
-
-def _settlement(s: _Sent, now: datetime) -> Settlement:
-    item, v = s.ready.item, s.verdict
-    result = RecipientResult(
-        v.status if v.status != "retry" else "failed",
-        v.recipient_status,
-        s.ready.reservation.account.id,
-        s.ready.message.message.message_id,
-        error=v.error,
-        smtp_code=v.smtp_code,
-    )
-    result = with_message(result, s.ready.message.message)
-    if v.status == "retry" and v.retry_at is not None:
-        return retry(item.ctx, item.skipped, item.index, result, s.attempt.attempts, v.retry_at, now)
-    return settle(item.ctx, [*item.skipped, (item.index, result)], now)
 
 
 def _exchange(sender: Sender, r: Ready) -> Awaitable[Failure | None]:
