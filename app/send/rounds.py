@@ -142,7 +142,8 @@ class Rounds:
         batch, unsent = await self._mark_in_flight(batch, now, held)
         if not batch:
             return [], unsent
-        go = await self._take_entries(batch, now, held, unsent)
+        go, settled = await self._take_entries(batch, now, held)
+        unsent += settled
         try:
             failures = await asyncio.gather(*(_exchange(self.sender, r) for r, _ in go))
         except asyncio.CancelledError:
@@ -183,10 +184,10 @@ class Rounds:
         return kept, [(r.item, reclaimed(r, now)) for r in returned]
 
     async def _take_entries(
-        self, batch: list[Ready], now: datetime, held: HeldConnections, unsent: list[tuple[SendItem, Settlement]]
-    ) -> list[tuple[Ready, ledger.Attempt]]:
-        """The round's ledger entries moved to `sending` (one insert for the new ones); a send another attempt
-        already settled is not sent: its reservation goes back and its known outcome is settled into `unsent`."""
+        self, batch: list[Ready], now: datetime, held: HeldConnections
+    ) -> tuple[list[tuple[Ready, ledger.Attempt]], list[tuple[SendItem, Settlement]]]:
+        """The round's ledger entries moved to `sending` (one insert for the new ones), and the settlements of the
+        sends another attempt already settled: those are not sent, their reservations go back."""
         new = [
             ledger.NewSend(
                 r.item.ctx.lead.id,
@@ -206,20 +207,21 @@ class Rounds:
             await self._return_all(batch, now)
             raise
         go: list[tuple[Ready, ledger.Attempt]] = []
+        settled: list[tuple[SendItem, Settlement]] = []
         for r, attempt in zip(batch, attempts, strict=True):
             if isinstance(attempt, ledger.Settled):
                 # Another attempt (a crash's leftover, a racing dispatcher) already has the outcome.
                 held.release(r.reservation.account.id)
                 await self.arbiter.rollback(r.reservation, now, reason=f"already {attempt.state}")
                 known = with_message(from_ledger(attempt.doc), r.message.message)
-                unsent.append((r.item, settle(r.item.ctx, [*r.item.skipped, (r.item.index, known)], now)))
+                settled.append((r.item, settle(r.item.ctx, [*r.item.skipped, (r.item.index, known)], now)))
                 continue
             message = r.message
             if attempt.message_id != message.message.message_id:
                 # A retry keeps the Message-ID of the first attempt, whichever account sends it now.
                 message = validated(replace(message.message, message_id=attempt.message_id))
             go.append((replace(r, message=message), attempt))
-        return go
+        return go, settled
 
     async def _return_all(self, batch: list[Ready], now: datetime) -> None:
         """A database error before anything was sent: give the reservations back (best effort, one write)."""

@@ -78,7 +78,7 @@ def _new_entry(s: NewSend, token: str, now: datetime) -> dict[str, Any]:
         "message_id": s.message_id,
         "account_id": s.account_id,
         "attempts": 1,
-        "state": "sending",
+        "state": lstate.SENDING,
         "token": token,
         "created_at": now,
         "updated_at": now,
@@ -108,7 +108,7 @@ async def start_attempt(
         state = doc.get("state")
         if state in SETTLED:
             return Settled(s.key, str(state), doc)
-        if state == "sending":
+        if state == lstate.SENDING:
             return await _declare_uncertain(coll, doc, now)
         taken = await _take_over(coll, doc, s, token, now)
         if taken is not None:
@@ -122,7 +122,7 @@ async def _take_over(coll: Collection, doc: dict[str, Any], s: NewSend, token: s
     result = await coll.update_one(
         {"_id": s.key, "state": doc.get("state"), "token": doc.get("token")},
         {
-            "$set": {"state": "sending", "token": token, "account_id": s.account_id, "updated_at": now, **worded},
+            "$set": {"state": lstate.SENDING, "token": token, "account_id": s.account_id, "updated_at": now, **worded},
             "$inc": {"attempts": 1},
         },
     )
@@ -154,12 +154,16 @@ async def start_many(coll: Collection, sends: list[NewSend], now: datetime) -> l
         # and were never handed to SMTP, so they are ours to remove (else they would turn "uncertain").
         await _forget(coll, docs)
         raise
+    # The entries that were there already, read in one round trip; each then goes the way `start_attempt` decides.
+    known: dict[str, dict[str, Any]] = {}
+    if refused:
+        known = {d["_id"]: d async for d in coll.find({"_id": {"$in": [sends[i].key for i in sorted(refused)]}})}
     results: list[Attempt | Settled] = []
     for i, (s, doc) in enumerate(zip(sends, docs, strict=True)):
         if i not in refused:
             results.append(Attempt(s.key, str(doc["token"]), s.message_id, 1))
         else:
-            results.append(await start_attempt(coll, s, now, known=await coll.find_one({"_id": s.key})))
+            results.append(await start_attempt(coll, s, now, known=known.get(s.key)))
     return results
 
 

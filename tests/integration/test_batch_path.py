@@ -341,6 +341,53 @@ class _AppliedThenDropped:
         raise AutoReconnect("connection closed after the insert was applied")
 
 
+async def test_start_many_reads_the_entries_already_there_in_one_round_trip(db, mongo_uri: str, db_name: str) -> None:
+    """Retries, settled sends and a dead attempt's leftover in one batch: one insert, one read of what was there,
+    and each entry goes the way `start_attempt` alone would take it."""
+    now = datetime.now(UTC)
+    base = {"step_order": 1, "recipient_index": 0, "campaign_id": "c", "account_id": "old", "token": "t0"}
+    states = ["retry_wait", "retry_wait", "sent", "sending"]
+    await db[schema.SENDS].insert_many(
+        [
+            {
+                **base,
+                "_id": f"lead{i}:1:0",
+                "lead_id": f"lead{i}",
+                "message_id": f"<old{i}@x>",
+                "state": state,
+                "attempts": 1,
+            }
+            for i, state in enumerate(states)
+        ]
+    )
+    new = [ledger.NewSend(f"lead{i}", 1, 0, "c", f"p{i}@x.example", f"<m{i}@x>", "acct") for i in range(6)]
+    counter = CommandCounter()
+    client = make_client(mongo_uri, event_listeners=[counter])
+    try:
+        await client.admin.command("ping")
+        counter.names.clear()
+        counter.targets.clear()
+        got = await ledger.start_many(client[db_name][schema.SENDS], new, now)
+    finally:
+        await client.close()
+
+    # The retries are taken over with their first Message-ID; the sent one is not sent again; the leftover in
+    # `sending` is declared uncertain; the two new ones are inserted.
+    assert [(type(a).__name__, a.state if isinstance(a, ledger.Settled) else a.attempts) for a in got] == [
+        ("Attempt", 2),
+        ("Attempt", 2),
+        ("Settled", "sent"),
+        ("Settled", "uncertain"),
+        ("Attempt", 1),
+        ("Attempt", 1),
+    ]
+    assert [a.message_id for a in got[:2] if isinstance(a, ledger.Attempt)] == ["<old0@x>", "<old1@x>"]
+    targets = Counter(counter.targets)
+    assert targets["insert sends"] == 1
+    # One read of the four entries that were there (the uncertain one is read back once more, as it always was).
+    assert targets["find sends"] == 2, targets
+
+
 async def test_ledger_entries_whose_insert_reply_was_lost_are_removed_not_left_to_turn_uncertain(db) -> None:
     coll = db[schema.SENDS]
     now = datetime.now(UTC)
