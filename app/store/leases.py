@@ -17,6 +17,7 @@ from typing import Any
 
 from pymongo import ASCENDING, UpdateOne
 
+from app.logging import get_logger
 from app.store.documents import Collection as MongoCollection
 
 
@@ -168,6 +169,13 @@ async def claim_many(
     result = await coll.update_many({"_id": {"$in": ids}, "progress.next_due_at": {"$lte": now}}, update)
     if result.modified_count:
         docs = [doc async for doc in coll.find({"_id": {"$in": ids}, "progress.lease_token": token})]
+    if len(docs) < result.modified_count:
+        # Taken over before they were read back (this process stalled past the lease): said, never acted on.
+        get_logger(owner=owner).warning(
+            "worker.lease_lost",
+            reason="claimed leads were taken by another dispatcher before they were read back",
+            leads=result.modified_count - len(docs),
+        )
     claimed = []
     for doc in docs:
         data = doc.get("lead_data")

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from pymongo.errors import AutoReconnect
+from structlog.testing import capture_logs
 
 from app.cli.dispatch_cmds import build_dispatcher
 from app.config import Settings
@@ -339,6 +340,37 @@ class _AppliedThenDropped:
     async def insert_many(self, docs: Any, **kwargs: Any) -> Any:
         await self._coll.insert_many(docs, **kwargs)
         raise AutoReconnect("connection closed after the insert was applied")
+
+
+class _TakenBeforeReadBack:
+    """A `campaign_leads` collection where another dispatcher claims `taken` between our claim and its read-back
+    (as when this process stalls past the lease in between)."""
+
+    def __init__(self, coll: Any, taken: list[Any]) -> None:
+        self._coll = coll
+        self._taken = taken
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._coll, name)
+
+    async def _taken_then_found(self, *args: Any, **kwargs: Any) -> Any:
+        await self._coll.update_many({"_id": {"$in": self._taken}}, {"$set": {"progress.lease_token": "theirs"}})
+        async for doc in self._coll.find(*args, **kwargs):
+            yield doc
+
+    def find(self, *args: Any, **kwargs: Any) -> Any:
+        return self._taken_then_found(*args, **kwargs)
+
+
+async def test_leads_taken_between_the_claim_and_its_read_back_are_not_acted_on_and_are_said_lost(db) -> None:
+    campaign = await add_campaign(db)
+    ids = [await add_lead(db, campaign, [{"email": f"p{i}@x.example"}]) for i in range(3)]
+    leads_coll = _TakenBeforeReadBack(db[schema.CAMPAIGN_LEADS], ids[:2])
+    with capture_logs() as logs:
+        claimed = await leases.claim_many(leads_coll, ids, owner="vm:1", now=datetime.now(UTC), lease_seconds=60)  # type: ignore[arg-type]
+    assert [doc["_id"] for doc, _ in claimed] == ids[2:]
+    lost = [e for e in logs if e["event"] == "worker.lease_lost"]
+    assert len(lost) == 1 and lost[0]["leads"] == 2, logs
 
 
 async def test_start_many_reads_the_entries_already_there_in_one_round_trip(db, mongo_uri: str, db_name: str) -> None:
